@@ -1,0 +1,156 @@
+"""The encoder protocol and what every encoder shares: a content-addressed id and a device.
+
+An encoder turns a batch of inputs into a ``(n, dim) float32`` matrix. Its ``spec`` is a
+JSON-able dict naming everything that changes the vectors (model, weights digest,
+preprocessing, pooling, normalisation, dim); ``encoder_id`` is a short hash of that spec, so
+two encoders with the same id give the same vectors and vectors of different ids never meet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from featurestore.errors import DependencyError
+
+Modality = Literal["text", "image", "tokens"]
+Metric = Literal["cosine", "l2"]
+
+
+@dataclass
+class EncodeResult:
+    """Vectors plus per-input accounting.
+
+    ``vectors`` is ``(n, dim) float32``; ``n_tokens`` and ``n_oov`` are ``(n,) int64`` counts
+    (``n_oov`` is all zeros for encoders with no vocabulary); ``zero`` marks inputs that had
+    nothing the encoder knew and got the zero vector.
+    """
+
+    vectors: np.ndarray
+    n_tokens: np.ndarray
+    n_oov: np.ndarray
+    zero: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the store needs from an encoder."""
+
+    name: str
+    modality: Modality
+    metric: Metric
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def spec(self) -> dict[str, Any]: ...
+
+    @property
+    def encoder_id(self) -> str: ...
+
+    def encode(self, batch: Sequence[Any]) -> np.ndarray: ...
+
+
+class BaseEncoder:
+    """Shared machinery: ``encoder_id`` from ``spec``, ``describe`` and a default ``encode_with_stats``."""
+
+    name: str = "encoder"
+    modality: Modality = "text"
+    metric: Metric = "cosine"
+
+    @property
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def encoder_id(self) -> str:
+        return encoder_id_from_spec(self.spec)
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, for people (a path or a package name)."""
+        return ""
+
+    def encode(self, batch: Sequence[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode_with_stats(self, batch: Sequence[Any]) -> EncodeResult:
+        vectors = self.encode(batch)
+        n = len(batch)
+        return EncodeResult(
+            vectors=vectors,
+            n_tokens=np.zeros(n, dtype=np.int64),
+            n_oov=np.zeros(n, dtype=np.int64),
+            zero=np.zeros(n, dtype=bool),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "encoder_id": self.encoder_id,
+            "dim": self.dim,
+            "modality": self.modality,
+            "metric": self.metric,
+            "source": self.source,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, encoder_id={self.encoder_id!r})"
+
+
+def encoder_id_from_spec(spec: dict[str, Any]) -> str:
+    """``<kind>-<10 hex>``: readable, and a hash of the canonical JSON of the whole spec."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:10]
+    return f"{spec.get('kind', 'enc')}-{digest}"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of a weights file (first 16 hex), cached per (path, size, mtime) in this process."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """``auto`` means CUDA when torch sees one, else CPU."""
+    if requested != "auto":
+        return requested
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is part of the text extra
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or say which extra provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DependencyError(
+            f"{module} is not installed; install the extra with: pip install 'featurestore[{extra}]'"
+        ) from exc

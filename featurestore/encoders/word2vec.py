@@ -1,0 +1,191 @@
+"""Word-vector encoders (``word2vec``, ``w2v:/path``): gensim KeyedVectors, pooled per text.
+
+Reads word2vec binary (``.bin``), word2vec text (a ``count dim`` header), GloVe text (no
+header) and gensim's native format (``.kv``/``.model``, memory-mapped). A text's vector is the
+mean of its in-vocabulary word vectors, optionally SIF-weighted (Arora et al. 2017), then
+L2-normalised. Out-of-vocabulary words are counted; a text with no known word gets the zero
+vector and is flagged, never NaN.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from featurestore.encoders.base import BaseEncoder, EncodeResult, file_digest, require
+from featurestore.errors import EncoderError
+
+# The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
+# kept, numbers keep inner "." and ",", other punctuation dropped.
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:'[^\W_]+)*")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "`": "'"})
+VectorFormat = Literal["word2vec-binary", "word2vec-text", "glove", "gensim"]
+
+_VECTORS: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens, the way the default word2vec vectors were trained."""
+    return _TOKEN.findall(html.unescape(text).translate(_APOSTROPHES).lower())
+
+
+def detect_format(path: Path) -> VectorFormat:
+    """Tell the file format from its suffix and, for text files, its first line."""
+    suffix = path.suffix.lower()
+    if suffix == ".bin":
+        return "word2vec-binary"
+    if suffix in {".kv", ".model", ".wv"}:
+        return "gensim"
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 16).split()
+    if len(first) == 2 and all(part.isdigit() for part in first):
+        return "word2vec-text"
+    if len(first) > 2:
+        return "glove"
+    raise EncoderError(
+        f"cannot tell the format of {path}: expected word2vec binary (.bin), word2vec text "
+        "(header 'count dim'), GloVe text (word then numbers) or gensim native (.kv)"
+    )
+
+
+class Word2VecEncoder(BaseEncoder):
+    """Pooled word vectors for texts.
+
+    Parameters
+    ----------
+    path : a vectors file (word2vec binary/text, GloVe text, gensim native).
+    name : the registry name, recorded in the spec.
+    weighting : ``mean`` (plain average) or ``sif`` (smooth inverse frequency, ``a / (a + p(w))``,
+        with p(w) from the file's counts when it has them, else Zipf's law on the word's rank).
+    sif_a : the SIF smoothing constant.
+    normalize : L2-normalise each text vector (the zero vector stays zero).
+    """
+
+    modality = "text"
+    metric = "cosine"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str = "w2v",
+        weighting: Literal["mean", "sif"] = "mean",
+        sif_a: float = 1e-3,
+        normalize: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EncoderError(f"word vectors not found: {self.path}; pass an existing file with w2v:/path/to/vectors")
+        if weighting not in ("mean", "sif"):
+            raise EncoderError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
+        self.name = name
+        self.weighting = weighting
+        self.sif_a = sif_a
+        self.normalize = normalize
+        self.format = detect_format(self.path)
+        self._dim: int | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = self._read_dim()
+        return self._dim
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "kind": self.name,
+            "family": "word-vectors",
+            "format": self.format,
+            "weights": file_digest(self.path),
+            "tokenizer": "w2v-regex-v1",
+            "pooling": self.weighting,
+            "normalize": self.normalize,
+            "dim": self.dim,
+        }
+        if self.weighting == "sif":
+            spec["sif_a"] = self.sif_a
+        return spec
+
+    def vectors(self):
+        """The gensim KeyedVectors, loaded once per process (native files memory-mapped)."""
+        key = str(self.path.resolve())
+        with _LOCK:
+            if key not in _VECTORS:
+                _VECTORS[key] = self._load()
+            return _VECTORS[key]
+
+    def _load(self):
+        models = require("gensim.models", "text")
+        kv_cls = models.KeyedVectors
+        try:
+            if self.format == "gensim":
+                return kv_cls.load(str(self.path), mmap="r")
+            return kv_cls.load_word2vec_format(
+                str(self.path),
+                binary=self.format == "word2vec-binary",
+                no_header=self.format == "glove",
+            )
+        except (ValueError, EOFError, UnicodeDecodeError, OSError) as exc:
+            raise EncoderError(f"cannot read word vectors from {self.path} as {self.format}: {exc}") from exc
+
+    def _read_dim(self) -> int:
+        if self.format in ("word2vec-binary", "word2vec-text"):
+            with open(self.path, "rb") as fh:
+                return int(fh.readline().split()[1])
+        if self.format == "glove":
+            with open(self.path, "rb") as fh:
+                return len(fh.readline().split()) - 1
+        return int(self.vectors().vector_size)
+
+    def _weights(self) -> np.ndarray:
+        """Per-word weights ``(vocab,) float32``: ones for ``mean``, SIF for ``sif``."""
+        kv = self.vectors()
+        cached = getattr(kv, "_featurestore_sif", None)
+        if self.weighting == "mean":
+            return np.ones(len(kv.index_to_key), dtype=np.float32)
+        if cached is not None and cached[0] == self.sif_a:
+            return cached[1]
+        counts = np.array([kv.get_vecattr(w, "count") if kv.has_index_for(w) else 0 for w in kv.index_to_key], dtype=np.float64)
+        if counts.max() <= 0 or np.all(counts == counts[0]):
+            counts = 1.0 / np.arange(1, len(counts) + 1)  # Zipf: p(rank) ~ 1/rank
+        p = counts / counts.sum()
+        weights = (self.sif_a / (self.sif_a + p)).astype(np.float32)
+        kv._featurestore_sif = (self.sif_a, weights)
+        return weights
+
+    def encode(self, batch: Sequence[str]) -> np.ndarray:
+        return self.encode_with_stats(batch).vectors
+
+    def encode_with_stats(self, batch: Sequence[str]) -> EncodeResult:
+        kv = self.vectors()
+        index = kv.key_to_index
+        table = kv.vectors
+        weights = self._weights()
+        n = len(batch)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        n_tokens = np.zeros(n, dtype=np.int64)
+        n_oov = np.zeros(n, dtype=np.int64)
+        for i, text in enumerate(batch):
+            tokens = tokenize(text)
+            ids = [index[t] for t in tokens if t in index]
+            n_tokens[i] = len(tokens)
+            n_oov[i] = len(tokens) - len(ids)
+            if ids:
+                w = weights[ids]
+                out[i] = (w[:, None] * table[ids]).sum(axis=0) / w.sum()
+        zero = ~out.any(axis=1)
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        return EncodeResult(out, n_tokens, n_oov, zero)

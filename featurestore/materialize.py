@@ -1,0 +1,474 @@
+"""Incremental materialization: plan the diff, encode shards, commit, summarise.
+
+Three library calls that the Prefect flow composes (and ``materialize`` runs in-process):
+
+1. :func:`plan` streams the source once, hashes every record, compares ``(entity_id,
+   content_hash)`` with the table's latest state and writes the rows to encode into Parquet
+   shards under ``<store>/_staging``. Every user error (bad file, column, duplicate id) surfaces
+   here, before anything is committed.
+2. :func:`encode_shard` encodes one shard (each distinct text once) and appends it to the Delta
+   table in one commit, tagged with an idempotent transaction id, so a retried shard never
+   writes twice and a killed run loses at most the shard in flight.
+3. :func:`finish` writes tombstones (only for ``full_sync``), records the run and removes the
+   staging folder.
+
+Tasks pass the plan's path and a shard index, never arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.encoders import BaseEncoder, get_encoder
+from featurestore.errors import EncoderError, SourceError
+from featurestore.sources import TextSource
+from featurestore.store import Store, TableMeta, vectors_to_binary
+from featurestore.store.schema import TIMESTAMP
+
+OnDuplicate = Literal["error", "last"]
+MAX_FAILURES_LISTED = 100
+_APP_ID = "featurestore-materialize"
+
+
+@dataclass
+class Plan:
+    """What a run will do; saved as ``plan.json`` in its staging folder."""
+
+    run_id: str
+    store: str
+    view: str
+    encoder: str
+    encoder_options: dict[str, Any]
+    encoder_id: str
+    meta: dict[str, Any]
+    source: dict[str, Any]
+    staging: str
+    shards: list[str] = field(default_factory=list)
+    tombstones: list[str] = field(default_factory=list)
+    drop_lines: list[int] = field(default_factory=list)
+    rows_seen: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    to_encode: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    base_version: int | None = None
+    started_at: float = 0.0
+    run_time: str = ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.staging) / "plan.json"
+
+    def save(self) -> str:
+        self.path.write_text(json.dumps(asdict(self)))
+        return str(self.path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def _staging_dir(store: Store, view: str, encoder_id: str, run_id: str) -> Path:
+    return store.path / "_staging" / view / encoder_id / run_id
+
+
+def _clear_stale_staging(folder: Path, max_age_s: float = 6 * 3600) -> None:
+    """Remove staging folders left by killed runs (the diff re-plans their rows anyway)."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for old in folder.iterdir():
+        if old.is_dir() and now - old.stat().st_mtime > max_age_s:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def plan(
+    source: TextSource,
+    view: str,
+    encoder: str,
+    *,
+    store: Store | str | None = None,
+    encoder_options: dict[str, Any] | None = None,
+    full_sync: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    strict: bool = False,
+    shard_size: int = 4096,
+) -> Plan:
+    """Scan the source against the table's latest state and stage the rows to encode.
+
+    Raises a :class:`FeatureStoreError` subclass, with the store untouched, on any user error.
+    """
+    if on_duplicate not in ("error", "last"):
+        raise SourceError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
+    if shard_size <= 0:
+        raise SourceError(f"shard_size must be a positive int. Got {shard_size} instead.")
+    store = store if isinstance(store, Store) else Store(store)
+    options = dict(encoder_options or {})
+    enc = get_encoder(encoder, **options)
+    meta = TableMeta(
+        view=view,
+        encoder_id=enc.encoder_id,
+        encoder_name=enc.name,
+        encoder_spec=enc.spec,
+        dim=enc.dim,
+        metric=enc.metric,
+        modality=enc.modality,
+        granularity="sentence",
+    )
+    table = store.table(view, enc.encoder_id)
+    table.check_compatible(meta)
+    store.ensure_writable()
+    state = table.state()
+    run_id = uuid.uuid4().hex[:12]
+    staging = _staging_dir(store, view, enc.encoder_id, run_id)
+    _clear_stale_staging(staging.parent)
+    now = datetime.now(timezone.utc)
+    p = Plan(
+        run_id=run_id,
+        store=store.root,
+        view=view,
+        encoder=encoder,
+        encoder_options=options,
+        encoder_id=enc.encoder_id,
+        meta=asdict(meta),
+        source=asdict(source),
+        staging=str(staging),
+        base_version=table.version(),
+        started_at=time.time(),
+        run_time=now.isoformat(),
+    )
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        _stage(p, source, state, full_sync=full_sync, on_duplicate=on_duplicate, strict=strict, shard_size=shard_size)
+        p.save()
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty_parents(staging.parent, store.path)
+        raise
+    return p
+
+
+def _stage(
+    p: Plan,
+    source: TextSource,
+    state: dict[str, str],
+    *,
+    full_sync: bool,
+    on_duplicate: OnDuplicate,
+    strict: bool,
+    shard_size: int,
+) -> None:
+    seen: dict[str, tuple[int, str, tuple, bool]] = {}  # id -> (line, hash, kept, staged)
+    conflicts: list[str] = []
+    drop: set[int] = set()
+    buffer: dict[str, list] = _empty_buffer(source.keep)
+    keep_cols = list(source.keep)
+
+    def flush() -> None:
+        if not buffer["line"]:
+            return
+        path = Path(p.staging) / f"shard-{len(p.shards):05d}.parquet"
+        pq.write_table(_buffer_table(buffer, keep_cols), path)
+        p.shards.append(str(path))
+        for values in buffer.values():
+            values.clear()
+
+    for batch in source.batches():
+        for i in range(len(batch)):
+            line, entity, digest = batch.line[i], batch.entity_id[i], batch.content_hash[i]
+            p.rows_seen += 1
+            reason = batch.reason[i]
+            if reason is not None:
+                if strict:
+                    raise SourceError(f"{source.path}: line {line}: {reason} (--strict makes this fatal)")
+                p.failed += 1
+                if len(p.failures) < MAX_FAILURES_LISTED:
+                    p.failures.append({"line": line, "entity_id": entity, "reason": reason})
+                continue
+            kept = tuple(None if batch.keep[c][i] is None else str(batch.keep[c][i]) for c in keep_cols)
+            previous = seen.get(entity)
+            if previous is not None:
+                p.duplicates += 1
+                if previous[1] == digest and previous[2] == kept:
+                    continue  # the same record twice: one entity, nothing to decide
+                if on_duplicate == "error":
+                    if len(conflicts) < 5:
+                        conflicts.append(f"{entity!r} (lines {previous[0]} and {line})")
+                    continue
+                drop.add(previous[0])  # last wins: forget the earlier record
+                if previous[3]:
+                    p.to_encode -= 1
+                else:
+                    p.unchanged -= 1
+            staged = state.get(entity) != digest
+            seen[entity] = (line, digest, kept, staged)
+            if not staged:
+                p.unchanged += 1
+                continue
+            buffer["line"].append(line)
+            buffer["entity_id"].append(entity)
+            buffer["text"].append(batch.text[i])
+            buffer["content_hash"].append(digest)
+            buffer["event_timestamp"].append(batch.event_timestamp[i])
+            for c, value in zip(keep_cols, kept):
+                buffer[c].append(value)
+            p.to_encode += 1
+            if len(buffer["line"]) >= shard_size:
+                flush()
+    if conflicts:
+        raise SourceError(
+            f"{source.path}: duplicate ids with different content: {', '.join(conflicts)}"
+            f"{' ...' if p.duplicates > len(conflicts) else ''}; make ids unique or pass --on-duplicate last"
+        )
+    flush()
+    # Earlier records of last-wins duplicates may already sit in a shard: encode_shard drops them.
+    p.drop_lines = sorted(drop)
+    if full_sync:
+        gone = sorted(set(state) - set(seen))
+        if gone:
+            path = Path(p.staging) / "tombstones.parquet"
+            pq.write_table(pa.table({"entity_id": pa.array(gone, pa.string())}), path)
+            p.tombstones.append(str(path))
+
+
+def _empty_buffer(keep: tuple[str, ...]) -> dict[str, list]:
+    buf: dict[str, list] = {k: [] for k in ("line", "entity_id", "text", "content_hash", "event_timestamp")}
+    buf.update({c: [] for c in keep})
+    return buf
+
+
+def _buffer_table(buffer: dict[str, list], keep_cols: list[str]) -> pa.Table:
+    return pa.table(
+        {
+            "line": pa.array(buffer["line"], pa.int64()),
+            "entity_id": pa.array(buffer["entity_id"], pa.string()),
+            "text": pa.array(buffer["text"], pa.string()),
+            "content_hash": pa.array(buffer["content_hash"], pa.string()),
+            "event_timestamp": pa.array(buffer["event_timestamp"], TIMESTAMP),
+            **{c: pa.array(buffer[c], pa.string()) for c in keep_cols},
+        }
+    )
+
+
+def load_encoder(p: Plan) -> BaseEncoder:
+    """The plan's encoder, refusing to go on if its weights changed since the plan was made."""
+    enc = get_encoder(p.encoder, **p.encoder_options)
+    if enc.encoder_id != p.encoder_id:
+        raise EncoderError(
+            f"encoder {p.encoder!r} is now {enc.encoder_id}, but the run was planned with {p.encoder_id}; "
+            "its weights changed during the run: start it again"
+        )
+    return enc
+
+
+def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
+    """Encode shard ``index`` of a plan and commit it; safe to retry (idempotent commit)."""
+    p = Plan.load(plan_path)
+    started = time.perf_counter()
+    store = Store(p.store)
+    meta = TableMeta(**p.meta)
+    table = store.table(p.view, p.encoder_id, meta)
+    app_id = f"{_APP_ID}-{p.run_id}-{index}"
+    if table.exists() and table.delta().transaction_version(app_id) is not None:
+        return {"shard": index, "rows": 0, "forward": 0, "n_tokens": 0, "n_oov": 0, "zero": 0, "seconds": 0.0, "version": table.version(), "already_committed": True}
+    rows = pq.read_table(p.shards[index])
+    if p.drop_lines:
+        drop = pa.array(p.drop_lines, pa.int64())
+        import pyarrow.compute as pc
+
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), value_set=drop)))
+    enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
+    hashes = rows.column("content_hash").to_numpy(zero_copy_only=False)
+    unique_hashes, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    texts = rows.column("text").to_pylist()
+    result = enc.encode_with_stats([texts[i] for i in first])
+    vectors = result.vectors[inverse]
+    if vectors.shape != (rows.num_rows, meta.dim):
+        raise EncoderError(f"encoder {p.encoder_id} returned shape {vectors.shape}, expected ({rows.num_rows}, {meta.dim})")
+    now = datetime.now(timezone.utc)
+    run_time = datetime.fromisoformat(p.run_time)
+    event = rows.column("event_timestamp").to_pylist()
+    out = pa.table(
+        {
+            "entity_id": rows.column("entity_id"),
+            "content_hash": rows.column("content_hash"),
+            "encoder_id": pa.array([p.encoder_id] * rows.num_rows, pa.string()),
+            "embedding": vectors_to_binary(vectors),
+            "event_timestamp": pa.array([e or run_time for e in event], TIMESTAMP),
+            "created_at": pa.array([now] * rows.num_rows, TIMESTAMP),
+            "deleted": pa.array([False] * rows.num_rows, pa.bool_()),
+            "n_tokens": pa.array(result.n_tokens[inverse], pa.int32()),
+            "n_oov": pa.array(result.n_oov[inverse], pa.int32()),
+            "zero_vector": pa.array(result.zero[inverse], pa.bool_()),
+            **{c: rows.column(c) for c in p.source.get("keep", [])},
+        }
+    )
+    version = _commit(table, out, meta, app_id)
+    return {
+        "shard": index,
+        "rows": rows.num_rows,
+        "forward": len(unique_hashes),
+        "n_tokens": int(result.n_tokens.sum()),
+        "n_oov": int(result.n_oov.sum()),
+        "zero": int(result.zero[inverse].sum()),
+        "seconds": time.perf_counter() - started,
+        "version": version,
+        "already_committed": False,
+    }
+
+
+def _commit(table, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
+    """Append with an app transaction id so that a retry of the same shard is a no-op."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    from featurestore.store.table import _writer_properties
+
+    creating = not table.exists()
+    table.check_compatible(meta)
+    if creating:
+        Path(table.uri).mkdir(parents=True, exist_ok=True)
+    write_deltalake(
+        table.uri,
+        rows,
+        mode="append",
+        name=meta.view if creating else None,
+        description=meta.to_json() if creating else None,
+        schema_mode=None if creating else "merge",
+        writer_properties=_writer_properties(),
+        commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=1)]),
+    )
+    return int(table.delta().version())
+
+
+def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Commit tombstones, record the run, remove the staging folder and return the summary."""
+    p = Plan.load(plan_path)
+    store = Store(p.store)
+    meta = TableMeta(**p.meta)
+    table = store.table(p.view, p.encoder_id, meta)
+    deleted = 0
+    for path in p.tombstones:
+        ids = pq.read_table(path).column("entity_id")
+        n = len(ids)
+        now = datetime.now(timezone.utc)
+        rows = pa.table(
+            {
+                "entity_id": ids,
+                "content_hash": pa.nulls(n, pa.string()),
+                "encoder_id": pa.array([p.encoder_id] * n, pa.string()),
+                "embedding": pa.nulls(n, pa.binary()),
+                "event_timestamp": pa.array([now] * n, TIMESTAMP),
+                "created_at": pa.array([now] * n, TIMESTAMP),
+                "deleted": pa.array([True] * n, pa.bool_()),
+                "n_tokens": pa.nulls(n, pa.int32()),
+                "n_oov": pa.nulls(n, pa.int32()),
+                "zero_vector": pa.nulls(n, pa.bool_()),
+            }
+        )
+        _commit(table, rows, meta, f"{_APP_ID}-{p.run_id}-tombstones")
+        deleted += n
+    summary = summarize(p, results, deleted=deleted, version=table.version())
+    store.record_run(summary)
+    shutil.rmtree(p.staging, ignore_errors=True)
+    _remove_empty_parents(Path(p.staging).parent, store.path)
+    return summary
+
+
+def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: int | None) -> dict[str, Any]:
+    seconds = time.time() - p.started_at
+    encoded = sum(r["rows"] for r in results)
+    tokens = sum(r["n_tokens"] for r in results)
+    return {
+        "view": p.view,
+        "encoder": p.encoder,
+        "encoder_id": p.encoder_id,
+        "run_id": p.run_id,
+        "source": p.source.get("path"),
+        "rows_seen": p.rows_seen,
+        "encoded": encoded,
+        "skipped": p.unchanged,
+        "failed": p.failed,
+        "duplicates": p.duplicates,
+        "deleted": deleted,
+        "forward_passes": sum(r["forward"] for r in results),
+        "zero_vectors": sum(r["zero"] for r in results),
+        "oov_share": (sum(r["n_oov"] for r in results) / tokens) if tokens else 0.0,
+        "rows_per_second": encoded / seconds if seconds > 0 else 0.0,
+        "table_version": version,
+        "previous_version": p.base_version,
+        "shards": len(p.shards),
+        "seconds": round(seconds, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "failures": p.failures[:20],
+    }
+
+
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove now-empty staging folders up to (not including) the store root."""
+    for parent in [path, *path.parents]:
+        if parent == root or root not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+def materialize(
+    source: TextSource,
+    view: str,
+    encoder: str,
+    *,
+    store: Store | str | None = None,
+    encoder_options: dict[str, Any] | None = None,
+    full_sync: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    strict: bool = False,
+    shard_size: int = 4096,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Plan, encode every shard and finish, in this process (no Prefect); returns the summary."""
+    p = plan(
+        source,
+        view,
+        encoder,
+        store=store,
+        encoder_options=encoder_options,
+        full_sync=full_sync,
+        on_duplicate=on_duplicate,
+        strict=strict,
+        shard_size=shard_size,
+    )
+    return run_plan(p, progress=progress)
+
+
+def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Encode and commit the shards of a saved plan, then finish it."""
+    results = []
+    done = 0
+    enc = load_encoder(p) if p.shards else None
+    for index in range(len(p.shards)):
+        result = encode_shard(p.path, index, enc)
+        results.append(result)
+        done += result["rows"]
+        if progress:
+            progress(done, p.to_encode)
+    return finish(p.path, results)
+
+
+__all__ = ["Plan", "encode_shard", "finish", "materialize", "plan", "run_plan", "summarize"]

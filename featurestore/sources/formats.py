@@ -1,0 +1,187 @@
+"""Record readers, one per file format: each yields ``(line_number, record_dict)`` lazily.
+
+Nothing here holds more than one record (or one Parquet/Arrow batch) in memory, so memory does
+not grow with the source. Lines are decoded as strict UTF-8 one at a time, so a bad byte is
+reported with its line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from featurestore.errors import SourceError
+
+Format = Literal["csv", "tsv", "jsonl", "parquet", "text", "sms"]
+FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "text", "sms")
+_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "text",
+}
+Record = tuple[int, dict[str, Any]]
+
+csv.field_size_limit(sys.maxsize)
+
+
+def detect_format(path: Path, explicit: str | None = None) -> str:
+    """The format named by the user, else the one the file name implies."""
+    if explicit:
+        fmt = explicit.lower()
+        if fmt not in FORMATS:
+            raise SourceError(f"unknown format {explicit!r}; choose one of: {', '.join(FORMATS)}")
+        return fmt
+    if path.name.startswith("SMSSpamCollection"):
+        return "sms"
+    fmt = _SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise SourceError(
+            f"cannot tell the format of {path} from its name; pass --format with one of: {', '.join(FORMATS)}"
+        )
+    return fmt
+
+
+def decoded_lines(path: Path) -> Iterator[str]:
+    """The file's lines as str, strict UTF-8 (a BOM on the first line is dropped)."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise SourceError(
+                    f"{path}: line {number} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}); re-save the file as UTF-8 or fix that line"
+                ) from None
+
+
+def read_delimited(path: Path, *, delimiter: str, header: bool) -> tuple[list[str], Iterator[Record]]:
+    """CSV/TSV: the column names and a lazy iterator of records."""
+    reader = csv.reader(decoded_lines(path), delimiter=delimiter)
+    try:
+        first = next(reader)
+    except StopIteration:
+        raise SourceError(f"{path} is empty: no header and no records") from None
+    except csv.Error as exc:
+        raise SourceError(f"{path}: line 1: {exc}") from None
+    columns = [c.strip() for c in first] if header else [f"col{i}" for i in range(len(first))]
+    if header and len(set(columns)) != len(columns):
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        raise SourceError(f"{path}: the header repeats column names {dupes}; rename them")
+
+    def records() -> Iterator[Record]:
+        if not header:
+            yield 1, dict(zip(columns, first))
+        start = reader.line_num + 1
+        try:
+            for row in reader:
+                if not row:  # blank line
+                    start = reader.line_num + 1
+                    continue
+                if len(row) != len(columns):
+                    raise SourceError(
+                        f"{path}: line {start} has {len(row)} fields but the {'header' if header else 'first line'} "
+                        f"has {len(columns)}; quote fields that contain the delimiter"
+                    )
+                yield start, dict(zip(columns, row))
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise SourceError(f"{path}: line {reader.line_num}: {exc}") from None
+
+    return columns, records()
+
+
+def read_jsonl(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """JSON Lines: one object per line; the column names are those of the first object."""
+    lines = ((n, line) for n, line in enumerate(decoded_lines(path), 1) if line.strip())
+
+    def parse(number: int, line: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise SourceError(f"{path}: line {number} is a JSON {type(obj).__name__}, expected an object")
+        return obj
+
+    try:
+        number, line = next(lines)
+    except StopIteration:
+        raise SourceError(f"{path} is empty: no records") from None
+    first = parse(number, line)
+
+    def records() -> Iterator[Record]:
+        yield number, first
+        for n, raw in lines:
+            yield n, parse(n, raw)
+
+    return list(first), records()
+
+
+def read_parquet(path: Path, *, batch_size: int) -> tuple[list[str], Iterator[Record]]:
+    """Parquet: streamed in record batches; 'line' is the 1-based row number."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError subclasses
+        raise SourceError(f"{path} is not a readable Parquet file: {exc}") from None
+    columns = list(pf.schema_arrow.names)
+
+    def records() -> Iterator[Record]:
+        row = 0
+        for batch in pf.iter_batches(batch_size=batch_size):
+            for rec in batch.to_pylist():
+                row += 1
+                yield row, rec
+
+    return columns, records()
+
+
+def read_text(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """Plain text: one record per non-blank line, in a column named ``text``."""
+    def records() -> Iterator[Record]:
+        for n, line in enumerate(decoded_lines(path), 1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield n, {"text": line}
+
+    return ["text"], records()
+
+
+def read_sms(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """The SMSSpamCollection layout: ``label<TAB>text`` per line, no header."""
+    def records() -> Iterator[Record]:
+        for n, line in enumerate(decoded_lines(path), 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            label, tab, text = line.partition("\t")
+            if not tab:
+                raise SourceError(f"{path}: line {n} has no TAB; the sms format is 'label<TAB>text' per line")
+            yield n, {"label": label, "text": text}
+
+    return ["label", "text"], records()
+
+
+def open_records(path: Path, fmt: str, *, header: bool, batch_size: int) -> tuple[list[str], Iterator[Record]]:
+    """The column names and the record iterator of ``path`` read as ``fmt``."""
+    if fmt == "csv":
+        return read_delimited(path, delimiter=",", header=header)
+    if fmt == "tsv":
+        return read_delimited(path, delimiter="\t", header=header)
+    if fmt == "jsonl":
+        return read_jsonl(path)
+    if fmt == "parquet":
+        return read_parquet(path, batch_size=batch_size)
+    if fmt == "text":
+        return read_text(path)
+    return read_sms(path)

@@ -1,0 +1,157 @@
+"""Text sources: a file plus which columns hold the id, the text, the event time and what to keep.
+
+``TextSource(...).batches()`` streams :class:`TextBatch` es of normalised, hashed records; memory
+holds one batch at a time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from featurestore.errors import SourceError
+from featurestore.sources.content import content_hash, normalize_text
+from featurestore.sources.formats import detect_format, open_records
+
+LINE_ID = "@line"  # --id-col value: use the record's line (or row) number as its id
+
+
+@dataclass
+class TextBatch:
+    """Records of one batch, column-wise. ``reason[i]`` is None for a good row, else why it fails."""
+
+    line: list[int] = field(default_factory=list)
+    entity_id: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    content_hash: list[str] = field(default_factory=list)
+    event_timestamp: list[datetime | None] = field(default_factory=list)
+    keep: dict[str, list[Any]] = field(default_factory=dict)
+    reason: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where texts come from and how to read them.
+
+    Parameters
+    ----------
+    path : the file (csv, tsv, jsonl, parquet, text, or the SMSSpamCollection layout).
+    format : one of ``csv tsv jsonl parquet text sms``; inferred from the name when None.
+    id_col : the column holding entity ids; ``"@line"`` for the line number; None derives the id
+        from the content (the first 16 hex of its hash), so identical texts are one entity.
+    text_col : the column holding the text.
+    time_col : the column with the event time (ISO 8601 or epoch seconds); None uses the run time.
+    keep : columns passed through to the table (e.g. ``label``).
+    header : whether a CSV/TSV file starts with a header (else columns are ``col0, col1 ...``).
+    """
+
+    path: str
+    format: str | None = None
+    id_col: str | None = None
+    text_col: str = "text"
+    time_col: str | None = None
+    keep: tuple[str, ...] = ()
+    header: bool = True
+
+    @property
+    def resolved_format(self) -> str:
+        return detect_format(Path(self.path), self.format)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": os.fspath(self.path),
+            "format": self.resolved_format,
+            "id_col": self.id_col,
+            "text_col": self.text_col,
+            "time_col": self.time_col,
+            "keep": list(self.keep),
+        }
+
+    def batches(self, batch_size: int = 10_000) -> Iterator[TextBatch]:
+        """Stream the records in batches; raises :class:`SourceError` naming the file and line."""
+        path = Path(self.path)
+        if not path.exists():
+            raise SourceError(f"source file not found: {path}")
+        if path.is_dir():
+            raise SourceError(f"{path} is a folder; a text source is one file")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"cannot read {path}: permission denied")
+        fmt = self.resolved_format
+        columns, records = open_records(path, fmt, header=self.header, batch_size=batch_size)
+        self._check_columns(path, columns)
+        batch = TextBatch(keep={c: [] for c in self.keep})
+        seen = 0
+        for line, record in records:
+            seen += 1
+            self._append(path, batch, line, record)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = TextBatch(keep={c: [] for c in self.keep})
+        if seen == 0:
+            raise SourceError(f"{path} has no records; nothing to materialize")
+        if len(batch):
+            yield batch
+
+    def _check_columns(self, path: Path, columns: list[str]) -> None:
+        wanted = [("text", self.text_col)]
+        if self.id_col and self.id_col != LINE_ID:
+            wanted.append(("id", self.id_col))
+        if self.time_col:
+            wanted.append(("time", self.time_col))
+        wanted += [("keep", c) for c in self.keep]
+        for role, col in wanted:
+            if col not in columns:
+                close = difflib.get_close_matches(col, columns, n=3, cutoff=0.5)
+                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+                raise SourceError(
+                    f"{path}: {role} column {col!r} not found; the columns are: {', '.join(columns)}.{hint}"
+                )
+
+    def _append(self, path: Path, batch: TextBatch, line: int, record: dict[str, Any]) -> None:
+        for col in (self.text_col, *( [self.id_col] if self.id_col and self.id_col != LINE_ID else [])):
+            if col not in record:
+                raise SourceError(f"{path}: line {line} has no {col!r} field")
+        raw = record[self.text_col]
+        text = normalize_text(raw if isinstance(raw, str) else "" if raw is None else str(raw))
+        digest = content_hash(text)
+        if self.id_col == LINE_ID:
+            entity = str(line)
+        elif self.id_col:
+            value = record[self.id_col]
+            entity = "" if value is None else str(value).strip()
+            if not entity:
+                raise SourceError(f"{path}: line {line} has an empty id in column {self.id_col!r}; every record needs an id")
+        else:
+            entity = digest[:16]
+        batch.line.append(line)
+        batch.entity_id.append(entity)
+        batch.text.append(text)
+        batch.content_hash.append(digest)
+        batch.event_timestamp.append(self._event_time(path, line, record) if self.time_col else None)
+        for col in self.keep:
+            batch.keep[col].append(record.get(col))
+        batch.reason.append(None if text else "empty text")
+
+    def _event_time(self, path: Path, line: int, record: dict[str, Any]) -> datetime | None:
+        value = record.get(self.time_col)  # type: ignore[arg-type]
+        if value is None or value == "":
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        try:
+            if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit()):
+                return datetime.fromtimestamp(float(value), tz=timezone.utc)
+            parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except (ValueError, OverflowError, OSError):
+            raise SourceError(
+                f"{path}: line {line}: {value!r} in time column {self.time_col!r} is not a time; "
+                "use ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds"
+            ) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -1,0 +1,148 @@
+"""The store: a root folder holding one feature table per (view, encoder), and run records.
+
+Layout under the root::
+
+    views/<view>/<encoder_id>/      Delta table (Parquet files + _delta_log)
+    runs/<utc time>-<view>-<encoder_id>.json   one record per materialize run
+
+The catalog is the folder tree itself: there is no second index that could disagree with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from featurestore import settings
+from featurestore.errors import StoreError
+from featurestore.store.schema import TableMeta, check_view_name
+from featurestore.store.table import FeatureTable, latest_mask
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """One row of the catalog."""
+
+    view: str
+    encoder_id: str
+    encoder_name: str
+    dim: int
+    granularity: str
+    rows: int
+    versions: int
+    version: int
+    last_update: str | None
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Store:
+    """A feature store rooted at a folder (``--store``, ``FEATURESTORE_HOME`` or ``~/.featurestore``)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = settings.store_root(root)
+        self.path = Path(self.root)
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    def table_uri(self, view: str, encoder_id: str) -> str:
+        return str(self.path / "views" / check_view_name(view) / encoder_id)
+
+    def table(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
+        return FeatureTable(self.table_uri(view, encoder_id), meta)
+
+    def ensure_writable(self) -> None:
+        """Create the root if needed and prove a file can be written there; else a StoreError."""
+        probe = self.path / f".write-probe-{uuid.uuid4().hex}"
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the store at {self.root} ({exc.strerror or exc}); "
+                "pass a writable folder with --store or FEATURESTORE_HOME"
+            ) from None
+
+    def tables(self, view: str | None = None) -> list[FeatureTable]:
+        """Every feature table in the store (of one view when given)."""
+        base = self.path / "views"
+        if not base.is_dir():
+            return []
+        views = [base / check_view_name(view)] if view else sorted(p for p in base.iterdir() if p.is_dir())
+        return [
+            FeatureTable(str(enc))
+            for v in views
+            if v.is_dir()
+            for enc in sorted(v.iterdir())
+            if (enc / "_delta_log").is_dir()
+        ]
+
+    def encoder_ids(self, view: str) -> list[str]:
+        return [Path(t.uri).name for t in self.tables(view)]
+
+    def resolve_table(self, view: str, encoder: str | None = None) -> FeatureTable:
+        """The table of ``view`` for an encoder id or name; the only one when the view has one."""
+        tables = self.tables(view) if (self.path / "views" / check_view_name(view)).is_dir() else []
+        if not tables:
+            known = sorted(p.name for p in (self.path / "views").iterdir()) if (self.path / "views").is_dir() else []
+            raise StoreError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
+        if encoder is None:
+            if len(tables) == 1:
+                return tables[0]
+            raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass --encoder")
+        for t in tables:
+            if Path(t.uri).name == encoder or t.meta.encoder_name == encoder:
+                return t
+        raise StoreError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
+
+    def info(self) -> list[TableInfo]:
+        """Views, encoders, live row counts, versions and last update of every table."""
+        rows = []
+        for t in self.tables():
+            table, version = t.scan(["entity_id", "created_at", "deleted"])
+            live = int(latest_mask(table).to_numpy(zero_copy_only=False).sum()) if table.num_rows else 0
+            meta = t.meta
+            updated = t.last_update()
+            rows.append(
+                TableInfo(
+                    view=meta.view,
+                    encoder_id=meta.encoder_id,
+                    encoder_name=meta.encoder_name,
+                    dim=meta.dim,
+                    granularity=meta.granularity,
+                    rows=live,
+                    versions=version + 1,
+                    version=version,
+                    last_update=updated.isoformat(timespec="seconds") if updated else None,
+                    path=t.uri,
+                )
+            )
+        return rows
+
+    # ------------------------------------------------------------- run records
+    def record_run(self, summary: dict[str, Any]) -> Path:
+        """Keep a run's summary as JSON under runs/ (for info, reports and throughput history)."""
+        runs = self.path / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        path = runs / f"{stamp}-{summary.get('view')}-{summary.get('encoder_id')}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(path)
+        return path
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        runs = self.path / "runs"
+        if not runs.is_dir():
+            return []
+        files = sorted(runs.glob("*.json"))[-limit:]
+        return [json.loads(f.read_text()) for f in files]

@@ -1,0 +1,271 @@
+"""One Delta Lake table of embeddings for one (view, encoder): append-only history.
+
+The latest state of an entity is its newest non-deleted row (for token views: all rows of its
+newest write). Reads return ids, a ``(n, dim) float32`` matrix viewed straight from the Parquet
+buffers, and the kept columns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
+
+AsOf = int | datetime | str | None
+
+
+@dataclass
+class FeatureFrame:
+    """The result of a read.
+
+    ``ids`` is ``(n,) object`` (str), ``vectors`` is ``(n, dim) float32``, ``columns`` holds the
+    remaining requested columns row-aligned with them, ``version`` is the table version read.
+    """
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    columns: pa.Table
+    version: int
+    encoder_id: str
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _writer_properties():
+    from deltalake import ColumnProperties, WriterProperties
+
+    return WriterProperties(
+        compression="ZSTD",
+        column_properties={
+            "embedding": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
+        },
+    )
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+class FeatureTable:
+    """A feature table at ``uri`` (created on first append)."""
+
+    def __init__(self, uri: str, meta: TableMeta | None = None, storage_options: dict[str, str] | None = None) -> None:
+        self.uri = uri
+        self._meta = meta
+        self.storage_options = storage_options
+
+    # ---------------------------------------------------------------- metadata
+    def exists(self) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+
+    def delta(self, as_of: AsOf = None):
+        """The ``deltalake.DeltaTable`` at the latest version, or as of a version or time."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError, TableNotFoundError
+
+        if not self.exists():
+            raise StoreError(f"no feature table at {self.uri}; materialize the view first")
+        try:
+            dt = DeltaTable(self.uri, storage_options=self.storage_options)
+            if as_of is not None:
+                dt.load_as_version(_parse_as_of(as_of))
+        except (DeltaError, TableNotFoundError, ValueError, OSError) as exc:
+            raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {exc}") from None
+        return dt
+
+    @property
+    def meta(self) -> TableMeta:
+        if self._meta is None:
+            self._meta = TableMeta.from_json(self.delta().metadata().description, self.uri)
+        return self._meta
+
+    def version(self) -> int | None:
+        """The newest committed version, or None when the table does not exist yet."""
+        return self.delta().version() if self.exists() else None
+
+    def last_update(self) -> datetime | None:
+        if not self.exists():
+            return None
+        entry = self.delta().history(1)[0]
+        return datetime.fromtimestamp(entry["timestamp"] / 1000, tz=timezone.utc)
+
+    def check_compatible(self, meta: TableMeta) -> None:
+        """Refuse to write vectors of another encoder, dimension or granularity into this table."""
+        if not self.exists():
+            return
+        have = self.meta
+        for field_name in ("encoder_id", "dim", "granularity"):
+            if getattr(have, field_name) != getattr(meta, field_name):
+                raise SchemaMismatchError(
+                    f"view {meta.view!r} already has a table at {self.uri} with {field_name}="
+                    f"{getattr(have, field_name)!r}, but this write has {field_name}={getattr(meta, field_name)!r}; "
+                    "use another view name or the encoder the view was built with"
+                )
+
+    # ------------------------------------------------------------------ writes
+    def append(self, rows: pa.Table, meta: TableMeta) -> int:
+        """Append rows in one atomic commit and return the new version."""
+        from deltalake import write_deltalake
+
+        self.check_compatible(meta)
+        self._meta = meta
+        creating = not self.exists()
+        if _is_local(self.uri):
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            self.uri,
+            rows,
+            mode="append",
+            name=meta.view if creating else None,
+            description=meta.to_json() if creating else None,
+            schema_mode=None if creating else "merge",
+            writer_properties=_writer_properties(),
+            storage_options=self.storage_options,
+        )
+        return int(self.delta().version())
+
+    def compact(self, *, vacuum: bool = False, retention_hours: int = 168) -> dict[str, Any]:
+        """Merge small files (optimize) and, when asked, delete files older than the retention."""
+        dt = self.delta()
+        metrics = dt.optimize.compact(writer_properties=_writer_properties())
+        removed: list[str] = []
+        if vacuum:
+            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=retention_hours >= 168)
+        return {"optimize": metrics, "vacuumed_files": len(removed), "version": dt.version()}
+
+    # ------------------------------------------------------------------- reads
+    def scan(self, columns: Sequence[str] | None = None, as_of: AsOf = None) -> tuple[pa.Table, int]:
+        """All rows (history included) of the requested columns, and the version read."""
+        dt = self.delta(as_of)
+        version = int(dt.version())
+        if not _is_local(self.uri):
+            return dt.to_pyarrow_table(columns=list(columns) if columns else None), version
+        import pyarrow.parquet as pq
+
+        parts = []
+        for path in dt.file_uris():
+            path = path.removeprefix("file://")
+            names = pq.read_schema(path).names
+            cols = [c for c in columns if c in names] if columns else None
+            parts.append(pq.read_table(path, columns=cols, memory_map=True))
+        if not parts:
+            schema = base_schema()
+            return schema.empty_table().select([c for c in (columns or schema.names) if c in schema.names]), version
+        table = pa.concat_tables(parts, promote_options="default") if len(parts) > 1 else parts[0]
+        return table, version
+
+    def latest(
+        self,
+        columns: Sequence[str] | None = None,
+        *,
+        as_of: AsOf = None,
+        with_vectors: bool = True,
+    ) -> FeatureFrame:
+        """The latest state (as of a version or time): ids, vectors and the requested columns.
+
+        ``columns`` None returns every non-system column that is kept (label, text ...).
+        """
+        wanted = ["entity_id", "created_at", "deleted"]
+        if with_vectors:
+            wanted.append("embedding")
+        extra = list(columns) if columns is not None else None
+        table, version = self.scan(None if extra is None else wanted + [c for c in extra if c not in wanted], as_of)
+        mask = latest_mask(table)
+        if not pc.all(mask).as_py():
+            table = table.filter(mask)
+        if extra is None:
+            extra = [c for c in table.column_names if c not in SYSTEM_COLUMNS]
+        missing = [c for c in extra if c not in table.column_names]
+        if missing:
+            raise StoreError(f"columns {missing} are not in {self.uri}; it has: {', '.join(table.column_names)}")
+        dim = self.meta.dim
+        vectors = embeddings_to_numpy(table.column("embedding"), dim) if with_vectors else np.zeros((table.num_rows, 0), np.float32)
+        ids = table.column("entity_id").to_numpy(zero_copy_only=False)
+        return FeatureFrame(ids, vectors, table.select(extra), version, self.meta.encoder_id)
+
+    def state(self, as_of: AsOf = None) -> dict[str, str]:
+        """``entity_id -> content_hash`` of the latest non-deleted rows (what a re-run compares to)."""
+        if not self.exists():
+            return {}
+        table, _ = self.scan(["entity_id", "content_hash", "created_at", "deleted"], as_of)
+        table = table.filter(latest_mask(table))
+        return dict(zip(table.column("entity_id").to_pylist(), table.column("content_hash").to_pylist()))
+
+
+def latest_mask(table: pa.Table) -> pa.ChunkedArray | pa.Array:
+    """True for rows of each entity's newest write that is not a tombstone."""
+    deleted = pc.fill_null(table.column("deleted"), False)
+    n = table.num_rows
+    if n == 0:
+        return pa.array([], pa.bool_())
+    ids = table.column("entity_id")
+    if pc.count_distinct(ids).as_py() == n:
+        return pc.invert(deleted)
+    import pandas as pd
+
+    frame = pd.DataFrame({"e": ids.to_numpy(zero_copy_only=False), "t": table.column("created_at").to_numpy()})
+    newest = frame.groupby("e", sort=False)["t"].transform("max").to_numpy() == frame["t"].to_numpy()
+    return pc.and_(pa.array(newest), pc.invert(deleted))
+
+
+def embeddings_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
+    """``(n, dim) float32`` from the binary embedding column: a view when it is one chunk."""
+    width = dim * 4
+    chunks = [c for c in column.chunks if len(c)]
+    if not chunks:
+        return np.zeros((0, dim), dtype=np.float32)
+
+    def view(chunk: pa.Array) -> np.ndarray:
+        if chunk.null_count:
+            raise StoreError("the embedding column has missing values in live rows; the table is damaged")
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if chunk.type == pa.binary() else np.int64)
+        start, stop = offsets[chunk.offset], offsets[chunk.offset + len(chunk)]
+        if stop - start != width * len(chunk):
+            raise SchemaMismatchError(f"stored embeddings are not {dim}-d float32 ({(stop - start) / max(len(chunk), 1) / 4:g} values per row)")
+        return np.frombuffer(chunk.buffers()[2], dtype=np.float32, count=(stop - start) // 4, offset=int(start)).reshape(-1, dim)
+
+    if len(chunks) == 1:
+        return view(chunks[0])
+    out = np.empty((sum(len(c) for c in chunks), dim), dtype=np.float32)
+    row = 0
+    for chunk in chunks:
+        out[row : row + len(chunk)] = view(chunk)
+        row += len(chunk)
+    return out
+
+
+def vectors_to_binary(vectors: np.ndarray) -> pa.Array:
+    """The inverse of :func:`embeddings_to_numpy`: ``(n, dim) float32`` -> binary column."""
+    vectors = np.ascontiguousarray(vectors, dtype="<f4")
+    n, dim = vectors.shape
+    offsets = np.arange(0, (n + 1) * dim * 4, dim * 4, dtype=np.int32)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(vectors)])
+
+
+def _parse_as_of(as_of: AsOf) -> int | datetime:
+    if isinstance(as_of, (int, datetime)):
+        return as_of
+    text = str(as_of).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise StoreError(f"--as-of must be a table version (an integer) or an ISO 8601 time. Got {as_of!r} instead.") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def table_exists_locally(uri: str) -> bool:
+    return _is_local(uri) and os.path.isdir(os.path.join(uri.removeprefix("file://"), "_delta_log"))
