@@ -1,0 +1,1 @@
+"""Prefect flows over the featurestore library, and the ``featurestore`` command line."""

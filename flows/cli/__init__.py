@@ -1,0 +1,1 @@
+"""The ``featurestore`` command line: one module per noun, each command a few lines."""

@@ -1,0 +1,29 @@
+"""``featurestore demo``: the end-to-end demo on the default store."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from flows.cli.output import console
+
+
+def demo(
+    data: Optional[str] = typer.Option(None, "--data", help="Folder of the evaluation data (default: $FEATURESTORE_DATA or ../shared/data)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
+) -> None:
+    """Materialize the SMS data with minilm and word2vec into the store and summarise it."""
+    from featurestore.store import Store
+
+    from flows.cli.info import info
+    from flows.demo import run_demo
+
+    out = console()
+    run_demo(data=data, store=store, say=out.print)
+    out.print(f"store: {Store(store).root}")
+    info(store=store, json_out=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

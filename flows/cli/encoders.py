@@ -1,0 +1,22 @@
+"""``featurestore encoders``: the encoders this installation can use."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli.output import print_json, print_table
+
+
+def encoders(json_out: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
+    """List encoders: name, encoder_id, dim, modality and where the weights come from."""
+    from featurestore.encoders import list_encoders
+
+    rows = list_encoders()
+    if json_out:
+        print_json(rows)
+    else:
+        print_table("encoders", rows, ["name", "encoder_id", "dim", "modality", "metric", "source", "error"])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("encoders")(encoders)

@@ -1,0 +1,147 @@
+"""The materialize flow: plan the diff -> encode shards -> commit -> artifact.
+
+A thin composition of :mod:`featurestore.materialize`; tasks pass a plan path and a shard
+index. Retries cover transient failures (I/O), never user errors.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from featurestore import materialize as lib
+from featurestore.errors import FeatureStoreError
+from featurestore.sources import TextSource
+
+ProgressFn = Callable[[int, int], None]
+_progress: list[ProgressFn] = []
+
+
+@contextmanager
+def progress_hook(fn: ProgressFn | None) -> Iterator[None]:
+    """Call ``fn(rows_done, rows_total)`` after each shard of flows run in this process."""
+    if fn is not None:
+        _progress.append(fn)
+    try:
+        yield
+    finally:
+        if fn is not None:
+            _progress.remove(fn)
+
+
+def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
+    """Retry on I/O-style failures, not on errors the user must fix."""
+    try:
+        state.result()
+    except FeatureStoreError:
+        return False
+    except Exception:  # noqa: BLE001 - anything else may be transient (disk, network store)
+        return True
+    return False
+
+
+@task(name="plan-diff", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def plan_task(source: dict[str, Any], view: str, encoder: str, store: str | None, options: dict[str, Any]) -> str:
+    p = lib.plan(TextSource(**source), view, encoder, store=store, **options)
+    return str(p.path)
+
+
+@task(name="encode-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def encode_shard_task(plan_path: str, index: int) -> dict[str, Any]:
+    return lib.encode_shard(plan_path, index)
+
+
+@task(name="commit-run", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+def finish_task(plan_path: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return lib.finish(plan_path, results)
+
+
+def artifact_markdown(summary: dict[str, Any]) -> str:
+    rows = [
+        ("view", summary["view"]),
+        ("encoder_id", summary["encoder_id"]),
+        ("rows seen", summary["rows_seen"]),
+        ("encoded", summary["encoded"]),
+        ("skipped (unchanged)", summary["skipped"]),
+        ("failed", summary["failed"]),
+        ("deleted (tombstones)", summary["deleted"]),
+        ("OOV share", f"{summary['oov_share']:.2%}"),
+        ("rows per second", f"{summary['rows_per_second']:.1f}"),
+        ("table version", summary["table_version"]),
+        ("seconds", summary["seconds"]),
+    ]
+    lines = ["| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows]]
+    if summary.get("failures"):
+        lines += ["", "| line | entity_id | reason |", "|---|---|---|"]
+        lines += [f"| {f['line']} | {f['entity_id']} | {f['reason']} |" for f in summary["failures"]]
+    return "\n".join(lines)
+
+
+def publish_artifact(summary: dict[str, Any]) -> None:
+    key = re.sub(r"[^a-z0-9-]+", "-", f"materialize-{summary['view']}-{summary['encoder_id']}".lower())
+    create_markdown_artifact(
+        markdown=artifact_markdown(summary),
+        key=key[:100],
+        description=f"materialize {summary['view']} with {summary['encoder_id']}",
+    )
+
+
+@flow(name="materialize", log_prints=False, persist_result=False)
+def materialize_flow(
+    source: dict[str, Any],
+    view: str,
+    encoder: str,
+    store: str | None = None,
+    options: dict[str, Any] | None = None,
+    plan_path: str | None = None,
+) -> dict[str, Any]:
+    """Materialize ``source`` into ``view`` with ``encoder``.
+
+    ``options`` are :func:`featurestore.materialize.plan` keywords (full_sync, on_duplicate,
+    strict, shard_size, encoder_options). ``plan_path`` skips planning for a plan already made.
+    """
+    path = plan_path or plan_task(source, view, encoder, store, options or {})
+    p = lib.Plan.load(path)
+    results: list[dict[str, Any]] = []
+    done = 0
+    for index in range(len(p.shards)):
+        result = encode_shard_task(path, index)
+        results.append(result)
+        done += result["rows"]
+        for fn in _progress:
+            fn(done, p.to_encode)
+    summary = finish_task(path, results)
+    publish_artifact(summary)
+    return summary
+
+
+def run(
+    source: TextSource,
+    view: str,
+    encoder: str,
+    *,
+    store: str | None = None,
+    runner: str = "local",
+    progress: ProgressFn | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Plan first (a scan, no Prefect), then run the flow on the plan when there is work.
+
+    User errors surface in the plan, before Prefect starts, with the store untouched. A run with
+    nothing to encode or delete finishes in-process: starting the flow server would cost more
+    than the scan. ``runner="inline"`` runs every step in-process without Prefect.
+    """
+    from dataclasses import asdict
+
+    if runner not in ("local", "inline"):
+        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
+    p = lib.plan(source, view, encoder, store=store, **options)
+    if runner == "inline" or (not p.shards and not p.tombstones):
+        return lib.run_plan(p, progress=progress)
+    with progress_hook(progress):
+        return materialize_flow(asdict(source), view, encoder, store, options, plan_path=str(p.path))
