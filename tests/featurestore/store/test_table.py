@@ -1,0 +1,135 @@
+"""Feature tables on a real Delta table: round trips, latest state, time travel, compaction."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.store import FeatureTable, Store, TableMeta, vectors_to_binary
+from featurestore.store.schema import TIMESTAMP
+
+DIM = 8
+
+
+def meta(dim: int = DIM, encoder_id: str = "test-0000000000") -> TableMeta:
+    return TableMeta(view="v", encoder_id=encoder_id, encoder_name="test", encoder_spec={"kind": "test", "dim": dim}, dim=dim, metric="cosine", modality="text")
+
+
+def rows(ids, vectors, *, deleted=None, label=None) -> pa.Table:
+    n = len(ids)
+    now = datetime.now(timezone.utc)
+    cols = {
+        "entity_id": pa.array(ids, pa.string()),
+        "content_hash": pa.array([f"h{i}" for i in ids], pa.string()),
+        "encoder_id": pa.array(["test-0000000000"] * n),
+        "embedding": vectors_to_binary(vectors) if deleted is None else pa.nulls(n, pa.binary()),
+        "event_timestamp": pa.array([now] * n, TIMESTAMP),
+        "created_at": pa.array([now] * n, TIMESTAMP),
+        "deleted": pa.array([deleted is not None] * n),
+        "n_tokens": pa.array([1] * n, pa.int32()),
+        "n_oov": pa.array([0] * n, pa.int32()),
+        "zero_vector": pa.array([False] * n),
+    }
+    if label is not None:
+        cols["label"] = pa.array(label)
+    return pa.table(cols)
+
+
+@pytest.fixture
+def table(tmp_path):
+    return Store(tmp_path).table("v", "test-0000000000")
+
+
+def test_round_trip_is_exact_and_zero_copy(table):
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((100, DIM)).astype(np.float32)
+    table.append(rows([str(i) for i in range(100)], vectors, label=["a"] * 100), meta())
+    frame = table.latest()
+    np.testing.assert_array_equal(frame.vectors, vectors)
+    assert frame.vectors.dtype == np.float32 and not frame.vectors.flags.owndata
+    assert frame.ids.tolist() == [str(i) for i in range(100)]
+    assert frame.columns.column_names == ["label"]
+    assert frame.version == 0 and frame.encoder_id == "test-0000000000"
+
+
+def test_latest_state_takes_newest_row_and_time_travel_sees_the_old_one(table):
+    first = np.ones((3, DIM), np.float32)
+    table.append(rows(["a", "b", "c"], first), meta())
+    time.sleep(0.01)
+    between = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    table.append(rows(["b"], np.full((1, DIM), 2, np.float32)), meta())
+    table.append(rows(["c"], np.zeros((1, DIM), np.float32), deleted=True), meta())
+    latest = table.latest()
+    assert sorted(latest.ids.tolist()) == ["a", "b"]
+    assert latest.vectors[latest.ids.tolist().index("b")][0] == 2
+    old = table.latest(as_of=0)
+    assert sorted(old.ids.tolist()) == ["a", "b", "c"] and np.all(old.vectors == 1)
+    by_time = table.latest(as_of=between.isoformat())
+    assert by_time.version == 0
+    assert table.state() == {"a": "ha", "b": "hb"}
+
+
+def test_new_kept_columns_merge_into_the_schema(table):
+    table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
+    table.append(rows(["b"], np.ones((1, DIM), np.float32), label=["x"]), meta())
+    frame = table.latest(["label"])
+    assert dict(zip(frame.ids.tolist(), frame.columns.column("label").to_pylist())) == {"a": None, "b": "x"}
+
+
+def test_another_dimension_is_refused(table):
+    table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
+    with pytest.raises(SchemaMismatchError, match="dim=8, but this write has dim=4"):
+        table.append(rows(["b"], np.ones((1, 4), np.float32)), meta(dim=4))
+
+
+def test_compaction_merges_files_and_keeps_the_data(table):
+    for i in range(4):
+        table.append(rows([f"e{i}"], np.full((1, DIM), i, np.float32)), meta())
+    before = table.latest()
+    result = table.compact()
+    assert result["optimize"]["numFilesRemoved"] == 4
+    after = table.latest()
+    assert sorted(after.ids.tolist()) == sorted(before.ids.tolist())
+    assert len(table.delta().file_uris()) == 1
+
+
+def test_bad_as_of_and_missing_table(table, tmp_path):
+    with pytest.raises(StoreError, match="materialize the view first"):
+        table.latest()
+    table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
+    with pytest.raises(StoreError, match="must be a table version"):
+        table.latest(as_of="last tuesday")
+    with pytest.raises(StoreError, match="cannot load"):
+        table.latest(as_of=7)
+
+
+def test_store_catalog_and_resolution(tmp_path):
+    store = Store(tmp_path)
+    store.table("v", "test-0000000000").append(rows(["a", "b"], np.ones((2, DIM), np.float32)), meta())
+    [info] = store.info()
+    assert (info.view, info.rows, info.version, info.dim) == ("v", 2, 0, DIM)
+    assert store.resolve_table("v").uri == store.table_uri("v", "test-0000000000")
+    assert store.resolve_table("v", "test").uri == store.table_uri("v", "test-0000000000")
+    with pytest.raises(StoreError, match="view 'w' does not exist"):
+        store.resolve_table("w")
+    with pytest.raises(StoreError, match="invalid view name"):
+        store.table("../escape", "x")
+
+
+def test_unwritable_store_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot write to the store"):
+        Store(blocker / "store").ensure_writable()
+
+
+def test_feature_table_opens_by_uri(table):
+    table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
+    again = FeatureTable(table.uri)
+    assert again.meta.dim == DIM and again.version() == 0
