@@ -39,7 +39,7 @@ print(json.dumps({"texts": len(texts), "shape": list(vectors.shape), "import_s":
 
 LIBRARY = """
 import json, sys, time
-from featurestore.materialize import materialize
+from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 t0 = time.perf_counter()
 summary = materialize(TextSource(sys.argv[1], format="sms", id_col="@line", keep=("label",)), "bench", "minilm",

@@ -15,7 +15,7 @@ from featurestore.errors import (
     SourceError,
     StoreError,
 )
-from featurestore.materialize import materialize, plan
+from featurestore.materialization import materialize, plan
 from featurestore.sources import TextSource
 from featurestore.store import FeatureFrame, FeatureTable, Store
 

@@ -14,7 +14,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from featurestore import materialize as lib
+from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError
 from featurestore.sources import TextSource
 
@@ -102,7 +102,7 @@ def materialize_flow(
 ) -> dict[str, Any]:
     """Materialize ``source`` into ``view`` with ``encoder``.
 
-    ``options`` are :func:`featurestore.materialize.plan` keywords (full_sync, on_duplicate,
+    ``options`` are :func:`featurestore.materialization.plan` keywords (full_sync, on_duplicate,
     strict, shard_size, encoder_options). ``plan_path`` skips planning for a plan already made.
     """
     path = plan_path or plan_task(source, view, encoder, store, options or {})

@@ -59,9 +59,14 @@ class Store:
     def table(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
         return FeatureTable(self.table_uri(view, encoder_id), meta)
 
-    def ensure_writable(self) -> None:
-        """Create the root if needed and prove a file can be written there; else a StoreError."""
+    def ensure_writable(self) -> Path | None:
+        """Create the root if needed and prove a file can be written there; else a StoreError.
+
+        Returns the top-most folder this call created (None when the root existed), so that a
+        caller that fails later can leave the file system as it found it.
+        """
         probe = self.path / f".write-probe-{uuid.uuid4().hex}"
+        created = next((p for p in reversed([self.path, *self.path.parents]) if not p.exists()), None)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe.write_bytes(b"")
@@ -71,6 +76,7 @@ class Store:
                 f"cannot write to the store at {self.root} ({exc.strerror or exc}); "
                 "pass a writable folder with --store or FEATURESTORE_HOME"
             ) from None
+        return created
 
     def tables(self, view: str | None = None) -> list[FeatureTable]:
         """Every feature table in the store (of one view when given)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from flows.prefect_env import apply_defaults
@@ -32,20 +31,14 @@ def main(argv: list[str] | None = None) -> int:
 
     _register()
     try:
-        app(args=argv, prog_name="featurestore", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.UsageError as exc:
-        exc.show()
-        code = 2
-    except click.Abort:
-        sys.stderr.write("featurestore: aborted\n")
-        code = 130
+        # typer handles usage errors itself (message + exit 2) and ends with SystemExit.
+        app(args=argv, prog_name="featurestore")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except FeatureStoreError as exc:
         sys.stderr.write(f"featurestore: error: {exc}\n")
         code = 2
-    else:
-        code = 0
     if argv is None:
         sys.exit(code)
     return code

@@ -15,7 +15,7 @@ def print_json(data: Any) -> None:
 def console():
     from rich.console import Console
 
-    return Console()
+    return Console(soft_wrap=True)
 
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:

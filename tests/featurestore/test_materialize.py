@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featurestore.errors import SourceError
-from featurestore.materialize import materialize
+from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from featurestore.store import Store
 from tests.conftest import snapshot

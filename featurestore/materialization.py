@@ -129,7 +129,7 @@ def plan(
     )
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
-    store.ensure_writable()
+    created = store.ensure_writable()
     state = table.state()
     run_id = uuid.uuid4().hex[:12]
     staging = _staging_dir(store, view, enc.encoder_id, run_id)
@@ -156,6 +156,8 @@ def plan(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_empty_parents(staging.parent, store.path)
+        if created is not None:  # the store did not exist before this run: leave no trace
+            shutil.rmtree(created, ignore_errors=True)
         raise
     return p
 

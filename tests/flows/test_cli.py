@@ -1,0 +1,136 @@
+"""The command line: output contracts, and every bad input -> one line, exit 2, store unchanged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from featurestore.store import Store, TableMeta, vectors_to_binary
+from tests.conftest import snapshot
+
+
+@pytest.fixture
+def store_with_view(tmp_path, sms_file, cli, word2vec):
+    """A store holding view 'sms' (word2vec, 30 rows), made through the CLI without Prefect."""
+    store = tmp_path / "store"
+    code, out, err = cli("materialize", sms_file(30), "--view", "sms", "--encoder", "word2vec", "--store", store,
+                         "--id-col", "@line", "--keep", "label", "--runner", "inline", "--json")
+    assert code == 0, err
+    assert json.loads(out)["encoded"] == 30
+    return store
+
+
+def assert_user_error(result, message: str) -> None:
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert message in err, err
+    assert err.count("\n") == 1 and err.startswith("featurestore: error: "), err
+    assert "Traceback" not in err + out
+
+
+def test_materialize_json_has_the_documented_keys(store_with_view, sms_file, cli):
+    code, out, _ = cli("materialize", sms_file(30), "--view", "sms", "--encoder", "word2vec", "--store", store_with_view,
+                       "--id-col", "@line", "--keep", "label", "--json")
+    summary = json.loads(out)
+    assert code == 0
+    for key in ("view", "encoder_id", "rows_seen", "encoded", "skipped", "failed", "table_version", "seconds"):
+        assert key in summary
+    assert (summary["encoded"], summary["skipped"], summary["table_version"]) == (0, 30, 0)
+
+
+def test_info_and_encoders_json(store_with_view, cli):
+    code, out, _ = cli("info", "--store", store_with_view, "--json")
+    data = json.loads(out)
+    assert code == 0
+    [table] = data["tables"]
+    assert (table["view"], table["rows"], table["dim"], table["version"]) == ("sms", 30, 100, 0)
+    assert data["recent_runs"][-1]["encoded"] == 30
+    code, out, _ = cli("encoders", "--json")
+    assert code == 0 and {"minilm", "word2vec"} <= {r["name"] for r in json.loads(out)}
+
+
+def test_info_on_an_empty_store_says_so(tmp_path, cli):
+    code, out, _ = cli("info", "--store", tmp_path / "none")
+    assert code == 0 and "holds no views yet" in out
+    assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.parametrize(
+    ("make_input", "extra", "message"),
+    [
+        (lambda d: d / "missing.csv", [], "source file not found"),
+        (lambda d: (d / "bad.csv").write_bytes(b"id,text\n1,ok\n2,\xff\xfe\n") and d / "bad.csv", ["--id-col", "id"], "line 3 is not valid UTF-8"),
+        (lambda d: (d / "c.csv").write_text("id,body\n1,hi\n") and d / "c.csv", ["--id-col", "id", "--text-col", "bdy"], "Did you mean 'body'?"),
+        (lambda d: (d / "c.csv").write_text("id,text\n1,hi\n") and d / "c.csv", ["--id-col", "idd"], "id column 'idd' not found"),
+        (lambda d: (d / "empty.csv").write_text("") or d / "empty.csv", [], "is empty"),
+        (lambda d: (d / "e.csv").write_text("id,text\n1,hi\n2,\n") and d / "e.csv", ["--id-col", "id", "--strict"], "line 3: empty text"),
+        (lambda d: (d / "dup.csv").write_text("id,text\n1,hi\n1,ho\n") and d / "dup.csv", ["--id-col", "id"], "duplicate ids with different content: '1' (lines 2 and 3)"),
+        (lambda d: (d / "c.csv").write_text("id,text\n1,hi\n") and d / "c.csv", ["--id-col", "id", "--encoder", "word2vc"], "Did you mean 'word2vec'?"),
+        (lambda d: (d / "c.csv").write_text("id,text\n1,hi\n") and d / "c.csv", ["--id-col", "id", "--format", "xml"], "unknown format 'xml'"),
+        (lambda d: (d / "c.csv").write_text("id,text\n1,hi\n") and d / "c.csv", ["--id-col", "id", "--on-duplicate", "first"], "on_duplicate must be 'error' or 'last'"),
+    ],
+    ids=["missing-file", "non-utf8", "misspelled-text-col", "misspelled-id-col", "empty-file", "empty-text-strict",
+         "duplicate-ids", "unknown-encoder", "unknown-format", "bad-on-duplicate"],
+)
+def test_bad_input_is_one_line_exit_2_and_store_unchanged(store_with_view, tmp_path, cli, make_input, extra, message):
+    path = make_input(tmp_path)
+    before = snapshot(store_with_view)
+    args = ["materialize", path, "--view", "sms", "--store", store_with_view, "--runner", "inline"]
+    if "--encoder" not in extra:
+        args += ["--encoder", "word2vec"]
+    assert_user_error(cli(*args, *extra), message)
+    assert snapshot(store_with_view) == before
+    assert Store(store_with_view).resolve_table("sms").version() == 0
+
+
+def test_a_view_with_another_dimension_is_refused(tmp_path, sms_file, cli, word2vec):
+    store = Store(tmp_path / "store")
+    table = store.table("sms", word2vec.encoder_id)
+    import pyarrow as pa
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    table.append(
+        pa.table({"entity_id": ["x"], "content_hash": ["h"], "encoder_id": [word2vec.encoder_id],
+                  "embedding": vectors_to_binary(np.ones((1, 8), np.float32)),
+                  "event_timestamp": pa.array([now], pa.timestamp("us", tz="UTC")),
+                  "created_at": pa.array([now], pa.timestamp("us", tz="UTC")), "deleted": [False]}),
+        TableMeta(view="sms", encoder_id=word2vec.encoder_id, encoder_name="word2vec", encoder_spec={}, dim=8, metric="cosine", modality="text"),
+    )
+    before = snapshot(store.path)
+    result = cli("materialize", sms_file(10), "--view", "sms", "--encoder", "word2vec", "--store", store.path, "--id-col", "@line")
+    assert_user_error(result, "with dim=8, but this write has dim=100")
+    assert snapshot(store.path) == before
+
+
+def test_an_unwritable_store_is_refused(tmp_path, sms_file, cli):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    result = cli("materialize", sms_file(10), "--view", "sms", "--encoder", "word2vec", "--store", blocker / "store", "--id-col", "@line")
+    assert_user_error(result, "cannot write to the store")
+    assert blocker.read_text() == ""
+
+
+def test_duplicate_ids_last_wins_only_with_the_flag(tmp_path, cli, word2vec):
+    path = tmp_path / "dup.csv"
+    path.write_text("id,text\n1,hi\n1,ho\n")
+    code, out, err = cli("materialize", path, "--view", "v", "--encoder", "word2vec", "--store", tmp_path / "s",
+                         "--id-col", "id", "--on-duplicate", "last", "--runner", "inline", "--json")
+    assert code == 0, err
+    assert json.loads(out)["encoded"] == 1
+
+
+def test_real_process_exit_code_and_stderr(tmp_path):
+    """The installed entry point, as a user runs it."""
+    exe = [sys.executable, "-c", "from flows.cli.main import main; main()"]
+    out = subprocess.run([*exe, "materialize", str(tmp_path / "nope.csv"), "--view", "v", "--encoder", "word2vec",
+                          "--store", str(tmp_path / "s")], capture_output=True, text=True, check=False)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"featurestore: error: source file not found: {tmp_path / 'nope.csv'}"
+    assert not (tmp_path / "s").exists()
+    usage = subprocess.run([*exe, "materialize", "x.csv"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "Missing option '--view'" in usage.stderr
