@@ -6,7 +6,7 @@ line is its own entity). Measured, each as the wall clock of a fresh subprocess 
 - bare: import sentence_transformers, load the MiniLM folder on CPU, ``encode(texts, batch_size=64)``;
 - first: ``featurestore materialize FILE --view bench --encoder minilm ... --json`` into an empty store;
 - rerun: the same command again (nothing changed, so nothing should be encoded);
-- library (``--library``): ``featurestore.materialize.materialize`` in a subprocess, no Prefect.
+- library (``--library``): ``featurestore.materialize`` (the library call) in a subprocess, no Prefect.
 
 Targets: ``bare / first >= 0.8`` and ``rerun / first <= 0.05``. The repeated file repeats texts;
 the store encodes each distinct text of a shard once (``forward_passes``) while the bare baseline
@@ -39,7 +39,7 @@ print(json.dumps({"texts": len(texts), "shape": list(vectors.shape), "import_s":
 
 LIBRARY = """
 import json, sys, time
-from featurestore.materialization import materialize
+from featurestore import materialize
 from featurestore.sources import TextSource
 t0 = time.perf_counter()
 summary = materialize(TextSource(sys.argv[1], format="sms", id_col="@line", keep=("label",)), "bench", "minilm",
