@@ -6,6 +6,7 @@ Three library calls that the Prefect flow composes (and ``materialize`` runs in-
    content_hash)`` with the table's latest state and writes the rows to encode into Parquet
    shards under ``<store>/_staging``. Every user error (bad file, column, duplicate id) surfaces
    here, before anything is committed.
+   A record whose kept columns (e.g. its label) changed is re-written too.
 2. :func:`encode_shard` encodes one shard (each distinct text once) and appends it to the Delta
    table in one commit, tagged with an idempotent transaction id, so a retried shard never
    writes twice and a killed run loses at most the shard in flight.
@@ -17,6 +18,7 @@ Tasks pass the plan's path and a shard index, never arrays.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -165,7 +167,7 @@ def plan(
 def _stage(
     p: Plan,
     source: TextSource,
-    state: dict[str, str],
+    state: dict[str, tuple[str, str | None]],
     *,
     full_sync: bool,
     on_duplicate: OnDuplicate,
@@ -214,7 +216,8 @@ def _stage(
                     p.to_encode -= 1
                 else:
                     p.unchanged -= 1
-            staged = state.get(entity) != digest
+            attrs = attrs_hash(kept)
+            staged = state.get(entity) != (digest, attrs)
             seen[entity] = (line, digest, kept, staged)
             if not staged:
                 p.unchanged += 1
@@ -223,6 +226,7 @@ def _stage(
             buffer["entity_id"].append(entity)
             buffer["text"].append(batch.text[i])
             buffer["content_hash"].append(digest)
+            buffer["attrs_hash"].append(attrs)
             buffer["event_timestamp"].append(batch.event_timestamp[i])
             for c, value in zip(keep_cols, kept):
                 buffer[c].append(value)
@@ -245,8 +249,13 @@ def _stage(
             p.tombstones.append(str(path))
 
 
+def attrs_hash(kept: tuple) -> str:
+    """A short hash of the kept values: a changed label is a change even when the text is not."""
+    return hashlib.sha256(json.dumps(kept, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
 def _empty_buffer(keep: tuple[str, ...]) -> dict[str, list]:
-    buf: dict[str, list] = {k: [] for k in ("line", "entity_id", "text", "content_hash", "event_timestamp")}
+    buf: dict[str, list] = {k: [] for k in ("line", "entity_id", "text", "content_hash", "attrs_hash", "event_timestamp")}
     buf.update({c: [] for c in keep})
     return buf
 
@@ -258,6 +267,7 @@ def _buffer_table(buffer: dict[str, list], keep_cols: list[str]) -> pa.Table:
             "entity_id": pa.array(buffer["entity_id"], pa.string()),
             "text": pa.array(buffer["text"], pa.string()),
             "content_hash": pa.array(buffer["content_hash"], pa.string()),
+            "attrs_hash": pa.array(buffer["attrs_hash"], pa.string()),
             "event_timestamp": pa.array(buffer["event_timestamp"], TIMESTAMP),
             **{c: pa.array(buffer[c], pa.string()) for c in keep_cols},
         }
@@ -306,6 +316,7 @@ def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None 
         {
             "entity_id": rows.column("entity_id"),
             "content_hash": rows.column("content_hash"),
+            "attrs_hash": rows.column("attrs_hash"),
             "encoder_id": pa.array([p.encoder_id] * rows.num_rows, pa.string()),
             "embedding": vectors_to_binary(vectors),
             "event_timestamp": pa.array([e or run_time for e in event], TIMESTAMP),
@@ -369,6 +380,7 @@ def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, An
             {
                 "entity_id": ids,
                 "content_hash": pa.nulls(n, pa.string()),
+                "attrs_hash": pa.nulls(n, pa.string()),
                 "encoder_id": pa.array([p.encoder_id] * n, pa.string()),
                 "embedding": pa.nulls(n, pa.binary()),
                 "event_timestamp": pa.array([now] * n, TIMESTAMP),

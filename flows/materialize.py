@@ -7,6 +7,7 @@ index. Retries cover transient failures (I/O), never user errors.
 from __future__ import annotations
 
 import re
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -143,5 +144,27 @@ def run(
     p = lib.plan(source, view, encoder, store=store, **options)
     if runner == "inline" or (not p.shards and not p.tombstones):
         return lib.run_plan(p, progress=progress)
-    with progress_hook(progress):
-        return materialize_flow(asdict(source), view, encoder, store, options, plan_path=str(p.path))
+    warm = _load_in_background(p)  # the weights load while the flow server starts
+    try:
+        with progress_hook(progress):
+            return materialize_flow(asdict(source), view, encoder, store, options, plan_path=str(p.path))
+    finally:
+        warm.join()
+
+
+def _load_in_background(p: lib.Plan) -> threading.Thread:
+    """Load the plan's encoder weights in a thread; the process-wide cache keeps them for the tasks.
+
+    A failure here is not reported: the first encode task loads again and raises it with its
+    own context.
+    """
+
+    def load() -> None:
+        try:
+            lib.load_encoder(p).load()
+        except Exception:  # noqa: BLE001 - re-raised by the encode task that needs the weights
+            return
+
+    thread = threading.Thread(target=load, name="featurestore-warm-encoder", daemon=True)
+    thread.start()
+    return thread

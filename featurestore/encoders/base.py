@@ -85,6 +85,9 @@ class BaseEncoder:
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         raise NotImplementedError
 
+    def load(self) -> None:
+        """Load the weights now (they load lazily on the first ``encode`` otherwise)."""
+
     def encode_with_stats(self, batch: Sequence[Any]) -> EncodeResult:
         vectors = self.encode(batch)
         n = len(batch)

@@ -102,6 +102,9 @@ class SentenceTransformerEncoder(BaseEncoder):
                 _MODELS[key] = model
             return _MODELS[key]
 
+    def load(self) -> None:
+        self.model()
+
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         texts = list(batch)
         if not texts:

@@ -164,6 +164,9 @@ class Word2VecEncoder(BaseEncoder):
         kv._featurestore_sif = (self.sif_a, weights)
         return weights
 
+    def load(self) -> None:
+        self.vectors()
+
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         return self.encode_with_stats(batch).vectors
 

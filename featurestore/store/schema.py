@@ -22,6 +22,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 SYSTEM_COLUMNS = (
     "entity_id",
     "content_hash",
+    "attrs_hash",
     "encoder_id",
     "embedding",
     "event_timestamp",
@@ -40,6 +41,7 @@ def base_schema() -> pa.Schema:
         [
             pa.field("entity_id", pa.string(), nullable=False),
             pa.field("content_hash", pa.string()),
+            pa.field("attrs_hash", pa.string()),
             pa.field("encoder_id", pa.string()),
             pa.field("embedding", pa.binary()),
             pa.field("event_timestamp", TIMESTAMP),

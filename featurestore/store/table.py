@@ -195,13 +195,14 @@ class FeatureTable:
         ids = table.column("entity_id").to_numpy(zero_copy_only=False)
         return FeatureFrame(ids, vectors, table.select(extra), version, self.meta.encoder_id)
 
-    def state(self, as_of: AsOf = None) -> dict[str, str]:
-        """``entity_id -> content_hash`` of the latest non-deleted rows (what a re-run compares to)."""
+    def state(self, as_of: AsOf = None) -> dict[str, tuple[str, str | None]]:
+        """``entity_id -> (content_hash, attrs_hash)`` of the latest live rows (what a re-run compares to)."""
         if not self.exists():
             return {}
-        table, _ = self.scan(["entity_id", "content_hash", "created_at", "deleted"], as_of)
+        table, _ = self.scan(["entity_id", "content_hash", "attrs_hash", "created_at", "deleted"], as_of)
         table = table.filter(latest_mask(table))
-        return dict(zip(table.column("entity_id").to_pylist(), table.column("content_hash").to_pylist()))
+        attrs = table.column("attrs_hash").to_pylist() if "attrs_hash" in table.column_names else [None] * table.num_rows
+        return dict(zip(table.column("entity_id").to_pylist(), zip(table.column("content_hash").to_pylist(), attrs)))
 
 
 def latest_mask(table: pa.Table) -> pa.ChunkedArray | pa.Array:

@@ -108,3 +108,15 @@ def test_oov_share_and_zero_vectors_are_reported(tmp_path, word2vec):
     table = Store(tmp_path).resolve_table("m")
     flags, _ = table.scan(["entity_id", "zero_vector", "n_oov"])
     assert dict(zip(flags.column("entity_id").to_pylist(), flags.column("zero_vector").to_pylist())) == {"1": False, "2": True}
+
+
+def test_a_changed_label_is_a_change_even_with_the_same_text(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text,label\n1,win a prize,spam\n2,see you soon,ham\n")
+    source = TextSource(str(path), id_col="id", keep=("label",))
+    materialize(source, "m", "word2vec", store=tmp_path / "s")
+    path.write_text("id,text,label\n1,win a prize,ham\n2,see you soon,ham\n")
+    summary = materialize(source, "m", "word2vec", store=tmp_path / "s")
+    assert (summary["encoded"], summary["skipped"]) == (1, 1)
+    frame = Store(tmp_path / "s").resolve_table("m").latest(["label"])
+    assert dict(zip(frame.ids.tolist(), frame.columns.column("label").to_pylist())) == {"1": "ham", "2": "ham"}

@@ -72,7 +72,7 @@ def test_latest_state_takes_newest_row_and_time_travel_sees_the_old_one(table):
     assert sorted(old.ids.tolist()) == ["a", "b", "c"] and np.all(old.vectors == 1)
     by_time = table.latest(as_of=between.isoformat())
     assert by_time.version == 0
-    assert table.state() == {"a": "ha", "b": "hb"}
+    assert table.state() == {"a": ("ha", None), "b": ("hb", None)}
 
 
 def test_new_kept_columns_merge_into_the_schema(table):
