@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.encoders import BaseEncoder, get_encoder
+from featurestore.encoders import BaseEncoder, EncodeResult, get_encoder
 from featurestore.errors import EncoderError, SourceError
 from featurestore.sources import TextSource
 from featurestore.store import Store, TableMeta, vectors_to_binary
@@ -57,6 +57,7 @@ class Plan:
     source: dict[str, Any]
     staging: str
     shards: list[str] = field(default_factory=list)
+    copies: list[str] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
     drop_lines: list[int] = field(default_factory=list)
     rows_seen: int = 0
@@ -177,15 +178,20 @@ def _stage(
     seen: dict[str, tuple[int, str, tuple, bool]] = {}  # id -> (line, hash, kept, staged)
     conflicts: list[str] = []
     drop: set[int] = set()
-    buffer: dict[str, list] = _empty_buffer(source.keep)
     keep_cols = list(source.keep)
+    # Rows with a text not stored yet go to shards (encoded); rows whose text is already stored
+    # or staged go to copy batches (the stored vector is reused, no forward pass).
+    known = {digest for digest, _ in state.values()}
+    buffers = {"shard": _empty_buffer(source.keep), "copy": _empty_buffer(source.keep)}
+    targets = {"shard": p.shards, "copy": p.copies}
 
-    def flush() -> None:
+    def flush(kind: str) -> None:
+        buffer = buffers[kind]
         if not buffer["line"]:
             return
-        path = Path(p.staging) / f"shard-{len(p.shards):05d}.parquet"
+        path = Path(p.staging) / f"{kind}-{len(targets[kind]):05d}.parquet"
         pq.write_table(_buffer_table(buffer, keep_cols), path)
-        p.shards.append(str(path))
+        targets[kind].append(str(path))
         for values in buffer.values():
             values.clear()
 
@@ -222,6 +228,9 @@ def _stage(
             if not staged:
                 p.unchanged += 1
                 continue
+            kind = "copy" if digest in known else "shard"
+            known.add(digest)
+            buffer = buffers[kind]
             buffer["line"].append(line)
             buffer["entity_id"].append(entity)
             buffer["text"].append(batch.text[i])
@@ -232,13 +241,14 @@ def _stage(
                 buffer[c].append(value)
             p.to_encode += 1
             if len(buffer["line"]) >= shard_size:
-                flush()
+                flush(kind)
     if conflicts:
         raise SourceError(
             f"{source.path}: duplicate ids with different content: {', '.join(conflicts)}"
             f"{' ...' if p.duplicates > len(conflicts) else ''}; make ids unique or pass --on-duplicate last"
         )
-    flush()
+    flush("shard")
+    flush("copy")
     # Earlier records of last-wins duplicates may already sit in a shard: encode_shard drops them.
     p.drop_lines = sorted(drop)
     if full_sync:
@@ -289,57 +299,130 @@ def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None 
     """Encode shard ``index`` of a plan and commit it; safe to retry (idempotent commit)."""
     p = Plan.load(plan_path)
     started = time.perf_counter()
-    store = Store(p.store)
-    meta = TableMeta(**p.meta)
-    table = store.table(p.view, p.encoder_id, meta)
+    table = _table(p)
     app_id = f"{_APP_ID}-{p.run_id}-{index}"
-    if table.exists() and table.delta().transaction_version(app_id) is not None:
-        return {"shard": index, "rows": 0, "forward": 0, "n_tokens": 0, "n_oov": 0, "zero": 0, "seconds": 0.0, "version": table.version(), "already_committed": True}
-    rows = pq.read_table(p.shards[index])
-    if p.drop_lines:
-        drop = pa.array(p.drop_lines, pa.int64())
-        import pyarrow.compute as pc
-
-        rows = rows.filter(pc.invert(pc.is_in(rows.column("line"), value_set=drop)))
+    if _committed(table, app_id):
+        return _result(index, 0, 0, None, time.perf_counter() - started, table.version(), already=True)
+    rows = _without_dropped(pq.read_table(p.shards[index]), p)
     enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
     hashes = rows.column("content_hash").to_numpy(zero_copy_only=False)
     unique_hashes, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
     texts = rows.column("text").to_pylist()
     result = enc.encode_with_stats([texts[i] for i in first])
-    vectors = result.vectors[inverse]
-    if vectors.shape != (rows.num_rows, meta.dim):
-        raise EncoderError(f"encoder {p.encoder_id} returned shape {vectors.shape}, expected ({rows.num_rows}, {meta.dim})")
+    if result.vectors.shape != (len(unique_hashes), enc.dim):
+        raise EncoderError(f"encoder {p.encoder_id} returned shape {result.vectors.shape}, expected ({len(unique_hashes)}, {enc.dim})")
+    stats = EncodeResult(result.vectors[inverse], result.n_tokens[inverse], result.n_oov[inverse], result.zero[inverse])
+    version = _commit(table, _feature_rows(p, rows, stats), TableMeta(**p.meta), app_id)
+    return _result(index, rows.num_rows, len(unique_hashes), stats, time.perf_counter() - started, version)
+
+
+def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
+    """Commit copy batch ``index``: rows whose text is already stored take the stored vector.
+
+    Content-addressed reuse: a text encoded once (earlier in this run or in the table) is not
+    encoded again for another entity. A hash that cannot be found (its row was dropped or
+    deleted meanwhile) is encoded after all.
+    """
+    p = Plan.load(plan_path)
+    started = time.perf_counter()
+    table = _table(p)
+    app_id = f"{_APP_ID}-{p.run_id}-copies-{index}"
+    if _committed(table, app_id):
+        return _result(-1, 0, 0, None, time.perf_counter() - started, table.version(), already=True)
+    rows = _without_dropped(pq.read_table(p.copies[index]), p)
+    stored = _stored_vectors(table, set(rows.column("content_hash").to_pylist()), p.meta["dim"])
+    hashes = rows.column("content_hash").to_pylist()
+    missing = sorted({h for h in hashes if h not in stored})
+    forward = 0
+    if missing:
+        texts = dict(zip(hashes, rows.column("text").to_pylist()))
+        enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
+        fresh = enc.encode_with_stats([texts[h] for h in missing])
+        for i, h in enumerate(missing):
+            stored[h] = (fresh.vectors[i], int(fresh.n_tokens[i]), int(fresh.n_oov[i]), bool(fresh.zero[i]))
+        forward = len(missing)
+    picked = [stored[h] for h in hashes]
+    stats = EncodeResult(
+        np.stack([v[0] for v in picked]).astype(np.float32) if picked else np.zeros((0, p.meta["dim"]), np.float32),
+        np.array([v[1] for v in picked], dtype=np.int64),
+        np.array([v[2] for v in picked], dtype=np.int64),
+        np.array([v[3] for v in picked], dtype=bool),
+    )
+    version = _commit(table, _feature_rows(p, rows, stats), TableMeta(**p.meta), app_id)
+    return _result(-1, rows.num_rows, forward, stats, time.perf_counter() - started, version)
+
+
+def _stored_vectors(table, hashes: set[str], dim: int) -> dict[str, tuple[np.ndarray, int, int, bool]]:
+    """content_hash -> (vector, n_tokens, n_oov, zero) for live rows holding one of ``hashes``."""
+    import pyarrow.compute as pc
+
+    if not hashes or not table.exists():
+        return {}
+    data, _ = table.scan(["content_hash", "embedding", "n_tokens", "n_oov", "zero_vector", "deleted"])
+    data = data.filter(pc.and_(pc.is_in(data.column("content_hash"), value_set=pa.array(sorted(hashes))), pc.invert(pc.fill_null(data.column("deleted"), False))))
+    found: dict[str, tuple[np.ndarray, int, int, bool]] = {}
+    if data.num_rows == 0:
+        return found
+    from featurestore.store import embeddings_to_numpy
+
+    vectors = embeddings_to_numpy(data.column("embedding"), dim)
+    for i, (h, nt, no, z) in enumerate(zip(*(data.column(c).to_pylist() for c in ("content_hash", "n_tokens", "n_oov", "zero_vector")))):
+        found.setdefault(h, (vectors[i], nt or 0, no or 0, bool(z)))
+    return found
+
+
+def _table(p: Plan):
+    return Store(p.store).table(p.view, p.encoder_id, TableMeta(**p.meta))
+
+
+def _committed(table, app_id: str) -> bool:
+    return table.exists() and table.delta().transaction_version(app_id) is not None
+
+
+def _without_dropped(rows: pa.Table, p: Plan) -> pa.Table:
+    if not p.drop_lines:
+        return rows
+    import pyarrow.compute as pc
+
+    return rows.filter(pc.invert(pc.is_in(rows.column("line"), value_set=pa.array(p.drop_lines, pa.int64()))))
+
+
+def _result(index: int, rows: int, forward: int, stats: EncodeResult | None, seconds: float, version: int | None, *, already: bool = False) -> dict[str, Any]:
+    return {
+        "shard": index,
+        "rows": rows,
+        "forward": forward,
+        "n_tokens": int(stats.n_tokens.sum()) if stats is not None else 0,
+        "n_oov": int(stats.n_oov.sum()) if stats is not None else 0,
+        "zero": int(stats.zero.sum()) if stats is not None else 0,
+        "seconds": seconds,
+        "version": version,
+        "already_committed": already,
+    }
+
+
+def _feature_rows(p: Plan, rows: pa.Table, stats: EncodeResult) -> pa.Table:
+    """Staged rows + their vectors -> rows of the feature table's schema."""
+    n = rows.num_rows
     now = datetime.now(timezone.utc)
     run_time = datetime.fromisoformat(p.run_time)
     event = rows.column("event_timestamp").to_pylist()
-    out = pa.table(
+    return pa.table(
         {
             "entity_id": rows.column("entity_id"),
             "content_hash": rows.column("content_hash"),
             "attrs_hash": rows.column("attrs_hash"),
-            "encoder_id": pa.array([p.encoder_id] * rows.num_rows, pa.string()),
-            "embedding": vectors_to_binary(vectors),
+            "encoder_id": pa.array([p.encoder_id] * n, pa.string()),
+            "embedding": vectors_to_binary(stats.vectors),
             "event_timestamp": pa.array([e or run_time for e in event], TIMESTAMP),
-            "created_at": pa.array([now] * rows.num_rows, TIMESTAMP),
-            "deleted": pa.array([False] * rows.num_rows, pa.bool_()),
-            "n_tokens": pa.array(result.n_tokens[inverse], pa.int32()),
-            "n_oov": pa.array(result.n_oov[inverse], pa.int32()),
-            "zero_vector": pa.array(result.zero[inverse], pa.bool_()),
+            "created_at": pa.array([now] * n, TIMESTAMP),
+            "deleted": pa.array([False] * n, pa.bool_()),
+            "n_tokens": pa.array(stats.n_tokens, pa.int32()),
+            "n_oov": pa.array(stats.n_oov, pa.int32()),
+            "zero_vector": pa.array(stats.zero, pa.bool_()),
             **{c: rows.column(c) for c in p.source.get("keep", [])},
         }
     )
-    version = _commit(table, out, meta, app_id)
-    return {
-        "shard": index,
-        "rows": rows.num_rows,
-        "forward": len(unique_hashes),
-        "n_tokens": int(result.n_tokens.sum()),
-        "n_oov": int(result.n_oov.sum()),
-        "zero": int(result.zero[inverse].sum()),
-        "seconds": time.perf_counter() - started,
-        "version": version,
-        "already_committed": False,
-    }
 
 
 def _commit(table, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
@@ -348,6 +431,8 @@ def _commit(table, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
 
     from featurestore.store.table import _writer_properties
 
+    if _committed(table, app_id):
+        return int(table.version())
     creating = not table.exists()
     table.check_compatible(meta)
     if creating:
@@ -366,11 +451,16 @@ def _commit(table, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
 
 
 def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Commit tombstones, record the run, remove the staging folder and return the summary."""
+    """Commit reused vectors and tombstones, record the run, remove the staging folder.
+
+    ``results`` are the encode_shard results; the summary counts everything written.
+    """
     p = Plan.load(plan_path)
     store = Store(p.store)
-    meta = TableMeta(**p.meta)
-    table = store.table(p.view, p.encoder_id, meta)
+    table = _table(p)
+    results = list(results)
+    for index in range(len(p.copies)):
+        results.append(reuse_vectors(plan_path, index))
     deleted = 0
     for path in p.tombstones:
         ids = pq.read_table(path).column("entity_id")
@@ -391,7 +481,7 @@ def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, An
                 "zero_vector": pa.nulls(n, pa.bool_()),
             }
         )
-        _commit(table, rows, meta, f"{_APP_ID}-{p.run_id}-tombstones")
+        _commit(table, rows, TableMeta(**p.meta), f"{_APP_ID}-{p.run_id}-tombstones")
         deleted += n
     summary = summarize(p, results, deleted=deleted, version=table.version())
     store.record_run(summary)
@@ -417,6 +507,7 @@ def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: 
         "duplicates": p.duplicates,
         "deleted": deleted,
         "forward_passes": sum(r["forward"] for r in results),
+        "reused": encoded - sum(r["forward"] for r in results),
         "zero_vectors": sum(r["zero"] for r in results),
         "oov_share": (sum(r["n_oov"] for r in results) / tokens) if tokens else 0.0,
         "rows_per_second": encoded / seconds if seconds > 0 else 0.0,

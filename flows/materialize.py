@@ -142,7 +142,7 @@ def run(
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     p = lib.plan(source, view, encoder, store=store, **options)
-    if runner == "inline" or (not p.shards and not p.tombstones):
+    if runner == "inline" or not (p.shards or p.copies or p.tombstones):
         return lib.run_plan(p, progress=progress)
     warm = _load_in_background(p)  # the weights load while the flow server starts
     try:

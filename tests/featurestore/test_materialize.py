@@ -21,9 +21,11 @@ def test_first_run_encodes_all_rerun_none_and_ten_changes_exactly_ten(tmp_path, 
     path = sms_file(300)
     first = materialize(sms_source(path), "sms", "word2vec", store=store, shard_size=128)
     assert (first["rows_seen"], first["encoded"], first["skipped"], first["failed"]) == (300, 300, 0, 0)
-    assert first["shards"] == 3 and first["table_version"] == 2
+    # 3 shards of distinct texts + 1 commit of rows whose text repeats an earlier one
+    assert (first["shards"], first["table_version"]) == (3, 3)
+    assert first["forward_passes"] == len({line.split("\t", 1)[1] for line in sms_lines[:300]})
     again = materialize(sms_source(path), "sms", "word2vec", store=store)
-    assert (again["encoded"], again["skipped"], again["table_version"]) == (0, 300, 2)
+    assert (again["encoded"], again["skipped"], again["table_version"]) == (0, 300, 3)
 
     lines = list(sms_lines[:300])
     for i in range(0, 100, 10):  # change 10 texts
@@ -36,7 +38,7 @@ def test_first_run_encodes_all_rerun_none_and_ten_changes_exactly_ten(tmp_path, 
     table = Store(store).resolve_table("sms", "word2vec")
     frame = table.latest(["label"])
     assert len(frame) == 300 and len(set(frame.ids.tolist())) == 300
-    before = table.latest(as_of=2)
+    before = table.latest(as_of=first["table_version"])
     row = frame.ids.tolist().index("1")
     old_row = before.ids.tolist().index("1")
     expected = word2vec.encode([lines[0].split("\t", 1)[1]])[0]
@@ -92,11 +94,32 @@ def test_duplicate_ids_error_names_them_or_last_wins(tmp_path, word2vec):
     np.testing.assert_allclose(frame.vectors[frame.ids.tolist().index("a")], word2vec.encode(["second"])[0], atol=1e-6)
 
 
-def test_identical_texts_are_encoded_once(tmp_path, word2vec):
+def test_identical_texts_are_encoded_once_across_shards_and_runs(tmp_path, word2vec):
     path = tmp_path / "msgs.csv"
-    path.write_text("id,text\n1,call me now\n2,call me now\n3,call me now\n4,later\n")
-    summary = materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=tmp_path)
-    assert (summary["encoded"], summary["forward_passes"]) == (4, 2)
+    path.write_text("id,text\n1,call me now\n2,later\n3,call me now\n4,call me now\n")
+    summary = materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=tmp_path, shard_size=1)
+    assert (summary["encoded"], summary["forward_passes"], summary["reused"]) == (4, 2, 2)
+    more = tmp_path / "more.csv"
+    more.write_text("id,text\n5,later\n6,something new\n")
+    summary = materialize(TextSource(str(more), id_col="id"), "m", "word2vec", store=tmp_path)
+    assert (summary["encoded"], summary["forward_passes"], summary["reused"]) == (2, 1, 1)
+    frame = Store(tmp_path).resolve_table("m").latest()
+    by_id = dict(zip(frame.ids.tolist(), frame.vectors))
+    np.testing.assert_array_equal(by_id["5"], by_id["2"])
+    np.testing.assert_allclose(by_id["4"], word2vec.encode(["call me now"])[0], atol=1e-6)
+    all_rows, _ = Store(tmp_path).resolve_table("m").scan(["entity_id", "n_tokens"])
+    assert all_rows.num_rows == 6 and set(all_rows.column("n_tokens").to_pylist()) <= {1, 2, 3}
+
+
+def test_reused_text_whose_first_record_was_dropped_is_still_encoded(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text\na,shared words\nb,shared words\na,other words\n")
+    summary = materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=tmp_path, on_duplicate="last")
+    assert summary["encoded"] == 2
+    frame = Store(tmp_path).resolve_table("m").latest()
+    by_id = dict(zip(frame.ids.tolist(), frame.vectors))
+    np.testing.assert_allclose(by_id["b"], word2vec.encode(["shared words"])[0], atol=1e-6)
+    np.testing.assert_allclose(by_id["a"], word2vec.encode(["other words"])[0], atol=1e-6)
 
 
 def test_oov_share_and_zero_vectors_are_reported(tmp_path, word2vec):
