@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from featurestore.encoders import BaseEncoder, EncodeResult, get_encoder
 from featurestore.errors import EncoderError, SourceError
-from featurestore.sources import TextSource
+from featurestore.sources import Source, to_dict
 from featurestore.store import Store, TableMeta, vectors_to_binary
 from featurestore.store.schema import TIMESTAMP
 
@@ -98,7 +98,7 @@ def _clear_stale_staging(folder: Path, max_age_s: float = 6 * 3600) -> None:
 
 
 def plan(
-    source: TextSource,
+    source: Source,
     view: str,
     encoder: str,
     *,
@@ -146,7 +146,7 @@ def plan(
         encoder_options=options,
         encoder_id=enc.encoder_id,
         meta=asdict(meta),
-        source=asdict(source),
+        source=to_dict(source),
         staging=str(staging),
         base_version=table.version(),
         started_at=time.time(),
@@ -167,7 +167,7 @@ def plan(
 
 def _stage(
     p: Plan,
-    source: TextSource,
+    source: Source,
     state: dict[str, tuple[str, str | None]],
     *,
     full_sync: bool,
@@ -233,7 +233,9 @@ def _stage(
             buffer = buffers[kind]
             buffer["line"].append(line)
             buffer["entity_id"].append(entity)
-            buffer["text"].append(batch.text[i])
+            buffer["content"].append(batch.content[i])
+            if batch.tokens is not None:
+                buffer["tokens"].append(batch.tokens[i])
             buffer["content_hash"].append(digest)
             buffer["attrs_hash"].append(attrs)
             buffer["event_timestamp"].append(batch.event_timestamp[i])
@@ -265,7 +267,7 @@ def attrs_hash(kept: tuple) -> str:
 
 
 def _empty_buffer(keep: tuple[str, ...]) -> dict[str, list]:
-    buf: dict[str, list] = {k: [] for k in ("line", "entity_id", "text", "content_hash", "attrs_hash", "event_timestamp")}
+    buf: dict[str, list] = {k: [] for k in ("line", "entity_id", "content", "content_hash", "attrs_hash", "event_timestamp", "tokens")}
     buf.update({c: [] for c in keep})
     return buf
 
@@ -275,7 +277,8 @@ def _buffer_table(buffer: dict[str, list], keep_cols: list[str]) -> pa.Table:
         {
             "line": pa.array(buffer["line"], pa.int64()),
             "entity_id": pa.array(buffer["entity_id"], pa.string()),
-            "text": pa.array(buffer["text"], pa.string()),
+            "content": pa.array(buffer["content"], pa.string()),
+            **({"tokens": pa.array(buffer["tokens"], pa.list_(pa.string()))} if buffer["tokens"] else {}),
             "content_hash": pa.array(buffer["content_hash"], pa.string()),
             "attrs_hash": pa.array(buffer["attrs_hash"], pa.string()),
             "event_timestamp": pa.array(buffer["event_timestamp"], TIMESTAMP),
@@ -307,7 +310,7 @@ def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None 
     enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
     hashes = rows.column("content_hash").to_numpy(zero_copy_only=False)
     unique_hashes, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-    texts = rows.column("text").to_pylist()
+    texts = rows.column("content").to_pylist()
     result = enc.encode_with_stats([texts[i] for i in first])
     if result.vectors.shape != (len(unique_hashes), enc.dim):
         raise EncoderError(f"encoder {p.encoder_id} returned shape {result.vectors.shape}, expected ({len(unique_hashes)}, {enc.dim})")
@@ -335,7 +338,7 @@ def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None
     missing = sorted({h for h in hashes if h not in stored})
     forward = 0
     if missing:
-        texts = dict(zip(hashes, rows.column("text").to_pylist()))
+        texts = dict(zip(hashes, rows.column("content").to_pylist()))
         enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
         fresh = enc.encode_with_stats([texts[h] for h in missing])
         for i, h in enumerate(missing):
@@ -535,7 +538,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 def materialize(
-    source: TextSource,
+    source: Source,
     view: str,
     encoder: str,
     *,

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 
 from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError
-from featurestore.sources import TextSource
+from featurestore.sources import Source, from_dict, to_dict
 
 ProgressFn = Callable[[int, int], None]
 _progress: list[ProgressFn] = []
@@ -48,7 +48,7 @@ def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signa
 
 @task(name="plan-diff", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
 def plan_task(source: dict[str, Any], view: str, encoder: str, store: str | None, options: dict[str, Any]) -> str:
-    p = lib.plan(TextSource(**source), view, encoder, store=store, **options)
+    p = lib.plan(from_dict(source), view, encoder, store=store, **options)
     return str(p.path)
 
 
@@ -122,7 +122,7 @@ def materialize_flow(
 
 
 def run(
-    source: TextSource,
+    source: Source,
     view: str,
     encoder: str,
     *,
@@ -137,8 +137,6 @@ def run(
     nothing to encode or delete finishes in-process: starting the flow server would cost more
     than the scan. ``runner="inline"`` runs every step in-process without Prefect.
     """
-    from dataclasses import asdict
-
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     p = lib.plan(source, view, encoder, store=store, **options)
@@ -147,7 +145,7 @@ def run(
     warm = _load_in_background(p)  # the weights load while the flow server starts
     try:
         with progress_hook(progress):
-            return materialize_flow(asdict(source), view, encoder, store, options, plan_path=str(p.path))
+            return materialize_flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
     finally:
         warm.join()
 

@@ -1,7 +1,19 @@
 """Sources: files of records streamed in batches, with normalised content and its hash."""
 
+from featurestore.sources.batch import Source, SourceBatch, from_dict, to_dict
 from featurestore.sources.content import bytes_hash, content_hash, normalize_text
 from featurestore.sources.formats import FORMATS
-from featurestore.sources.text import LINE_ID, TextBatch, TextSource
+from featurestore.sources.text import LINE_ID, TextSource
 
-__all__ = ["FORMATS", "LINE_ID", "TextBatch", "TextSource", "bytes_hash", "content_hash", "normalize_text"]
+__all__ = [
+    "FORMATS",
+    "LINE_ID",
+    "Source",
+    "SourceBatch",
+    "TextSource",
+    "bytes_hash",
+    "content_hash",
+    "from_dict",
+    "normalize_text",
+    "to_dict",
+]

@@ -1,6 +1,6 @@
 """Text sources: a file plus which columns hold the id, the text, the event time and what to keep.
 
-``TextSource(...).batches()`` streams :class:`TextBatch` es of normalised, hashed records; memory
+``TextSource(...).batches()`` streams :class:`SourceBatch` es of normalised, hashed records; memory
 holds one batch at a time.
 """
 
@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from featurestore.errors import SourceError
+from featurestore.sources.batch import SourceBatch
 from featurestore.sources.content import content_hash, normalize_text
 from featurestore.sources.formats import detect_format, open_records
 
 LINE_ID = "@line"  # --id-col value: use the record's line (or row) number as its id
-
-
-@dataclass
-class TextBatch:
-    """Records of one batch, column-wise. ``reason[i]`` is None for a good row, else why it fails."""
-
-    line: list[int] = field(default_factory=list)
-    entity_id: list[str] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-    content_hash: list[str] = field(default_factory=list)
-    event_timestamp: list[datetime | None] = field(default_factory=list)
-    keep: dict[str, list[Any]] = field(default_factory=dict)
-    reason: list[str | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.line)
 
 
 @dataclass(frozen=True)
@@ -60,6 +45,9 @@ class TextSource:
     keep: tuple[str, ...] = ()
     header: bool = True
 
+    kind = "text"
+    modality = "text"
+
     @property
     def resolved_format(self) -> str:
         return detect_format(Path(self.path), self.format)
@@ -74,7 +62,7 @@ class TextSource:
             "keep": list(self.keep),
         }
 
-    def batches(self, batch_size: int = 10_000) -> Iterator[TextBatch]:
+    def batches(self, batch_size: int = 10_000) -> Iterator[SourceBatch]:
         """Stream the records in batches; raises :class:`SourceError` naming the file and line."""
         path = Path(self.path)
         if not path.exists():
@@ -86,14 +74,14 @@ class TextSource:
         fmt = self.resolved_format
         columns, records = open_records(path, fmt, header=self.header, batch_size=batch_size)
         self._check_columns(path, columns)
-        batch = TextBatch(keep={c: [] for c in self.keep})
+        batch = SourceBatch(keep={c: [] for c in self.keep})
         seen = 0
         for line, record in records:
             seen += 1
             self._append(path, batch, line, record)
             if len(batch) >= batch_size:
                 yield batch
-                batch = TextBatch(keep={c: [] for c in self.keep})
+                batch = SourceBatch(keep={c: [] for c in self.keep})
         if seen == 0:
             raise SourceError(f"{path} has no records; nothing to materialize")
         if len(batch):
@@ -114,7 +102,7 @@ class TextSource:
                     f"{path}: {role} column {col!r} not found; the columns are: {', '.join(columns)}.{hint}"
                 )
 
-    def _append(self, path: Path, batch: TextBatch, line: int, record: dict[str, Any]) -> None:
+    def _append(self, path: Path, batch: SourceBatch, line: int, record: dict[str, Any]) -> None:
         for col in (self.text_col, *( [self.id_col] if self.id_col and self.id_col != LINE_ID else [])):
             if col not in record:
                 raise SourceError(f"{path}: line {line} has no {col!r} field")
@@ -132,7 +120,7 @@ class TextSource:
             entity = digest[:16]
         batch.line.append(line)
         batch.entity_id.append(entity)
-        batch.text.append(text)
+        batch.content.append(text)
         batch.content_hash.append(digest)
         batch.event_timestamp.append(self._event_time(path, line, record) if self.time_col else None)
         for col in self.keep:

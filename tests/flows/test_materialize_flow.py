@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from featurestore.sources import TextSource
+from featurestore.sources import TextSource, to_dict
 from featurestore.store import Store
 
 pytestmark = pytest.mark.slow
@@ -39,11 +38,11 @@ def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tm
     from flows.materialize import materialize_flow
 
     source = TextSource(str(sms_file(120)), format="sms", id_col="@line", keep=("label",))
-    summary = materialize_flow(asdict(source), "sms", "word2vec", str(tmp_path), {"shard_size": 50})
+    summary = materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {"shard_size": 50})
     assert (summary["rows_seen"], summary["encoded"], summary["shards"], summary["table_version"]) == (120, 120, 3, 2)
     markdown = read_artifact(f"materialize-sms-{word2vec.encoder_id}")
     assert "| encoded | 120 |" in markdown and "| table version | 2 |" in markdown and "OOV share" in markdown
-    again = materialize_flow(asdict(source), "sms", "word2vec", str(tmp_path), {})
+    again = materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {})
     assert (again["encoded"], again["skipped"]) == (0, 120)
 
 

@@ -21,7 +21,7 @@ def rows(source: TextSource, batch_size: int = 10_000):
                 {
                     "line": batch.line[i],
                     "id": batch.entity_id[i],
-                    "text": batch.text[i],
+                    "text": batch.content[i],
                     "time": batch.event_timestamp[i],
                     "reason": batch.reason[i],
                     **{k: v[i] for k, v in batch.keep.items()},

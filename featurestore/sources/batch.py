@@ -1,0 +1,66 @@
+"""What every source yields: column-wise batches of hashed records, and how sources travel.
+
+A source is any object with ``modality``, ``keep``, ``path``, ``batches(batch_size)`` and
+``describe()``; ``to_dict``/``from_dict`` turn it into plain JSON for flow parameters and plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Iterator, Protocol
+
+
+@dataclass
+class SourceBatch:
+    """Records of one batch, column-wise.
+
+    ``content`` is what the encoder receives: the normalised text, or the file path of an
+    image. ``tokens`` holds pre-tokenised sentences (CoNLL) and is None when the encoder
+    tokenises itself. ``reason[i]`` is None for a good row, else why the row is skipped.
+    """
+
+    line: list[int] = field(default_factory=list)
+    entity_id: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)
+    content_hash: list[str] = field(default_factory=list)
+    event_timestamp: list[datetime | None] = field(default_factory=list)
+    keep: dict[str, list[Any]] = field(default_factory=dict)
+    reason: list[str | None] = field(default_factory=list)
+    tokens: list[list[str]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+class Source(Protocol):
+    modality: str  # "text" | "image" | "tokens"
+    path: str
+    keep: tuple[str, ...]
+
+    def batches(self, batch_size: int = 10_000) -> Iterator[SourceBatch]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+_KINDS: dict[str, str] = {
+    "text": "featurestore.sources.text:TextSource",
+    "image": "featurestore.sources.images:ImageSource",
+    "conll": "featurestore.sources.conll:ConllSource",
+}
+
+
+def to_dict(source: Any) -> dict[str, Any]:
+    """A JSON-able description of a source (a dataclass) that :func:`from_dict` rebuilds."""
+    return {"kind": source.kind, **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(source).items()}}
+
+
+def from_dict(data: dict[str, Any]) -> Any:
+    import importlib
+
+    data = dict(data)
+    module, _, name = _KINDS[data.pop("kind")].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if "keep" in data:
+        data["keep"] = tuple(data["keep"])
+    return cls(**data)
