@@ -20,6 +20,7 @@ import numpy as np
 from featurestore.errors import DependencyError
 
 Modality = Literal["text", "image", "tokens"]
+Granularity = Literal["sentence", "token", "image"]
 Metric = Literal["cosine", "l2"]
 
 
@@ -36,6 +37,20 @@ class EncodeResult:
     n_tokens: np.ndarray
     n_oov: np.ndarray
     zero: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    errors: list[str | None] | None = None  # per input: why it could not be encoded (its row is not stored)
+
+
+@dataclass
+class TokenEncodeResult:
+    """One vector per word.
+
+    Per input text: ``tokens`` lists ``(token, char_start, char_end)`` into that text,
+    ``vectors`` is ``(n_tokens, dim) float32`` and ``oov`` is ``(n_tokens,) bool``.
+    """
+
+    tokens: list[list[tuple[str, int, int]]]
+    vectors: list[np.ndarray]
+    oov: list[np.ndarray]
 
 
 @runtime_checkable
@@ -64,6 +79,7 @@ class BaseEncoder:
     name: str = "encoder"
     modality: Modality = "text"
     metric: Metric = "cosine"
+    granularity: Granularity = "sentence"  # "token": one row per word via encode_tokens
 
     @property
     def dim(self) -> int:
@@ -104,6 +120,7 @@ class BaseEncoder:
             "encoder_id": self.encoder_id,
             "dim": self.dim,
             "modality": self.modality,
+            "granularity": self.granularity,
             "metric": self.metric,
             "source": self.source,
         }

@@ -115,8 +115,12 @@ class FeatureTable:
                 )
 
     # ------------------------------------------------------------------ writes
-    def append(self, rows: pa.Table, meta: TableMeta) -> int:
-        """Append rows in one atomic commit and return the new version."""
+    def append(self, rows: pa.Table, meta: TableMeta, *, commit_properties: Any = None) -> int:
+        """Append rows in one atomic commit and return the new version.
+
+        ``commit_properties`` (a ``deltalake.CommitProperties``) can tag the commit, e.g. with an
+        app transaction id that makes a retried write a no-op.
+        """
         from deltalake import write_deltalake
 
         self.check_compatible(meta)
@@ -133,6 +137,7 @@ class FeatureTable:
             schema_mode=None if creating else "merge",
             writer_properties=_writer_properties(),
             storage_options=self.storage_options,
+            commit_properties=commit_properties,
         )
         return int(self.delta().version())
 

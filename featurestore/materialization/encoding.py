@@ -1,0 +1,255 @@
+"""Encoding staged rows and committing them: one Delta commit per shard, idempotent on retry.
+
+Each commit carries an app transaction id ``featurestore-materialize-<run>-<part>``: a retried
+task finds its id in the log and writes nothing, and a killed run loses at most the shard in
+flight (the next run's plan sees what was committed).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featurestore.encoders import BaseEncoder, EncodeResult, get_encoder
+from featurestore.errors import EncoderError, SourceError
+from featurestore.materialization.planning import Plan
+from featurestore.store import FeatureTable, Store, TableMeta, embeddings_to_numpy, vectors_to_binary
+from featurestore.store.schema import TIMESTAMP
+
+APP_ID = "featurestore-materialize"
+
+
+def load_encoder(p: Plan) -> BaseEncoder:
+    """The plan's encoder, refusing to go on if its weights changed since the plan was made."""
+    enc = get_encoder(p.encoder, **p.encoder_options)
+    if enc.encoder_id != p.encoder_id:
+        raise EncoderError(
+            f"encoder {p.encoder!r} is now {enc.encoder_id}, but the run was planned with {p.encoder_id}; "
+            "its weights changed during the run: start it again"
+        )
+    return enc
+
+
+def plan_table(p: Plan) -> FeatureTable:
+    return Store(p.store).table(p.view, p.encoder_id, TableMeta(**p.meta))
+
+
+def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
+    """Encode shard ``index`` of a plan (each distinct content once) and commit it."""
+    p = Plan.load(plan_path)
+    started = time.perf_counter()
+    table = plan_table(p)
+    app_id = f"{APP_ID}-{p.run_id}-{index}"
+    if committed(table, app_id):
+        return _result(0, 0, None, [], time.perf_counter() - started, table.version(), already=True)
+    rows = _without_dropped(pq.read_table(p.shards[index]), p)
+    enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
+    if p.granularity == "token":
+        out, stats, forward = _token_rows(p, rows, enc)
+        failures: list[dict[str, Any]] = []
+    else:
+        hashes = rows.column("content_hash").to_numpy(zero_copy_only=False)
+        unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        contents = rows.column("content").to_pylist()
+        result = enc.encode_with_stats([contents[i] for i in first])
+        if result.vectors.shape != (len(unique), enc.dim):
+            raise EncoderError(f"encoder {p.encoder_id} returned shape {result.vectors.shape}, expected ({len(unique)}, {enc.dim})")
+        errors = [result.errors[i] for i in inverse] if result.errors else [None] * rows.num_rows
+        stats = EncodeResult(result.vectors[inverse], result.n_tokens[inverse], result.n_oov[inverse], result.zero[inverse], errors)
+        rows, stats, failures = _drop_failed(p, rows, stats)
+        out, forward = feature_rows(p, rows, stats), len(unique)
+    version = commit(table, out, TableMeta(**p.meta), app_id)
+    return _result(rows.num_rows, forward, stats, failures, time.perf_counter() - started, version)
+
+
+def _drop_failed(p: Plan, rows: pa.Table, stats: EncodeResult) -> tuple[pa.Table, EncodeResult, list[dict[str, Any]]]:
+    """Rows the encoder could not take (a corrupt image) are reported, not stored; fatal under strict."""
+    errors = stats.errors or []
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if not bad:
+        return rows, stats, []
+    lines = rows.column("line").to_pylist()
+    ids = rows.column("entity_id").to_pylist()
+    failures = [{"line": lines[i], "entity_id": ids[i], "reason": errors[i]} for i in bad]
+    if p.strict:
+        first = failures[0]
+        raise SourceError(f"{first['entity_id']}: {first['reason']} (--strict makes this fatal)")
+    good = np.setdiff1d(np.arange(rows.num_rows), bad)
+    kept = EncodeResult(stats.vectors[good], stats.n_tokens[good], stats.n_oov[good], stats.zero[good])
+    return rows.take(pa.array(good)), kept, failures
+
+
+def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
+    """Commit copy batch ``index``: rows whose content is already stored take the stored vector.
+
+    Content-addressed reuse: content encoded once (earlier in this run or in the table) is not
+    encoded again for another entity. A hash that cannot be found (its row was dropped or
+    deleted meanwhile) is encoded after all.
+    """
+    p = Plan.load(plan_path)
+    started = time.perf_counter()
+    table = plan_table(p)
+    app_id = f"{APP_ID}-{p.run_id}-copies-{index}"
+    if committed(table, app_id):
+        return _result(0, 0, None, [], time.perf_counter() - started, table.version(), already=True)
+    rows = _without_dropped(pq.read_table(p.copies[index]), p)
+    hashes = rows.column("content_hash").to_pylist()
+    stored = _stored_vectors(table, set(hashes), p.meta["dim"])
+    missing = sorted({h for h in hashes if h not in stored})
+    if missing:
+        contents = dict(zip(hashes, rows.column("content").to_pylist()))
+        enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
+        fresh = enc.encode_with_stats([contents[h] for h in missing])
+        for i, h in enumerate(missing):
+            error = fresh.errors[i] if fresh.errors else None
+            stored[h] = (fresh.vectors[i], int(fresh.n_tokens[i]), int(fresh.n_oov[i]), bool(fresh.zero[i]), error)
+    picked = [stored[h] for h in hashes]
+    dim = p.meta["dim"]
+    stats = EncodeResult(
+        np.stack([v[0] for v in picked]).astype(np.float32) if picked else np.zeros((0, dim), np.float32),
+        np.array([v[1] for v in picked], dtype=np.int64),
+        np.array([v[2] for v in picked], dtype=np.int64),
+        np.array([v[3] for v in picked], dtype=bool),
+        [v[4] for v in picked],
+    )
+    rows, stats, failures = _drop_failed(p, rows, stats)
+    version = commit(table, feature_rows(p, rows, stats), TableMeta(**p.meta), app_id)
+    return _result(rows.num_rows, len(missing), stats, failures, time.perf_counter() - started, version)
+
+
+def _stored_vectors(table: FeatureTable, hashes: set[str], dim: int) -> dict[str, tuple]:
+    """content_hash -> (vector, n_tokens, n_oov, zero, None) for live rows holding one of ``hashes``."""
+    if not hashes or not table.exists():
+        return {}
+    data, _ = table.scan(["content_hash", "embedding", "n_tokens", "n_oov", "zero_vector", "deleted"])
+    wanted = pc.is_in(data.column("content_hash"), value_set=pa.array(sorted(hashes)))
+    data = data.filter(pc.and_(wanted, pc.invert(pc.fill_null(data.column("deleted"), False))))
+    if data.num_rows == 0:
+        return {}
+    vectors = embeddings_to_numpy(data.column("embedding"), dim)
+    found: dict[str, tuple] = {}
+    columns = (data.column(c).to_pylist() for c in ("content_hash", "n_tokens", "n_oov", "zero_vector"))
+    for i, (h, n_tokens, n_oov, zero) in enumerate(zip(*columns)):
+        found.setdefault(h, (vectors[i], n_tokens or 0, n_oov or 0, bool(zero), None))
+    return found
+
+
+def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, EncodeResult, int]:
+    """One row per word: the sentence's columns repeated, aligned list columns split per word."""
+    contents = rows.column("content").to_pylist()
+    given = rows.column("tokens").to_pylist() if "tokens" in rows.column_names else None
+    result = enc.encode_tokens(contents, given)
+    counts = np.array([len(t) for t in result.tokens], dtype=np.int64)
+    repeat = np.repeat(np.arange(rows.num_rows), counts)
+    flat_tokens = [t for sentence in result.tokens for t in sentence]
+    oov = np.concatenate(result.oov) if len(flat_tokens) else np.zeros(0, dtype=bool)
+    vectors = np.concatenate(result.vectors).astype(np.float32) if len(flat_tokens) else np.zeros((0, enc.dim), np.float32)
+    n_oov = np.array([int(o.sum()) for o in result.oov], dtype=np.int64)
+    per_word = rows.take(pa.array(repeat, pa.int64()))
+    stats = EncodeResult(vectors, counts[repeat], n_oov[repeat], oov)
+    table = feature_rows(p, per_word, stats, keep=_split_aligned(p, rows, counts))
+    table = table.append_column("token_index", pa.array(np.concatenate([np.arange(c) for c in counts]) if len(flat_tokens) else [], pa.int32()))
+    table = table.append_column("token", pa.array([t[0] for t in flat_tokens], pa.string()))
+    table = table.append_column("char_start", pa.array([t[1] for t in flat_tokens], pa.int32()))
+    table = table.append_column("char_end", pa.array([t[2] for t in flat_tokens], pa.int32()))
+    table = table.append_column("oov", pa.array(oov, pa.bool_()))
+    per_sentence = EncodeResult(np.zeros((rows.num_rows, 0), np.float32), counts, n_oov, np.zeros(rows.num_rows, bool))
+    return table, per_sentence, rows.num_rows
+
+
+def _split_aligned(p: Plan, rows: pa.Table, counts: np.ndarray) -> dict[str, pa.Array]:
+    """Kept columns for word rows: a list column with one value per word is split per word."""
+    out: dict[str, pa.Array] = {}
+    for name in p.source.get("keep", []):
+        column = rows.column(name)
+        values = column.to_pylist()
+        if pa.types.is_list(column.type) and all(v is None or len(v) == c for v, c in zip(values, counts)):
+            out[name] = pa.array([x for v, c in zip(values, counts) for x in (v if v is not None else [None] * c)], pa.string())
+        else:
+            out[name] = pa.array([v for v, c in zip(values, counts) for _ in range(c)], column.type)
+    return out
+
+
+def _without_dropped(rows: pa.Table, p: Plan) -> pa.Table:
+    if not p.drop_lines:
+        return rows
+    return rows.filter(pc.invert(pc.is_in(rows.column("line"), value_set=pa.array(p.drop_lines, pa.int64()))))
+
+
+def feature_rows(p: Plan, rows: pa.Table, stats: EncodeResult, keep: dict[str, pa.Array] | None = None) -> pa.Table:
+    """Staged rows + their vectors -> rows of the feature table's schema."""
+    n = rows.num_rows
+    now = datetime.now(timezone.utc)
+    run_time = datetime.fromisoformat(p.run_time)
+    event = rows.column("event_timestamp").to_pylist()
+    kept = keep if keep is not None else {c: rows.column(c) for c in p.source.get("keep", [])}
+    return pa.table(
+        {
+            "entity_id": rows.column("entity_id"),
+            "content_hash": rows.column("content_hash"),
+            "attrs_hash": rows.column("attrs_hash"),
+            "encoder_id": pa.array([p.encoder_id] * n, pa.string()),
+            "embedding": vectors_to_binary(stats.vectors.reshape(n, -1) if n else np.zeros((0, p.meta["dim"]), np.float32)),
+            "event_timestamp": pa.array([e or run_time for e in event], TIMESTAMP),
+            "created_at": pa.array([now] * n, TIMESTAMP),
+            "deleted": pa.array([False] * n, pa.bool_()),
+            "n_tokens": pa.array(stats.n_tokens, pa.int32()),
+            "n_oov": pa.array(stats.n_oov, pa.int32()),
+            "zero_vector": pa.array(stats.zero, pa.bool_()),
+            **kept,
+        }
+    )
+
+
+def tombstone_rows(p: Plan, ids: pa.Array) -> pa.Table:
+    n = len(ids)
+    now = datetime.now(timezone.utc)
+    return pa.table(
+        {
+            "entity_id": ids,
+            "content_hash": pa.nulls(n, pa.string()),
+            "attrs_hash": pa.nulls(n, pa.string()),
+            "encoder_id": pa.array([p.encoder_id] * n, pa.string()),
+            "embedding": pa.nulls(n, pa.binary()),
+            "event_timestamp": pa.array([now] * n, TIMESTAMP),
+            "created_at": pa.array([now] * n, TIMESTAMP),
+            "deleted": pa.array([True] * n, pa.bool_()),
+            "n_tokens": pa.nulls(n, pa.int32()),
+            "n_oov": pa.nulls(n, pa.int32()),
+            "zero_vector": pa.nulls(n, pa.bool_()),
+        }
+    )
+
+
+def committed(table: FeatureTable, app_id: str) -> bool:
+    return table.exists() and table.delta().transaction_version(app_id) is not None
+
+
+def commit(table: FeatureTable, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
+    """Append with an app transaction id so that a retry of the same part is a no-op."""
+    from deltalake import CommitProperties, Transaction
+
+    if committed(table, app_id):
+        return int(table.version())
+    return table.append(rows, meta, commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=1)]))
+
+
+def _result(rows: int, forward: int, stats: EncodeResult | None, failures: list[dict[str, Any]], seconds: float, version: int | None, *, already: bool = False) -> dict[str, Any]:
+    return {
+        "rows": rows,
+        "forward": forward,
+        "n_tokens": int(stats.n_tokens.sum()) if stats is not None else 0,
+        "n_oov": int(stats.n_oov.sum()) if stats is not None else 0,
+        "zero": int(stats.zero.sum()) if stats is not None else 0,
+        "failures": failures,
+        "seconds": seconds,
+        "version": version,
+        "already_committed": already,
+    }

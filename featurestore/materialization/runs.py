@@ -1,0 +1,121 @@
+"""Running a plan end to end, finishing it, and the run summary."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow.parquet as pq
+
+from featurestore.materialization.encoding import APP_ID, commit, encode_shard, load_encoder, plan_table, reuse_vectors, tombstone_rows
+from featurestore.materialization.planning import OnDuplicate, Plan, plan, remove_empty_parents
+from featurestore.sources import Source
+from featurestore.store import Store, TableMeta
+
+ProgressFn = Callable[[int, int], None]
+
+
+def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Commit reused vectors and tombstones, record the run, remove the staging folder.
+
+    ``results`` are the :func:`encode_shard` results; the summary counts everything written.
+    """
+    p = Plan.load(plan_path)
+    store = Store(p.store)
+    table = plan_table(p)
+    results = list(results)
+    for index in range(len(p.copies)):
+        results.append(reuse_vectors(plan_path, index))
+    deleted = 0
+    for path in p.tombstones:
+        ids = pq.read_table(path).column("entity_id")
+        commit(table, tombstone_rows(p, ids), TableMeta(**p.meta), f"{APP_ID}-{p.run_id}-tombstones")
+        deleted += len(ids)
+    summary = summarize(p, results, deleted=deleted, version=table.version())
+    store.record_run(summary)
+    shutil.rmtree(p.staging, ignore_errors=True)
+    remove_empty_parents(Path(p.staging).parent, store.path)
+    return summary
+
+
+def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: int | None) -> dict[str, Any]:
+    """The run summary the CLI prints with --json and the artifact shows."""
+    seconds = time.time() - p.started_at
+    encoded = sum(r["rows"] for r in results)
+    forward = sum(r["forward"] for r in results)
+    tokens = sum(r["n_tokens"] for r in results)
+    failures = p.failures + [f for r in results for f in r["failures"]]
+    return {
+        "view": p.view,
+        "encoder": p.encoder,
+        "encoder_id": p.encoder_id,
+        "granularity": p.granularity,
+        "run_id": p.run_id,
+        "source": p.source.get("path"),
+        "rows_seen": p.rows_seen,
+        "encoded": encoded,
+        "skipped": p.unchanged,
+        "failed": p.failed + sum(len(r["failures"]) for r in results),
+        "duplicates": p.duplicates,
+        "deleted": deleted,
+        "forward_passes": forward,
+        "reused": max(encoded - forward, 0) if p.granularity != "token" else 0,
+        "tokens": tokens,
+        "zero_vectors": sum(r["zero"] for r in results),
+        "oov_share": (sum(r["n_oov"] for r in results) / tokens) if tokens else 0.0,
+        "rows_per_second": encoded / seconds if seconds > 0 else 0.0,
+        "table_version": version,
+        "previous_version": p.base_version,
+        "shards": len(p.shards),
+        "seconds": round(seconds, 3),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "failures": failures[:20],
+    }
+
+
+def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Encode and commit the shards of a saved plan in this process, then finish it."""
+    results = []
+    done = 0
+    enc = load_encoder(p) if p.shards else None
+    for index in range(len(p.shards)):
+        result = encode_shard(p.path, index, enc)
+        results.append(result)
+        done += result["rows"] + len(result["failures"])
+        if progress:
+            progress(done, p.to_encode)
+    return finish(p.path, results)
+
+
+def materialize(
+    source: Source,
+    view: str,
+    encoder: str,
+    *,
+    store: Store | str | None = None,
+    encoder_options: dict[str, Any] | None = None,
+    full_sync: bool = False,
+    on_duplicate: OnDuplicate = "error",
+    strict: bool = False,
+    shard_size: int = 4096,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Encode ``source`` into ``view`` with ``encoder``, incrementally, in this process (no Prefect).
+
+    Returns the run summary: rows_seen, encoded, skipped, failed, table_version, seconds ...
+    """
+    p = plan(
+        source,
+        view,
+        encoder,
+        store=store,
+        encoder_options=encoder_options,
+        full_sync=full_sync,
+        on_duplicate=on_duplicate,
+        strict=strict,
+        shard_size=shard_size,
+    )
+    return run_plan(p, progress=progress)
