@@ -3,11 +3,13 @@
 from featurestore.sources.batch import Source, SourceBatch, from_dict, to_dict
 from featurestore.sources.content import bytes_hash, content_hash, normalize_text
 from featurestore.sources.formats import FORMATS
+from featurestore.sources.opening import SOURCE_FORMATS, open_source
 from featurestore.sources.text import LINE_ID, TextSource
 
 __all__ = [
     "FORMATS",
     "LINE_ID",
+    "SOURCE_FORMATS",
     "Source",
     "SourceBatch",
     "TextSource",
@@ -15,5 +17,6 @@ __all__ = [
     "content_hash",
     "from_dict",
     "normalize_text",
+    "open_source",
     "to_dict",
 ]

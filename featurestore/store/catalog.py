@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
 from featurestore import settings
 from featurestore.errors import StoreError
 from featurestore.store.schema import TableMeta, check_view_name
@@ -34,6 +36,7 @@ class TableInfo:
     dim: int
     granularity: str
     rows: int
+    entities: int
     versions: int
     version: int
     last_update: str | None
@@ -115,7 +118,9 @@ class Store:
         rows = []
         for t in self.tables():
             table, version = t.scan(["entity_id", "created_at", "deleted"])
-            live = int(latest_mask(table).to_numpy(zero_copy_only=False).sum()) if table.num_rows else 0
+            live_rows = table.filter(latest_mask(table)) if table.num_rows else table
+            live = live_rows.num_rows
+            entities = pc.count_distinct(live_rows.column("entity_id")).as_py() if live else 0
             meta = t.meta
             updated = t.last_update()
             rows.append(
@@ -126,6 +131,7 @@ class Store:
                     dim=meta.dim,
                     granularity=meta.granularity,
                     rows=live,
+                    entities=entities,
                     versions=version + 1,
                     version=version,
                     last_update=updated.isoformat(timespec="seconds") if updated else None,

@@ -24,7 +24,7 @@ def info(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "
     if not tables:
         console().print(f"store {s.root} holds no views yet; run `featurestore materialize` first")
         return
-    print_table(f"store {s.root}", tables, ["view", "encoder_id", "dim", "granularity", "rows", "version", "last_update"])
+    print_table(f"store {s.root}", tables, ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update"])
 
 
 def compact(

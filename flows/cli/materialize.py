@@ -14,11 +14,13 @@ def materialize(
     view: str = typer.Option(..., "--view", help="The feature view to write."),
     encoder: str = typer.Option(..., "--encoder", help="minilm, word2vec, st:/path/to/model, w2v:/path/to/vectors or a plugin."),
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text or sms (default: from the file name)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, conll or images (default: from the name; a folder is images)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column of entity ids; @line for line numbers (default: ids from content)."),
     text_col: str = typer.Option("text", "--text-col", help="Column of the text to encode."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Column of event times (ISO 8601 or epoch seconds)."),
     keep: str = typer.Option("", "--keep", help="Comma-separated columns to keep beside the vectors, e.g. label."),
+    granularity: str = typer.Option("sentence", "--granularity", help="sentence (one vector per record) or token (one row per word; text encoders)."),
+    path_col: str = typer.Option("path", "--path-col", help="For a CSV/Parquet list of images: the column of image paths."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV/TSV has no header: columns are col0, col1 ..."),
     full_sync: bool = typer.Option(False, "--full-sync", help="Tombstone entities that are missing from this source."),
     on_duplicate: str = typer.Option("error", "--on-duplicate", help="error (default) or last: what to do with repeated ids."),
@@ -30,20 +32,26 @@ def materialize(
 ) -> None:
     """Encode SOURCE into VIEW with ENCODER; rows already stored with the same content are skipped."""
     from featurestore import settings
-    from featurestore.sources import TextSource
+    from featurestore.errors import EncoderError
+    from featurestore.sources import open_source
 
     from flows.materialize import run
 
-    src = TextSource(
+    src = open_source(
         source,
         format=fmt,
         id_col=id_col,
         text_col=text_col,
         time_col=time_col,
-        keep=tuple(c.strip() for c in keep.split(",") if c.strip()),
+        keep=tuple(c.strip() for c in keep.split(",") if c.strip()) or None,
         header=not no_header,
+        path_col=path_col,
     )
-    options = {"device": settings.device(device)} if encoder.split(":")[0] in ("minilm", "st") else {}
+    if granularity not in ("sentence", "token"):
+        raise EncoderError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+    options: dict = {"granularity": "token"} if granularity == "token" else {}
+    if encoder.split(":")[0] in ("minilm", "st", "efficientnet-lite0"):
+        options["device"] = settings.device(device)
     with progress_bar(f"materialize {view}", enabled=not json_out) as update:
         summary = run(
             src,
