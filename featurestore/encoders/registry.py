@@ -56,7 +56,19 @@ def _w2v(arg: str | None, **options: Any) -> BaseEncoder:
     return Word2VecEncoder(arg, name="w2v", **options)
 
 
-BUILTINS: dict[str, Factory] = {"minilm": _minilm, "st": _st, "word2vec": _word2vec, "w2v": _w2v}
+def _efficientnet(arg: str | None, **options: Any) -> BaseEncoder:
+    from featurestore.encoders.image import make
+
+    return make(arg, **options)
+
+
+BUILTINS: dict[str, Factory] = {
+    "minilm": _minilm,
+    "st": _st,
+    "word2vec": _word2vec,
+    "w2v": _w2v,
+    "efficientnet-lite0": _efficientnet,
+}
 # Names that need an argument after the colon are not listed as ready-made encoders.
 _NEEDS_ARG = {"st", "w2v"}
 
