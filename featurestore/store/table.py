@@ -45,7 +45,7 @@ def _writer_properties():
     from deltalake import ColumnProperties, WriterProperties
 
     return WriterProperties(
-        compression="ZSTD",
+        compression="UNCOMPRESSED",  # float vectors do not compress; reads stay a memory map
         column_properties={
             "embedding": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE"),
         },
