@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,25 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 PYTHON = sys.executable
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (all processes), from /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    busy = sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields))  # user nice system irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+_START = (time.perf_counter(), _busy_seconds(), own_cpu_seconds(), os.getloadavg()[0])
 _ENV_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -34,7 +54,23 @@ def log(*parts: Any) -> None:
 
 
 def emit(result: dict[str, Any]) -> None:
-    """The benchmark's one JSON object, on stdout."""
+    """The benchmark's one JSON object, on stdout, with how busy the machine was meanwhile.
+
+    ``other_cpu_seconds`` is CPU time the machine spent on processes other than this benchmark
+    during it: well above zero means other work competed for the cores and skewed the timings.
+    """
+    wall, busy, own, load = _START
+    own_now = own_cpu_seconds()
+    result = {
+        **result,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "wall_seconds": round(time.perf_counter() - wall, 1),
+            "own_cpu_seconds": round(own_now - own, 1),
+            "other_cpu_seconds": round(max(_busy_seconds() - busy - (own_now - own), 0.0), 1),
+            "loadavg_1m_start_end": [round(load, 2), round(os.getloadavg()[0], 2)],
+        },
+    }
     sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
@@ -66,12 +102,19 @@ def write_sms_input(rows: int, out: Path) -> dict[str, int]:
 
 def timed_run(cmd: Sequence[str], *, cwd: str | Path | None = None) -> tuple[float, str]:
     """Run ``cmd`` to completion; return its wall-clock seconds and stdout (stderr passes through)."""
+    seconds, _, stdout = timed_run_cpu(cmd, cwd=cwd)
+    return seconds, stdout
+
+
+def timed_run_cpu(cmd: Sequence[str], *, cwd: str | Path | None = None) -> tuple[float, float, str]:
+    """Like :func:`timed_run`, also returning the CPU seconds (user + system) the command used."""
+    cpu = own_cpu_seconds()
     started = time.perf_counter()
     proc = subprocess.run(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"bench: {' '.join(cmd)} exited with {proc.returncode}")
-    return seconds, proc.stdout
+    return seconds, own_cpu_seconds() - cpu, proc.stdout
 
 
 def last_json(stdout: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 with :meth:`FeatureTable.append` (base-schema rows, unique ids), once as one commit and once as
 ``--commits`` commits. Each read opens a fresh ``FeatureTable`` (metadata read included) and
 returns an ``(n, dim) float32`` array; the baseline is ``np.load`` of the same matrix saved as
-.npy. Both warm (page cache), best and median of ``--repeats``. Target: npload / read >= 0.5
+.npy. ``parquet_floor`` (pyarrow reading only the embedding column of the same files) is reported
+to tell the Parquet format's cost from the store's. Both warm (page cache), best and median of ``--repeats``. Target: npload / read >= 0.5
 (median), for both layouts.
 """
 
@@ -24,30 +25,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from _common import emit, log
-from featurestore.store import FeatureTable, TableMeta, base_schema, vectors_to_binary
+from featurestore.store import FeatureTable, TableMeta, base_schema, embeddings_to_numpy, vectors_to_binary
 
 TARGET = 0.5
 
 
 def make_rows(vectors: np.ndarray, start: int) -> pa.Table:
+    """Rows of the base schema for ``vectors`` (ids ``start..``); columns not set here are null."""
     n = len(vectors)
     now = datetime.now(timezone.utc)
-    ids = [str(start + i) for i in range(n)]
-    return pa.table(
-        {
-            "entity_id": pa.array(ids, pa.string()),
-            "content_hash": pa.array([f"{start + i:064x}" for i in range(n)], pa.string()),
-            "encoder_id": pa.array(["random-384"] * n, pa.string()),
-            "embedding": vectors_to_binary(vectors),
-            "event_timestamp": pa.array([now] * n, base_schema().field("event_timestamp").type),
-            "created_at": pa.array([now] * n, base_schema().field("created_at").type),
-            "deleted": pa.array([False] * n, pa.bool_()),
-            "n_tokens": pa.array(np.full(n, 12, np.int32)),
-            "n_oov": pa.array(np.zeros(n, np.int32)),
-            "zero_vector": pa.array([False] * n, pa.bool_()),
-        },
-        schema=base_schema(),
-    )
+    schema = base_schema()
+    values: dict[str, pa.Array] = {
+        "entity_id": pa.array([str(start + i) for i in range(n)], pa.string()),
+        "content_hash": pa.array([f"{start + i:064x}" for i in range(n)], pa.string()),
+        "encoder_id": pa.array(["random-384"] * n, pa.string()),
+        "embedding": vectors_to_binary(vectors),
+        "event_timestamp": pa.array([now] * n, schema.field("event_timestamp").type),
+        "created_at": pa.array([now] * n, schema.field("created_at").type),
+        "deleted": pa.array([False] * n, pa.bool_()),
+        "n_tokens": pa.array(np.full(n, 12, np.int32)),
+        "n_oov": pa.array(np.zeros(n, np.int32)),
+        "zero_vector": pa.array([False] * n, pa.bool_()),
+    }
+    return pa.table([values.get(f.name, pa.nulls(n, f.type)) for f in schema], schema=schema)
 
 
 def timings(fn: Callable[[], np.ndarray], repeats: int, expected: np.ndarray) -> list[float]:
@@ -60,6 +60,12 @@ def timings(fn: Callable[[], np.ndarray], repeats: int, expected: np.ndarray) ->
         fn()
         out.append(time.perf_counter() - started)
     return out
+
+
+def parquet_floor(files: list[Path], dim: int) -> np.ndarray:
+    """The format's floor: pyarrow reading only the embedding column of the table's files, no Delta log."""
+    parts = [pq.read_table(f, columns=["embedding"], memory_map=True).column("embedding") for f in files]
+    return embeddings_to_numpy(pa.chunked_array([c for p in parts for c in p.chunks]), dim)
 
 
 def embedding_codec(uri: Path) -> str:
@@ -97,6 +103,8 @@ def main() -> None:
                 start += len(chunk)
             log(f"[read_speed] {label}: table version {FeatureTable(str(uri)).version()}, timing {repeats} reads")
             read = timings(lambda: FeatureTable(str(uri)).latest().vectors, repeats, matrix)
+            files = sorted(uri.glob("*.parquet"))
+            floor = timings(lambda: parquet_floor(files, args.dim), repeats, matrix)
             ratio = statistics.median(npload) / statistics.median(read)
             results[label] = {
                 "commits": commits,
@@ -104,6 +112,7 @@ def main() -> None:
                 "read_median_seconds": round(statistics.median(read), 5),
                 "ratio": round(ratio, 4),
                 "ratio_best": round(min(npload) / min(read), 4),
+                "parquet_floor_median_seconds": round(statistics.median(floor), 5),
                 "embedding_codec": embedding_codec(uri),
             }
     finally:
