@@ -1,0 +1,91 @@
+"""Images and token views through the same command: failures per row, user errors, store unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from featurestore.store import Store
+from tests.conftest import DATA, need, snapshot
+from tests.flows.test_cli import assert_user_error
+
+IMAGES = DATA / "images" / "hymenoptera_train"
+TESTA = DATA / "ner" / "conll2003" / "eng.testa"
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    need(IMAGES)
+    root = tmp_path / "imgs"
+    for label in ("ants", "bees"):
+        (root / label).mkdir(parents=True)
+        for src in sorted((IMAGES / label).glob("*.jpg"))[:3]:
+            shutil.copy(src, root / label / src.name)
+    return root
+
+
+def test_a_corrupt_jpeg_is_a_failed_row_and_the_rest_are_stored(tmp_path, image_folder, cli):
+    good = next((image_folder / "ants").glob("*.jpg"))
+    (image_folder / "ants" / "broken.jpg").write_bytes(good.read_bytes()[:2000])
+    shutil.copy(IMAGES / "ants" / "imageNotFound.gif", image_folder / "ants" / "imageNotFound.gif")
+    code, out, err = cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0",
+                         "--store", tmp_path / "s", "--runner", "inline", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["rows_seen"], summary["encoded"], summary["failed"]) == (8, 7, 1)
+    assert summary["failures"][0]["entity_id"] == "ants/broken.jpg" and "truncated" in summary["failures"][0]["reason"]
+    frame = Store(tmp_path / "s").resolve_table("bees").latest(["label"])
+    assert frame.vectors.shape == (7, 1280)
+    assert "ants/imageNotFound.gif" in frame.ids.tolist()  # a real GIF: its first frame is encoded
+    assert sorted(set(frame.columns.column("label").to_pylist())) == ["ants", "bees"]
+    strict = cli("materialize", image_folder, "--view", "bees2", "--encoder", "efficientnet-lite0",
+                 "--store", tmp_path / "s", "--runner", "inline", "--strict")
+    assert_user_error(strict, "ants/broken.jpg: truncated")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "empty").mkdir() or d / "empty", "no images"),
+        (lambda d: d / "nowhere", "not found"),
+    ],
+    ids=["folder-without-images", "missing-path"],
+)
+def test_image_user_errors_leave_the_store_unchanged(tmp_path, image_folder, cli, make, message):
+    store = tmp_path / "s"
+    assert cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0", "--store", store, "--runner", "inline")[0] == 0
+    before = snapshot(store)
+    result = cli("materialize", make(tmp_path), "--view", "bees", "--encoder", "efficientnet-lite0", "--store", store, "--format", "images")
+    assert_user_error(result, message)
+    assert snapshot(store) == before
+
+
+def test_text_encoder_on_images_is_refused(tmp_path, image_folder, cli):
+    assert_user_error(cli("materialize", image_folder, "--view", "x", "--encoder", "word2vec", "--store", tmp_path / "s"),
+                      "takes text input but the source holds image")
+    assert not (tmp_path / "s").exists()
+
+
+def test_conll_malformed_line_names_the_line(tmp_path, cli, word2vec):
+    need(TESTA)
+    head = TESTA.read_text(encoding="utf-8").splitlines()[:30]
+    head[11] = "EU NNP I-NP"  # three columns in a four-column file
+    bad = tmp_path / "bad.conll"
+    bad.write_text("\n".join(head) + "\n", encoding="utf-8")
+    result = cli("materialize", bad, "--view", "ner", "--encoder", "word2vec", "--granularity", "token", "--store", tmp_path / "s")
+    assert_user_error(result, "line 12")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_sentence_past_the_model_limit_keeps_every_word(tmp_path, cli, minilm):
+    words = " ".join(["Antwerp", "harbour", "officials", "said", "shipments", "of", "grain", "rose", "sharply"] * 45).split()
+    path = tmp_path / "long.conll"
+    path.write_text("\n".join(f"{w} O" for w in words) + "\n", encoding="utf-8")
+    code, out, err = cli("materialize", path, "--view", "long", "--encoder", "minilm", "--granularity", "token",
+                         "--store", tmp_path / "s", "--runner", "inline", "--json")
+    assert code == 0, err
+    assert json.loads(out)["tokens"] == len(words) == 405
+    frame = Store(tmp_path / "s").resolve_table("long").latest(["token"])
+    assert frame.columns.column("token").to_pylist() == words
