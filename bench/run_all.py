@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-SCRIPTS = ("materialize_speed.py", "read_speed.py", "materialize_memory.py")
+SCRIPTS = (
+    "materialize_speed.py",
+    "read_speed.py",
+    "materialize_memory.py",
+    "image_encode.py",
+    "image_flow.py",
+    "token_speed.py",
+    "token_materialize.py",
+)
 
 
 def run(script: str, quick: bool) -> dict[str, Any]:

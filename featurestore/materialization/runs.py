@@ -71,6 +71,7 @@ def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: 
         "previous_version": p.base_version,
         "shards": len(p.shards),
         "seconds": round(seconds, 3),
+        "encode_seconds": round(sum(r["seconds"] for r in results), 3),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "failures": failures[:20],
     }
