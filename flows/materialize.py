@@ -36,13 +36,15 @@ def progress_hook(fn: ProgressFn | None) -> Iterator[None]:
 
 
 def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
-    """Retry on I/O-style failures, not on errors the user must fix."""
+    """Retry on I/O failures and Delta commit conflicts; never on user errors or bugs."""
+    from deltalake.exceptions import CommitFailedError
+
     try:
         state.result()
-    except FeatureStoreError:
-        return False
-    except Exception:  # noqa: BLE001 - anything else may be transient (disk, network store)
+    except (OSError, CommitFailedError):
         return True
+    except Exception:  # noqa: BLE001 - everything else is deterministic: retrying repeats it
+        return False
     return False
 
 
@@ -144,7 +146,7 @@ def run(
         return lib.run_plan(p, progress=progress)
     warm = _load_in_background(p)  # the weights load while the flow server starts
     try:
-        with progress_hook(progress):
+        with lib.discard_on_error(p), progress_hook(progress):
             return materialize_flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
     finally:
         warm.join()

@@ -153,6 +153,22 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return _DIGESTS[key]
 
 
+def check_device(requested: str) -> str:
+    """Validate a device name early (before any work): ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    import re
+
+    from featurestore.errors import EncoderError
+
+    if requested in ("auto", "cpu"):
+        return requested
+    if not re.fullmatch(r"cuda(:\d+)?", requested or ""):
+        raise EncoderError(f"device must be one of auto, cpu, cuda, cuda:N. Got {requested!r} instead.")
+    torch = require("torch", "text")
+    if not torch.cuda.is_available():
+        raise EncoderError(f"device {requested!r} asked for, but torch sees no CUDA device here; use --device auto or cpu")
+    return requested
+
+
 def resolve_device(requested: str = "auto") -> str:
     """``auto`` means CUDA when torch sees one, else CPU."""
     if requested != "auto":

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, file_digest, require, resolve_device
+from featurestore.encoders.base import BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.errors import EncoderError
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_image
 
@@ -85,7 +85,7 @@ class EfficientNetEncoder(BaseEncoder):
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.block = _check_block(block)
-        self.device = device
+        self.device = check_device(device)
         self.batch_size = _positive("batch_size", batch_size)
         self.size = _positive("size", size)
         self.resize = _positive("resize", resize)

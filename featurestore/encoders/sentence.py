@@ -15,7 +15,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require, resolve_device
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError
@@ -75,7 +75,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         self.path = Path(path)
         self.model_name = model_name
         self.name = name
-        self.device = device
+        self.device = check_device(device)
         self.batch_size = batch_size
         self._config = _read_model_config(self.path)
         self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)

@@ -15,6 +15,6 @@ Tasks pass the plan's path and a shard index, never arrays.
 
 from featurestore.materialization.encoding import encode_shard, load_encoder, reuse_vectors
 from featurestore.materialization.planning import Plan, plan
-from featurestore.materialization.runs import finish, materialize, run_plan, summarize
+from featurestore.materialization.runs import discard_on_error, finish, materialize, run_plan, summarize
 
-__all__ = ["Plan", "encode_shard", "finish", "load_encoder", "materialize", "plan", "reuse_vectors", "run_plan", "summarize"]
+__all__ = ["Plan", "discard_on_error", "encode_shard", "finish", "load_encoder", "materialize", "plan", "reuse_vectors", "run_plan", "summarize"]

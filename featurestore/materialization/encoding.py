@@ -52,8 +52,8 @@ def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None 
     rows = _without_dropped(pq.read_table(p.shards[index]), p)
     enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
     if p.granularity == "token":
-        out, stats, forward = _token_rows(p, rows, enc)
-        failures: list[dict[str, Any]] = []
+        out, stats, forward, failures = _token_rows(p, rows, enc)
+        rows = rows.filter(pa.array(stats.n_tokens > 0)) if failures else rows
     else:
         hashes = rows.column("content_hash").to_numpy(zero_copy_only=False)
         unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
@@ -141,12 +141,20 @@ def _stored_vectors(table: FeatureTable, hashes: set[str], dim: int) -> dict[str
     return found
 
 
-def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, EncodeResult, int]:
-    """One row per word: the sentence's columns repeated, aligned list columns split per word."""
+def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, EncodeResult, int, list[dict[str, Any]]]:
+    """One row per word: the sentence's columns repeated, aligned list columns split per word.
+
+    A text in which the encoder finds no word is a failed row ("no words"): it has nothing to store.
+    """
     contents = rows.column("content").to_pylist()
     given = rows.column("tokens").to_pylist() if "tokens" in rows.column_names else None
     result = enc.encode_tokens(contents, given)
     counts = np.array([len(t) for t in result.tokens], dtype=np.int64)
+    empty = np.flatnonzero(counts == 0)
+    lines, ids = rows.column("line").to_pylist(), rows.column("entity_id").to_pylist()
+    failures = [{"line": lines[i], "entity_id": ids[i], "reason": "no words"} for i in empty]
+    if failures and p.strict:
+        raise SourceError(f"{failures[0]['entity_id']}: no words (--strict makes this fatal)")
     repeat = np.repeat(np.arange(rows.num_rows), counts)
     flat_tokens = [t for sentence in result.tokens for t in sentence]
     oov = np.concatenate(result.oov) if len(flat_tokens) else np.zeros(0, dtype=bool)
@@ -161,7 +169,7 @@ def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, En
     table = table.append_column("char_end", pa.array([t[2] for t in flat_tokens], pa.int32()))
     table = table.append_column("oov", pa.array(oov, pa.bool_()))
     per_sentence = EncodeResult(np.zeros((rows.num_rows, 0), np.float32), counts, n_oov, np.zeros(rows.num_rows, bool))
-    return table, per_sentence, rows.num_rows
+    return table, per_sentence, rows.num_rows, failures
 
 
 def _split_aligned(p: Plan, rows: pa.Table, counts: np.ndarray) -> dict[str, pa.Array]:

@@ -23,7 +23,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, SourceError
 from featurestore.sources import Source, to_dict
 from featurestore.store import Store, TableMeta
-from featurestore.store.schema import TIMESTAMP
+from featurestore.store.schema import SYSTEM_COLUMNS, TIMESTAMP
 
 OnDuplicate = Literal["error", "last"]
 MAX_FAILURES_LISTED = 100
@@ -103,6 +103,19 @@ def check_fits(source: Source, enc: BaseEncoder) -> None:
         )
 
 
+RESERVED = frozenset(SYSTEM_COLUMNS) | {"line", "content", "tokens", "token_index", "token", "char_start", "char_end", "oov"}
+
+
+def check_keep_names(keep: tuple[str, ...]) -> None:
+    """Kept columns live beside the system columns, so they cannot share their names."""
+    clash = sorted(set(keep) & RESERVED)
+    if clash:
+        raise SourceError(
+            f"cannot keep column(s) {', '.join(repr(c) for c in clash)}: the store uses these names itself "
+            f"({', '.join(sorted(RESERVED))}); rename the column in the source"
+        )
+
+
 def plan(
     source: Source,
     view: str,
@@ -127,6 +140,7 @@ def plan(
     options = dict(encoder_options or {})
     enc = get_encoder(encoder, **options)
     check_fits(source, enc)
+    check_keep_names(source.keep)
     meta = table_meta(view, enc)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
@@ -166,8 +180,9 @@ def plan(
 class _Staging:
     """Column buffers flushed to numbered Parquet files of at most ``shard_size`` rows."""
 
-    def __init__(self, p: Plan, kind: str, keep: list[str], shard_size: int, target: list[str]) -> None:
+    def __init__(self, p: Plan, kind: str, keep: list[str], shard_size: int, target: list[str], lists: dict[str, bool]) -> None:
         self.p, self.kind, self.keep, self.shard_size, self.target = p, kind, keep, shard_size, target
+        self.lists = lists  # kept column -> holds lists (shared by all buffers of a run)
         self.columns: dict[str, list] = {c: [] for c in ("line", "entity_id", "content", "content_hash", "attrs_hash", "event_timestamp", "tokens", *keep)}
 
     def add(self, row: dict[str, Any]) -> None:
@@ -198,8 +213,7 @@ class _Staging:
         if any(t is not None for t in cols["tokens"]):
             data["tokens"] = pa.array(cols["tokens"], pa.list_(pa.string()))
         for c in self.keep:
-            is_list = any(isinstance(v, list) for v in cols[c])
-            data[c] = pa.array(cols[c], pa.list_(pa.string()) if is_list else pa.string())
+            data[c] = pa.array(cols[c], pa.list_(pa.string()) if self.lists.get(c) else pa.string())
         return pa.table(data)
 
 
@@ -235,12 +249,15 @@ def _stage(
     # to copy batches (the stored vector is reused). Token rows are always encoded.
     reuse = p.granularity != "token"
     known = {digest for digest, _ in state.values()} if reuse else set()
-    shards = _Staging(p, "shard", keep_cols, shard_size, p.shards)
-    copies = _Staging(p, "copy", keep_cols, shard_size, p.copies)
+    lists: dict[str, bool] = {}
+    shards = _Staging(p, "shard", keep_cols, shard_size, p.shards, lists)
+    copies = _Staging(p, "copy", keep_cols, shard_size, p.copies, lists)
+    present: set[str] = set()  # ids in the source, failed rows included (never tombstoned)
     for batch in source.batches():
         for i in range(len(batch)):
             line, entity, digest = batch.line[i], batch.entity_id[i], batch.content_hash[i]
             p.rows_seen += 1
+            present.add(entity)
             reason = batch.reason[i]
             if reason is not None:
                 if strict:
@@ -250,6 +267,11 @@ def _stage(
                     p.failures.append({"line": line, "entity_id": entity, "reason": reason})
                 continue
             kept = tuple(kept_value(batch.keep[c][i]) for c in keep_cols)
+            for c, value in zip(keep_cols, kept):
+                if value is not None and lists.setdefault(c, isinstance(value, list)) != isinstance(value, list):
+                    raise SourceError(
+                        f"{source.path}: line {line}: column {c!r} mixes lists and single values; keep one kind per column"
+                    )
             previous = seen.get(entity)
             if previous is not None:
                 p.duplicates += 1
@@ -294,7 +316,7 @@ def _stage(
     # Earlier records of last-wins duplicates may already sit in a shard: the encoders drop them.
     p.drop_lines = sorted(drop)
     if full_sync:
-        gone = sorted(set(state) - set(seen))
+        gone = sorted(set(state) - present)
         if gone:
             path = Path(p.staging) / "tombstones.parquet"
             pq.write_table(pa.table({"entity_id": pa.array(gone, pa.string())}), path)

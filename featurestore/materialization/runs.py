@@ -6,7 +6,8 @@ import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import pyarrow.parquet as pq
 
@@ -79,16 +80,28 @@ def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: 
 
 def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Encode and commit the shards of a saved plan in this process, then finish it."""
-    results = []
-    done = 0
-    enc = load_encoder(p) if p.shards else None
-    for index in range(len(p.shards)):
-        result = encode_shard(p.path, index, enc)
-        results.append(result)
-        done += result["rows"] + len(result["failures"])
-        if progress:
-            progress(done, p.to_encode)
-    return finish(p.path, results)
+    with discard_on_error(p):
+        results = []
+        done = 0
+        enc = load_encoder(p) if p.shards else None
+        for index in range(len(p.shards)):
+            result = encode_shard(p.path, index, enc)
+            results.append(result)
+            done += result["rows"] + len(result["failures"])
+            if progress:
+                progress(done, p.to_encode)
+        return finish(p.path, results)
+
+
+@contextmanager
+def discard_on_error(p: Plan) -> Iterator[None]:
+    """Remove a failed run's staging folder: what it committed stays, the next plan re-stages the rest."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(p.staging, ignore_errors=True)
+        remove_empty_parents(Path(p.staging).parent, Path(p.store))
+        raise
 
 
 def materialize(

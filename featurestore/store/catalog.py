@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from urllib.parse import unquote
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,8 +51,16 @@ class Store:
     """A feature store rooted at a folder (``--store``, ``FEATURESTORE_HOME`` or ``~/.featurestore``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = settings.store_root(root)
-        self.path = Path(self.root)
+        root_text = settings.store_root(root)
+        if root_text.startswith("file://"):
+            root_text = unquote(root_text.removeprefix("file://"))
+        elif "://" in root_text:
+            raise StoreError(
+                f"store {root_text!r}: only local folders (or file:// URLs) are supported as store roots so far; "
+                "object stores (s3://, gs://) are not"
+            )
+        self.path = Path(root_text).expanduser().absolute()
+        self.root = str(self.path)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -108,9 +117,12 @@ class Store:
             if len(tables) == 1:
                 return tables[0]
             raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass --encoder")
-        for t in tables:
-            if Path(t.uri).name == encoder or t.meta.encoder_name == encoder:
-                return t
+        matches = [t for t in tables if Path(t.uri).name == encoder or t.meta.encoder_name == encoder]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(Path(t.uri).name for t in matches)
+            raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id")
         raise StoreError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
 
     def info(self) -> list[TableInfo]:

@@ -8,6 +8,7 @@ buffers, and the kept columns.
 from __future__ import annotations
 
 import os
+from urllib.parse import unquote
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -161,7 +162,7 @@ class FeatureTable:
 
         parts = []
         for path in dt.file_uris():
-            path = path.removeprefix("file://")
+            path = unquote(path.removeprefix("file://"))  # the log percent-encodes spaces and non-ASCII
             names = pq.read_schema(path).names
             cols = [c for c in columns if c in names] if columns else None
             parts.append(pq.read_table(path, columns=cols, memory_map=True))

@@ -143,3 +143,39 @@ def test_a_changed_label_is_a_change_even_with_the_same_text(tmp_path, word2vec)
     assert (summary["encoded"], summary["skipped"]) == (1, 1)
     frame = Store(tmp_path / "s").resolve_table("m").latest(["label"])
     assert dict(zip(frame.ids.tolist(), frame.columns.column("label").to_pylist())) == {"1": "ham", "2": "ham"}
+
+
+def test_kept_names_that_clash_with_system_columns_are_refused(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text,deleted\n1,hello,yes\n")
+    with pytest.raises(SourceError, match="cannot keep column\\(s\\) 'deleted'"):
+        materialize(TextSource(str(path), id_col="id", keep=("deleted",)), "m", "word2vec", store=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_full_sync_keeps_entities_whose_row_failed_this_time(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text\n1,hello\n2,goodbye\n")
+    materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=tmp_path)
+    path.write_text("id,text\n1,hello\n2,\n")
+    summary = materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=tmp_path, full_sync=True)
+    assert (summary["failed"], summary["deleted"]) == (1, 0)
+    assert sorted(Store(tmp_path).resolve_table("m").latest().ids.tolist()) == ["1", "2"]
+
+
+def test_a_store_path_with_spaces_and_accents_reads_back(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text\n1,hello\n2,hello\n")
+    store = tmp_path / "my störe"
+    materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=store)
+    again = materialize(TextSource(str(path), id_col="id"), "m", "word2vec", store=f"file://{store}")
+    assert again["skipped"] == 2
+    assert len(Store(store).resolve_table("m").latest()) == 2
+
+
+def test_token_view_text_without_words_is_a_failed_row(tmp_path, word2vec):
+    path = tmp_path / "msgs.csv"
+    path.write_text("id,text\n1,hello world\n2,!!! ???\n")
+    summary = materialize(TextSource(str(path), id_col="id"), "t", "word2vec", store=tmp_path, encoder_options={"granularity": "token"})
+    assert (summary["encoded"], summary["failed"], summary["tokens"]) == (1, 1, 2)
+    assert summary["failures"] == [{"line": 3, "entity_id": "2", "reason": "no words"}]

@@ -134,3 +134,12 @@ def test_real_process_exit_code_and_stderr(tmp_path):
     assert not (tmp_path / "s").exists()
     usage = subprocess.run([*exe, "materialize", "x.csv"], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "Missing option '--view'" in usage.stderr
+
+
+def test_bad_device_and_remote_store_are_user_errors(tmp_path, sms_file, cli):
+    path = sms_file(5)
+    assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "minilm", "--store", tmp_path / "s", "--id-col", "@line", "--device", "gpu"),
+                      "device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead.")
+    assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "word2vec", "--store", "s3://bucket/x", "--id-col", "@line"),
+                      "only local folders")
+    assert not (tmp_path / "s").exists()
