@@ -125,20 +125,14 @@ def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None
 
 
 def _stored_vectors(table: FeatureTable, hashes: set[str], dim: int) -> dict[str, tuple]:
-    """content_hash -> (vector, n_tokens, n_oov, zero, None) for live rows holding one of ``hashes``."""
-    if not hashes or not table.exists():
-        return {}
-    data, _ = table.scan(["content_hash", "embedding", "n_tokens", "n_oov", "zero_vector", "deleted"])
-    wanted = pc.is_in(data.column("content_hash"), value_set=pa.array(sorted(hashes)))
-    data = data.filter(pc.and_(wanted, pc.invert(pc.fill_null(data.column("deleted"), False))))
+    """content_hash -> (vector, n_tokens, n_oov, zero, None) for stored content among ``hashes``."""
+    data = table.rows_with_hashes(hashes, ["embedding", "n_tokens", "n_oov", "zero_vector"])
+    data = data.filter(pc.is_valid(data.column("embedding"))) if data.num_rows else data
     if data.num_rows == 0:
         return {}
     vectors = embeddings_to_numpy(data.column("embedding"), dim)
-    found: dict[str, tuple] = {}
     columns = (data.column(c).to_pylist() for c in ("content_hash", "n_tokens", "n_oov", "zero_vector"))
-    for i, (h, n_tokens, n_oov, zero) in enumerate(zip(*columns)):
-        found.setdefault(h, (vectors[i], n_tokens or 0, n_oov or 0, bool(zero), None))
-    return found
+    return {h: (vectors[i], n_tokens or 0, n_oov or 0, bool(zero), None) for i, (h, n_tokens, n_oov, zero) in enumerate(zip(*columns))}
 
 
 def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, EncodeResult, int, list[dict[str, Any]]]:

@@ -181,8 +181,38 @@ class FeatureTable:
     ) -> FeatureFrame:
         """The latest state (as of a version or time): ids, vectors and the requested columns.
 
-        ``columns`` None returns every non-system column that is kept (label, text ...).
+        ``columns`` None returns every non-system column that is kept (label, text ...). Reads of
+        the newest version are served from a memory-mapped snapshot after the first one.
         """
+        if as_of is None and with_vectors and _is_local(self.uri):
+            return self._latest_from_snapshot(columns)
+        return self._latest_from_delta(columns, as_of=as_of, with_vectors=with_vectors)
+
+    def _latest_from_snapshot(self, columns: Sequence[str] | None) -> FeatureFrame:
+        from featurestore.store.snapshot import read_snapshot, snapshot_path, snapshot_vectors, write_snapshot
+
+        version = int(self.delta().version())
+        path = snapshot_path(self.uri, version)
+        cached = read_snapshot(path)
+        if cached is None:
+            full = self._latest_from_delta(None, as_of=version, with_vectors=True)
+            write_snapshot(path, pa.array(full.ids, pa.string()), full.vectors, full.columns)
+            if columns is None:
+                return full
+            missing = [c for c in columns if c not in full.columns.column_names]
+            if missing:
+                raise StoreError(f"columns {missing} are not in {self.uri}; it has: {', '.join(full.columns.column_names)}")
+            return FeatureFrame(full.ids, full.vectors, full.columns.select(list(columns)), version, full.encoder_id)
+        names = [c for c in cached.column_names if c not in ("entity_id", "embedding")]
+        extra = list(columns) if columns is not None else names
+        missing = [c for c in extra if c not in names]
+        if missing:
+            raise StoreError(f"columns {missing} are not in {self.uri}; it has: {', '.join(names)}")
+        ids = cached.column("entity_id").to_numpy(zero_copy_only=False)
+        vectors = snapshot_vectors(cached.column("embedding"), self.meta.dim)
+        return FeatureFrame(ids, vectors, cached.select(extra), version, self.meta.encoder_id)
+
+    def _latest_from_delta(self, columns: Sequence[str] | None, *, as_of: AsOf, with_vectors: bool) -> FeatureFrame:
         wanted = ["entity_id", "created_at", "deleted"]
         if with_vectors:
             wanted.append("embedding")
@@ -200,6 +230,35 @@ class FeatureTable:
         vectors = embeddings_to_numpy(table.column("embedding"), dim) if with_vectors else np.zeros((table.num_rows, 0), np.float32)
         ids = table.column("entity_id").to_numpy(zero_copy_only=False)
         return FeatureFrame(ids, vectors, table.select(extra), version, self.meta.encoder_id)
+
+    def rows_with_hashes(self, hashes: set[str], columns: Sequence[str]) -> pa.Table:
+        """One stored row per content hash in ``hashes`` (any version: a vector depends only on
+        the content and the encoder), read file by file so memory holds one file at a time."""
+        import pyarrow.parquet as pq
+
+        remaining = set(hashes)
+        found: list[pa.Table] = []
+        if not remaining or not self.exists():
+            return pa.table({c: [] for c in ["content_hash", *columns]})
+        for path in self.delta().file_uris():
+            path = unquote(path.removeprefix("file://")) if _is_local(self.uri) else path
+            hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True).column("content_hash")
+            wanted = pc.is_in(hashes_here, value_set=pa.array(sorted(remaining), pa.string()))
+            index = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
+            if not len(index):
+                continue
+            values = hashes_here.take(pa.array(index)).to_pylist()
+            first: dict[str, int] = {}
+            for i, h in zip(index.tolist(), values):
+                first.setdefault(h, i)
+            part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True).take(pa.array(list(first.values())))
+            found.append(part)
+            remaining -= set(first)
+            if not remaining:
+                break
+        if not found:
+            return pa.table({c: [] for c in ["content_hash", *columns]})
+        return pa.concat_tables(found, promote_options="default")
 
     def state(self, as_of: AsOf = None) -> dict[str, tuple[str, str | None]]:
         """``entity_id -> (content_hash, attrs_hash)`` of the latest live rows (what a re-run compares to)."""

@@ -204,8 +204,10 @@ def test_bad_options_are_refused_with_the_allowed_values(tmp_path):
     with pytest.raises(EncoderError, match="checkpoint not found"):
         EfficientNetEncoder(tmp_path / "nope.pth")
     if not torch.cuda.is_available():
-        with pytest.raises(EncoderError, match="torch sees no CUDA device; use device='auto' or 'cpu'"):
-            EfficientNetEncoder(device="cuda").load()
+        with pytest.raises(EncoderError, match="torch sees no CUDA device here; use --device auto or cpu"):
+            EfficientNetEncoder(device="cuda")  # refused when built, before any work
+    with pytest.raises(EncoderError, match="device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead."):
+        EfficientNetEncoder(device="gpu")
 
 
 # -- checkpoints from a path --------------------------------------------------------------------

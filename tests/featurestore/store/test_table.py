@@ -133,3 +133,26 @@ def test_feature_table_opens_by_uri(table):
     table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
     again = FeatureTable(table.uri)
     assert again.meta.dim == DIM and again.version() == 0
+
+
+def test_reads_of_the_newest_version_come_from_a_snapshot_that_follows_commits(table, tmp_path):
+    table.append(rows(["a", "b"], np.ones((2, DIM), np.float32), label=["x", "y"]), meta())
+    first = table.latest()
+    snapshots = list((tmp_path / "_cache").rglob("*.arrow"))
+    assert len(snapshots) == 1
+    second = table.latest(["label"])
+    np.testing.assert_array_equal(first.vectors, second.vectors)
+    assert second.columns.column("label").to_pylist() == ["x", "y"] and not second.vectors.flags.owndata
+    table.append(rows(["c"], np.full((1, DIM), 3, np.float32), label=["z"]), meta())
+    third = table.latest()
+    assert sorted(third.ids.tolist()) == ["a", "b", "c"] and third.version == 1
+    assert [p.name for p in (tmp_path / "_cache").rglob("*.arrow")] == ["v00000001-f1.arrow"]
+    with pytest.raises(StoreError, match="columns \\['nope'\\] are not in"):
+        table.latest(["nope"])
+
+
+def test_rows_with_hashes_finds_one_row_per_stored_hash(table):
+    table.append(rows(["a", "b"], np.ones((2, DIM), np.float32)), meta())
+    table.append(rows(["c"], np.full((1, DIM), 2, np.float32)), meta())
+    found = table.rows_with_hashes({"ha", "hc", "missing"}, ["embedding"])
+    assert sorted(found.column("content_hash").to_pylist()) == ["ha", "hc"]
