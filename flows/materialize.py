@@ -119,6 +119,8 @@ def materialize_flow(
         for fn in _progress:
             fn(done, p.to_encode)
     summary = finish_task(path, results)
+    for fn in _progress:
+        fn(p.to_encode, p.to_encode)  # reused vectors are written by finish
     publish_artifact(summary)
     return summary
 

@@ -90,7 +90,10 @@ def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> dict[str, Any]:
             done += result["rows"] + len(result["failures"])
             if progress:
                 progress(done, p.to_encode)
-        return finish(p.path, results)
+        summary = finish(p.path, results)
+        if progress:
+            progress(p.to_encode, p.to_encode)  # reused vectors are written by finish
+        return summary
 
 
 @contextmanager

@@ -53,7 +53,7 @@ def test_cli_runs_the_flow_with_a_progress_hook(prefect_server, tmp_path, sms_fi
     source = TextSource(str(sms_file(90)), format="sms", id_col="@line", keep=("label",))
     summary = run(source, "sms", "word2vec", store=str(tmp_path), progress=lambda d, t: seen.append((d, t)), shard_size=40)
     assert summary["encoded"] == 90
-    assert seen == [(40, 90), (80, 90), (90, 90)]
+    assert seen == [(40, 90), (80, 90), (90, 90), (90, 90)]
 
 
 def test_a_killed_run_leaves_a_readable_table_and_the_rerun_adds_no_duplicates(tmp_path, sms_file, minilm):
