@@ -78,8 +78,8 @@ class Plan:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def table_meta(view: str, enc: BaseEncoder) -> TableMeta:
-    """The metadata a table written by ``enc`` carries."""
+def table_meta(view: str, enc: BaseEncoder, ref: str | None = None, options: dict[str, Any] | None = None) -> TableMeta:
+    """The metadata a table written by ``enc`` (asked for as ``ref`` with ``options``) carries."""
     granularity = "image" if enc.modality == "image" else getattr(enc, "granularity", "sentence")
     return TableMeta(
         view=view,
@@ -90,6 +90,8 @@ def table_meta(view: str, enc: BaseEncoder) -> TableMeta:
         metric=enc.metric,
         modality=enc.modality,
         granularity=granularity,
+        encoder_ref=ref,
+        encoder_options={k: v for k, v in (options or {}).items() if k not in ("device", "batch_size", "workers")},
     )
 
 
@@ -141,7 +143,7 @@ def plan(
     enc = get_encoder(encoder, **options)
     check_fits(source, enc)
     check_keep_names(source.keep)
-    meta = table_meta(view, enc)
+    meta = table_meta(view, enc, encoder, options)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
     created = store.ensure_writable()

@@ -75,6 +75,8 @@ class TableMeta:
     metric: str
     modality: str
     granularity: Granularity = "sentence"
+    encoder_ref: str | None = None  # how to get the encoder again: "minilm", "w2v:/path" ...
+    encoder_options: dict[str, Any] | None = None  # its options, less machine-specific ones (device)
     format_version: int = 1
 
     def to_json(self) -> str:

@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from flows.cli import demo, encoders, info, materialize
+    from flows.cli import demo, encoders, index, info, materialize
 
-    for module in (encoders, materialize, info, demo):
+    for module in (encoders, materialize, info, index, demo):
         module.register(app)
 
 

@@ -1,0 +1,125 @@
+"""Index lifecycle and similarity search over a view: build, load, query by text, image, id or vector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from featurestore.encoders import BaseEncoder, get_encoder
+from featurestore.errors import EncoderError, StoreError
+from featurestore.index.choice import IndexType, parse_bytes
+from featurestore.index.vector_index import IndexInfo, VectorIndex
+from featurestore.store import FeatureTable, Store
+
+
+def index_dir(store: Store, table: FeatureTable) -> Path:
+    return store.path / "indexes" / table.meta.view / table.meta.encoder_id
+
+
+def build_index(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    index_type: IndexType = "auto",
+    memory_budget: str | int | None = None,
+    target_recall: float = 0.95,
+) -> IndexInfo:
+    """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table."""
+    store = store if isinstance(store, Store) else Store(store)
+    table = store.resolve_table(view, encoder)
+    if table.meta.granularity == "token":
+        raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
+    frame = table.latest([])
+    built = VectorIndex.build(
+        frame.ids,
+        frame.vectors,
+        view=table.meta.view,
+        encoder_id=table.meta.encoder_id,
+        metric=table.meta.metric,
+        table_version=frame.version,
+        index_type=index_type,
+        memory_budget=parse_bytes(memory_budget),
+        target_recall=target_recall,
+    )
+    built.save(index_dir(store, table))
+    return built.info
+
+
+def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
+    store = store if isinstance(store, Store) else Store(store)
+    table = store.resolve_table(view, encoder)
+    return VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+
+
+def view_encoder(table: FeatureTable) -> BaseEncoder:
+    """The encoder that wrote the view, rebuilt from its metadata; refuses one that now differs."""
+    meta = table.meta
+    if not meta.encoder_ref:
+        raise EncoderError(f"view {meta.view!r} does not record how to rebuild its encoder; query it with --vector-file or --id")
+    enc = get_encoder(meta.encoder_ref, **(meta.encoder_options or {}))
+    if enc.encoder_id != meta.encoder_id:
+        raise EncoderError(
+            f"encoder {meta.encoder_ref!r} is {enc.encoder_id} here, but view {meta.view!r} was written with "
+            f"{meta.encoder_id}; its weights are not available, so queries cannot be encoded the same way"
+        )
+    return enc
+
+
+def search(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    texts: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    vectors: np.ndarray | None = None,
+    k: int = 10,
+) -> list[list[dict[str, Any]]]:
+    """The ``k`` nearest stored entities for each query, best first, with their kept columns.
+
+    Give exactly one of ``texts``, ``images`` (paths), ``ids`` (stored entities) or ``vectors``
+    (``(n, dim) float32``). Queries are encoded with the view's own encoder.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+        raise StoreError(f"k must be a positive int. Got {k!r} instead.")
+    given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
+    if len(given) != 1:
+        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
+    store = store if isinstance(store, Store) else Store(store)
+    table = store.resolve_table(view, encoder)
+    index = VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+    frame = table.latest()
+    position = {entity: i for i, entity in enumerate(frame.ids.tolist())}
+    if ids is not None:
+        unknown = [e for e in ids if e not in position]
+        if unknown:
+            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {table.meta.view!r}")
+        queries = frame.vectors[[position[e] for e in ids]]
+    elif vectors is not None:
+        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    else:
+        enc = view_encoder(table)
+        wanted = "image" if images is not None else "text"
+        if enc.modality != wanted:
+            raise EncoderError(f"view {table.meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
+        result = enc.encode_with_stats(list(images if images is not None else texts))
+        if result.errors and any(result.errors):
+            raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
+        queries = result.vectors
+    scores, found = index.search(queries, min(k, len(index.ids)))
+    kept = frame.columns.to_pylist()
+    out: list[list[dict[str, Any]]] = []
+    for row_scores, row_found in zip(scores, found):
+        hits = []
+        for score, pos in zip(row_scores.tolist(), row_found.tolist()):
+            if pos < 0:
+                continue
+            entity = index.ids[pos]
+            extra = kept[position[entity]] if entity in position else {}
+            hits.append({"entity_id": entity, "score": round(float(score), 6), **extra})
+        out.append(hits)
+    return out

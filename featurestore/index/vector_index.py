@@ -1,0 +1,222 @@
+"""A FAISS index over one table version: build, measure recall, tune, save, load, search.
+
+Files under ``<store>/indexes/<view>/<encoder_id>/``: ``index.faiss``, ``ids.parquet``
+(FAISS int64 id -> entity_id) and ``index.json`` (factory string, search parameters, measured
+recall and latency, memory, build seconds, the table version covered, encoder_id, metric).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featurestore.encoders.base import require
+from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.index.choice import IndexType, choose_factory
+
+RECALL_K = 10
+
+
+@dataclass
+class IndexInfo:
+    """What ``index.json`` holds."""
+
+    view: str
+    encoder_id: str
+    metric: str
+    dim: int
+    rows: int
+    factory: str
+    params: dict[str, Any] = field(default_factory=dict)
+    recall_at_10: float = 1.0
+    latency_ms: float = 0.0
+    memory_bytes: int = 0
+    build_seconds: float = 0.0
+    table_version: int = 0
+    target_recall: float = 0.95
+
+
+def _faiss():
+    faiss = require("faiss", "index")
+    return faiss
+
+
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """float32, C-contiguous, L2-normalised for cosine (inner product on unit vectors)."""
+    x = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+class VectorIndex:
+    """A built or loaded FAISS index with its id map and info."""
+
+    def __init__(self, index: Any, ids: np.ndarray, info: IndexInfo) -> None:
+        self.index = index
+        self.ids = ids
+        self.info = info
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(
+        cls,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        view: str,
+        encoder_id: str,
+        metric: str,
+        table_version: int,
+        index_type: IndexType = "auto",
+        memory_budget: int | None = None,
+        target_recall: float = 0.95,
+        seed: int = 0,
+    ) -> "VectorIndex":
+        faiss = _faiss()
+        n, dim = vectors.shape
+        if n == 0:
+            raise StoreError(f"view {view!r} has no rows for {encoder_id}: nothing to index; materialize it first")
+        if not 0 < target_recall <= 1:
+            raise StoreError(f"target recall must be in (0, 1]. Got {target_recall} instead.")
+        started = time.perf_counter()
+        x = prepare(vectors, metric)
+        factory = choose_factory(n, dim, index_type=index_type, memory_budget=memory_budget)
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        index = faiss.index_factory(dim, f"IDMap2,{factory}" if factory.startswith("HNSW") else factory, faiss_metric)
+        if not index.is_trained:
+            rng = np.random.default_rng(seed)
+            sample = x[rng.choice(n, size=min(n, 256 * _nlist(index)), replace=False)]
+            index.train(sample)
+        if factory.startswith("HNSW"):
+            index.add_with_ids(x, np.arange(n, dtype=np.int64))
+        else:
+            index = faiss.IndexIDMap2(index) if factory == "Flat" else index
+            index.add_with_ids(x, np.arange(n, dtype=np.int64))
+        info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
+                         table_version=table_version, target_recall=target_recall)
+        built = cls(index, np.asarray(ids, dtype=object), info)
+        built.tune(x, target_recall, seed=seed)
+        info.build_seconds = round(time.perf_counter() - started, 3)
+        info.memory_bytes = len(faiss.serialize_index(index))
+        return built
+
+    def tune(self, x: np.ndarray, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
+        """Measure recall@10 against exact search on stored vectors; raise nprobe/efSearch to the target."""
+        faiss = _faiss()
+        n = x.shape[0]
+        rng = np.random.default_rng(seed + 1)
+        q = x[rng.choice(n, size=min(n, queries), replace=False)]
+        k = min(RECALL_K, n)
+        exact = faiss.IndexFlatIP(x.shape[1]) if self.info.metric == "cosine" else faiss.IndexFlatL2(x.shape[1])
+        exact.add(x)
+        _, truth = exact.search(q, k)
+        for params in _candidates(self.index, self.info.factory):
+            self._apply(params)
+            started = time.perf_counter()
+            _, found = self.index.search(q, k)
+            seconds = time.perf_counter() - started
+            recall = _recall(truth, found)
+            self.info.params, self.info.recall_at_10 = params, round(recall, 4)
+            self.info.latency_ms = round(1000 * seconds / len(q), 4)
+            if recall >= target_recall:
+                return
+
+    def _apply(self, params: dict[str, Any]) -> None:
+        faiss = _faiss()
+        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap2) else self.index
+        if "nprobe" in params:
+            faiss.extract_index_ivf(self.index).nprobe = params["nprobe"]
+        if "efSearch" in params:
+            faiss.downcast_index(inner).hnsw.efSearch = params["efSearch"]
+        if "k_factor" in params:
+            faiss.downcast_index(self.index).k_factor = params["k_factor"]
+
+    # ----------------------------------------------------------------- search
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, positions)`` both ``(n_queries, k)``; positions index ``self.ids`` (-1: none)."""
+        if queries.ndim != 2 or queries.shape[1] != self.info.dim:
+            got = queries.shape[-1] if queries.ndim else 0
+            raise SchemaMismatchError(f"query vectors must have dimension {self.info.dim} for {self.info.encoder_id}. Got {got} instead.")
+        q = prepare(queries, self.info.metric)
+        return self.index.search(q, k)
+
+    # --------------------------------------------------------------- storage
+    def save(self, folder: Path) -> None:
+        """Write the three files atomically enough: each to a temporary name, then renamed."""
+        faiss = _faiss()
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".index.{os.getpid()}.tmp"
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, folder / "index.faiss")
+        pq.write_table(pa.table({"position": np.arange(len(self.ids), dtype=np.int64), "entity_id": pa.array(self.ids.tolist(), pa.string())}), folder / ".ids.tmp")
+        os.replace(folder / ".ids.tmp", folder / "ids.parquet")
+        (folder / ".index.json.tmp").write_text(json.dumps(asdict(self.info), indent=2))
+        os.replace(folder / ".index.json.tmp", folder / "index.json")
+
+    @classmethod
+    def load(cls, folder: Path, *, encoder_id: str | None = None) -> "VectorIndex":
+        """Load (memory-mapped where FAISS allows); refuse an index of another encoder or a damaged file."""
+        faiss = _faiss()
+        rebuild = "rebuild it with `featurestore index build`"
+        meta = folder / "index.json"
+        if not meta.is_file():
+            raise StoreError(f"no index at {folder}; build one with `featurestore index build`")
+        try:
+            info = IndexInfo(**json.loads(meta.read_text()))
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{meta} cannot be read ({exc}); {rebuild}") from None
+        if encoder_id is not None and info.encoder_id != encoder_id:
+            raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
+        try:
+            index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError:
+            try:
+                index = faiss.read_index(str(folder / "index.faiss"))
+            except RuntimeError as exc:
+                raise StoreError(f"the index file {folder / 'index.faiss'} is damaged ({str(exc).splitlines()[0][:120]}); {rebuild}") from None
+        try:
+            ids = pq.read_table(folder / "ids.parquet").column("entity_id").to_numpy(zero_copy_only=False)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"the id map {folder / 'ids.parquet'} is damaged ({exc}); {rebuild}") from None
+        if index.ntotal != len(ids) or index.d != info.dim:
+            raise StoreError(f"the index at {folder} holds {index.ntotal} vectors of dimension {index.d} but its id map has {len(ids)}; {rebuild}")
+        loaded = cls(index, ids, info)
+        loaded._apply(info.params)
+        return loaded
+
+
+def _nlist(index: Any) -> int:
+    faiss = _faiss()
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return 1
+
+
+def _candidates(index: Any, factory: str) -> list[dict[str, Any]]:
+    """Search parameters from fastest to most exact."""
+    if factory.startswith("IVF"):
+        nlist = _nlist(index)
+        probes = [p for p in (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if p < nlist] + [nlist]
+        if "Refine" in factory:
+            return [{"nprobe": p, "k_factor": kf} for p in probes if p >= 8 for kf in (4, 16, 64)]
+        return [{"nprobe": p} for p in probes]
+    if factory.startswith("HNSW"):
+        return [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256, 512)]
+    return [{}]
+
+
+def _recall(truth: np.ndarray, found: np.ndarray) -> float:
+    hits = sum(len(set(t[t >= 0]) & set(f[f >= 0])) for t, f in zip(truth, found))
+    total = sum(int((t >= 0).sum()) for t in truth)
+    return hits / total if total else 1.0

@@ -1,0 +1,76 @@
+"""``featurestore index build`` and ``featurestore search``: FAISS indexes and similarity queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from flows.cli.output import console, print_json, print_table
+
+index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
+StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+
+
+@index_app.command("build")
+def build(
+    view: str = typer.Option(..., "--view", help="The view to index."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 to reach against exact search."),
+    memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 2GB: the index must fit in it."),
+    index_type: str = typer.Option("auto", "--index-type", help="auto, flat, hnsw, ivf or ivfpq."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print index.json."),
+) -> None:
+    """Build (or rebuild) the index of a view's latest state, tuned to the target recall."""
+    from dataclasses import asdict
+
+    from featurestore.index import build_index
+
+    info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall)
+    if json_out:
+        print_json(asdict(info))
+    else:
+        console().print(
+            f"{info.view} / {info.encoder_id}: {info.factory} over {info.rows} rows, recall@10 {info.recall_at_10:.3f} "
+            f"with {info.params or 'exact search'}, {info.latency_ms:.3f} ms/query, {info.memory_bytes / 1e6:.1f} MB, "
+            f"built in {info.build_seconds:.1f} s (table version {info.table_version})"
+        )
+
+
+def search(
+    view: str = typer.Option(..., "--view", help="The view to search."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    text: Optional[List[str]] = typer.Option(None, "--text", help="Query text (repeat for a batch)."),
+    image: Optional[List[str]] = typer.Option(None, "--image", help="Query image path (repeat for a batch)."),
+    entity: Optional[List[str]] = typer.Option(None, "--id", help="A stored entity id to find neighbours of (repeatable)."),
+    vector_file: Optional[Path] = typer.Option(None, "--vector-file", help="A .npy file of query vectors (n, dim)."),
+    k: int = typer.Option(10, "-k", "--k", help="Results per query."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
+) -> None:
+    """Find the k stored entities most similar to each query (encoded with the view's own encoder)."""
+    from featurestore.errors import SourceError
+    from featurestore.index import search as run_search
+
+    vectors = None
+    if vector_file is not None:
+        import numpy as np
+
+        try:
+            vectors = np.load(vector_file, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot read query vectors from {vector_file}: {exc}") from None
+    results = run_search(view, encoder, store=store, texts=text or None, images=image or None, ids=entity or None, vectors=vectors, k=k)
+    if json_out:
+        print_json(results)
+        return
+    for number, hits in enumerate(results, 1):
+        columns = ["entity_id", "score", *[c for c in (hits[0] if hits else {}) if c not in ("entity_id", "score")]]
+        print_table(f"query {number}", hits, columns)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(index_app, name="index")
+    app.command("search")(search)
