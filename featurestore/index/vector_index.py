@@ -111,21 +111,24 @@ class VectorIndex:
         return built
 
     def tune(self, x: np.ndarray, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
-        """Measure recall@10 against exact search on stored vectors; raise nprobe/efSearch to the target."""
+        """Measure recall@10 against exact search, with stored vectors as queries (each left out of
+        its own results); raise nprobe / efSearch / k_factor until the target is met."""
         faiss = _faiss()
         n = x.shape[0]
         rng = np.random.default_rng(seed + 1)
-        q = x[rng.choice(n, size=min(n, queries), replace=False)]
-        k = min(RECALL_K, n)
+        picks = rng.choice(n, size=min(n, queries), replace=False)
+        q = x[picks]
+        k = min(RECALL_K, n - 1) if n > 1 else 1
         exact = faiss.IndexFlatIP(x.shape[1]) if self.info.metric == "cosine" else faiss.IndexFlatL2(x.shape[1])
         exact.add(x)
-        _, truth = exact.search(q, k)
+        _, truth = exact.search(q, k + 1)
+        truth = _without_self(truth, picks, k)
         for params in _candidates(self.index, self.info.factory):
             self._apply(params)
             started = time.perf_counter()
-            _, found = self.index.search(q, k)
+            _, found = self.index.search(q, k + 1)
             seconds = time.perf_counter() - started
-            recall = _recall(truth, found)
+            recall = _recall(truth, _without_self(found, picks, k))
             self.info.params, self.info.recall_at_10 = params, round(recall, 4)
             self.info.latency_ms = round(1000 * seconds / len(q), 4)
             if recall >= target_recall:
@@ -214,6 +217,12 @@ def _candidates(index: Any, factory: str) -> list[dict[str, Any]]:
     if factory.startswith("HNSW"):
         return [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256, 512)]
     return [{}]
+
+
+def _without_self(found: np.ndarray, picks: np.ndarray, k: int) -> np.ndarray:
+    """Each query is a stored vector: drop it from its own results (it would make recall look
+    better than for a new query) and keep ``k``."""
+    return np.array([[i for i in row if i != own][:k] + [-1] * max(0, k - len([i for i in row if i != own])) for row, own in zip(found.tolist(), picks.tolist())], dtype=np.int64)
 
 
 def _recall(truth: np.ndarray, found: np.ndarray) -> float:
