@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,9 +35,11 @@ def build_index(
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     frame = table.latest([])
+    state = table.state()
     built = VectorIndex.build(
         frame.ids,
         frame.vectors,
+        hashes=np.array([state.get(e, (None,))[0] for e in frame.ids.tolist()], dtype=object),
         view=table.meta.view,
         encoder_id=table.meta.encoder_id,
         metric=table.meta.metric,
@@ -46,6 +50,57 @@ def build_index(
     )
     built.save(index_dir(store, table))
     return built.info
+
+
+def update_index(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    rebuild_share: float = 0.2,
+    max_imbalance: float = 8.0,
+) -> dict[str, Any]:
+    """Bring the index up to the table's latest state without a rebuild when that is sound.
+
+    Adds entities that are new or whose content changed, removes replaced and deleted ones; it
+    rebuilds instead when more than ``rebuild_share`` of the vectors were removed since the build,
+    when an IVF's largest list exceeds ``max_imbalance`` x the mean, or for HNSW with removals.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    table = store.resolve_table(view, encoder)
+    folder = index_dir(store, table)
+    index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id, writable=True)
+    started = time.perf_counter()
+    state = table.state()
+    indexed = dict(zip(index.entity_ids.tolist(), index.hashes.tolist()))
+    remove = [e for e, h in indexed.items() if state.get(e, (None,))[0] != h]
+    add = [e for e, (h, _) in state.items() if indexed.get(e) != h]
+    version = table.version()
+    stale = (index.info.removed_since_build + len(remove)) / max(index.info.rows + len(add), 1)
+    needs_rebuild = stale > rebuild_share or (remove and index.info.factory.startswith("HNSW"))
+    if not needs_rebuild and (add or remove):
+        frame = table.latest([])
+        where = {e: i for i, e in enumerate(frame.ids.tolist())}
+        rows = [where[e] for e in add]
+        index.update(remove, np.array(add, dtype=object), frame.vectors[rows], np.array([state[e][0] for e in add], dtype=object), table_version=version)
+        needs_rebuild = index.imbalance() > max_imbalance
+        if not needs_rebuild:
+            index.save(folder)
+    elif not needs_rebuild:
+        index.info.table_version = version
+        index.save(folder)
+    if needs_rebuild:
+        info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory), target_recall=index.info.target_recall)
+        return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
+    return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
+
+
+def _type_of(factory: str) -> str:
+    if factory.startswith("HNSW"):
+        return "hnsw"
+    if "PQ" in factory:
+        return "ivfpq"
+    return "ivf" if factory.startswith("IVF") else "flat"
 
 
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
@@ -110,15 +165,14 @@ def search(
         if result.errors and any(result.errors):
             raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
         queries = result.vectors
-    scores, found = index.search(queries, min(k, len(index.ids)))
+    scores, found = index.search(queries, min(k, len(index)))
     kept = frame.columns.to_pylist()
     out: list[list[dict[str, Any]]] = []
     for row_scores, row_found in zip(scores, found):
         hits = []
-        for score, pos in zip(row_scores.tolist(), row_found.tolist()):
-            if pos < 0:
+        for score, entity in zip(row_scores.tolist(), index.entity_at(row_found)):
+            if entity is None:
                 continue
-            entity = index.ids[pos]
             extra = kept[position[entity]] if entity in position else {}
             hits.append({"entity_id": entity, "score": round(float(score), 6), **extra})
         out.append(hits)

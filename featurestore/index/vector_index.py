@@ -42,6 +42,8 @@ class IndexInfo:
     build_seconds: float = 0.0
     table_version: int = 0
     target_recall: float = 0.95
+    removed_since_build: int = 0
+    added_since_build: int = 0
 
 
 def _faiss():
@@ -61,10 +63,52 @@ def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
 class VectorIndex:
     """A built or loaded FAISS index with its id map and info."""
 
-    def __init__(self, index: Any, ids: np.ndarray, info: IndexInfo) -> None:
+    def __init__(self, index: Any, positions: np.ndarray, entity_ids: np.ndarray, hashes: np.ndarray, info: IndexInfo) -> None:
         self.index = index
-        self.ids = ids
+        self.positions = np.asarray(positions, dtype=np.int64)  # sorted FAISS ids
+        self.entity_ids = np.asarray(entity_ids, dtype=object)
+        self.hashes = np.asarray(hashes, dtype=object)  # content hash of each indexed vector
         self.info = info
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def entity_at(self, positions: np.ndarray) -> list[str | None]:
+        """The entity ids behind FAISS ids (None for -1 / unknown)."""
+        flat = np.asarray(positions, dtype=np.int64).ravel()
+        where = np.clip(np.searchsorted(self.positions, flat), 0, max(len(self.positions) - 1, 0))
+        ok = (flat >= 0) & (len(self.positions) > 0) & (self.positions[where] == flat if len(self.positions) else False)
+        return [self.entity_ids[w] if good else None for w, good in zip(where.tolist(), np.atleast_1d(ok).tolist())]
+
+    def update(self, remove: list[str], add_ids: np.ndarray, add_vectors: np.ndarray, add_hashes: np.ndarray, *, table_version: int) -> None:
+        """Remove entities and add new vectors in place (IVF and exact indexes; HNSW cannot remove)."""
+        if remove:
+            if self.info.factory.startswith("HNSW"):
+                raise StoreError("an HNSW index cannot remove vectors; rebuild it")
+            gone = np.isin(self.entity_ids, np.asarray(remove, dtype=object))
+            self.index.remove_ids(self.positions[gone])
+            self.positions, self.entity_ids, self.hashes = self.positions[~gone], self.entity_ids[~gone], self.hashes[~gone]
+            self.info.removed_since_build += int(gone.sum())
+        if len(add_ids):
+            start = int(self.positions[-1]) + 1 if len(self.positions) else 0
+            new = np.arange(start, start + len(add_ids), dtype=np.int64)
+            self.index.add_with_ids(prepare(add_vectors, self.info.metric), new)
+            self.positions = np.concatenate([self.positions, new])
+            self.entity_ids = np.concatenate([self.entity_ids, np.asarray(add_ids, dtype=object)])
+            self.hashes = np.concatenate([self.hashes, np.asarray(add_hashes, dtype=object)])
+            self.info.added_since_build += len(add_ids)
+        self.info.rows = len(self.positions)
+        self.info.table_version = table_version
+
+    def imbalance(self) -> float:
+        """Largest IVF list / mean list size (1.0 for other index types)."""
+        faiss = _faiss()
+        try:
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            return 1.0
+        sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)])
+        return float(sizes.max() / max(sizes.mean(), 1e-9)) if sizes.sum() else 1.0
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -73,6 +117,7 @@ class VectorIndex:
         ids: np.ndarray,
         vectors: np.ndarray,
         *,
+        hashes: np.ndarray | None = None,
         view: str,
         encoder_id: str,
         metric: str,
@@ -104,7 +149,8 @@ class VectorIndex:
             index.add_with_ids(x, np.arange(n, dtype=np.int64))
         info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
                          table_version=table_version, target_recall=target_recall)
-        built = cls(index, np.asarray(ids, dtype=object), info)
+        hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)
+        built = cls(index, np.arange(n, dtype=np.int64), np.asarray(ids, dtype=object), hashes, info)
         built.tune(x, target_recall, seed=seed)
         info.build_seconds = round(time.perf_counter() - started, 3)
         info.memory_bytes = len(faiss.serialize_index(index))
@@ -146,7 +192,7 @@ class VectorIndex:
 
     # ----------------------------------------------------------------- search
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, positions)`` both ``(n_queries, k)``; positions index ``self.ids`` (-1: none)."""
+        """``(scores, faiss_ids)`` both ``(n_queries, k)``; :meth:`entity_at` names them (-1: none)."""
         if queries.ndim != 2 or queries.shape[1] != self.info.dim:
             got = queries.shape[-1] if queries.ndim else 0
             raise SchemaMismatchError(f"query vectors must have dimension {self.info.dim} for {self.info.encoder_id}. Got {got} instead.")
@@ -161,14 +207,22 @@ class VectorIndex:
         tmp = folder / f".index.{os.getpid()}.tmp"
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, folder / "index.faiss")
-        pq.write_table(pa.table({"position": np.arange(len(self.ids), dtype=np.int64), "entity_id": pa.array(self.ids.tolist(), pa.string())}), folder / ".ids.tmp")
+        pq.write_table(
+            pa.table({
+                "position": pa.array(self.positions, pa.int64()),
+                "entity_id": pa.array(self.entity_ids.tolist(), pa.string()),
+                "content_hash": pa.array(self.hashes.tolist(), pa.string()),
+            }),
+            folder / ".ids.tmp",
+        )
         os.replace(folder / ".ids.tmp", folder / "ids.parquet")
         (folder / ".index.json.tmp").write_text(json.dumps(asdict(self.info), indent=2))
         os.replace(folder / ".index.json.tmp", folder / "index.json")
 
     @classmethod
-    def load(cls, folder: Path, *, encoder_id: str | None = None) -> "VectorIndex":
-        """Load (memory-mapped where FAISS allows); refuse an index of another encoder or a damaged file."""
+    def load(cls, folder: Path, *, encoder_id: str | None = None, writable: bool = False) -> "VectorIndex":
+        """Load (memory-mapped where FAISS allows, unless ``writable``); refuse an index of another
+        encoder or a damaged file."""
         faiss = _faiss()
         rebuild = "rebuild it with `featurestore index build`"
         meta = folder / "index.json"
@@ -181,6 +235,8 @@ class VectorIndex:
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
         try:
+            if writable:
+                raise RuntimeError("read into memory to update")
             index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             try:
@@ -188,12 +244,18 @@ class VectorIndex:
             except RuntimeError as exc:
                 raise StoreError(f"the index file {folder / 'index.faiss'} is damaged ({str(exc).splitlines()[0][:120]}); {rebuild}") from None
         try:
-            ids = pq.read_table(folder / "ids.parquet").column("entity_id").to_numpy(zero_copy_only=False)
+            idmap = pq.read_table(folder / "ids.parquet")
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"the id map {folder / 'ids.parquet'} is damaged ({exc}); {rebuild}") from None
-        if index.ntotal != len(ids) or index.d != info.dim:
-            raise StoreError(f"the index at {folder} holds {index.ntotal} vectors of dimension {index.d} but its id map has {len(ids)}; {rebuild}")
-        loaded = cls(index, ids, info)
+        if index.ntotal != idmap.num_rows or index.d != info.dim:
+            raise StoreError(f"the index at {folder} holds {index.ntotal} vectors of dimension {index.d} but its id map has {idmap.num_rows}; {rebuild}")
+        loaded = cls(
+            index,
+            idmap.column("position").to_numpy(),
+            idmap.column("entity_id").to_numpy(zero_copy_only=False),
+            idmap.column("content_hash").to_numpy(zero_copy_only=False),
+            info,
+        )
         loaded._apply(info.params)
         return loaded
 

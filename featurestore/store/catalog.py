@@ -42,6 +42,7 @@ class TableInfo:
     version: int
     last_update: str | None
     path: str
+    index: dict[str, Any] | None = None  # factory, rows indexed, coverage, recall, versions behind
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -148,9 +149,28 @@ class Store:
                     version=version,
                     last_update=updated.isoformat(timespec="seconds") if updated else None,
                     path=t.uri,
+                    index=self._index_summary(meta.view, meta.encoder_id, live, version),
                 )
             )
         return rows
+
+    def _index_summary(self, view: str, encoder_id: str, live_rows: int, version: int) -> dict[str, Any] | None:
+        """What index.json says, with coverage (rows indexed / live rows) and staleness."""
+        path = self.path / "indexes" / view / encoder_id / "index.json"
+        if not path.is_file():
+            return None
+        try:
+            info = json.loads(path.read_text())
+        except ValueError:
+            return {"error": f"{path} cannot be read; rebuild the index"}
+        return {
+            "factory": info.get("factory"),
+            "rows": info.get("rows"),
+            "coverage": round(info.get("rows", 0) / live_rows, 4) if live_rows else None,
+            "recall_at_10": info.get("recall_at_10"),
+            "table_version": info.get("table_version"),
+            "versions_behind": version - info.get("table_version", version),
+        }
 
     # ------------------------------------------------------------- run records
     def record_run(self, summary: dict[str, Any]) -> Path:

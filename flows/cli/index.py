@@ -39,6 +39,25 @@ def build(
         )
 
 
+@index_app.command("update")
+def update(
+    view: str = typer.Option(..., "--view", help="The view whose index to bring up to date."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    rebuild_share: float = typer.Option(0.2, "--rebuild-share", help="Rebuild when more than this share was removed since the build."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Add rows committed since the index was built and remove replaced or deleted ones."""
+    from featurestore.index import update_index
+
+    result = update_index(view, encoder, store=store, rebuild_share=rebuild_share)
+    if json_out:
+        print_json(result)
+    else:
+        how = "rebuilt" if result["rebuilt"] else "updated in place"
+        console().print(f"{view}: {how}: +{result['added']} -{result['removed']}, {result['rows']} rows, table version {result['table_version']}")
+
+
 def search(
     view: str = typer.Option(..., "--view", help="The view to search."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),

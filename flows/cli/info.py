@@ -17,6 +17,9 @@ def info(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "
 
     s = Store(store)
     tables = [t.to_dict() for t in s.info()]
+    for t in tables:
+        idx = t.get("index")
+        t["index_status"] = (f"{idx['factory']} {idx['coverage']:.0%} r@10 {idx['recall_at_10']}" + (f" ({idx['versions_behind']} behind)" if idx["versions_behind"] else "")) if idx and "factory" in idx and idx.get("coverage") is not None else ""
     runs = s.runs(limit=5)
     if json_out:
         print_json({"store": s.root, "tables": tables, "recent_runs": runs})
@@ -24,7 +27,7 @@ def info(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "
     if not tables:
         console().print(f"store {s.root} holds no views yet; run `featurestore materialize` first")
         return
-    print_table(f"store {s.root}", tables, ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update"])
+    print_table(f"store {s.root}", tables, ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update", "index_status"])
 
 
 def compact(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featurestore.errors import SchemaMismatchError, StoreError
-from featurestore.index import VectorIndex, build_index, choose_factory, parse_bytes, search
+from featurestore.index import VectorIndex, build_index, choose_factory, parse_bytes, search, update_index
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from featurestore.store import Store
@@ -171,3 +171,41 @@ def test_cranfield_queries_get_the_exact_top_10(tmp_path, minilm):
     truth = [set(frame.ids[np.argsort(-(frame.vectors @ v))[:10]].tolist()) for v in q]
     overlap = np.mean([len(t & {h["entity_id"] for h in hits}) / 10 for t, hits in zip(truth, results)])
     assert overlap >= 0.95
+
+
+def test_update_adds_new_and_changed_rows_and_removes_replaced_ones(sms_view, sms_lines, tmp_path, word2vec):
+    build_index("sms", store=sms_view, index_type="ivf")
+    lines = list(sms_lines[:300])
+    for i in range(0, 50, 5):  # 10 changed texts
+        label, text = lines[i].split("\t", 1)
+        lines[i] = f"{label}\t{text} zebra giraffe"
+    lines += ["spam\tbrand new message about a cheap cruise", "ham\tanother new line about dinner plans"]
+    path = tmp_path / "changed.sms"
+    path.write_text("\n".join(lines) + "\n")
+    materialize(TextSource(str(path), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=sms_view)
+    result = update_index("sms", store=sms_view)
+    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 12, 10, 302)
+    [hits] = search("sms", store=sms_view, texts=["brand new message about a cheap cruise"], k=1)
+    assert hits[0]["entity_id"] == "301"
+    again = update_index("sms", store=sms_view)
+    assert (again["added"], again["removed"]) == (0, 0)
+
+
+def test_update_rebuilds_when_most_vectors_were_replaced(sms_view, sms_file):
+    build_index("sms", store=sms_view)
+    materialize(TextSource(str(sms_file(100, name="few.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec",
+                store=sms_view, full_sync=True)
+    result = update_index("sms", store=sms_view)
+    assert result["rebuilt"] and result["removed"] == 200 and result["rows"] == 100
+
+
+def test_info_shows_index_coverage_and_staleness(sms_view, sms_file, cli):
+    build_index("sms", store=sms_view)
+    materialize(TextSource(str(sms_file(310, name="more.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=sms_view)
+    [table] = sms_view.info()
+    assert table.index["rows"] == 300 and table.index["coverage"] == pytest.approx(300 / 310, abs=1e-4)
+    assert table.index["versions_behind"] >= 1
+    code, out, _ = cli("index", "update", "--view", "sms", "--store", sms_view.root, "--json")
+    assert code == 0 and json.loads(out)["added"] == 10
+    [table] = sms_view.info()
+    assert (table.index["coverage"], table.index["versions_behind"]) == (1.0, 0)
