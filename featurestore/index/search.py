@@ -95,6 +95,32 @@ def update_index(
     return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
 
 
+def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
+    from featurestore.index.filters import matching_rows
+    from featurestore.index.vector_index import prepare
+
+    rows = matching_rows(frame.columns, where)
+    kept = frame.columns.to_pylist()
+    if queries.ndim != 2 or queries.shape[1] != index.info.dim:
+        index.search(queries, 1)  # raises the dimension error
+    results: list[list[tuple[float, int]]] = []
+    if len(rows) and len(rows) >= exact_below:
+        allowed = set(frame.ids[rows].tolist())
+        positions = index.positions[np.isin(index.entity_ids, np.array(sorted(allowed), dtype=object))]
+        scores, found = index.search_subset(queries, min(k, len(rows)), positions)
+        where_of = {e: i for i, e in enumerate(frame.ids.tolist())}
+        for row_scores, row_found in zip(scores, found):
+            hits = [(s, where_of[e]) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+            results.append(hits)
+    if not results or any(len(h) < min(k, len(rows)) for h in results):
+        sub = prepare(frame.vectors[rows], index.info.metric) if len(rows) else np.zeros((0, index.info.dim), np.float32)
+        q = prepare(queries, index.info.metric)
+        sims = q @ sub.T if index.info.metric == "cosine" else -((q[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
+        top = np.argsort(-sims, axis=1)[:, :k]
+        results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
+    return [[{"entity_id": frame.ids[r], "score": round(s, 6), **kept[r]} for s, r in hits] for hits in results]
+
+
 def _type_of(factory: str) -> str:
     if factory.startswith("HNSW"):
         return "hnsw"
@@ -133,11 +159,16 @@ def search(
     ids: Sequence[str] | None = None,
     vectors: np.ndarray | None = None,
     k: int = 10,
+    where: str | None = None,
+    exact_below: int = 20_000,
 ) -> list[list[dict[str, Any]]]:
     """The ``k`` nearest stored entities for each query, best first, with their kept columns.
 
     Give exactly one of ``texts``, ``images`` (paths), ``ids`` (stored entities) or ``vectors``
-    (``(n, dim) float32``). Queries are encoded with the view's own encoder.
+    (``(n, dim) float32``). Queries are encoded with the view's own encoder. ``where`` filters on
+    kept columns (``label = 'spam'``); a filtered search returns k results whenever k rows match:
+    exact search over the matching rows when they are fewer than ``exact_below``, else the index
+    restricted to them (and exact search if the index still returns fewer).
     """
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise StoreError(f"k must be a positive int. Got {k!r} instead.")
@@ -165,6 +196,8 @@ def search(
         if result.errors and any(result.errors):
             raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
         queries = result.vectors
+    if where is not None:
+        return _filtered(index, frame, queries, k, where, exact_below)
     scores, found = index.search(queries, min(k, len(index)))
     kept = frame.columns.to_pylist()
     out: list[list[dict[str, Any]]] = []

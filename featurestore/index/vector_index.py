@@ -199,6 +199,19 @@ class VectorIndex:
         q = prepare(queries, self.info.metric)
         return self.index.search(q, k)
 
+    def search_subset(self, queries: np.ndarray, k: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Search only among the given FAISS ids (an ID selector), with the tuned parameters."""
+        faiss = _faiss()
+        selector = faiss.IDSelectorBatch(np.asarray(positions, dtype=np.int64))
+        params = self.info.params
+        if self.info.factory.startswith("IVF") and "Refine" not in self.info.factory:
+            search_params = faiss.SearchParametersIVF(sel=selector, nprobe=params.get("nprobe", 1))
+        elif self.info.factory.startswith("HNSW"):
+            search_params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(params.get("efSearch", 16), k))
+        else:
+            search_params = faiss.SearchParameters(sel=selector)
+        return self.index.search(prepare(queries, self.info.metric), k, params=search_params)
+
     # --------------------------------------------------------------- storage
     def save(self, folder: Path) -> None:
         """Write the three files atomically enough: each to a temporary name, then renamed."""

@@ -66,6 +66,7 @@ def search(
     entity: Optional[List[str]] = typer.Option(None, "--id", help="A stored entity id to find neighbours of (repeatable)."),
     vector_file: Optional[Path] = typer.Option(None, "--vector-file", help="A .npy file of query vectors (n, dim)."),
     k: int = typer.Option(10, "-k", "--k", help="Results per query."),
+    where: Optional[str] = typer.Option(None, "--where", help="Filter on kept columns, e.g. \"label = 'spam'\"."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
 ) -> None:
@@ -81,7 +82,7 @@ def search(
             vectors = np.load(vector_file, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot read query vectors from {vector_file}: {exc}") from None
-    results = run_search(view, encoder, store=store, texts=text or None, images=image or None, ids=entity or None, vectors=vectors, k=k)
+    results = run_search(view, encoder, store=store, texts=text or None, images=image or None, ids=entity or None, vectors=vectors, k=k, where=where)
     if json_out:
         print_json(results)
         return

@@ -209,3 +209,38 @@ def test_info_shows_index_coverage_and_staleness(sms_view, sms_file, cli):
     assert code == 0 and json.loads(out)["added"] == 10
     [table] = sms_view.info()
     assert (table.index["coverage"], table.index["versions_behind"]) == (1.0, 0)
+
+
+@pytest.mark.parametrize("exact_below", [20_000, 1])  # exact on the subset, and the index with an ID selector
+def test_filtered_search_returns_k_matching_rows(sms_view, exact_below):
+    build_index("sms", store=sms_view, index_type="ivf")
+    spam = sum(1 for label in sms_view.resolve_table("sms").latest(["label"]).columns.column("label").to_pylist() if label == "spam")
+    [hits] = search("sms", store=sms_view, texts=["see you at dinner tonight"], k=10, where="label = 'spam'", exact_below=exact_below)
+    assert len(hits) == 10 and all(h["label"] == "spam" for h in hits)
+    [few] = search("sms", store=sms_view, texts=["hello"], k=500, where="label = 'spam' AND NOT label IS NULL", exact_below=exact_below)
+    assert len(few) == spam  # fewer rows match than k: all of them
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("lable = 'spam'", "no column 'lable'; the view's columns are: label. Did you mean 'label'?"),
+        ("read_csv('/etc/passwd') IS NOT NULL", "function calls such as read_csv(...) are not allowed"),
+        ("label = (SELECT 1)", "no column 'SELECT'"),
+        ("label = 'spam'; DROP TABLE x", "';' is not allowed"),
+        ("label = = 'x'", "cannot be evaluated"),
+        ("", "the filter is empty"),
+    ],
+)
+def test_filters_that_do_more_than_compare_columns_are_refused(sms_view, where, message):
+    build_index("sms", store=sms_view)
+    with pytest.raises(StoreError, match=re.escape(message)):
+        search("sms", store=sms_view, ids=["3"], where=where)
+
+
+def test_cli_where_filter_and_its_errors(sms_view, cli):
+    assert cli("index", "build", "--view", "sms", "--store", sms_view.root)[0] == 0
+    code, out, _ = cli("search", "--view", "sms", "--store", sms_view.root, "--id", "3", "--where", "label = 'ham'", "-k", "3", "--json")
+    assert code == 0 and {h["label"] for h in json.loads(out)[0]} == {"ham"}
+    code, out, err = cli("search", "--view", "sms", "--store", sms_view.root, "--id", "3", "--where", "read_csv('/etc/passwd') = 1")
+    assert code == 2 and err.count("\n") == 1 and "function calls such as read_csv(...) are not allowed" in err and not out
