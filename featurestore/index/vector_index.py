@@ -140,7 +140,7 @@ class VectorIndex:
         index = faiss.index_factory(dim, f"IDMap2,{factory}" if factory.startswith("HNSW") else factory, faiss_metric)
         if not index.is_trained:
             rng = np.random.default_rng(seed)
-            sample = x[rng.choice(n, size=min(n, 256 * _nlist(index)), replace=False)]
+            sample = x[rng.choice(n, size=min(n, 64 * _nlist(index)), replace=False)]  # FAISS wants >= 39 per cell
             index.train(sample)
         if factory.startswith("HNSW"):
             index.add_with_ids(x, np.arange(n, dtype=np.int64))

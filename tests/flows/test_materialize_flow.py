@@ -82,3 +82,18 @@ def test_a_killed_run_leaves_a_readable_table_and_the_rerun_adds_no_duplicates(t
     assert summary["encoded"] == 400 - committed and summary["skipped"] == committed
     all_rows, _ = table.scan(["entity_id"])
     assert all_rows.num_rows == 400 and len(set(all_rows.column("entity_id").to_pylist())) == 400
+
+
+def test_index_flow_builds_then_updates_after_materialize(prefect_server, tmp_path, sms_file, word2vec):
+    from flows.index import index_flow
+    from flows.materialize import materialize_flow
+
+    source = TextSource(str(sms_file(60)), format="sms", id_col="@line", keep=("label",))
+    materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {})
+    built = index_flow("sms", store=str(tmp_path))
+    assert built["rebuilt"] and built["rows"] == 60
+    more = TextSource(str(sms_file(70, name="more.sms")), format="sms", id_col="@line", keep=("label",))
+    materialize_flow(to_dict(more), "sms", "word2vec", str(tmp_path), {})
+    updated = index_flow("sms", store=str(tmp_path))
+    assert (updated["rebuilt"], updated["added"], updated["rows"]) == (False, 10, 70)
+    assert "| rows indexed | 70 |" in read_artifact(f"index-sms-{word2vec.encoder_id}")
