@@ -6,6 +6,7 @@ re-run shows that unchanged data costs a scan, not a forward pass.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from featurestore import settings
@@ -48,15 +49,35 @@ def run_demo(*, data: str | None = None, store: str | None = None, say: Say = pr
     say(f"  {again['encoded']} rows encoded on the re-run, in {again['seconds']:.1f} s")
     _nearest_example(store, say)
 
+    _index_and_query(store, "sms", "minilm", say, texts=["Congratulations! You won a free prize, call now to claim", "are we still meeting for lunch tomorrow?"])
     images = root / "images" / "hymenoptera_train"
     if images.is_dir():
         step("ant and bee photos -> efficientnet-lite0 (penultimate layer, 1280-d)", open_source(images), "hymenoptera", "efficientnet-lite0")
+        bee = next(iter(sorted((images / "bees").glob("*.jpg"))), None)
+        if bee is not None:
+            _index_and_query(store, "hymenoptera", None, say, images=[str(bee)])
     conll = root / "ner" / "conll2003"
     for name in ("eng.testa", "eng.train"):
         if (conll / name).is_file():
             source = open_source(conll / name)
             step(f"CoNLL-2003 {name} sentences -> minilm token vectors (one row per word)", source, f"conll-{name.split('.')[1]}", "minilm", granularity="token")
     return {"runs": runs}
+
+
+def _index_and_query(store: str | None, view: str, encoder: str | None, say: Say, **query: Any) -> None:
+    """Build or update the view's FAISS index through the index flow, then run example queries."""
+    from featurestore.index import search
+    from flows.index import index_flow
+
+    info = index_flow(view, encoder, store=store)
+    say(
+        f"index over {view}: {info['factory']}, {info['rows']} rows, recall@10 {info['recall_at_10']:.3f}, "
+        f"{'rebuilt' if info['rebuilt'] else 'updated in place'}"
+    )
+    label = "text" if "texts" in query else "image"
+    for q, hits in zip(next(iter(query.values())), search(view, encoder, store=store, k=3, **query)):
+        shown = ", ".join(f"{h['entity_id']} ({h.get('label', '')}, {h['score']:.2f})" for h in hits)
+        say(f"  {label} {Path(q).name if label == 'image' else repr(q)} -> {shown}")
 
 
 def _nearest_example(store: str | None, say: Say) -> None:

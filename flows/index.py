@@ -45,15 +45,8 @@ def artifact_markdown(result: dict[str, Any]) -> str:
 @flow(name="index", log_prints=False, persist_result=False)
 def index_flow(view: str, encoder: str | None = None, store: str | None = None, mode: Literal["update", "build"] = "update", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Bring a view's index up to date (building it when there is none), then publish an artifact."""
-    from featurestore.errors import StoreError
-
-    if mode == "update":
-        try:
-            result = update_task(view, encoder, store)
-        except StoreError as exc:
-            if "no index at" not in str(exc):
-                raise
-            result = build_task(view, encoder, store, options or {})
+    if mode == "update" and lib.has_index(view, encoder, store=store):
+        result = update_task(view, encoder, store)
     else:
         result = build_task(view, encoder, store, options or {})
     key = re.sub(r"[^a-z0-9-]+", "-", f"index-{result['view']}-{result['encoder_id']}".lower())[:100]

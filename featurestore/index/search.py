@@ -129,6 +129,11 @@ def _type_of(factory: str) -> str:
     return "ivf" if factory.startswith("IVF") else "flat"
 
 
+def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
+    store = store if isinstance(store, Store) else Store(store)
+    return (index_dir(store, store.resolve_table(view, encoder)) / "index.json").is_file()
+
+
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
