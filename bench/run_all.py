@@ -25,6 +25,7 @@ SCRIPTS = (
     "image_flow.py",
     "token_speed.py",
     "token_materialize.py",
+    "index_speed.py",
 )
 
 
