@@ -12,7 +12,7 @@ from typing import Any, Callable
 from featurestore import settings
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource, open_source
-from flows.materialize import run
+from flows.runner import run
 
 Say = Callable[[str], None]
 

@@ -7,9 +7,7 @@ index. Retries cover transient failures (I/O), never user errors.
 from __future__ import annotations
 
 import re
-import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -17,23 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError
-from featurestore.sources import Source, from_dict, to_dict
-
-ProgressFn = Callable[[int, int], None]
-_progress: list[ProgressFn] = []
-
-
-@contextmanager
-def progress_hook(fn: ProgressFn | None) -> Iterator[None]:
-    """Call ``fn(rows_done, rows_total)`` after each shard of flows run in this process."""
-    if fn is not None:
-        _progress.append(fn)
-    try:
-        yield
-    finally:
-        if fn is not None:
-            _progress.remove(fn)
-
+from featurestore.sources import from_dict
+from flows.progress import hooks
 
 def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
     """Retry on I/O failures and Delta commit conflicts; never on user errors or bugs."""
@@ -116,57 +99,11 @@ def materialize_flow(
         result = encode_shard_task(path, index)
         results.append(result)
         done += result["rows"]
-        for fn in _progress:
+        for fn in hooks():
             fn(done, p.to_encode)
     summary = finish_task(path, results)
-    for fn in _progress:
+    for fn in hooks():
         fn(p.to_encode, p.to_encode)  # reused vectors are written by finish
     publish_artifact(summary)
     return summary
 
-
-def run(
-    source: Source,
-    view: str,
-    encoder: str,
-    *,
-    store: str | None = None,
-    runner: str = "local",
-    progress: ProgressFn | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Plan first (a scan, no Prefect), then run the flow on the plan when there is work.
-
-    User errors surface in the plan, before Prefect starts, with the store untouched. A run with
-    nothing to encode or delete finishes in-process: starting the flow server would cost more
-    than the scan. ``runner="inline"`` runs every step in-process without Prefect.
-    """
-    if runner not in ("local", "inline"):
-        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
-    p = lib.plan(source, view, encoder, store=store, **options)
-    if runner == "inline" or not (p.shards or p.copies or p.tombstones):
-        return lib.run_plan(p, progress=progress)
-    warm = _load_in_background(p)  # the weights load while the flow server starts
-    try:
-        with lib.discard_on_error(p), progress_hook(progress):
-            return materialize_flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
-    finally:
-        warm.join()
-
-
-def _load_in_background(p: lib.Plan) -> threading.Thread:
-    """Load the plan's encoder weights in a thread; the process-wide cache keeps them for the tasks.
-
-    A failure here is not reported: the first encode task loads again and raises it with its
-    own context.
-    """
-
-    def load() -> None:
-        try:
-            lib.load_encoder(p).load()
-        except Exception:  # noqa: BLE001 - re-raised by the encode task that needs the weights
-            return
-
-    thread = threading.Thread(target=load, name="featurestore-warm-encoder", daemon=True)
-    thread.start()
-    return thread

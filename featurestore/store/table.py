@@ -76,14 +76,19 @@ class FeatureTable:
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError, TableNotFoundError
 
-        if not self.exists():
-            raise StoreError(f"no feature table at {self.uri}; materialize the view first")
         try:
             dt = DeltaTable(self.uri, storage_options=self.storage_options)
-            if as_of is not None:
+        except TableNotFoundError:
+            raise StoreError(f"no feature table at {self.uri}; materialize the view first") from None
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot load {self.uri}: {exc}") from None
+        if self._meta is None:
+            self._meta = TableMeta.from_json(dt.metadata().description, self.uri)
+        if as_of is not None:
+            try:
                 dt.load_as_version(_parse_as_of(as_of))
-        except (DeltaError, TableNotFoundError, ValueError, OSError) as exc:
-            raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {exc}") from None
+            except (DeltaError, TableNotFoundError, ValueError, OSError) as exc:
+                raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {exc}") from None
         return dt
 
     @property

@@ -35,7 +35,7 @@ def materialize(
     from featurestore.errors import EncoderError
     from featurestore.sources import open_source
 
-    from flows.materialize import run
+    from flows.runner import run
 
     src = open_source(
         source,

@@ -47,7 +47,7 @@ def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tm
 
 
 def test_cli_runs_the_flow_with_a_progress_hook(prefect_server, tmp_path, sms_file, word2vec):
-    from flows.materialize import run
+    from flows.runner import run
 
     seen: list[tuple[int, int]] = []
     source = TextSource(str(sms_file(90)), format="sms", id_col="@line", keep=("label",))
