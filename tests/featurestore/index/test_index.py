@@ -162,7 +162,7 @@ def test_cranfield_queries_get_the_exact_top_10(tmp_path, minilm):
     source.write_text("\n".join(json.dumps({"id": d, "text": t}) for d, t in docs) + "\n")
     materialize(TextSource(str(source), id_col="id"), "cran", "minilm", store=tmp_path / "s", encoder_options={"device": "cpu"})
     info = build_index("cran", store=tmp_path / "s", index_type="hnsw", target_recall=0.95)
-    assert info.rows == 1400
+    assert info.rows == sum(1 for _, t in docs if t.strip()) == 1398  # two Cranfield documents are empty
     queries = [t for _, t in cranfield(CRAN / "cran.qry")]
     assert len(queries) == 150
     results = search("cran", store=tmp_path / "s", texts=queries, k=10)
