@@ -79,10 +79,9 @@ def update_index(
     stale = (index.info.removed_since_build + len(remove)) / max(index.info.rows + len(add), 1)
     needs_rebuild = stale > rebuild_share or (remove and index.info.factory.startswith("HNSW"))
     if not needs_rebuild and (add or remove):
-        frame = table.latest([])
-        where = {e: i for i, e in enumerate(frame.ids.tolist())}
-        rows = [where[e] for e in add]
-        index.update(remove, np.array(add, dtype=object), frame.vectors[rows], np.array([state[e][0] for e in add], dtype=object), table_version=version)
+        hashes = [state[e][0] for e in add]
+        vectors = _vectors_by_hash(table, hashes)  # only the files holding new content are read
+        index.update(remove, np.array(add, dtype=object), vectors, np.array(hashes, dtype=object), table_version=version)
         needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
             index.save(folder)
@@ -119,6 +118,18 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
         top = np.argsort(-sims, axis=1)[:, :k]
         results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
     return [[{"entity_id": frame.ids[r], "score": round(s, 6), **kept[r]} for s, r in hits] for hits in results]
+
+
+def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
+    """``(len(hashes), dim) float32``: the stored vector of each content hash."""
+    from featurestore.store import embeddings_to_numpy
+
+    if not hashes:
+        return np.zeros((0, table.meta.dim), np.float32)
+    found = table.rows_with_hashes(set(hashes), ["embedding"])
+    vectors = embeddings_to_numpy(found.column("embedding"), table.meta.dim)
+    where = {h: i for i, h in enumerate(found.column("content_hash").to_pylist())}
+    return vectors[[where[h] for h in hashes]]
 
 
 def _type_of(factory: str) -> str:
