@@ -14,7 +14,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from featurestore import materialization as lib
-from featurestore.errors import FeatureStoreError
 from featurestore.sources import from_dict
 from flows.progress import hooks
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from featurestore.materialization import materialize
 from featurestore.sources import ConllSource, open_source

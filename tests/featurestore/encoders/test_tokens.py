@@ -11,7 +11,7 @@ from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.encoders.word2vec import tokenize, tokenize_spans
 from featurestore.errors import EncoderError
 from featurestore.sources import ConllSource
-from tests.conftest import SMS, need
+from tests.conftest import need
 
 TESTA = settings.data_dir() / "ner" / "conll2003" / "eng.testa"
 ODD = "Hello  wörld\x07 ok 日本 İSTANBUL U.S. isn\u2019t AT&amp;T don&#39;t €§ naïve"
