@@ -74,18 +74,21 @@ def main() -> None:
         started = time.perf_counter()
         info = build_index("synth", store=store, memory_budget=args.budget, target_recall=0.95)
         rebuild_seconds = time.perf_counter() - started
-        index = faiss.read_index(str(index_dir(store, table) / "index.faiss"))
+        import resource
+
+        build_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # writing + building, nothing else yet
         from featurestore.index import VectorIndex
+        from featurestore.index.vector_index import prepare
 
         vi = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
         frame = table.latest([])
-        x = frame.vectors / np.linalg.norm(frame.vectors, axis=1, keepdims=True)
-        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-        exact = faiss.IndexFlatIP(dim)
-        exact.add(x)
+        q = prepare(queries, "cosine")
+        exact = faiss.IndexFlatIP(dim)  # the baseline: exact search over the same normalised vectors
+        exact.add(prepare(frame.vectors, "cosine"))
         t0 = time.perf_counter()
         _, truth = exact.search(q, k)
         exact_seconds = time.perf_counter() - t0
+        del exact
         t0 = time.perf_counter()
         _, found = vi.search(queries, k)
         index_seconds = time.perf_counter() - t0
@@ -97,7 +100,6 @@ def main() -> None:
             t0 = time.perf_counter()
             vi.search(queries[i : i + 1], k)
             singles.append(time.perf_counter() - t0)
-        del index, exact, x
         log("[index_speed] appending 1% and updating")
         extra = max(1, n // 100)
         append(table, [str(i) for i in range(n, n + extra)], clustered(extra, dim, rng, centers), ["common"] * extra, meta)
@@ -119,7 +121,7 @@ def main() -> None:
             "qps_ratio": round(exact_seconds / index_seconds, 2),
             "single_query_p50_ms": round(1000 * float(np.median(singles)), 3),
             "index_memory_mb": round(info.memory_bytes / 1e6, 1),
-            "process_peak_rss_mb": round(__import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "build_peak_rss_mb": round(build_peak_mb, 1),
             "memory_budget_mb": round(budget / 1e6, 1),
             "build_seconds": round(rebuild_seconds, 2),
             "update_seconds": round(update_seconds, 2),
@@ -128,8 +130,8 @@ def main() -> None:
             "filtered_exactly_k": exact_k,
             "targets": {"recall_at_10": ">= 0.95", "qps_ratio": ">= 10", "single_query_p50_ms": "<= 5", "update_ratio": "<= 0.1", "memory": "<= budget"},
             "pass": recall >= 0.95 and exact_seconds / index_seconds >= 10 and np.median(singles) <= 0.005
-            and update_seconds / rebuild_seconds <= 0.1 and exact_k and info.memory_bytes <= budget,
-            "memory_note": "the budget bounds the index (as autofaiss's max_index_memory_usage); process_peak_rss_mb also counts the table snapshot, the exact-search ground truth and the benchmark's own copies",
+            and update_seconds / rebuild_seconds <= 0.1 and exact_k and info.memory_bytes <= budget and build_peak_mb * 2**20 <= budget,
+            "memory_note": "build_peak_rss_mb: peak RSS of this process after writing the table and building the index (the memory-mapped snapshot pages count in it)",
         })
     finally:
         shutil.rmtree(work, ignore_errors=True)

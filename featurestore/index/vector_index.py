@@ -134,41 +134,37 @@ class VectorIndex:
         if not 0 < target_recall <= 1:
             raise StoreError(f"target recall must be in (0, 1]. Got {target_recall} instead.")
         started = time.perf_counter()
-        x = prepare(vectors, metric)
         factory = choose_factory(n, dim, index_type=index_type, memory_budget=memory_budget)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         index = faiss.index_factory(dim, f"IDMap2,{factory}" if factory.startswith("HNSW") else factory, faiss_metric)
         if not index.is_trained:
             rng = np.random.default_rng(seed)
-            sample = x[rng.choice(n, size=min(n, 64 * _nlist(index)), replace=False)]  # FAISS wants >= 39 per cell
-            index.train(sample)
-        if factory.startswith("HNSW"):
-            index.add_with_ids(x, np.arange(n, dtype=np.int64))
-        else:
-            index = faiss.IndexIDMap2(index) if factory == "Flat" else index
-            index.add_with_ids(x, np.arange(n, dtype=np.int64))
+            picks = np.sort(rng.choice(n, size=min(n, 64 * _nlist(index)), replace=False))  # FAISS wants >= 39 per cell
+            index.train(prepare(vectors[picks], metric))
+        if factory == "Flat":
+            index = faiss.IndexIDMap2(index)
+        # Vectors go in by chunks: memory holds the index and one normalised chunk, never a full copy.
+        for start in range(0, n, CHUNK):
+            stop = min(n, start + CHUNK)
+            index.add_with_ids(prepare(vectors[start:stop], metric), np.arange(start, stop, dtype=np.int64))
         info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
                          table_version=table_version, target_recall=target_recall)
         hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)
         built = cls(index, np.arange(n, dtype=np.int64), np.asarray(ids, dtype=object), hashes, info)
-        built.tune(x, target_recall, seed=seed)
+        built.tune(vectors, target_recall, seed=seed)
         info.build_seconds = round(time.perf_counter() - started, 3)
-        info.memory_bytes = len(faiss.serialize_index(index))
+        info.memory_bytes = _index_bytes(index)
         return built
 
     def tune(self, x: np.ndarray, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
         """Measure recall@10 against exact search, with stored vectors as queries (each left out of
         its own results); raise nprobe / efSearch / k_factor until the target is met."""
-        faiss = _faiss()
         n = x.shape[0]
         rng = np.random.default_rng(seed + 1)
-        picks = rng.choice(n, size=min(n, queries), replace=False)
-        q = x[picks]
+        picks = np.sort(rng.choice(n, size=min(n, queries), replace=False))
+        q = prepare(x[picks], self.info.metric)
         k = min(RECALL_K, n - 1) if n > 1 else 1
-        exact = faiss.IndexFlatIP(x.shape[1]) if self.info.metric == "cosine" else faiss.IndexFlatL2(x.shape[1])
-        exact.add(x)
-        _, truth = exact.search(q, k + 1)
-        truth = _without_self(truth, picks, k)
+        truth = _without_self(exact_search(x, q, k + 1, self.info.metric), picks, k)
         for params in _candidates(self.index, self.info.factory):
             self._apply(params)
             started = time.perf_counter()
@@ -271,6 +267,35 @@ class VectorIndex:
         )
         loaded._apply(info.params)
         return loaded
+
+
+CHUNK = 100_000
+
+
+def exact_search(x: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarray:
+    """Exact top-k ids of prepared queries ``q`` over ``x``, a chunk of ``x`` at a time (no full copy)."""
+    faiss = _faiss()
+    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    best_d = np.full((len(q), 0), 0, np.float32)
+    best_i = np.zeros((len(q), 0), np.int64)
+    for start in range(0, x.shape[0], CHUNK):
+        chunk = prepare(x[start : start + CHUNK], metric)
+        d, i = faiss.knn(q, chunk, min(k, len(chunk)), metric=faiss_metric)
+        best_d, best_i = np.hstack([best_d, d]), np.hstack([best_i, i + start])
+        order = np.argsort(-best_d if metric == "cosine" else best_d, axis=1, kind="stable")[:, :k]
+        best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
+    return best_i
+
+
+def _index_bytes(index: Any) -> int:
+    """Bytes the index holds in memory, from its serialised size, written to a temporary file
+    (serialize_index would copy it in memory)."""
+    import tempfile
+
+    faiss = _faiss()
+    with tempfile.NamedTemporaryFile(suffix=".faiss") as tmp:
+        faiss.write_index(index, tmp.name)
+        return os.path.getsize(tmp.name)
 
 
 def _nlist(index: Any) -> int:
