@@ -10,17 +10,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from featurestore import index as lib
-from flows.materialize import _transient
+from flows.materialize import transient
 
 
-@task(name="index-build", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="index-build", retries=2, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def build_task(view: str, encoder: str | None, store: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from dataclasses import asdict
 
     return {"rebuilt": True, "added": None, "removed": None, **asdict(lib.build_index(view, encoder, store=store, **options))}
 
 
-@task(name="index-update", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="index-update", retries=2, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def update_task(view: str, encoder: str | None, store: str | None) -> dict[str, Any]:
     return lib.update_index(view, encoder, store=store)
 

@@ -17,7 +17,7 @@ from featurestore import materialization as lib
 from featurestore.sources import from_dict
 from flows.progress import hooks
 
-def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
+def transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
     """Retry on I/O failures and Delta commit conflicts; never on user errors or bugs."""
     from deltalake.exceptions import CommitFailedError
 
@@ -30,18 +30,18 @@ def _transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signa
     return False
 
 
-@task(name="plan-diff", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="plan-diff", retries=2, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def plan_task(source: dict[str, Any], view: str, encoder: str, store: str | None, options: dict[str, Any]) -> str:
     p = lib.plan(from_dict(source), view, encoder, store=store, **options)
     return str(p.path)
 
 
-@task(name="encode-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="encode-shard", retries=2, retry_delay_seconds=2, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def encode_shard_task(plan_path: str, index: int) -> dict[str, Any]:
     return lib.encode_shard(plan_path, index)
 
 
-@task(name="commit-run", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NO_CACHE)
+@task(name="commit-run", retries=2, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def finish_task(plan_path: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     return lib.finish(plan_path, results)
 

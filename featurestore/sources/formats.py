@@ -11,11 +11,10 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 from featurestore.errors import SourceError
 
-Format = Literal["csv", "tsv", "jsonl", "parquet", "text", "sms"]
 FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "text", "sms")
 _SUFFIXES = {
     ".csv": "csv",

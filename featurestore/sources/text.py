@@ -103,7 +103,8 @@ class TextSource:
                 )
 
     def _append(self, path: Path, batch: SourceBatch, line: int, record: dict[str, Any]) -> None:
-        for col in (self.text_col, *( [self.id_col] if self.id_col and self.id_col != LINE_ID else [])):
+        required = [self.text_col] + ([self.id_col] if self.id_col and self.id_col != LINE_ID else [])
+        for col in required:
             if col not in record:
                 raise SourceError(f"{path}: line {line} has no {col!r} field")
         raw = record[self.text_col]

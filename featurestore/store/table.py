@@ -7,7 +7,6 @@ buffers, and the kept columns.
 
 from __future__ import annotations
 
-import os
 from urllib.parse import unquote
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -336,7 +335,3 @@ def _parse_as_of(as_of: AsOf) -> int | datetime:
     except ValueError:
         raise StoreError(f"--as-of must be a table version (an integer) or an ISO 8601 time. Got {as_of!r} instead.") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def table_exists_locally(uri: str) -> bool:
-    return _is_local(uri) and os.path.isdir(os.path.join(uri.removeprefix("file://"), "_delta_log"))

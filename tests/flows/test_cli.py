@@ -143,3 +143,27 @@ def test_bad_device_and_remote_store_are_user_errors(tmp_path, sms_file, cli):
     assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "word2vec", "--store", "s3://bucket/x", "--id-col", "@line"),
                       "only local folders")
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--granularity", "word"], "--granularity must be 'sentence' or 'token'. Got 'word' instead."),
+        (["--runner", "dask"], "runner must be one of: local, inline. Got 'dask' instead."),
+    ],
+)
+def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_file, cli, extra, message):
+    before = snapshot(store_with_view)
+    result = cli("materialize", sms_file(30), "--view", "sms", "--encoder", "word2vec", "--store", store_with_view,
+                 "--id-col", "@line", "--keep", "label", *extra)
+    assert_user_error(result, message)
+    assert snapshot(store_with_view) == before
+
+
+def test_compact_and_search_bad_input(store_with_view, tmp_path, cli):
+    before = snapshot(store_with_view)
+    assert_user_error(cli("compact", "--view", "nope", "--store", store_with_view), "view 'nope' does not exist")
+    bad = tmp_path / "q.npy"
+    bad.write_text("not numpy")
+    assert_user_error(cli("search", "--view", "sms", "--store", store_with_view, "--vector-file", bad), "cannot read query vectors from")
+    assert snapshot(store_with_view) == before
