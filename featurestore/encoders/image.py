@@ -25,7 +25,7 @@ import numpy as np
 
 from featurestore.encoders.base import BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.errors import EncoderError
-from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_image
+from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_pixels
 
 __all__ = ["BLOCK_CHANNELS", "EfficientNetEncoder", "make", "packaged_weights"]
 
@@ -178,7 +178,7 @@ class EfficientNetEncoder(BaseEncoder):
     def _decoded(self, paths: list[str]) -> Iterator[tuple[int, list[np.ndarray | str]]]:
         """Yield ``(start, arrays)`` per batch; batch i+1 decodes in the pool while the caller runs batch i.
 
-        Each entry of ``arrays`` is a ``(3, size, size) float32`` array, or the reason (str) the
+        Each entry of ``arrays`` is a ``(size, size, 3) uint8`` crop, or the reason (str) the
         file could not be decoded.
         """
         starts = range(0, len(paths), self.batch_size)
@@ -196,17 +196,28 @@ class EfficientNetEncoder(BaseEncoder):
 
     def _decode_one(self, path: str) -> np.ndarray | str:
         try:
-            return decode_image(path, size=self.size, resize=self.resize)
+            return decode_pixels(path, size=self.size, resize=self.resize)
         except ImageDecodeError as exc:
             return str(exc)
 
     def _forward(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-        """``(b, 3, size, size)`` pixels -> ``(b, dim) float32`` pooled features."""
+        """Pixels -> ``(b, dim) float32`` pooled features.
+
+        ``pixels`` is a ``(b, size, size, 3) uint8`` batch of crops (normalised here, in one
+        vectorised pass; NHWC viewed as NCHW is already channels_last) or a ``(b, 3, size, size)
+        float32`` batch normalised by :func:`~featurestore.sources.imaging.decode_image`.
+        """
         torch = require("torch", "image")
         param = next(model.parameters())
-        x = torch.from_numpy(pixels).to(param.device, dtype=param.dtype)
+        x = torch.from_numpy(pixels)
+        if pixels.dtype == np.uint8:
+            x = x.to(param.device).permute(0, 3, 1, 2).to(param.dtype).sub_(127.0).div_(128.0)
+        else:
+            x = x.to(param.device, dtype=param.dtype)
         if self._channels_last():
             x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.contiguous()
         with torch.inference_mode():
             if self.block is None:
                 features = model.extract_features(x)

@@ -9,7 +9,7 @@ import pytest
 
 from featurestore import settings
 from featurestore.errors import SourceError
-from featurestore.sources.imaging import ImageDecodeError, decode_image
+from featurestore.sources.imaging import ImageDecodeError, decode_image, decode_pixels
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image extra")
 
@@ -186,3 +186,11 @@ def test_missing_file_and_folder_are_decode_errors(tmp_path):
 def test_decode_error_is_a_source_error_and_pickles():
     err = pickle.loads(pickle.dumps(ImageDecodeError("truncated file")))
     assert isinstance(err, SourceError) and str(err) == "truncated file"
+
+
+def test_decode_pixels_is_the_crop_before_normalisation():
+    need_ants()
+    path = sorted(ANTS.glob("*.jpg"))[0]
+    crop = decode_pixels(path)
+    assert crop.dtype == np.uint8 and crop.shape == (224, 224, 3)
+    np.testing.assert_array_equal(crop.transpose(2, 0, 1).astype(np.float32), decode_image(path) * 128 + 127)

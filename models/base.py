@@ -1,0 +1,46 @@
+"""What every head task returns and takes: the contract between models/, the registry and the CLI.
+
+A task module (``models.spam``, ``models.image``, ``models.classify``, ``models.ner``,
+``models.ranking``) exposes two functions:
+
+- ``train(store, view, encoder=None, **options) -> TrainResult``: build the training set from
+  the store, fit the head, evaluate it (cross-validation or a held-out split) and return it,
+  unsaved. The registry saves it (:func:`models.registry.save_model`).
+- ``predict(model: LoadedModel, inputs: Sequence[dict]) -> list[dict]``: each input is
+  ``{"id": ..., "text": ...}`` (or ``"path"`` for images); each output carries ``id``,
+  ``label`` and ``score`` (plus ``entities`` for ner, ``documents`` for ranking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainResult:
+    """A fitted head with its evaluation, before it is saved."""
+
+    task: str
+    head: Any  # scikit-learn estimator API (a torch head wrapped in it)
+    metrics: dict[str, float]  # the headline numbers (e.g. f1, roc_auc, accuracy, ndcg@10)
+    report: dict[str, Any]  # the whole evaluation: per class, curves, confusion matrix, baselines, timings
+    training_manifest: dict[str, Any]  # from training_set(): rebuilds the identical set
+    encoders: list[dict[str, Any]]  # per feature source: {"view", "encoder_id", "encoder_ref", "encoder_options", "dim"}
+    params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
+
+
+@dataclass
+class LoadedModel:
+    """A head read back from the registry (files verified against its manifest)."""
+
+    name: str
+    version: int
+    path: Path
+    head: Any
+    manifest: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.manifest["task"])
