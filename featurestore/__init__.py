@@ -18,6 +18,7 @@ from featurestore.errors import (
 from featurestore.materialization import materialize, plan
 from featurestore.sources import TextSource
 from featurestore.store import FeatureFrame, FeatureTable, Store
+from featurestore.training import TrainingSet, training_set
 
 __version__ = "0.1.0"
 
@@ -34,8 +35,10 @@ __all__ = [
     "Store",
     "StoreError",
     "TextSource",
+    "TrainingSet",
     "get_encoder",
     "list_encoders",
     "materialize",
     "plan",
+    "training_set",
 ]

@@ -20,10 +20,12 @@ EXPECTED = {
     "Store",
     "StoreError",
     "TextSource",
+    "TrainingSet",
     "get_encoder",
     "list_encoders",
     "materialize",
     "plan",
+    "training_set",
 }
 
 

@@ -1,0 +1,541 @@
+"""Search ranking: BM25 and dense candidates from a view, re-ranked by a learned scikit-learn head.
+
+For each query the candidates are the union of BM25's top ``n_candidates`` (bm25s over the
+documents' texts) and the view's FAISS top ``n_candidates`` (the query encoded with the view's
+own encoder). Each (query, document) pair gets a few features that the two retrievers disagree
+on (dense cosine, word2vec cosine, BM25 score, their ranks and per-query normalisations, query
+term coverage), and a pointwise logistic regression, fitted on graded judgments (relevant =
+gain > 0, weighted by gain), orders them. It is evaluated with query-level cross-validation
+against BM25 alone and dense retrieval alone (nDCG@10, MRR@10, recall@100).
+
+The documents' texts are not in the view (it stores vectors), so BM25 reads them from a file:
+``docs=`` or, by default, the source file of the view's latest materialize run. The registry
+does not copy that file: ``params`` keep its path and sha256, and ``predict`` re-reads it and
+refuses a file that changed since training (the BM25 features would no longer be the ones the
+head learned on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurestore.encoders import BaseEncoder, get_encoder
+from featurestore.errors import DependencyError, EncoderError, SourceError, StoreError
+from featurestore.index.search import build_index, has_index, search, view_encoder
+from featurestore.store import FeatureTable, Store
+from models.base import LoadedModel, TrainResult
+
+FEATURES = (
+    "dense_cos", "dense_gap", "dense_log_rank", "w2v_cos",
+    "bm25", "bm25_norm", "bm25_log_rank", "query_coverage",
+)  # fmt: skip
+CRANFIELD_GAIN = {1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0, -1: 0.0}  # grade 1 = complete answer ... -1 = no interest
+BM25_SETTINGS = {"method": "lucene", "k1": 1.2, "b": 0.75, "stopwords": "en", "stemmer": "english"}
+Qrels = dict[str, dict[str, float]]  # query id -> doc id -> gain
+
+
+# ------------------------------------------------------------------------------- file formats
+def read_cranfield(path: Path, fields: Sequence[str] = (".T", ".W")) -> list[tuple[str, str]]:
+    """``(.I id, text)`` records of a Cranfield file, the text joining the given fields' lines."""
+    records: list[tuple[str, str]] = []
+    current: str | None = None
+    key: str | None = None
+    lines: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(".I "):
+            if current is not None:
+                records.append((current, " ".join(lines)))
+            current, key, lines = line.split()[1], None, []
+        elif line.startswith(".") and len(line.rstrip()) == 2:
+            key = line.rstrip()
+        elif key in fields:
+            lines.append(line.strip())
+    if current is not None:
+        records.append((current, " ".join(lines)))
+    return records
+
+
+def _is_cranfield(path: Path) -> bool:
+    with path.open(encoding="utf-8") as handle:
+        return handle.readline().startswith(".I ")
+
+
+def _rows(path: Path, names: Sequence[str]) -> list[tuple[int, list[str]]]:
+    """``(line, values)`` of a TSV (an optional header naming the columns) or JSONL file."""
+    rows: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                record = json.loads(line)
+                rows.append((number, [str(record[n]) for n in names]))
+            except (ValueError, KeyError, TypeError):
+                raise SourceError(f"{path}: line {number} is not a JSON object with {', '.join(names)}") from None
+        else:
+            values = line.split("\t")
+            if number == 1 and values[0].strip() in ("id", names[0]):
+                continue
+            if len(values) < len(names):
+                raise SourceError(f"{path}: line {number} has {len(values)} TAB-separated columns; expected {', '.join(names)}")
+            rows.append((number, [v.strip() for v in values[: len(names)]]))
+    return rows
+
+
+def _existing(path: str | Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{what} file not found: {path}")
+    return path
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    """Query id -> text. Cranfield ``cran.qry`` ids are positions (1, 2 ...), as its qrels use them;
+    a TSV (``query_id<TAB>text``) or JSONL (``{"query_id", "text"}``) file keeps its own ids."""
+    path = _existing(path, "queries")
+    if _is_cranfield(path):
+        return {str(n): text for n, (_, text) in enumerate(read_cranfield(path, (".W",)), start=1)}
+    return {qid: text for _, (qid, text) in _rows(path, ("query_id", "text"))}
+
+
+def load_docs(path: str | Path) -> dict[str, str]:
+    """Doc id -> text: Cranfield ``cran.all.1400`` (title and text, as the view encodes them), or a
+    TSV (``id<TAB>text``) / JSONL (``{"id", "text"}``) file such as the one a view was materialized from."""
+    path = _existing(path, "docs")
+    if _is_cranfield(path):
+        return dict(read_cranfield(path))
+    return {doc: text for _, (doc, text) in _rows(path, ("id", "text"))}
+
+
+def load_qrels(path: str | Path) -> list[tuple[str, str, float]]:
+    """``(query_id, doc_id, gain)``: ``.tsv``/``.jsonl`` files give the gain; any other name is read as
+    Cranfield's ``query doc grade`` lines with gain = 5 - grade for 1..4 and 0 for -1."""
+    path = _existing(path, "qrels")
+    if path.suffix in (".tsv", ".jsonl"):
+        rows = _rows(path, ("query_id", "doc_id", "gain"))
+        try:
+            return [(q, d, float(g)) for _, (q, d, g) in rows]
+        except ValueError:
+            raise SourceError(f"{path}: a gain is not a number; the columns are query_id, doc_id, gain") from None
+    judgments = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        values = line.split()
+        if not values:
+            continue
+        grade = int(values[2]) if len(values) == 3 and values[2].lstrip("-").isdigit() else None
+        if grade not in CRANFIELD_GAIN:
+            raise SourceError(f"{path}: line {number} is not 'query doc grade' with a grade in 1..4 or -1")
+        judgments.append((values[0], values[1], CRANFIELD_GAIN[grade]))
+    return judgments
+
+
+def check_qrels(
+    judgments: Sequence[tuple[str, str, float]], queries: Mapping[str, str], doc_ids: set[str], *, strict: bool, where: str
+) -> tuple[Qrels, dict[str, int]]:
+    """Keep the judgments whose query and document exist; count (or, strict, refuse) the others."""
+    if not judgments:
+        raise SourceError(f"{where} has no judgments; a ranking head needs (query_id, doc_id, gain) rows")
+    qrels: Qrels = {}
+    dropped = {"unknown_query": 0, "unknown_doc": 0}
+    for qid, doc, gain in judgments:
+        reason = "unknown_query" if qid not in queries else "unknown_doc" if doc not in doc_ids else None
+        if reason and strict:
+            noun = f"query {qid!r}, which is not in the queries file" if reason == "unknown_query" else None
+            noun = noun or f"doc {doc!r}, which is not in the view"
+            raise SourceError(f"{where} judges {noun}; fix the file or run without strict to skip such rows")
+        if reason:
+            dropped[reason] += 1
+        else:
+            qrels.setdefault(qid, {})[doc] = gain
+    if not qrels:
+        raise SourceError(f"{where}: none of its {len(judgments)} judgments names a known query and a doc of the view")
+    return qrels, dropped
+
+
+# ------------------------------------------------------------------------------------ metrics
+def _dcg(gains: Sequence[float]) -> float:
+    return float(sum(g / np.log2(i + 2) for i, g in enumerate(gains)))
+
+
+def ndcg_at_k(ranked: Sequence[str], judged: Mapping[str, float], k: int = 10) -> float:
+    """nDCG@k with linear graded gains (trec_eval's form); the ideal ranks every judged doc."""
+    ideal = _dcg(sorted(judged.values(), reverse=True)[:k])
+    return _dcg([judged.get(d, 0.0) for d in ranked[:k]]) / ideal if ideal > 0 else 0.0
+
+
+def mrr_at_k(ranked: Sequence[str], judged: Mapping[str, float], k: int = 10) -> float:
+    """1 / rank of the first relevant (gain > 0) doc in the top k, else 0."""
+    return next((1.0 / (i + 1) for i, d in enumerate(ranked[:k]) if judged.get(d, 0.0) > 0), 0.0)
+
+
+def recall_at_k(ranked: Sequence[str], judged: Mapping[str, float], k: int = 100) -> float:
+    """Share of the relevant (gain > 0) docs found in the top k."""
+    relevant = {d for d, g in judged.items() if g > 0}
+    return len(relevant & set(ranked[:k])) / len(relevant) if relevant else 0.0
+
+
+def evaluate(rankings: Mapping[str, Sequence[str]], qrels: Qrels) -> dict[str, float]:
+    """The three metrics averaged over the queries with at least one relevant judged doc."""
+    scored = [q for q in rankings if any(g > 0 for g in qrels.get(q, {}).values())]
+    if not scored:
+        return {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
+    return {
+        "ndcg@10": float(np.mean([ndcg_at_k(rankings[q], qrels[q]) for q in scored])),
+        "mrr@10": float(np.mean([mrr_at_k(rankings[q], qrels[q]) for q in scored])),
+        "recall@100": float(np.mean([recall_at_k(rankings[q], qrels[q]) for q in scored])),
+    }
+
+
+def query_folds(query_ids: Sequence[str], n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) positions into ``query_ids`` (one entry per pair): a query's pairs stay on one side."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray(query_ids, dtype=object)
+    n_queries = len(set(groups.tolist()))
+    if n_queries < n_splits:
+        raise SourceError(f"{n_splits}-fold query cross-validation needs at least {n_splits} judged queries; got {n_queries}")
+    return list(GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(groups, groups=groups))
+
+
+# ---------------------------------------------------------------------------------- retrieval
+@dataclass
+class Candidates:
+    """One query's candidate docs with their features, and what each retriever alone returns."""
+
+    query_id: str
+    doc_ids: list[str]
+    features: np.ndarray  # (len(doc_ids), len(FEATURES)) float32
+    bm25_ranking: list[str]
+    dense_ranking: list[str]
+
+
+@dataclass
+class Retriever:
+    """What candidate generation needs, loaded once: the dense view, BM25 over the texts, word2vec."""
+
+    store: Store
+    table: FeatureTable
+    encoder: BaseEncoder
+    doc_ids: np.ndarray  # the view's entity ids, the BM25 corpus order
+    dense_vectors: np.ndarray  # (n, dim) unit rows, aligned with doc_ids
+    w2v_encoder: BaseEncoder
+    w2v_vectors: np.ndarray  # (n, dim_w2v) unit rows (zero where a doc has no known word)
+    doc_terms: list[set[str]]
+    bm25: Any
+    stem: Any
+    n_candidates: int
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        import bm25s
+
+        stopwords = BM25_SETTINGS["stopwords"]
+        out = bm25s.tokenize(list(texts), stopwords=stopwords, stemmer=self.stem, return_ids=False, show_progress=False)
+        return [list(t) for t in out]
+
+    def candidates(self, qids: Sequence[str], texts: Sequence[str]) -> list[Candidates]:
+        """Retrieve and describe the union of BM25 and dense top-N for each query."""
+        dense_q = _unit(self.encoder.encode(texts))
+        w2v_q = _unit(self.w2v_encoder.encode(texts))
+        n = min(self.n_candidates, len(self.doc_ids))
+        hits = search(self.table.meta.view, self.table.meta.encoder_id, store=self.store, vectors=dense_q, k=n)
+        where = {d: i for i, d in enumerate(self.doc_ids.tolist())}
+        out = []
+        for i, (qid, terms) in enumerate(zip(qids, self.tokenize(texts))):
+            bm25 = self.bm25.get_scores(terms) if terms else np.zeros(len(self.doc_ids), np.float32)
+            bm25_top = np.argsort(-bm25, kind="stable")[:n]
+            dense_top = [where[h["entity_id"]] for h in hits[i] if h["entity_id"] in where]  # a stale index may hold removed ids
+            rows = np.array(sorted(set(bm25_top.tolist()) | set(dense_top)))
+            features = _features(
+                rows, dense_q[i] @ self.dense_vectors[rows].T, self.w2v_vectors[rows] @ w2v_q[i], bm25,
+                _ranks(rows, bm25_top, n), _ranks(rows, np.array(dense_top), n), set(terms), [self.doc_terms[r] for r in rows],
+            )  # fmt: skip
+            ids = self.doc_ids[rows].tolist()
+            out.append(Candidates(qid, ids, features, self.doc_ids[bm25_top].tolist(), self.doc_ids[dense_top].tolist()))
+        return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _ranks(rows: np.ndarray, top: np.ndarray, n: int) -> np.ndarray:
+    """1-based rank of each row in a top-n list; n + 1 for rows the list does not hold."""
+    rank = {r: i + 1 for i, r in enumerate(top.tolist())}
+    return np.array([rank.get(r, n + 1) for r in rows.tolist()], dtype=np.float32)
+
+
+def _features(
+    rows: np.ndarray, dense: np.ndarray, w2v: np.ndarray, bm25_all: np.ndarray,
+    bm25_rank: np.ndarray, dense_rank: np.ndarray, query_terms: set[str], doc_terms: list[set[str]],
+) -> np.ndarray:  # fmt: skip
+    """The FEATURES columns; scores are also given relative to the query's best, since raw BM25
+    and cosine scales vary from query to query while a head learns one weight per feature."""
+    bm25 = bm25_all[rows]
+    best = float(bm25_all.max())
+    coverage = [len(query_terms & t) / len(query_terms) if query_terms else 0.0 for t in doc_terms]
+    return np.column_stack([
+        dense, dense - dense.max(), np.log(dense_rank), w2v,
+        bm25, bm25 / best if best > 0 else np.zeros_like(bm25), np.log(bm25_rank), coverage,
+    ]).astype(np.float32)  # fmt: skip
+
+
+def _stemmer() -> Any:
+    try:
+        import bm25s  # noqa: F401
+        import Stemmer
+    except ImportError:
+        raise DependencyError("ranking needs bm25s and PyStemmer; install the models extra: pip install 'featurestore[models]'") from None
+    return Stemmer.Stemmer(BM25_SETTINGS["stemmer"]).stemWords
+
+
+def open_retriever(
+    store: Store, table: FeatureTable, texts: Mapping[str, str], *, n_candidates: int, word2vec_view: str | None
+) -> Retriever:
+    """Load the view's vectors and encoder, index the texts with BM25 and get word2vec vectors."""
+    import bm25s
+
+    frame = table.latest([])
+    missing = [d for d in frame.ids.tolist() if d not in texts]
+    if missing:
+        raise SourceError(f"the docs file lacks {len(missing)} of view {table.meta.view!r}'s ids (e.g. {missing[0]!r}); pass the file the view was materialized from")
+    if not has_index(table.meta.view, table.meta.encoder_id, store=store):
+        build_index(table.meta.view, table.meta.encoder_id, store=store)
+    corpus = [texts[d] for d in frame.ids.tolist()]
+    w2v_encoder, w2v_vectors = _word2vec(store, word2vec_view, frame.ids, corpus)
+    bm25 = bm25s.BM25(**{k: BM25_SETTINGS[k] for k in ("method", "k1", "b")})
+    retriever = Retriever(
+        store, table, view_encoder(table), frame.ids, _unit(frame.vectors), w2v_encoder, w2v_vectors, [], bm25, _stemmer(), n_candidates
+    )
+    terms = retriever.tokenize(corpus)
+    retriever.doc_terms = [set(t) for t in terms]
+    bm25.index(terms, show_progress=False)
+    return retriever
+
+
+def _word2vec(store: Store, view: str | None, ids: np.ndarray, corpus: list[str]) -> tuple[BaseEncoder, np.ndarray]:
+    """Word2vec doc vectors from a word2vec view of the same ids (zero for ids it lacks), else encoded now."""
+    if view is None:
+        encoder = get_encoder("word2vec")
+        return encoder, _unit(encoder.encode(corpus))
+    table = store.resolve_table(view)
+    frame = table.latest([])
+    where = {d: i for i, d in enumerate(frame.ids.tolist())}
+    vectors = np.zeros((len(ids), table.meta.dim), np.float32)
+    found = [(i, where[d]) for i, d in enumerate(ids.tolist()) if d in where]
+    if found:
+        mine, theirs = map(list, zip(*found))
+        vectors[mine] = frame.vectors[theirs]
+    return view_encoder(table), _unit(vectors)
+
+
+# ----------------------------------------------------------------------------------- the head
+def make_head(seed: int = 0) -> Any:
+    """The re-ranker, fixed up front: standardised features into a logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed))
+
+
+def pairs(cands: Sequence[Candidates], qrels: Qrels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, gains (0 for unjudged candidates) and the query of each (query, doc) pair."""
+    x = np.concatenate([c.features for c in cands])
+    gains = np.array([qrels.get(c.query_id, {}).get(d, 0.0) for c in cands for d in c.doc_ids], dtype=np.float32)
+    groups = np.array([c.query_id for c in cands for _ in c.doc_ids], dtype=object)
+    return x, gains, groups
+
+
+def fit_head(head: Any, x: np.ndarray, gains: np.ndarray) -> Any:
+    """Pointwise: relevant (gain > 0) vs not, each relevant pair weighted by its gain."""
+    relevant = (gains > 0).astype(int)
+    if relevant.min() == relevant.max():
+        raise SourceError("the judgments give the candidates a single class; a re-ranker needs relevant and non-relevant pairs")
+    return head.fit(x, relevant, logisticregression__sample_weight=np.where(gains > 0, gains, 1.0))
+
+
+def rerank(head: Any, cand: Candidates) -> list[tuple[str, float]]:
+    """The candidates by the head's probability of relevance, best first (ties by doc id)."""
+    scores = head.predict_proba(cand.features)[:, 1]
+    order = sorted(range(len(cand.doc_ids)), key=lambda i: (-scores[i], cand.doc_ids[i]))
+    return [(cand.doc_ids[i], float(scores[i])) for i in order]
+
+
+def cross_validate(cands: Sequence[Candidates], qrels: Qrels, *, n_splits: int, seed: int) -> dict[str, Any]:
+    """Held-out metrics of BM25, dense and the re-ranker: each fold's head never saw its test queries."""
+    by_query = {c.query_id: c for c in cands}
+    qids = np.array(list(by_query), dtype=object)
+    ranked: dict[str, list[str]] = {}
+    folds = []
+    for train, test in query_folds(qids.tolist(), n_splits, seed):
+        head = fit_head(make_head(seed), *pairs([by_query[q] for q in qids[train]], qrels)[:2])
+        for q in qids[test]:
+            ranked[q] = [d for d, _ in rerank(head, by_query[q])]
+        folds.append({"test_queries": len(test), **evaluate({q: ranked[q] for q in qids[test]}, qrels)})
+    systems = {
+        "bm25": evaluate({q: c.bm25_ranking for q, c in by_query.items()}, qrels),
+        "dense": evaluate({q: c.dense_ranking for q, c in by_query.items()}, qrels),
+        "reranker": evaluate(ranked, qrels),
+    }
+    return {"systems": systems, "folds": folds}
+
+
+# ------------------------------------------------------------------------------ train / predict
+def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Path:
+    """``docs`` when given, else the source of the view's newest materialize run."""
+    if docs is not None:
+        return _existing(docs, "docs")
+    runs = sorted((store.path / "runs").glob(f"*-{table.meta.view}-{table.meta.encoder_id}.json"))
+    if not runs:
+        raise SourceError(f"view {table.meta.view!r} keeps no texts and has no run record naming its source; pass docs=PATH")
+    return _existing(json.loads(runs[-1].read_text())["source"], "docs (the view's materialize source)")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _encoder_entry(view: str | None, encoder: BaseEncoder, table: FeatureTable | None) -> dict[str, Any]:
+    meta = table.meta if table is not None else None
+    return {
+        "view": view,
+        "encoder_id": encoder.encoder_id,
+        "encoder_ref": meta.encoder_ref if meta else encoder.name,
+        "encoder_options": (meta.encoder_options or {}) if meta else {},
+        "dim": encoder.dim,
+    }
+
+
+def train(
+    store: Store | str | None,
+    view: str,
+    encoder: str | None = None,
+    *,
+    queries: str | Path,
+    qrels: str | Path,
+    docs: str | Path | None = None,
+    word2vec_view: str | None = None,
+    n_candidates: int = 100,
+    n_splits: int = 5,
+    seed: int = 0,
+    strict: bool = False,
+) -> TrainResult:
+    """Fit the re-ranker on every judged query after measuring it with query-level cross-validation."""
+    started = time.perf_counter()
+    store = store if isinstance(store, Store) else Store(store)
+    table = store.resolve_table(view, encoder)
+    docs_path = _docs_path(store, table, docs)
+    texts = load_queries(queries)
+    judged, dropped = check_qrels(load_qrels(qrels), texts, set(table.state()), strict=strict, where=str(qrels))
+    retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=n_candidates, word2vec_view=word2vec_view)
+    cands = retriever.candidates(list(judged), [texts[q] for q in judged])
+    features_s = time.perf_counter() - started
+    cv = cross_validate(cands, judged, n_splits=n_splits, seed=seed)
+    cv_s = time.perf_counter() - started - features_s
+    x, gains, _ = pairs(cands, judged)
+    head = fit_head(make_head(seed), x, gains)
+    w2v_table = store.resolve_table(word2vec_view) if word2vec_view else None
+    return TrainResult(
+        task="ranking",
+        head=head,
+        metrics=headline(cv["systems"]),
+        report={
+            **cv,
+            "queries": len(judged),
+            "judgments": sum(len(d) for d in judged.values()),
+            "dropped_judgments": dropped,
+            "pairs": len(gains),
+            "relevant_pairs": int((gains > 0).sum()),
+            "seconds": {
+                "features": round(features_s, 3),
+                "cross_validation": round(cv_s, 3),
+                "total": round(time.perf_counter() - started, 3),
+            },
+        },
+        training_manifest={
+            "view": table.meta.view,
+            "encoder_id": table.meta.encoder_id,
+            "table_version": table.version(),
+            "queries": str(Path(queries).absolute()),
+            "qrels": str(Path(qrels).absolute()),
+            "docs": str(docs_path.absolute()),
+            "rows": len(gains),
+            "content_hash": _judgments_hash(judged, texts),
+            "split": {"kind": "GroupKFold by query", "n_splits": n_splits, "seed": seed},
+        },
+        encoders=[
+            _encoder_entry(table.meta.view, retriever.encoder, table),
+            _encoder_entry(word2vec_view, retriever.w2v_encoder, w2v_table),
+        ],
+        params={
+            "view": table.meta.view,
+            "encoder_id": table.meta.encoder_id,
+            "word2vec_view": word2vec_view,
+            "n_candidates": n_candidates,
+            "features": list(FEATURES),
+            "bm25": dict(BM25_SETTINGS),
+            "docs": str(docs_path.absolute()),
+            "docs_sha256": _sha256(docs_path),
+            "head": "StandardScaler+LogisticRegression(C=1.0)",
+            "n_splits": n_splits,
+            "seed": seed,
+            "strict": strict,
+        },
+    )
+
+
+def headline(systems: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The re-ranker's metrics, each baseline's beside them, and the margin the issue sets a target on."""
+    best_baseline = max(systems["bm25"]["ndcg@10"], systems["dense"]["ndcg@10"])
+    return {
+        **systems["reranker"],
+        **{f"{name}_{metric}": v for name in ("bm25", "dense") for metric, v in systems[name].items()},
+        "ndcg@10_gain_over_best_baseline": systems["reranker"]["ndcg@10"] - best_baseline,
+    }
+
+
+def _judgments_hash(judged: Qrels, texts: Mapping[str, str]) -> str:
+    """sha256 of the sorted (query, doc, gain) rows and the judged queries' texts."""
+    rows = sorted((q, d, g) for q, docs in judged.items() for d, g in docs.items())
+    return hashlib.sha256(json.dumps([rows, [texts[q] for q in sorted(judged)]]).encode()).hexdigest()
+
+
+def predict(model: LoadedModel, inputs: Sequence[Mapping[str, Any]], *, top_k: int = 10) -> list[dict[str, Any]]:
+    """Each input ``{"id", "text"}`` is a query: retrieve, re-rank, return its top ``top_k`` docs.
+
+    The store is the one the registry lives in (``<store>/models/<name>/<version>``).
+    """
+    params = model.manifest["params"]
+    store = Store(model.path.parents[2])
+    table = store.resolve_table(params["view"], params["encoder_id"])
+    docs_path = _existing(params["docs"], "docs (recorded at training)")
+    if _sha256(docs_path) != params["docs_sha256"]:
+        raise StoreError(f"{docs_path} changed since model {model.name!r} v{model.version} was trained; retrain it")
+    ids = [str(item.get("id", n)) for n, item in enumerate(inputs)]
+    texts = [item.get("text") for item in inputs]
+    empty = next((i for i, t in zip(ids, texts) if not isinstance(t, str) or not t.strip()), None)
+    if empty is not None:
+        raise SourceError(f"input {empty!r} has no text; a ranking query is {{'id', 'text'}}")
+    if not ids:
+        return []
+    texts_of_docs = load_docs(docs_path)
+    retriever = open_retriever(store, table, texts_of_docs, n_candidates=params["n_candidates"], word2vec_view=params["word2vec_view"])
+    trained_on = [e["encoder_id"] for e in model.manifest.get("encoders", [])]
+    here = [retriever.encoder.encoder_id, retriever.w2v_encoder.encoder_id]
+    if trained_on and trained_on != here:
+        raise EncoderError(f"model {model.name!r} v{model.version} was trained on encoders {trained_on}, but they are {here} here; retrain it")
+    out = []
+    for cand in retriever.candidates(ids, texts):
+        ranked = rerank(model.head, cand)[:top_k]
+        documents = [{"entity_id": d, "score": round(s, 6)} for d, s in ranked]
+        out.append({"id": cand.query_id, "label": ranked[0][0], "score": round(ranked[0][1], 6), "documents": documents})
+    return out

@@ -1,0 +1,88 @@
+"""Heads on real stored features: spam (1,500 SMS, word2vec), ants vs bees (efficientnet), the generic classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurestore import settings
+from featurestore.errors import FeatureStoreError
+from featurestore.materialization import materialize
+from featurestore.sources import TextSource
+from models import classify, image, spam
+from models.registry import load_model, save_model
+from tests.conftest import SMS, need
+
+IMAGES = settings.data_dir() / "images" / "hymenoptera_train"
+
+
+@pytest.fixture(scope="module")
+def sms_store(tmp_path_factory, word2vec) -> Path:
+    """The first 1,500 SMS messages (label and text kept) in a word2vec view."""
+    need(SMS)
+    root = tmp_path_factory.mktemp("classify")
+    path = root / "sms.txt"
+    path.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:1500]) + "\n", encoding="utf-8")
+    materialize(TextSource(str(path), format="sms", id_col="@line", keep=("label", "text")), "sms", "word2vec", store=root / "store")
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def spam_result(sms_store):
+    return spam.train(sms_store, "sms")
+
+
+def test_spam_head_on_1500_messages_reaches_a_sane_f1_beside_the_tfidf_baseline(spam_result):
+    # measured: word2vec F1 0.852 (ROC-AUC 0.980), TF-IDF baseline 0.939, 5 folds grouped by text
+    assert spam_result.metrics["f1"] >= 0.80
+    assert spam_result.metrics["roc_auc"] >= 0.95
+    assert spam_result.report["baseline"]["f1"] >= 0.88
+    assert spam_result.report["rows"] == 1500 and spam_result.report["folds"] == 5
+    assert spam_result.training_manifest["arguments"]["split"] == "text"
+    curve = spam_result.report["pr_curve"]
+    assert 10 <= len(curve) <= 101 and all(0 <= p["precision"] <= 1 for p in curve)
+
+
+def test_saved_spam_head_flags_a_prize_message(spam_result, sms_store, tmp_path):
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(sms_store, root)
+    save_model(root, "spam", spam_result)
+    out = spam.predict(
+        load_model(root, "spam"),
+        [{"id": 1, "text": "URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot! Txt CLAIM to 81010"},
+         {"id": 2, "text": "Ok, see you at home tonight"}],
+    )
+    assert [(o["id"], o["label"]) for o in out] == [(1, "spam"), (2, "ham")]
+
+
+def test_generic_classifier_reports_per_class_metrics_and_an_mlp_option(sms_store):
+    result = classify.train(sms_store, "sms", head="mlp", hidden=(32,), n_splits=3)
+    report = result.report
+    assert set(report["per_class"]) == {"ham", "spam"} and report["folds"] == 3
+    assert np.sum(report["confusion_matrix"]) == 1500
+    assert result.metrics["accuracy"] >= 0.93 and result.params["head"] == "mlp"
+    with pytest.raises(FeatureStoreError, match=r"^head must be 'logistic' or 'mlp'. Got 'svm' instead.$"):
+        classify.train(sms_store, "sms", head="svm")
+
+
+@pytest.mark.slow
+def test_image_head_separates_ants_from_bees_in_5_fold_cv(tmp_path):
+    """The issue's image must-show through the store: >= 0.90 accuracy (measured 0.93x) over 245 photos."""
+    pytest.importorskip("torch", reason="torch is part of the image extra")
+    from featurestore.sources.images import ImageSource
+
+    if not IMAGES.is_dir():
+        pytest.skip(f"needs {IMAGES}")
+    store = tmp_path / "store"
+    summary = materialize(ImageSource(str(IMAGES)), "bees", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
+    result = image.train(store, "bees")
+    assert result.report["rows"] == summary["encoded"] >= 244
+    assert result.metrics["accuracy"] >= 0.90, result.report
+    assert {"recall_ants", "recall_bees"} <= set(result.metrics)
+    model = save_model(store, "bees", result)
+    out = image.predict(load_model(store, "bees", model.version), [{"id": "a", "path": str(IMAGES / "ants" / "0013035.jpg")}])
+    assert out[0]["label"] == "ants"

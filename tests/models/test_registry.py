@@ -1,0 +1,163 @@
+"""The model registry with a real spam head on 300 SMS messages (word2vec features)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurestore.errors import EncoderError
+from featurestore.materialization import materialize
+from featurestore.sources import TextSource
+from models import registry, spam
+from models.base import TrainResult
+from models.registry import (
+    ModelError,
+    list_models,
+    load_model,
+    model_encoders,
+    save_model,
+    torch_head,
+)
+from tests.conftest import SMS, need
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, word2vec) -> Path:
+    need(SMS)
+    root = tmp_path_factory.mktemp("registry")
+    path = root / "sms.txt"
+    path.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:300]) + "\n", encoding="utf-8")
+    materialize(TextSource(str(path), format="sms", id_col="@line", keep=("label", "text")), "sms", "word2vec", store=root / "store")
+    return root / "store"
+
+
+@pytest.fixture(scope="module")
+def trained(store) -> TrainResult:
+    return spam.train(store, "sms")
+
+
+@pytest.fixture
+def saved(store, trained, tmp_path):
+    """A fresh copy of the store with the spam head saved as version 1 of ``spam``."""
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    return copy, save_model(copy, "spam", trained)
+
+
+def test_save_then_load_gives_the_same_predictions_and_versions_count_up(saved, trained):
+    root, first = saved
+    assert first.version == 1 and sorted(p.name for p in first.path.iterdir()) == ["head.skops", "manifest.json", "report.json"]
+    second = save_model(root, "spam", trained)
+    assert second.version == 2 and not [p for p in (root / "models" / "spam").iterdir() if p.name.startswith(".")]
+    loaded = load_model(root, "spam")
+    assert loaded.version == 2 and loaded.task == "spam"
+    assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest["content_sha256"]
+    X = np.random.default_rng(0).normal(size=(5, 100)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.head.predict_proba(X), trained.head.predict_proba(X))
+    rows = list_models(root)
+    assert [(r["name"], r["version"], r["task"]) for r in rows] == [("spam", 1, "spam"), ("spam", 2, "spam")]
+    assert rows[0]["metrics"]["f1"] == trained.metrics["f1"]
+
+
+def test_predict_encodes_raw_text_with_the_models_own_encoder(saved):
+    root, _ = saved
+    out = spam.predict(load_model(root, "spam", 1), [{"id": "x", "text": "Sorry, I'll call you later"}, {"id": "y", "text": " "}])
+    assert out[0]["id"] == "x" and out[0]["label"] == "ham" and 0.5 <= out[0]["score"] <= 1
+    assert out[1] == {"id": "y", "label": None, "score": None, "error": "empty text"}
+
+
+@pytest.mark.parametrize("file", ["head.skops", "report.json"])
+def test_a_file_modified_after_saving_is_refused(saved, file):
+    root, model = saved
+    with open(model.path / file, "ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(ModelError, match=rf"^model spam v1: {file} was modified after it was saved \(sha256 mismatch\); retrain it$"):
+        load_model(root, "spam")
+
+
+def test_training_twice_from_the_same_manifest_gives_identical_model_bytes(saved, store, trained):
+    root, first = saved
+    again = spam.train(store, "sms", **{k: trained.params[k] for k in ("C", "split", "n_splits", "seed")})
+    assert again.training_manifest == trained.training_manifest and again.metrics == trained.metrics
+    second = save_model(root, "spam", again)
+    assert (second.path / "head.skops").read_bytes() == (first.path / "head.skops").read_bytes()
+
+
+def test_a_head_of_an_untrusted_type_is_not_loaded(saved, trained):
+    root, _ = saved
+    result = TrainResult("spam", Untrusted(), {}, {}, trained.training_manifest, trained.encoders)
+    save_model(root, "evil", result)
+    with pytest.raises(ModelError, match=r"head.skops holds types outside scikit-learn, numpy and scipy \(.*Untrusted\)"):
+        load_model(root, "evil")
+
+
+def test_a_crash_while_saving_leaves_no_version(saved, trained, monkeypatch):
+    root, _ = saved
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(registry, "_manifest", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(root, "spam", trained)
+    assert sorted(p.name for p in (root / "models" / "spam").iterdir()) == ["1"]
+
+
+def test_encoders_that_are_missing_or_differ_are_refused(saved, tmp_path):
+    root, model = saved
+    manifest_path = model.path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert [e.encoder_id for e in model_encoders(load_model(root, "spam"))] == [manifest["encoders"][0]["encoder_id"]]
+    manifest["encoders"][0]["encoder_ref"] = f"w2v:{tmp_path / 'gone.bin'}"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(EncoderError, match=r"^model spam v1 needs encoder 'w2v:.*gone.bin', which is not available here"):
+        model_encoders(load_model(root, "spam"))
+    manifest["encoders"][0]["encoder_ref"] = "word2vec"
+    manifest["encoders"][0]["encoder_id"] = "word2vec-0000000000"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(EncoderError, match=r"trained on encoder word2vec-0000000000, but 'word2vec' is word2vec-\w+ here"):
+        spam.predict(load_model(root, "spam"), [{"id": 1, "text": "hello"}])
+
+
+def test_torch_heads_round_trip_through_safetensors_and_unlisted_classes_are_refused(saved, trained):
+    torch = pytest.importorskip("torch")
+    root, _ = saved
+    head = TinyTorchHead(torch.arange(6, dtype=torch.float32).reshape(2, 3), ["ham", "spam"])
+    model = save_model(root, "tiny", TrainResult("classify", head, {}, {}, trained.training_manifest, trained.encoders))
+    assert sorted(os.listdir(model.path)) == ["head.json", "head.safetensors", "manifest.json", "report.json"]
+    loaded = load_model(root, "tiny")
+    assert torch.equal(loaded.head.weight, head.weight) and loaded.head.classes == ["ham", "spam"]
+    manifest = json.loads((model.path / "manifest.json").read_text())
+    manifest["head"]["class"] = "os.system"
+    (model.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"head class 'os.system' is not an allowed torch head; it is not loaded"):
+        load_model(root, "tiny")
+
+
+class Untrusted:
+    """Not a scikit-learn type: skops can write it, the registry must not load it."""
+
+
+@torch_head
+class TinyTorchHead:
+    """The smallest head that follows the registry's torch contract."""
+
+    def __init__(self, weight, classes):
+        self.weight = weight
+        self.classes = classes
+
+    def state_tensors(self):
+        return {"weight": self.weight}
+
+    def config(self):
+        return {"classes": self.classes}
+
+    @classmethod
+    def from_state(cls, tensors, config):
+        return cls(tensors["weight"], config["classes"])
