@@ -49,7 +49,7 @@ from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 from models.base import LoadedModel, TrainResult
 
-__all__ = ["ModelError", "list_models", "load_model", "model_encoders", "save_model", "torch_head"]
+__all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encoders", "save_model", "torch_head"]
 
 SKOPS_FILE = "head.skops"
 TORCH_FILE = "head.safetensors"
@@ -119,6 +119,12 @@ def _write_head(folder: Path, head: Any) -> dict[str, str]:
 
     (folder / SKOPS_FILE).write_bytes(canonical_skops(sio.dumps(head)))
     return {"format": "skops", "class": path}
+
+
+def head_files(folder: Path, head: Any) -> dict[str, str]:
+    """Write ``head``'s files into ``folder`` as :func:`save_model` does; their sha256 by file name."""
+    _write_head(folder, head)
+    return {p.name: _sha256(p) for p in sorted(folder.iterdir())}
 
 
 def canonical_skops(data: bytes) -> bytes:

@@ -55,7 +55,8 @@ def train(
     source the view was materialized from; each text must hash to the stored content_hash).
     Without either, the report says the baseline was skipped.
     """
-    params = {"label_col": label_col, "positive": positive, "C": C, "split": split, "n_splits": n_splits, "seed": seed,
+    params = {"labels": "<DataFrame>" if hasattr(labels, "columns") else str(labels), "label_col": label_col, "positive": positive,
+              "C": C, "split": split, "n_splits": n_splits, "seed": seed,
               "extra_encoders": list(extra_encoders)}
     ts = training_set(
         view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
@@ -69,7 +70,7 @@ def train(
     seconds = time.perf_counter() - started
     report = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(seconds, 3), warnings=ts.warnings)
-    raw = _texts(ts, texts)
+    raw = _texts(ts, texts if texts is not None else _view_source(store, ts))
     report["baseline"] = tfidf_baseline(ts, raw, positive) if raw is not None else {"skipped": "no raw texts: keep a text column or pass texts="}
     metrics = {k: report[k] for k in ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")}
     if "f1" in report["baseline"]:
@@ -126,6 +127,19 @@ def tfidf_baseline(ts: TrainingSet, texts: list[str], positive: str, *, C: float
         "name": "tfidf+logistic",
         "cv_seconds": round(seconds, 3),
     }
+
+
+def _view_source(store: Any, ts: TrainingSet) -> TextSource | None:
+    """The text source the view was materialized from (its run record), or None when it is unknown or gone."""
+    from featurestore.errors import StoreError
+    from featurestore.store import Store
+
+    table = ts.manifest["tables"][0]
+    try:
+        source = (store if isinstance(store, Store) else Store(store)).view_source(table["view"], table["encoder_id"])
+    except StoreError:
+        return None
+    return source if isinstance(source, TextSource) else None
 
 
 def _texts(ts: TrainingSet, source: TextSource | None) -> list[str] | None:

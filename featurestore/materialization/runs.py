@@ -56,6 +56,7 @@ def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: 
         "granularity": p.granularity,
         "run_id": p.run_id,
         "source": p.source.get("path"),
+        "source_spec": p.source,
         "rows_seen": p.rows_seen,
         "encoded": encoded,
         "skipped": p.unchanged,

@@ -184,6 +184,28 @@ class Store:
         tmp.replace(path)
         return path
 
+    def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
+        """The newest recorded materialize run of (view, encoder_id), or None."""
+        runs = sorted((self.path / "runs").glob(f"*-{view}-{encoder_id}.json"))
+        return json.loads(runs[-1].read_text()) if runs else None
+
+    def view_source(self, view: str, encoder_id: str) -> Any:
+        """The source the view was last materialized from, rebuilt from its run record.
+
+        Heads that need the raw inputs (a TF-IDF baseline, BM25, fine-tuning) read them from
+        here; a missing or moved source is a user error naming the path to pass instead.
+        """
+        from featurestore.sources.batch import from_dict
+
+        run = self.last_run(view, encoder_id)
+        spec = (run or {}).get("source_spec")
+        if not spec:
+            raise StoreError(f"view {view!r} has no run record naming its source; pass the source path")
+        path = spec.get("path")
+        if path and not Path(path).exists():
+            raise StoreError(f"the source of view {view!r} ({path}) is gone; pass the source path")
+        return from_dict(spec)
+
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         runs = self.path / "runs"
         if not runs.is_dir():

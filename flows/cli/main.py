@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from flows.cli import demo, encoders, index, info, materialize
+    from flows.cli import demo, encoders, index, info, materialize, train
 
-    for module in (encoders, materialize, info, index, demo):
+    for module in (encoders, materialize, info, index, train, demo):
         module.register(app)
 
 

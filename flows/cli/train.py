@@ -1,0 +1,175 @@
+"""``featurestore train``, ``predict``, ``evaluate`` and ``models``: heads on stored features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from flows.cli.output import console, print_json, print_table
+
+StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+
+
+def train(
+    task: str = typer.Argument(..., help="spam, ner, ranking, image or classify."),
+    view: str = typer.Option(..., "--view", help="The view whose features to train on."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
+    label_col: Optional[str] = typer.Option(None, "--label-col", help="The label column (default: label)."),
+    head: Optional[str] = typer.Option(None, "--head", help="logistic or mlp (ner: logistic, mlp, bilstm)."),
+    split: Optional[str] = typer.Option(None, "--split", help="stratified, text (grouped by exact text) or group:COLUMN."),
+    folds: Optional[int] = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
+    extra_encoder: Optional[List[str]] = typer.Option(None, "--extra-encoder", help="Concatenate another encoder's features of the same view (repeatable)."),
+    eval_view: Optional[str] = typer.Option(None, "--eval-view", help="ner: the view to evaluate on (e.g. CoNLL eng.testa)."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments."),
+    docs: Optional[Path] = typer.Option(None, "--docs", help="ranking: the documents' texts (default: the view's source)."),
+    word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", help="ranking: a word2vec view of the same documents."),
+    unfreeze_last: Optional[int] = typer.Option(None, "--unfreeze-last", help="Fine-tune the encoder's last K layers with the head (image, spam, classify)."),
+    strict: bool = typer.Option(False, "--strict", help="Labels for ids missing from the view are an error."),
+    runner: str = typer.Option("local", "--runner", help="local (a Prefect flow) or inline (no Prefect)."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print the model name, version and metrics as JSON."),
+) -> None:
+    """Train a head on a view's stored features, evaluate it, and register it."""
+    from featurestore.errors import FeatureStoreError
+    from models.tasks import check_options
+
+    if runner not in ("local", "inline"):
+        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
+    options = {
+        "labels": labels, "label_col": label_col, "head": head, "split": split, "n_splits": folds, "seed": seed,
+        "extra_encoders": extra_encoder or None, "eval_view": eval_view, "queries": queries and str(queries),
+        "qrels": qrels and str(qrels), "docs": docs and str(docs), "word2vec_view": word2vec_view,
+        "unfreeze_last": unfreeze_last, "strict": strict or None,
+    }
+    options = check_options(task, options)  # before Prefect starts: a misplaced option is a quick error
+    if runner == "inline":
+        from flows.train import train_and_register
+
+        summary = train_and_register(task, view, encoder, store, name or task, options)
+    else:
+        from flows.train import train_flow
+
+        summary = train_flow(task, view, encoder, store, name, options)
+    if json_out:
+        print_json(summary)
+        return
+    metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["metrics"].items())
+    console().print(f"{summary['name']} v{summary['version']} ({summary['task']}, {summary['rows']} rows): {metrics}")
+
+
+def predict(
+    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION; default the newest version)."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="Texts (or image paths) to predict."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="A CSV/TSV/JSONL/Parquet file, or a text file of one input per line."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+) -> None:
+    """Predict with a registered model: raw inputs are encoded with the model's own encoder."""
+    from featurestore.errors import SourceError
+    from models import registry, tasks
+
+    if bool(inputs) == bool(input_file):
+        raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
+    name, version = _model_ref(model)
+    loaded = registry.load_model(store, name, version)
+    field = "path" if loaded.task == "image" else "text"
+    rows = _read_inputs(input_file, id_col, text_col or field, field) if input_file else [{"id": str(i), field: v} for i, v in enumerate(inputs or [])]
+    results = tasks.predict(loaded, rows)
+    if json_out:
+        print_json(results)
+        return
+    columns = ["id", "label", "score"] + [c for c in ("entities", "error") if any(c in r for r in results)]
+    print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", [_short(r) for r in results], columns)
+
+
+def evaluate(
+    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION)."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Show a model's evaluation, and train it again from its manifest to check it reproduces exactly."""
+    from models import registry, tasks
+
+    name, version = _model_ref(model)
+    loaded = registry.load_model(store, name, version)
+    check = tasks.reproduce(store, loaded)
+    if json_out:
+        print_json(check)
+        return
+    rows = [{"metric": k, "recorded": _fmt(v), "again": _fmt(check["metrics"].get(k))} for k, v in check["recorded_metrics"].items()]
+    print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", rows, ["metric", "recorded", "again"])
+    console().print(
+        f"identical metrics: {check['identical_metrics']}, identical head bytes: {check['identical_head']} "
+        f"(trained again in {check['seconds']:.1f} s)"
+    )
+
+
+def models(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """List the registered models: name, version, task, rows, headline metrics."""
+    from models.registry import list_models
+
+    rows = list_models(store)
+    if json_out:
+        print_json(rows)
+        return
+    shown = [{**r, "metrics": ", ".join(f"{k} {_fmt(v)}" for k, v in list(r.get("metrics", {}).items())[:4])} for r in rows]
+    print_table("models", shown, ["name", "version", "task", "rows", "metrics", "created_at"])
+
+
+def _model_ref(ref: str) -> tuple[str, int | None]:
+    from featurestore.errors import FeatureStoreError
+
+    name, _, version = ref.partition(":")
+    if version and not version.isdigit():
+        raise FeatureStoreError(f"model {ref!r}: the version after ':' must be a number")
+    return name, int(version) if version else None
+
+
+def _read_inputs(path: Path, id_col: str | None, value_col: str, field: str) -> list[dict[str, str]]:
+    """Inputs ``{"id", field}`` from a table file's ``value_col`` (pandas) or a plain text file (one per line)."""
+    import pandas as pd
+
+    from featurestore.errors import SourceError
+
+    if not path.is_file():
+        raise SourceError(f"input file not found: {path}")
+    readers = {".csv": lambda: pd.read_csv(path, dtype=str), ".tsv": lambda: pd.read_csv(path, sep="\t", dtype=str),
+               ".jsonl": lambda: pd.read_json(path, lines=True, dtype=False), ".parquet": lambda: pd.read_parquet(path)}
+    if path.suffix.lower() not in readers:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [{"id": str(i), field: line} for i, line in enumerate(lines)]
+    try:
+        frame = readers[path.suffix.lower()]()
+    except (ValueError, OSError) as exc:
+        raise SourceError(f"cannot read {path}: {exc}") from None
+    if value_col not in frame.columns:
+        raise SourceError(f"{path} has no column {value_col!r} (columns: {', '.join(map(str, frame.columns))}); pass --text-col")
+    if id_col is not None and id_col not in frame.columns:
+        raise SourceError(f"{path} has no column {id_col!r} (columns: {', '.join(map(str, frame.columns))}); pass --id-col")
+    ids = frame[id_col or "id"].astype(str) if (id_col or "id") in frame.columns else pd.Series(range(len(frame))).astype(str)
+    return [{"id": i, field: str(v)} for i, v in zip(ids, frame[value_col])]
+
+
+def _short(row: dict) -> dict:
+    if "entities" in row:
+        row = {**row, "entities": "; ".join(f"{e['text']} ({e['type']})" for e in row["entities"])}
+    return {**row, "score": _fmt(row.get("score"))}
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("predict")(predict)
+    app.command("evaluate")(evaluate)
+    app.command("models")(models)

@@ -1,0 +1,64 @@
+"""The training flow: fit and evaluate a head on stored features -> register it -> artifact.
+
+One coarse task does the work (building the training set, cross-validation, the final fit):
+the heads train in seconds, so splitting them into Prefect tasks would only add overhead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.materialize import transient
+
+
+@task(name="train-head", retries=1, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
+def train_task(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    return train_and_register(task_name, view, encoder, store, name, options)
+
+
+def train_and_register(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Train, save to the registry, and return what the CLI prints with --json."""
+    from models import registry, tasks
+
+    result = tasks.train(task_name, store, view, encoder, **options)
+    saved = registry.save_model(store, name, result)
+    return {
+        "name": saved.name,
+        "version": saved.version,
+        "task": result.task,
+        "path": str(saved.path),
+        "metrics": result.metrics,
+        "rows": result.training_manifest.get("rows"),
+        "encoders": [e.get("encoder_id") for e in result.encoders],
+    }
+
+
+def artifact_markdown(summary: dict[str, Any]) -> str:
+    """The metrics table of a trained head, as the Prefect UI shows it."""
+    title = (
+        f"**{summary['name']} v{summary['version']}** ({summary['task']}, {summary['rows']} rows, "
+        f"encoders {', '.join(summary['encoders'])})"
+    )
+    head = [
+        title,
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    rows = [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |" for k, v in summary["metrics"].items()]
+    return "\n".join(head + rows)
+
+
+@flow(name="train", log_prints=False, persist_result=False)
+def train_flow(task_name: str, view: str, encoder: str | None = None, store: str | None = None, name: str | None = None,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the head of ``task_name`` on ``view``, register it, publish its metrics as an artifact."""
+    summary = train_task(task_name, view, encoder, store, name or task_name, options or {})
+    key = re.sub(r"[^a-z0-9-]+", "-", f"train-{summary['name']}".lower())[:100]
+    create_markdown_artifact(markdown=artifact_markdown(summary), key=key, description=f"{summary['task']} head {summary['name']}")
+    return summary

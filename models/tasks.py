@@ -1,0 +1,125 @@
+"""The head tasks by name, and the three verbs the CLI and flows use on them: train, predict, reproduce.
+
+Each task is a module following :mod:`models.base`. Options reach a task's ``train`` only when
+its signature takes them, so a misplaced option (``--queries`` for spam) is a user error that
+names the options the task does take, not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Sequence
+
+from featurestore.errors import FeatureStoreError
+from featurestore.store import Store
+from models.base import LoadedModel, TrainResult
+
+__all__ = ["TASKS", "check_options", "predict", "reproduce", "task_module", "train"]
+
+TASKS: dict[str, str] = {
+    "spam": "models.spam",
+    "image": "models.image",
+    "classify": "models.classify",
+    "ner": "models.ner",
+    "ranking": "models.ranking",
+}
+_POSITIONAL = ("store", "view", "encoder")
+
+
+def task_module(task: str) -> ModuleType:
+    """The module of ``task``; an unknown name lists the known ones."""
+    if task not in TASKS:
+        raise FeatureStoreError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    return importlib.import_module(TASKS[task])
+
+
+def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` less the unset ones; an option the task's ``train`` does not take is refused."""
+    taken = _train_options(task_module(task))
+    given = {k: v for k, v in options.items() if v is not None}
+    foreign = sorted(set(given) - set(taken))
+    if foreign:
+        raise FeatureStoreError(
+            f"task {task!r} does not take {', '.join(_flag(k) for k in foreign)}; it takes: {', '.join(_flag(k) for k in taken)}"
+        )
+    return given
+
+
+def train(task: str, store: Store | str | None, view: str, encoder: str | None = None, **options: Any) -> TrainResult:
+    """Fit and evaluate the head of ``task`` on ``view`` (not saved: see models.registry.save_model)."""
+    store = store if isinstance(store, Store) else Store(store)
+    return task_module(task).train(store, view, encoder, **check_options(task, options))
+
+
+def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per input: its id, label and score (entities for ner, documents for ranking)."""
+    return task_module(model.task).predict(model, inputs)
+
+
+def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
+    """Train ``model`` again from its manifest, at the table versions it recorded, and compare.
+
+    Returns the recorded and the new metrics, whether they and the head's bytes are identical,
+    and the seconds it took: the evidence that a registered model is reproducible, and the
+    check to run after an upgrade of the libraries it depends on.
+    """
+    import time
+
+    from models.registry import head_files
+
+    store = store if isinstance(store, Store) else Store(store)
+    manifest = model.manifest
+    module = task_module(model.task)
+    options = _recorded_options(manifest, _train_options(module))
+    first = manifest["encoders"][0]
+    started = time.perf_counter()
+    result = module.train(store, first["view"], first["encoder_id"], **options)
+    seconds = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="fs-reproduce-") as tmp:
+        files = head_files(Path(tmp), result.head)
+    recorded_files = {k: v for k, v in manifest["files"].items() if k in files}
+    return {
+        "name": model.name,
+        "version": model.version,
+        "task": model.task,
+        "recorded_metrics": manifest["metrics"],
+        "metrics": result.metrics,
+        "identical_metrics": _rounded(result.metrics) == _rounded(manifest["metrics"]),
+        "identical_head": files == recorded_files,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _train_options(module: ModuleType) -> list[str]:
+    parameters = inspect.signature(module.train).parameters
+    return [name for name in parameters if name not in _POSITIONAL]
+
+
+def _recorded_options(manifest: dict[str, Any], taken: list[str]) -> dict[str, Any]:
+    """The options the model was trained with, pinned to the table version it saw."""
+    training = manifest.get("training_set", {})
+    recorded = {**training.get("arguments", {}), **training, **manifest.get("params", {})}
+    options = {k: recorded[k] for k in taken if k in recorded and k != "as_of"}
+    if "labels" in options and options["labels"] == "<DataFrame>":
+        raise FeatureStoreError(f"model {manifest['name']} was trained on labels given as a DataFrame; reproduce it from Python")
+    if "as_of" in taken:
+        tables = training.get("tables") or []
+        if len(tables) == 1:
+            options["as_of"] = tables[0]["version"]
+        elif training.get("table_version") is not None:
+            options["as_of"] = training["table_version"]
+        elif tables:
+            options["as_of"] = manifest["created_at"]
+    return options
+
+
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 9) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
