@@ -26,6 +26,7 @@ SCRIPTS = (
     "token_speed.py",
     "token_materialize.py",
     "index_speed.py",
+    "train_speed.py",
 )
 
 
