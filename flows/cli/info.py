@@ -11,23 +11,52 @@ from flows.cli.output import console, print_json, print_table
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
 
-def info(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Views, encoders, live row counts, table versions and last update."""
+def info(
+    store: Optional[str] = StoreOpt,
+    drift: bool = typer.Option(False, "--drift", help="Also measure each table's embedding drift since its previous version."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Views, encoders, live row counts, table versions, last update, indexes and the newest heads."""
     from featurestore.store import Store
 
     s = Store(store)
     tables = [t.to_dict() for t in s.info()]
+    if drift:
+        from featurestore.drift import embedding_drift
+
+        for t in tables:
+            t["drift"] = embedding_drift(t["view"], t["encoder_id"], store=s) if (t.get("version") or 0) >= 1 else None
+            t["drift_status"] = "" if not t["drift"] else (
+                f"shift {t['drift']['mean_shift_relative_l2']:.3f} ks {t['drift']['norm_ks']:.3f}" + (" ALERT" if t["drift"]["alert"] else "")
+            )
+    heads = _newest_heads(s)
     for t in tables:
         idx = t.get("index")
         t["index_status"] = (f"{idx['factory']} {idx['coverage']:.0%} r@10 {idx['recall_at_10']}" + (f" ({idx['versions_behind']} behind)" if idx["versions_behind"] else "")) if idx and "factory" in idx and idx.get("coverage") is not None else ""
     runs = s.runs(limit=5)
     if json_out:
-        print_json({"store": s.root, "tables": tables, "recent_runs": runs})
+        print_json({"store": s.root, "tables": tables, "models": heads, "recent_runs": runs})
         return
     if not tables:
         console().print(f"store {s.root} holds no views yet; run `featurestore materialize` first")
         return
-    print_table(f"store {s.root}", tables, ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update", "index_status"])
+    columns = ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update", "index_status"]
+    print_table(f"store {s.root}", tables, columns + (["drift_status"] if drift else []))
+    if heads:
+        shown = [{**h, "metrics": ", ".join(f"{k} {v:.3f}" for k, v in list(h["metrics"].items())[:3] if isinstance(v, float))} for h in heads]
+        print_table("models (newest version of each)", shown, ["name", "version", "task", "rows", "metrics", "created_at"])
+
+
+def _newest_heads(s) -> list[dict]:
+    """The newest version of each registered model (the registry is optional: models extra)."""
+    try:
+        from models.registry import list_models
+    except ImportError:
+        return []
+    newest: dict[str, dict] = {}
+    for row in list_models(s):
+        newest[row["name"]] = row
+    return list(newest.values())
 
 
 def compact(

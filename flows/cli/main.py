@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from flows.cli import demo, encoders, index, info, materialize, train
+    from flows.cli import demo, encoders, export, index, info, materialize, train
 
-    for module in (encoders, materialize, info, index, train, demo):
+    for module in (encoders, materialize, info, index, train, export, demo):
         module.register(app)
 
 
