@@ -11,6 +11,8 @@ from featurestore.errors import StoreError
 IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 EXACT_BELOW = 20_000  # below this, exact search is fast enough and has recall 1.0
+TRAIN_PER_CELL = 64  # IVF training vectors per cell (FAISS wants >= 39)
+ADD_CHUNK = 100_000  # vectors normalised and added to an index at a time
 
 
 def parse_bytes(text: str | int | None) -> int | None:
@@ -39,11 +41,19 @@ def pq_m(dim: int) -> int:
     return 1
 
 
+def build_overhead(n: int, dim: int) -> int:
+    """Bytes a build holds besides the index: the IVF training sample and one chunk being added
+    (as read and normalised). The vectors themselves are streamed, never held whole."""
+    row = dim * 4
+    return min(n, TRAIN_PER_CELL * nlist_for(n)) * row + 2 * min(n, ADD_CHUNK) * row
+
+
 def choose_factory(n: int, dim: int, *, index_type: IndexType = "auto", memory_budget: int | None = None) -> str:
     """The FAISS factory string for ``n`` vectors of ``dim`` under ``memory_budget`` bytes.
 
-    auto: exact (``Flat``) for small tables; ``IVF<nlist>,Flat`` while the raw vectors fit in
-    the budget (IVF supports adding and removing vectors, which updates need);
+    The budget bounds the build's peak memory: the index plus :func:`build_overhead`. auto:
+    exact (``Flat``) for small tables; ``IVF<nlist>,Flat`` while the raw vectors and the build's
+    working set fit in the budget (IVF supports adding and removing vectors, which updates need);
     ``IVF<nlist>,PQ<m>,Refine(SQ8)`` when they do not (PQ codes re-ranked by 8-bit codes: a
     quarter of the raw size).
     """
@@ -53,7 +63,7 @@ def choose_factory(n: int, dim: int, *, index_type: IndexType = "auto", memory_b
     if index_type == "auto":
         if n < EXACT_BELOW and (memory_budget is None or raw <= memory_budget):
             index_type = "flat"
-        elif memory_budget is None or raw * 1.1 <= memory_budget:
+        elif memory_budget is None or raw * 1.1 + build_overhead(n, dim) <= memory_budget:
             index_type = "ivf"
         else:
             index_type = "ivfpq"

@@ -12,8 +12,9 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, parse_bytes
-from featurestore.index.vector_index import IndexInfo, VectorIndex
+from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.store import FeatureTable, Store
+from featurestore.store.table import Changes
 
 
 def index_dir(store: Store, table: FeatureTable) -> Path:
@@ -29,27 +30,43 @@ def build_index(
     memory_budget: str | int | None = None,
     target_recall: float = 0.95,
 ) -> IndexInfo:
-    """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table."""
+    """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table.
+
+    Vectors stream from the table's snapshot file a chunk at a time, so the build's memory is
+    the index plus a working set (see ``choice.build_overhead``), not the table as well.
+    """
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
-    frame = table.latest([])
-    state = table.state()
+    ids, hashes, vectors, version = _latest_rows(table)
     built = VectorIndex.build(
-        frame.ids,
-        frame.vectors,
-        hashes=np.array([state.get(e, (None,))[0] for e in frame.ids.tolist()], dtype=object),
+        ids,
+        vectors,
+        hashes=hashes,
         view=table.meta.view,
         encoder_id=table.meta.encoder_id,
         metric=table.meta.metric,
-        table_version=frame.version,
+        table_version=version,
         index_type=index_type,
         memory_budget=parse_bytes(memory_budget),
         target_recall=target_recall,
     )
     built.save(index_dir(store, table))
     return built.info
+
+
+def _latest_rows(table: FeatureTable) -> tuple[np.ndarray, np.ndarray, Rows, int]:
+    """Entity ids, content hashes, vectors and version of the latest state: vectors as a file read
+    by chunks when the table has a snapshot, in memory for a remote or read-only store."""
+    version = int(table.delta().version())
+    snap = table.snapshot(version)
+    if snap is not None:
+        ids = snap.rows.column("entity_id").to_numpy(zero_copy_only=False)
+        return ids, snap.rows.column("content_hash").to_numpy(zero_copy_only=False), snap.vector_file(), version
+    frame = table.latest([], as_of=version)
+    state = table.state(version)
+    return frame.ids, np.array([state.get(e, (None,))[0] for e in frame.ids.tolist()], dtype=object), frame.vectors, version
 
 
 def update_index(
@@ -65,31 +82,32 @@ def update_index(
     Adds entities that are new or whose content changed, removes replaced and deleted ones; it
     rebuilds instead when more than ``rebuild_share`` of the vectors were removed since the build,
     when an IVF's largest list exceeds ``max_imbalance`` x the mean, or for HNSW with removals.
+    Only the files committed since the index's version are read when the table was only appended
+    to since; otherwise (compaction, deletes) the full latest state is compared.
     """
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     folder = index_dir(store, table)
     index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id, writable=True)
     started = time.perf_counter()
-    state = table.state()
-    indexed = dict(zip(index.entity_ids.tolist(), index.hashes.tolist()))
-    remove = [e for e, h in indexed.items() if state.get(e, (None,))[0] != h]
-    add = [e for e, (h, _) in state.items() if indexed.get(e) != h]
-    version = table.version()
+    changes = table.changes_since(index.info.table_version)
+    if changes is None:
+        changes = _changes_from_state(table, index)
+    remove, add = _diff(index, changes)
+    version = changes.version
     stale = (index.info.removed_since_build + len(remove)) / max(index.info.rows + len(add), 1)
     needs_rebuild = stale > rebuild_share or (remove and index.info.factory.startswith("HNSW"))
-    if not needs_rebuild and (add or remove):
-        hashes = [state[e][0] for e in add]
-        vectors = _vectors_by_hash(table, hashes)  # only the files holding new content are read
-        index.update(remove, np.array(add, dtype=object), vectors, np.array(hashes, dtype=object), table_version=version)
+    if not needs_rebuild and (len(add) or remove):
+        index.update(remove, changes.ids[add], changes.vectors[add], changes.hashes[add], table_version=version)
         needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
             index.save(folder)
     elif not needs_rebuild:
         index.info.table_version = version
-        index.save(folder)
+        index.save_info(folder)  # the vectors are unchanged: rewriting the index file would cost a full write
     if needs_rebuild:
-        info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory), target_recall=index.info.target_recall)
+        info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory),
+                           memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
         return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
     return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
 
@@ -118,6 +136,34 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
         top = np.argsort(-sims, axis=1)[:, :k]
         results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
     return [[{"entity_id": frame.ids[r], "score": round(s, 6), **kept[r]} for s, r in hits] for hits in results]
+
+
+def _diff(index: VectorIndex, changes: Changes) -> tuple[list[str], np.ndarray]:
+    """Entities to remove (tombstoned, or indexed with other content) and the rows of
+    ``changes`` to add (not indexed, or with new content)."""
+    rows = index.rows_of([*changes.ids.tolist(), *changes.removed])
+    live, gone = rows[: len(changes.ids)], rows[len(changes.ids) :]
+    fresh = [i for i, (h, row) in enumerate(zip(changes.hashes.tolist(), live)) if row is None or index.hashes[row] != h]
+    replaced = [changes.ids[i] for i in fresh if live[i] is not None]
+    dropped = [e for e, row in zip(changes.removed, gone) if row is not None]
+    return replaced + dropped, np.array(fresh, dtype=np.int64)
+
+
+def _changes_from_state(table: FeatureTable, index: VectorIndex) -> Changes:
+    """The full comparison, for when the files added since the index's version do not tell the
+    change: every live entity whose content differs from the index, and the indexed ones gone."""
+    version = int(table.delta().version())
+    state = table.state(version)
+    indexed = dict(zip(index.entity_ids.tolist(), index.hashes.tolist()))
+    add = [e for e, (h, _) in state.items() if indexed.get(e) != h]
+    hashes = [state[e][0] for e in add]
+    return Changes(
+        ids=np.array(add, dtype=object),
+        hashes=np.array(hashes, dtype=object),
+        vectors=_vectors_by_hash(table, hashes),  # only the files holding new content are read
+        removed=[e for e in indexed if e not in state],
+        version=version,
+    )
 
 
 def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:

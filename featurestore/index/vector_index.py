@@ -10,17 +10,19 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
-from featurestore.index.choice import IndexType, choose_factory
+from featurestore.index.choice import ADD_CHUNK, TRAIN_PER_CELL, IndexType, choose_factory
 
 RECALL_K = 10
 
@@ -44,6 +46,17 @@ class IndexInfo:
     target_recall: float = 0.95
     removed_since_build: int = 0
     added_since_build: int = 0
+    memory_budget: int | None = None  # bytes the build was given; loads keep the index in memory within it
+
+
+class Rows(Protocol):
+    """Vectors that can be read by row ranges and row numbers: a numpy array, or a file read a
+    chunk at a time (``featurestore.store.snapshot.VectorFile``) so a build never holds them all."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
 
 
 def _faiss():
@@ -52,8 +65,13 @@ def _faiss():
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """float32, C-contiguous, L2-normalised for cosine (inner product on unit vectors)."""
-    x = np.array(vectors, dtype=np.float32, order="C", copy=True)
+    """float32, C-contiguous, L2-normalised for cosine (inner product on unit vectors); a copy."""
+    return _normalise(np.array(vectors, dtype=np.float32, order="C", copy=True), metric)
+
+
+def _normalise(x: np.ndarray, metric: str) -> np.ndarray:
+    """Normalise a float32 array this code owns in place: a training sample is large enough that
+    a second copy would count against the memory budget."""
     if metric == "cosine":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         np.divide(x, norms, out=x, where=norms > 0)
@@ -85,7 +103,7 @@ class VectorIndex:
         if remove:
             if self.info.factory.startswith("HNSW"):
                 raise StoreError("an HNSW index cannot remove vectors; rebuild it")
-            gone = np.isin(self.entity_ids, np.asarray(remove, dtype=object))
+            gone = np.asarray(pc.is_in(pa.array(self.entity_ids, pa.string()), value_set=pa.array(remove, pa.string())), dtype=bool)
             self.index.remove_ids(self.positions[gone])
             self.positions, self.entity_ids, self.hashes = self.positions[~gone], self.entity_ids[~gone], self.hashes[~gone]
             self.info.removed_since_build += int(gone.sum())
@@ -99,6 +117,11 @@ class VectorIndex:
             self.info.added_since_build += len(add_ids)
         self.info.rows = len(self.positions)
         self.info.table_version = table_version
+
+    def rows_of(self, entity_ids: Sequence[str]) -> list[int | None]:
+        """Each entity's row in the id map (None: not indexed), by an Arrow hash lookup: an update
+        touches few entities and should not build a dict of all of them."""
+        return pc.index_in(pa.array(entity_ids, pa.string()), value_set=pa.array(self.entity_ids, pa.string())).to_pylist()
 
     def imbalance(self) -> float:
         """Largest IVF list / mean list size (1.0 for other index types)."""
@@ -115,7 +138,7 @@ class VectorIndex:
     def build(
         cls,
         ids: np.ndarray,
-        vectors: np.ndarray,
+        vectors: Rows,
         *,
         hashes: np.ndarray | None = None,
         view: str,
@@ -139,24 +162,23 @@ class VectorIndex:
         index = faiss.index_factory(dim, f"IDMap2,{factory}" if factory.startswith("HNSW") else factory, faiss_metric)
         if not index.is_trained:
             rng = np.random.default_rng(seed)
-            picks = np.sort(rng.choice(n, size=min(n, 64 * _nlist(index)), replace=False))  # FAISS wants >= 39 per cell
-            index.train(prepare(vectors[picks], metric))
+            picks = np.sort(rng.choice(n, size=min(n, TRAIN_PER_CELL * _nlist(index)), replace=False))
+            index.train(_normalise(np.ascontiguousarray(vectors[picks], dtype=np.float32), metric))  # fancy indexing copied it
         if factory == "Flat":
             index = faiss.IndexIDMap2(index)
         # Vectors go in by chunks: memory holds the index and one normalised chunk, never a full copy.
-        for start in range(0, n, CHUNK):
-            stop = min(n, start + CHUNK)
+        for start in range(0, n, ADD_CHUNK):
+            stop = min(n, start + ADD_CHUNK)
             index.add_with_ids(prepare(vectors[start:stop], metric), np.arange(start, stop, dtype=np.int64))
         info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
-                         table_version=table_version, target_recall=target_recall)
+                         table_version=table_version, target_recall=target_recall, memory_budget=memory_budget)
         hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)
         built = cls(index, np.arange(n, dtype=np.int64), np.asarray(ids, dtype=object), hashes, info)
         built.tune(vectors, target_recall, seed=seed)
         info.build_seconds = round(time.perf_counter() - started, 3)
-        info.memory_bytes = _index_bytes(index)
         return built
 
-    def tune(self, x: np.ndarray, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
+    def tune(self, x: Rows, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
         """Measure recall@10 against exact search, with stored vectors as queries (each left out of
         its own results); raise nprobe / efSearch / k_factor until the target is met."""
         n = x.shape[0]
@@ -210,11 +232,16 @@ class VectorIndex:
 
     # --------------------------------------------------------------- storage
     def save(self, folder: Path) -> None:
-        """Write the three files atomically enough: each to a temporary name, then renamed."""
+        """Write the three files atomically enough: each to a temporary name, then renamed.
+
+        ``memory_bytes`` is the written index's size: what loading it into memory takes, learnt
+        without serialising the index a second time.
+        """
         faiss = _faiss()
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".index.{os.getpid()}.tmp"
         faiss.write_index(self.index, str(tmp))
+        self.info.memory_bytes = os.path.getsize(tmp)
         os.replace(tmp, folder / "index.faiss")
         pq.write_table(
             pa.table({
@@ -225,13 +252,23 @@ class VectorIndex:
             folder / ".ids.tmp",
         )
         os.replace(folder / ".ids.tmp", folder / "ids.parquet")
+        self.save_info(folder)
+
+    def save_info(self, folder: Path) -> None:
+        """Write ``index.json`` alone (temporary name, then renamed): enough when only the covered
+        version moved."""
         (folder / ".index.json.tmp").write_text(json.dumps(asdict(self.info), indent=2))
         os.replace(folder / ".index.json.tmp", folder / "index.json")
 
     @classmethod
     def load(cls, folder: Path, *, encoder_id: str | None = None, writable: bool = False) -> "VectorIndex":
-        """Load (memory-mapped where FAISS allows, unless ``writable``); refuse an index of another
-        encoder or a damaged file."""
+        """Load; refuse an index of another encoder or a damaged file.
+
+        The index is read into memory when it is ``writable`` or fits the memory budget it was
+        built under: a memory-mapped index pages in during its first searches, which makes their
+        speed depend on the page cache. Without a budget, or beyond it, it is memory-mapped
+        where FAISS allows.
+        """
         faiss = _faiss()
         rebuild = "rebuild it with `featurestore index build`"
         meta = folder / "index.json"
@@ -243,9 +280,10 @@ class VectorIndex:
             raise StoreError(f"{meta} cannot be read ({exc}); {rebuild}") from None
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
+        in_memory = writable or (info.memory_budget is not None and _file_size(folder / "index.faiss") <= info.memory_budget)
         try:
-            if writable:
-                raise RuntimeError("read into memory to update")
+            if in_memory:
+                raise RuntimeError("read into memory")
             index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             try:
@@ -269,17 +307,14 @@ class VectorIndex:
         return loaded
 
 
-CHUNK = 100_000
-
-
-def exact_search(x: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarray:
+def exact_search(x: Rows, q: np.ndarray, k: int, metric: str) -> np.ndarray:
     """Exact top-k ids of prepared queries ``q`` over ``x``, a chunk of ``x`` at a time (no full copy)."""
     faiss = _faiss()
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     best_d = np.full((len(q), 0), 0, np.float32)
     best_i = np.zeros((len(q), 0), np.int64)
-    for start in range(0, x.shape[0], CHUNK):
-        chunk = prepare(x[start : start + CHUNK], metric)
+    for start in range(0, x.shape[0], ADD_CHUNK):
+        chunk = prepare(x[start : start + ADD_CHUNK], metric)
         d, i = faiss.knn(q, chunk, min(k, len(chunk)), metric=faiss_metric)
         best_d, best_i = np.hstack([best_d, d]), np.hstack([best_i, i + start])
         order = np.argsort(-best_d if metric == "cosine" else best_d, axis=1, kind="stable")[:, :k]
@@ -287,15 +322,11 @@ def exact_search(x: np.ndarray, q: np.ndarray, k: int, metric: str) -> np.ndarra
     return best_i
 
 
-def _index_bytes(index: Any) -> int:
-    """Bytes the index holds in memory, from its serialised size, written to a temporary file
-    (serialize_index would copy it in memory)."""
-    import tempfile
-
-    faiss = _faiss()
-    with tempfile.NamedTemporaryFile(suffix=".faiss") as tmp:
-        faiss.write_index(index, tmp.name)
-        return os.path.getsize(tmp.name)
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _nlist(index: Any) -> int:

@@ -1,66 +1,179 @@
-"""Read snapshots: the latest state of a table version as one memory-mapped Arrow IPC file.
+"""Read snapshots: the latest state of a table version as memory-mappable files.
 
 Reading a Delta version means decoding Parquet and resolving the newest row per entity; the
 result for a version never changes, so the first read of a version writes it once under
-``<store>/_cache/<view>/<encoder_id>/v<version>.arrow`` and later reads map it without a copy
-(vectors as a ``fixed_size_binary`` column that numpy views in place). Older versions' files
-are removed when a newer one is written. The Delta table stays the source of truth: a missing,
-stale or unreadable snapshot only costs the slower read.
+``<store>/_cache/<view>/<encoder_id>/v<version>-f<format>/`` and later reads map it without a
+copy: ``rows.arrow`` (entity_id, content_hash and the kept columns, Arrow IPC) and
+``vectors.npy`` (one contiguous ``(n, dim) float32`` block, row-aligned with it, so numpy views
+it in place however many batches wrote it). Both are written batch by batch into a temporary
+folder that is renamed into place last: memory holds one batch, and a crash mid-write leaves
+only a temporary folder that no read uses. Older versions' folders are removed when a newer
+one is written. The Delta table stays the source of truth: a missing or unreadable snapshot
+only costs the slower read.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+ROWS_FILE = "rows.arrow"
+VECTORS_FILE = "vectors.npy"
+STALE_TMP_SECONDS = 3600  # a temporary folder this old belongs to a crashed writer
 
 
-def snapshot_path(table_uri: str, version: int) -> Path:
-    """``<root>/_cache/<view>/<encoder_id>/v<version>.arrow`` for a table at ``<root>/views/<view>/<encoder_id>``."""
+@dataclass(frozen=True)
+class Snapshot:
+    """A written snapshot: its folder, the rows (memory-mapped) and the vectors (memory-mapped)."""
+
+    folder: Path
+    rows: pa.Table
+    vectors: np.ndarray
+
+    def vector_file(self) -> VectorFile:
+        return VectorFile(self.folder / VECTORS_FILE)
+
+
+def snapshot_dir(table_uri: str, version: int) -> Path:
+    """``<root>/_cache/<view>/<encoder_id>/v<version>-f<format>`` for a table at ``<root>/views/<view>/<encoder_id>``."""
     table = Path(table_uri)
-    return table.parents[2] / "_cache" / table.parent.name / table.name / f"v{version:08d}-f{SNAPSHOT_FORMAT}.arrow"
+    return table.parents[2] / "_cache" / table.parent.name / table.name / f"v{version:08d}-f{SNAPSHOT_FORMAT}"
 
 
-def read_snapshot(path: Path) -> pa.Table | None:
-    """The snapshot table, memory-mapped, or None when there is none (or it cannot be read)."""
-    if not path.is_file():
+def read_snapshot(folder: Path, dim: int) -> Snapshot | None:
+    """The snapshot in ``folder``, memory-mapped, or None when there is none or it does not hold together."""
+    if not folder.is_dir():
         return None
     try:
-        with pa.memory_map(str(path), "r") as source:
-            return pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowInvalid):
+        with pa.memory_map(str(folder / ROWS_FILE), "r") as source:
+            rows = pa.ipc.open_file(source).read_all()
+        vectors = np.load(folder / VECTORS_FILE, mmap_mode="r").view(np.ndarray)
+    except (OSError, ValueError, pa.ArrowInvalid):
         return None
+    if vectors.shape != (rows.num_rows, dim) or vectors.dtype != np.dtype("<f4"):
+        return None
+    return Snapshot(folder, rows, vectors)
 
 
-def write_snapshot(path: Path, ids: pa.Array, vectors: np.ndarray, columns: pa.Table) -> None:
-    """Write atomically (temporary file + rename) and drop older versions' snapshots; best effort."""
-    n, dim = vectors.shape
-    embedding = pa.FixedSizeBinaryArray.from_buffers(pa.binary(dim * 4), n, [None, pa.py_buffer(np.ascontiguousarray(vectors, "<f4"))])
-    table = pa.table({"entity_id": ids, "embedding": embedding, **{c: columns.column(c) for c in columns.column_names}})
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+def write_snapshot(folder: Path, schema: pa.Schema, num_rows: int, dim: int, batches: Iterable[tuple[pa.RecordBatch, np.ndarray]]) -> bool:
+    """Write ``batches`` (rows of ``schema`` with their ``(m, dim)`` vectors) and rename the folder
+    into place; False when the store cannot be written (a read-only store still reads).
+
+    ``num_rows`` goes into the .npy header before the first batch; a mismatch at the end, or any
+    error from ``batches``, discards the temporary folder.
+    """
+    tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table.combine_chunks())
-        os.replace(tmp, path)
-        for old in path.parent.glob("v*.arrow"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError:  # a read-only store still reads, just without the snapshot
-        tmp.unlink(missing_ok=True)
+        tmp.mkdir(parents=True)
+    except OSError:
+        return False
+    try:
+        written = _write_files(tmp, schema, num_rows, dim, batches)
+        if written != num_rows:
+            raise RuntimeError(f"snapshot of {folder.name}: expected {num_rows} rows, got {written}")
+        os.rename(tmp, folder)
+    except OSError:  # read-only store, full disk, or another writer renamed its folder first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return folder.is_dir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_others(folder)
+    return True
 
 
-def snapshot_vectors(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    """``(n, dim) float32`` view of a fixed_size_binary column (one chunk: no copy)."""
-    chunks = [c for c in column.chunks if len(c)]
-    if not chunks:
-        return np.zeros((0, dim), np.float32)
-    if len(chunks) > 1:
-        return np.concatenate([snapshot_vectors(pa.chunked_array([c]), dim) for c in chunks])
-    chunk = chunks[0]
-    return np.frombuffer(chunk.buffers()[1], dtype="<f4", count=len(chunk) * dim, offset=chunk.offset * dim * 4).reshape(-1, dim)
+def _write_files(tmp: Path, schema: pa.Schema, num_rows: int, dim: int, batches: Iterable[tuple[pa.RecordBatch, np.ndarray]]) -> int:
+    """Stream the batches into ``rows.arrow`` and ``vectors.npy``; the number of rows written."""
+    written = 0
+    with open(tmp / VECTORS_FILE, "wb") as vectors_out, pa.OSFile(str(tmp / ROWS_FILE), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (num_rows, dim)}
+        np.lib.format.write_array_header_1_0(vectors_out, header)
+        for batch, vectors in batches:
+            if vectors.shape != (batch.num_rows, dim):
+                raise ValueError(f"a snapshot batch has {batch.num_rows} rows but vectors of shape {vectors.shape}")
+            writer.write_batch(batch)
+            vectors_out.write(memoryview(np.ascontiguousarray(vectors, "<f4")).cast("B"))
+            written += batch.num_rows
+    return written
+
+
+def _remove_others(keep: Path) -> None:
+    """Drop older versions' snapshots and temporary folders of crashed writers; best effort."""
+    now = time.time()
+    for other in keep.parent.iterdir():
+        try:
+            crashed = other.name.endswith(".tmp") and now - other.stat().st_mtime > STALE_TMP_SECONDS
+            if other != keep and (crashed or other.name.startswith("v")):
+                shutil.rmtree(other) if other.is_dir() else other.unlink()
+        except OSError:
+            continue
+
+
+class VectorFile:
+    """The vectors of a snapshot, read by rows with plain file reads.
+
+    A memory map leaves every page it touched in the process's resident set, so one pass over
+    a large table (an index build) would hold the vectors twice: mapped and in the index. Reads
+    into fresh arrays hold one chunk at a time. Indexing mirrors numpy: ``vf[a:b]`` and
+    ``vf[rows]`` return new ``float32`` arrays.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            self.offset = f.tell()
+        if dtype != np.dtype("<f4") or len(shape) != 2:
+            raise ValueError(f"{path} does not hold a 2-d float32 array")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.shape[0])
+            if step != 1:
+                raise IndexError("VectorFile slices take a step of 1")
+            return self._read(start, max(start, stop))
+        return self._take(np.asarray(key, dtype=np.int64))
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, self.shape[1]), dtype=np.float32)
+        width = self.shape[1] * 4
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.offset + start * width)
+            view, done = memoryview(out).cast("B"), 0
+            while done < len(view):
+                got = f.readinto(view[done:])
+                if not got:
+                    raise OSError(f"{self.path} ends before row {stop}")
+                done += got
+        return out
+
+    def _take(self, rows: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+        """Rows in any order, reading the file a chunk of rows at a time."""
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        for start in range(int(ordered[0]) // chunk * chunk, int(ordered[-1]) + 1, chunk):
+            lo, hi = np.searchsorted(ordered, [start, start + chunk])
+            if lo < hi:
+                out[order[lo:hi]] = self._read(start, min(start + chunk, self.shape[0]))[ordered[lo:hi] - start]
+        return out

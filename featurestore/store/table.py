@@ -7,6 +7,7 @@ buffers, and the kept columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import unquote
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,8 +20,24 @@ import pyarrow.compute as pc
 
 from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
+from featurestore.store.snapshot import Snapshot, read_snapshot, snapshot_dir, write_snapshot
 
 AsOf = int | datetime | str | None
+
+
+@dataclass
+class Changes:
+    """What commits after a version wrote: each touched entity's newest row among them.
+
+    ``ids``, ``hashes`` and ``vectors`` are the live ones; ``removed`` the entities whose newest
+    row is a tombstone; ``version`` is the table version read.
+    """
+
+    ids: np.ndarray
+    hashes: np.ndarray
+    vectors: np.ndarray
+    removed: list[str]
+    version: int
 
 
 @dataclass
@@ -165,8 +182,7 @@ class FeatureTable:
         import pyarrow.parquet as pq
 
         parts = []
-        for path in dt.file_uris():
-            path = unquote(path.removeprefix("file://"))  # the log percent-encodes spaces and non-ASCII
+        for path in _local_files(dt):
             names = pq.read_schema(path).names
             cols = [c for c in columns if c in names] if columns else None
             parts.append(pq.read_table(path, columns=cols, memory_map=True))
@@ -193,28 +209,38 @@ class FeatureTable:
         return self._latest_from_delta(columns, as_of=as_of, with_vectors=with_vectors)
 
     def _latest_from_snapshot(self, columns: Sequence[str] | None) -> FeatureFrame:
-        from featurestore.store.snapshot import read_snapshot, snapshot_path, snapshot_vectors, write_snapshot
-
         version = int(self.delta().version())
-        path = snapshot_path(self.uri, version)
-        cached = read_snapshot(path)
-        if cached is None:
-            full = self._latest_from_delta(None, as_of=version, with_vectors=True)
-            write_snapshot(path, pa.array(full.ids, pa.string()), full.vectors, full.columns)
-            if columns is None:
-                return full
-            missing = [c for c in columns if c not in full.columns.column_names]
-            if missing:
-                raise StoreError(f"columns {missing} are not in {self.uri}; it has: {', '.join(full.columns.column_names)}")
-            return FeatureFrame(full.ids, full.vectors, full.columns.select(list(columns)), version, full.encoder_id)
-        names = [c for c in cached.column_names if c not in ("entity_id", "embedding")]
+        snap = self.snapshot(version)
+        if snap is None:  # the store cannot be written: read the Delta table instead
+            return self._latest_from_delta(columns, as_of=version, with_vectors=True)
+        names = [c for c in snap.rows.column_names if c not in ("entity_id", "content_hash")]
         extra = list(columns) if columns is not None else names
         missing = [c for c in extra if c not in names]
         if missing:
             raise StoreError(f"columns {missing} are not in {self.uri}; it has: {', '.join(names)}")
-        ids = cached.column("entity_id").to_numpy(zero_copy_only=False)
-        vectors = snapshot_vectors(cached.column("embedding"), self.meta.dim)
-        return FeatureFrame(ids, vectors, cached.select(extra), version, self.meta.encoder_id)
+        ids = snap.rows.column("entity_id").to_numpy(zero_copy_only=False)
+        return FeatureFrame(ids, snap.vectors, snap.rows.select(extra), version, self.meta.encoder_id)
+
+    def snapshot(self, version: int | None = None) -> Snapshot | None:
+        """The memory-mapped snapshot of the latest state at ``version`` (default: the newest),
+        written first when missing; None for a remote table or a store that cannot be written.
+
+        The write streams: the latest-row mask comes from the small columns, then the rows and
+        vectors go out a record batch at a time, so memory never holds the table.
+        """
+        if not _is_local(self.uri):
+            return None
+        dt = self.delta(version)
+        folder = snapshot_dir(self.uri, int(dt.version()))
+        snap = read_snapshot(folder, self.meta.dim)
+        if snap is not None:
+            return snap
+        paths = _local_files(dt)
+        mask = _latest_mask_of_files(paths)
+        schema = _snapshot_schema(paths)
+        if not write_snapshot(folder, schema, int(mask.sum()), self.meta.dim, _snapshot_batches(paths, mask, schema, self.meta.dim)):
+            return None
+        return read_snapshot(folder, self.meta.dim)
 
     def _latest_from_delta(self, columns: Sequence[str] | None, *, as_of: AsOf, with_vectors: bool) -> FeatureFrame:
         wanted = ["entity_id", "created_at", "deleted"]
@@ -274,6 +300,52 @@ class FeatureTable:
         return dict(zip(table.column("entity_id").to_pylist(), zip(table.column("content_hash").to_pylist(), attrs)))
 
 
+    def changes_since(self, version: int) -> Changes | None:
+        """The rows committed after ``version``, read from the files added since: time and memory
+        follow the change, not the table.
+
+        None when that would not be sound, and the caller compares full states instead: files
+        were removed since (compaction or a delete rewrote rows, so a new file can hold old ones),
+        ``version`` cannot be loaded, or the table is remote. Appended rows are taken to be newer
+        than the rows they follow (``created_at`` is the write time).
+        """
+        import pyarrow.parquet as pq
+
+        if not _is_local(self.uri):
+            return None
+        now = self.delta()
+        try:
+            before = set(_local_files(self.delta(version)))
+        except StoreError:
+            return None
+        current = _local_files(now)
+        if not before <= set(current):
+            return None
+        columns = ["entity_id", "content_hash", "created_at", "deleted", "embedding"]
+        parts = [pq.read_table(path, columns=columns) for path in current if path not in before]
+        table = pa.concat_tables(parts, promote_options="default") if parts else base_schema().empty_table().select(columns)
+        table = table.take(pa.array(newest_rows(table)))
+        deleted = np.asarray(pc.fill_null(table.column("deleted"), False), dtype=bool)
+        live = table.filter(pa.array(~deleted))
+        return Changes(
+            ids=live.column("entity_id").to_numpy(zero_copy_only=False),
+            hashes=live.column("content_hash").to_numpy(zero_copy_only=False),
+            vectors=embeddings_to_numpy(live.column("embedding"), self.meta.dim),
+            removed=table.filter(pa.array(deleted)).column("entity_id").to_pylist(),
+            version=int(now.version()),
+        )
+
+
+def newest_rows(table: pa.Table) -> np.ndarray:
+    """Row numbers of each entity's newest row, tombstones included (the later row on a tie)."""
+    import pandas as pd
+
+    if table.num_rows == 0:
+        return np.zeros(0, np.int64)
+    frame = pd.DataFrame({"e": table.column("entity_id").to_numpy(zero_copy_only=False), "t": table.column("created_at").to_numpy()})
+    return np.sort(frame.sort_values("t", kind="stable").drop_duplicates("e", keep="last").index.to_numpy())
+
+
 def latest_mask(table: pa.Table) -> pa.ChunkedArray | pa.Array:
     """True for rows of each entity's newest write that is not a tombstone."""
     deleted = pc.fill_null(table.column("deleted"), False)
@@ -322,6 +394,61 @@ def vectors_to_binary(vectors: np.ndarray) -> pa.Array:
     n, dim = vectors.shape
     offsets = np.arange(0, (n + 1) * dim * 4, dim * 4, dtype=np.int32)
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(vectors)])
+
+
+def _local_files(dt: Any) -> list[str]:
+    """The data files of a local table version as paths (the log percent-encodes spaces and non-ASCII)."""
+    return [unquote(path.removeprefix("file://")) for path in dt.file_uris()]
+
+
+def _latest_mask_of_files(paths: Sequence[str]) -> np.ndarray:
+    """The latest-row mask over the files in order, from the three small columns only."""
+    import pyarrow.parquet as pq
+
+    parts = [pq.read_table(path, columns=["entity_id", "created_at", "deleted"]) for path in paths]
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(latest_mask(pa.concat_tables(parts, promote_options="default")), dtype=bool)
+
+
+def _snapshot_schema(paths: Sequence[str]) -> pa.Schema:
+    """entity_id, content_hash, then every kept column any file has (older files read as nulls)."""
+    import pyarrow.parquet as pq
+
+    merged = pa.unify_schemas([pq.read_schema(path) for path in paths], promote_options="default") if paths else base_schema()
+    kept = [pa.field(f.name, f.type) for f in merged if f.name not in SYSTEM_COLUMNS]
+    return pa.schema([pa.field("entity_id", pa.string()), pa.field("content_hash", pa.string()), *kept])
+
+
+SNAPSHOT_BATCH_BYTES = 32 * 2**20  # vectors per record batch: what memory holds while a snapshot is written
+PARQUET_READ_BUFFER = 2**20  # read column chunks page by page, not whole
+
+
+def _snapshot_batches(paths: Sequence[str], mask: np.ndarray, schema: pa.Schema, dim: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """The rows ``mask`` keeps, a record batch at a time, as ``schema`` and ``(m, dim)`` vectors."""
+    import pyarrow.parquet as pq
+
+    batch_rows = max(1024, SNAPSHOT_BATCH_BYTES // (dim * 4))
+    offset = 0
+    for path in paths:
+        source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER)
+        names = source.schema_arrow.names
+        for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
+            keep = mask[offset : offset + batch.num_rows]
+            offset += batch.num_rows
+            if not keep.any():
+                continue
+            if not keep.all():
+                batch = batch.filter(pa.array(keep))
+            vectors = embeddings_to_numpy(pa.chunked_array([batch.column("embedding")]), dim)
+            yield _conform(batch, schema), vectors
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``'s columns: cast where types differ, nulls where missing."""
+    have = set(batch.schema.names)
+    arrays = [batch.column(f.name).cast(f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _parse_as_of(as_of: AsOf) -> int | datetime:

@@ -244,3 +244,67 @@ def test_cli_where_filter_and_its_errors(sms_view, cli):
     assert code == 0 and {h["label"] for h in json.loads(out)[0]} == {"ham"}
     code, out, err = cli("search", "--view", "sms", "--store", sms_view.root, "--id", "3", "--where", "read_csv('/etc/passwd') = 1")
     assert code == 2 and err.count("\n") == 1 and "function calls such as read_csv(...) are not allowed" in err and not out
+
+
+def _synthetic_rows(ids: list[str], vectors: np.ndarray, *, deleted: bool = False):
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from featurestore.store import vectors_to_binary
+    from featurestore.store.schema import TIMESTAMP
+
+    now, n = datetime.now(timezone.utc), len(ids)
+    return pa.table({
+        "entity_id": pa.array(ids), "content_hash": pa.array([f"{e}:{v[0]:.6f}" for e, v in zip(ids, vectors)]),
+        "encoder_id": pa.array(["synth-1"] * n), "embedding": pa.nulls(n, pa.binary()) if deleted else vectors_to_binary(vectors),
+        "event_timestamp": pa.array([now] * n, TIMESTAMP), "created_at": pa.array([now] * n, TIMESTAMP), "deleted": pa.array([deleted] * n),
+    })
+
+
+def test_update_reads_only_the_rows_committed_since_the_index(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from featurestore.store import FeatureTable, TableMeta
+
+    store = Store(tmp_path)
+    meta = TableMeta(view="synth", encoder_id="synth-1", encoder_name="synth", encoder_spec={}, dim=16, metric="cosine", modality="text")
+    table = store.table("synth", meta.encoder_id)
+    x = clustered(2_100, 16)
+    table.append(_synthetic_rows([f"e{i}" for i in range(2_000)], x[:2_000]), meta)
+    build_index("synth", store=store, index_type="ivf")
+    indexed_files = {p.removeprefix("file://") for p in table.delta().file_uris()}
+    table.append(_synthetic_rows([f"e{i}" for i in range(2_000, 2_100)] + ["e7"], np.vstack([x[2_000:], x[:1] + 1])), meta)
+    table.append(_synthetic_rows(["e8"], np.zeros((1, 16), np.float32), deleted=True), meta)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("update read the whole table")
+
+    for name in ("state", "scan", "rows_with_hashes", "snapshot"):
+        monkeypatch.setattr(FeatureTable, name, refuse)
+    read: list[str] = []
+    real_read = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda source, *a, **k: read.append(str(source)) or real_read(source, *a, **k))
+    result = update_index("synth", store=store)
+    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 101, 2, 2_099)
+    data_files = [p for p in read if p.endswith(".parquet") and "indexes" not in p]
+    assert len(data_files) == 2 and not set(data_files) & indexed_files
+    monkeypatch.undo()
+    [hits] = search("synth", store=store, vectors=x[2_050:2_051], k=1)
+    assert hits[0]["entity_id"] == "e2050"
+    assert not {"e8"} & {h["entity_id"] for h in search("synth", store=store, vectors=x[8:9], k=5)[0]}
+
+
+def test_update_after_compaction_compares_full_states(tmp_path):
+    from featurestore.store import TableMeta
+
+    store = Store(tmp_path)
+    meta = TableMeta(view="synth", encoder_id="synth-1", encoder_name="synth", encoder_spec={}, dim=16, metric="cosine", modality="text")
+    table = store.table("synth", meta.encoder_id)
+    x = clustered(300, 16)
+    table.append(_synthetic_rows([f"e{i}" for i in range(200)], x[:200]), meta)
+    build_index("synth", store=store)
+    table.append(_synthetic_rows([f"e{i}" for i in range(200, 300)], x[200:]), meta)
+    table.compact()  # the new file holds old rows too: appended files no longer tell the change
+    result = update_index("synth", store=store)
+    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 100, 0, 300)

@@ -146,7 +146,7 @@ def test_reads_of_the_newest_version_come_from_a_snapshot_that_follows_commits(t
     table.append(rows(["c"], np.full((1, DIM), 3, np.float32), label=["z"]), meta())
     third = table.latest()
     assert sorted(third.ids.tolist()) == ["a", "b", "c"] and third.version == 1
-    assert [p.name for p in (tmp_path / "_cache").rglob("*.arrow")] == ["v00000001-f1.arrow"]
+    assert [p.parent.name for p in (tmp_path / "_cache").rglob("rows.arrow")] == ["v00000001-f2"]
     with pytest.raises(StoreError, match="columns \\['nope'\\] are not in"):
         table.latest(["nope"])
 
@@ -156,3 +156,78 @@ def test_rows_with_hashes_finds_one_row_per_stored_hash(table):
     table.append(rows(["c"], np.full((1, DIM), 2, np.float32)), meta())
     found = table.rows_with_hashes({"ha", "hc", "missing"}, ["embedding"])
     assert sorted(found.column("content_hash").to_pylist()) == ["ha", "hc"]
+
+
+def _history(table) -> None:
+    """Four commits: replacements, a tombstone, and a kept column that older files lack."""
+    rng = np.random.default_rng(1)
+    table.append(rows([f"e{i}" for i in range(50)], rng.standard_normal((50, DIM)).astype(np.float32)), meta())
+    table.append(rows([f"e{i}" for i in range(0, 50, 3)], rng.standard_normal((17, DIM)).astype(np.float32), label=["x"] * 17), meta())
+    table.append(rows(["e1", "e4"], np.zeros((2, DIM), np.float32), deleted=True), meta())
+    table.append(rows([f"n{i}" for i in range(10)], rng.standard_normal((10, DIM)).astype(np.float32), label=["y"] * 10), meta())
+
+
+def test_streamed_snapshot_holds_the_same_rows_as_the_delta_read(table, monkeypatch):
+    import featurestore.store.table as table_module
+
+    _history(table)
+    monkeypatch.setattr(table_module, "SNAPSHOT_BATCH_BYTES", 1)  # 1,024-row batches: several per file when files grow
+    expected = table._latest_from_delta(None, as_of=3, with_vectors=True)
+    streamed = table.latest()
+    assert streamed.ids.tolist() == expected.ids.tolist() and len(streamed) == 50 - 2 + 10
+    np.testing.assert_array_equal(streamed.vectors, expected.vectors)
+    assert streamed.columns.equals(expected.columns) and streamed.columns.column_names == ["label"]
+    assert not streamed.vectors.flags.owndata  # a view of the memory-mapped vectors file
+    old = table.latest(as_of=1)  # as-of reads do not use the snapshot
+    assert len(old) == 50 and old.columns.column("label").to_pylist().count("x") == 17
+
+
+def test_snapshot_written_in_many_batches_maps_as_one_block(table, monkeypatch):
+    import featurestore.store.table as table_module
+
+    vectors = np.arange(3000 * DIM, dtype=np.float32).reshape(3000, DIM)
+    table.append(rows([str(i) for i in range(3000)], vectors), meta())
+    monkeypatch.setattr(table_module, "SNAPSHOT_BATCH_BYTES", 1)
+    snap = table.snapshot()
+    assert snap.rows.column("entity_id").num_chunks == 3
+    np.testing.assert_array_equal(snap.vectors, vectors)
+    np.testing.assert_array_equal(snap.vector_file()[[2999, 0, 1500]], vectors[[2999, 0, 1500]])
+    np.testing.assert_array_equal(snap.vector_file()[1000:1100], vectors[1000:1100])
+
+
+def test_a_crash_mid_write_leaves_no_snapshot_that_reads_use(table, tmp_path, monkeypatch):
+    import os
+
+    import featurestore.store.table as table_module
+
+    _history(table)
+    real = table_module._snapshot_batches
+
+    def crash_after_one_batch(*args):
+        yield next(real(*args))
+        raise KeyboardInterrupt  # e.g. Ctrl-C while the snapshot is being written
+
+    monkeypatch.setattr(table_module, "_snapshot_batches", crash_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        table.latest()
+    cache = next((tmp_path / "_cache").rglob("test-0000000000"))
+    assert list(cache.iterdir()) == []
+    killed = cache / ".v00000003-f2.dead.tmp"  # a killed writer leaves its temporary folder behind
+    killed.mkdir()
+    (killed / "rows.arrow").write_bytes(b"ARROW1 half")
+    os.utime(killed, (0, 0))
+    monkeypatch.setattr(table_module, "_snapshot_batches", real)
+    assert table.latest().ids.tolist() == table._latest_from_delta(None, as_of=3, with_vectors=True).ids.tolist()
+    assert [p.name for p in cache.iterdir()] == ["v00000003-f2"]
+
+
+def test_changes_since_reads_the_commits_after_a_version(table):
+    _history(table)
+    changes = table.changes_since(1)
+    assert sorted(changes.removed) == ["e1", "e4"] and changes.version == 3
+    assert changes.ids.tolist() == [f"n{i}" for i in range(10)] and changes.hashes.tolist() == [f"hn{i}" for i in range(10)]
+    latest = table.latest()
+    np.testing.assert_array_equal(changes.vectors, latest.vectors[[latest.ids.tolist().index(e) for e in changes.ids.tolist()]])
+    assert len(table.changes_since(3).ids) == 0
+    table.compact()
+    assert table.changes_since(3) is None  # compaction rewrote old rows into a new file
