@@ -1,0 +1,152 @@
+"""NER heads on real CoNLL-2003 slices with word2vec token features (fast, 100-d, frozen)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from featurestore.errors import EncoderError, FeatureStoreError
+from featurestore.materialization import materialize
+from featurestore.sources import ConllSource
+from featurestore.store import Store
+from models import ner
+from models.base import LoadedModel
+from tests.conftest import DATA, need
+
+CONLL = DATA / "ner" / "conll2003"
+TOKEN = {"granularity": "token"}
+# Measured on these slices (300 train / 150 testa sentences): logreg 0.33, mlp 0.39 entity F1
+# (word2vec is lower-cased and knows no punctuation: weak NER features, but fast). The margin
+# covers thread-count and BLAS differences; a broken head scores near 0.
+MIN_F1 = {"logreg": 0.25, "torch": 0.30}
+
+
+def conll_slice(name: str, sentences: int, folder) -> str:
+    """The file's first ``sentences`` sentences, with the -DOCSTART- lines between them."""
+    need(CONLL / name)
+    blocks = (CONLL / name).read_text(encoding="utf-8").split("\n\n")
+    ends = np.cumsum([not b.startswith("-DOCSTART-") for b in blocks])
+    path = folder / f"{name}.{sentences}"
+    path.write_text("\n\n".join(blocks[: int(np.searchsorted(ends, sentences)) + 1]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def ner_store(tmp_path_factory, word2vec) -> Store:
+    """Token views of 300 eng.train and 150 eng.testa sentences, plus two views NER must refuse."""
+    folder = tmp_path_factory.mktemp("ner")
+    store = Store(folder / "store")
+    train, testa = conll_slice("eng.train", 300, folder), conll_slice("eng.testa", 150, folder)
+    materialize(ConllSource(train), "train", "word2vec", store=store, encoder_options=TOKEN)
+    materialize(ConllSource(testa), "testa", "word2vec", store=store, encoder_options=TOKEN)
+    materialize(ConllSource(testa), "sentences", "word2vec", store=store)
+    materialize(ConllSource(testa, keep=()), "untagged", "word2vec", store=store, encoder_options=TOKEN)
+    return store
+
+
+@pytest.fixture(scope="session")
+def trained(ner_store):
+    """Both heads trained on the train slice and scored on the testa slice, once."""
+    return {
+        "logreg": ner.train(ner_store, "train", eval_view="testa", head="logreg"),
+        "torch": ner.train(ner_store, "train", eval_view="testa", head="torch", arch="mlp", context=1),
+    }
+
+
+@pytest.fixture(scope="session")
+def sentences(ner_store) -> ner.Sentences:
+    return ner.read_sentences(ner.token_table(ner_store, "train"))[0]
+
+
+def loaded(result, name: str = "ner") -> LoadedModel:
+    manifest = {"task": result.task, "encoders": result.encoders}
+    return LoadedModel(name=name, version=1, path=None, head=result.head, manifest=manifest)  # type: ignore[arg-type]
+
+
+def test_sentences_come_back_in_word_order_with_bio_tags(sentences):
+    assert len(sentences.ids) == 300 and sentences.ids == sorted(sentences.ids)
+    assert all(len(v) == len(t) for v, t in zip(sentences.vectors, sentences.tags))
+    assert sentences.vectors[0].shape[1] == 100
+    first = sentences.tags[0]  # "EU rejects German call to boycott British lamb ."
+    assert first == ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
+
+
+@pytest.mark.parametrize("head", ["logreg", "torch"])
+def test_heads_score_entities_on_testa_overall_and_per_type(trained, head):
+    result = trained[head]
+    assert result.task == "ner" and result.metrics["f1"] >= MIN_F1[head]
+    assert set(result.report["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
+    assert {"f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "f1_strict"} <= set(result.metrics)
+    assert result.training_manifest["eval_view"] == "testa" and result.training_manifest["train_sentences"] == 300
+    assert result.encoders[0]["encoder_ref"] == "word2vec" and result.params["head"] == head
+
+
+def test_predict_finds_entities_with_exact_character_spans(trained):
+    text = "EU rejects German call to boycott British lamb ."
+    [out] = ner.predict(loaded(trained["torch"]), [{"id": "a", "text": text}])
+    assert out["id"] == "a" and out["label"] == len(out["entities"]) >= 1 and 0 < out["score"] <= 1
+    for entity in out["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+        assert entity["type"] in {"PER", "LOC", "ORG", "MISC"} and 0 < entity["score"] <= 1
+    assert {"text": "German", "type": "MISC"} in [{"text": e["text"], "type": e["type"]} for e in out["entities"]]
+
+
+def test_predict_refuses_a_model_whose_encoder_differs(trained):
+    model = loaded(trained["logreg"])
+    model.manifest["encoders"] = [{**model.manifest["encoders"][0], "encoder_id": "word2vec-000000"}]
+    with pytest.raises(EncoderError, match="word2vec-000000"):
+        ner.predict(model, [{"id": 1, "text": "Paris"}])
+
+
+@pytest.mark.parametrize("options", [{"arch": "mlp", "context": 1}, {"arch": "bilstm", "crf": True, "hidden": 32}])
+def test_torch_head_is_reproducible_and_round_trips_through_its_state(sentences, options):
+    X, y = sentences.vectors[:150], sentences.tags[:150]
+    first = ner.TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
+    again = ner.TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
+    state = first.state_tensors()
+    assert state.keys() == again.state_tensors().keys()
+    assert all(bool((state[k] == again.state_tensors()[k]).all()) for k in state)
+    back = ner.TorchTokenClassifier.from_state(state, json.loads(json.dumps(first.config())))
+    held = sentences.vectors[150:]
+    assert back.predict(held) == first.predict(held)
+    assert all(np.array_equal(a, b) for a, b in zip(back.predict_proba(held), first.predict_proba(held)))
+
+
+def test_a_sentence_view_is_refused_naming_its_granularity(ner_store):
+    with pytest.raises(FeatureStoreError, match="granularity 'sentence'.*--granularity token"):
+        ner.train(ner_store, "sentences", head="logreg")
+
+
+def test_a_view_without_ner_tags_is_refused_listing_its_columns(ner_store):
+    with pytest.raises(FeatureStoreError, match="no ner_tags column; it has: .*token_index.*--keep ner_tags"):
+        ner.train(ner_store, "untagged", head="logreg")
+
+
+def test_unknown_head_options_are_refused_listing_the_valid_ones(ner_store):
+    with pytest.raises(FeatureStoreError, match="layers: not options of the torch NER head; it takes: .*arch"):
+        ner.train(ner_store, "train", head="torch", layers=2)
+
+
+def test_document_split_is_seeded_and_keeps_documents_whole(sentences):
+    train, test = ner.document_split(sentences.ids, 0.25, random_state=0)
+    assert np.array_equal(train, ner.document_split(sentences.ids, 0.25, random_state=0)[0])
+    docs = np.array([i.split("-")[0] for i in sentences.ids])
+    assert not set(docs[train]) & set(docs[test]) and len(train) + len(test) == 300
+
+
+@pytest.mark.parametrize("head", ["logreg", "torch"])
+def test_saved_heads_load_back_and_predict_the_same(trained, ner_store, head):
+    from models.registry import load_model, save_model
+
+    save_model(ner_store, f"ner-{head}", trained[head])
+    model = load_model(ner_store, f"ner-{head}")
+    inputs = [{"id": 1, "text": "Germany beat Italy in Rome on Sunday ."}, {"id": 2, "text": "..."}]
+    assert ner.predict(model, inputs) == ner.predict(loaded(trained[head]), inputs)
+
+
+def test_bio_decode_never_starts_an_entity_with_i():
+    classes = ["B-PER", "I-LOC", "I-PER", "O"]
+    proba = np.array([[0.1, 0.0, 0.6, 0.3], [0.0, 0.5, 0.4, 0.1]])  # argmax: I-PER I-LOC
+    assert [classes[i] for i in ner.bio_decode(proba, classes)] == ["B-PER", "I-PER"]
