@@ -39,8 +39,11 @@ def task_module(task: str) -> ModuleType:
 
 def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` less the unset ones; an option the task's ``train`` does not take is refused."""
-    taken = _train_options(task_module(task))
+    module = task_module(task)
+    taken = _train_options(module)
     given = {k: v for k, v in options.items() if v is not None}
+    if _takes_any(module):  # the head's own parameters pass through **options; the head checks them
+        return given
     foreign = sorted(set(given) - set(taken))
     if foreign:
         raise FeatureStoreError(
@@ -95,8 +98,12 @@ def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
 
 
 def _train_options(module: ModuleType) -> list[str]:
-    parameters = inspect.signature(module.train).parameters
-    return [name for name in parameters if name not in _POSITIONAL]
+    parameters = inspect.signature(module.train).parameters.values()
+    return [p.name for p in parameters if p.name not in _POSITIONAL and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _takes_any(module: ModuleType) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(module.train).parameters.values())
 
 
 def _recorded_options(manifest: dict[str, Any], taken: list[str]) -> dict[str, Any]:
