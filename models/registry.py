@@ -57,7 +57,11 @@ TORCH_CONFIG = "head.json"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 # this package's own scikit-learn style wrappers that skops may rebuild (plain attributes, no code)
 TRUSTED_HEAD_TYPES = ("models.ner.TokenLogisticRegression",)
-TORCH_HEAD_CLASSES = ("models.ner.TorchTokenClassifier",)
+TORCH_HEAD_CLASSES = (
+    "models.ner.TorchTokenClassifier",
+    "models.finetune.FineTunedImageClassifier",
+    "models.finetune.FineTunedTextClassifier",
+)
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _SKOPS_IDS = re.compile(r'("__id__": )(\d+)|"(\d+)\.npy"')
 _TORCH_HEADS: dict[str, type] = {}

@@ -28,10 +28,19 @@ TASKS: dict[str, str] = {
     "ranking": "models.ranking",
 }
 _POSITIONAL = ("store", "view", "encoder")
+# Fine-tuned models (--unfreeze-last K) are registered as task "finetune": their own module predicts them.
+_FINETUNED = "finetune"
+_FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    "image": {},
+    "classify": {},
+    "spam": {"split": "text", "positive": "spam", "class_weight": "balanced"},
+}
 
 
 def task_module(task: str) -> ModuleType:
     """The module of ``task``; an unknown name lists the known ones."""
+    if task == _FINETUNED:
+        return importlib.import_module("models.finetune")
     if task not in TASKS:
         raise FeatureStoreError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[task])
@@ -40,8 +49,12 @@ def task_module(task: str) -> ModuleType:
 def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` less the unset ones; an option the task's ``train`` does not take is refused."""
     module = task_module(task)
-    taken = _train_options(module)
     given = {k: v for k, v in options.items() if v is not None}
+    if "unfreeze_last" in given:
+        if task not in _FINETUNE_PRESETS:
+            raise FeatureStoreError(f"--unfreeze-last applies to tasks {', '.join(_FINETUNE_PRESETS)}; not to {task!r}")
+        module, given = task_module(_FINETUNED), {**_FINETUNE_PRESETS[task], **given}
+    taken = _train_options(module)
     if _takes_any(module):  # the head's own parameters pass through **options; the head checks them
         return given
     foreign = sorted(set(given) - set(taken))
@@ -55,7 +68,9 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
 def train(task: str, store: Store | str | None, view: str, encoder: str | None = None, **options: Any) -> TrainResult:
     """Fit and evaluate the head of ``task`` on ``view`` (not saved: see models.registry.save_model)."""
     store = store if isinstance(store, Store) else Store(store)
-    return task_module(task).train(store, view, encoder, **check_options(task, options))
+    given = check_options(task, options)
+    module = task_module(_FINETUNED if "unfreeze_last" in given else task)
+    return _train_function(module)(store, view, encoder, **given)
 
 
 def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,8 +94,9 @@ def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
     module = task_module(model.task)
     options = _recorded_options(manifest, _train_options(module))
     first = manifest["encoders"][0]
+    tables = manifest.get("training_set", {}).get("tables") or [first]  # a fine-tuned model trained on its base encoder's table
     started = time.perf_counter()
-    result = module.train(store, first["view"], first["encoder_id"], **options)
+    result = _train_function(module)(store, first["view"], tables[0]["encoder_id"], **options)
     seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="fs-reproduce-") as tmp:
         files = head_files(Path(tmp), result.head)
@@ -97,13 +113,17 @@ def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
     }
 
 
+def _train_function(module: ModuleType) -> Any:
+    return module.finetune if module.__name__ == "models.finetune" else module.train
+
+
 def _train_options(module: ModuleType) -> list[str]:
-    parameters = inspect.signature(module.train).parameters.values()
+    parameters = inspect.signature(_train_function(module)).parameters.values()
     return [p.name for p in parameters if p.name not in _POSITIONAL and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _takes_any(module: ModuleType) -> bool:
-    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(module.train).parameters.values())
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(_train_function(module)).parameters.values())
 
 
 def _recorded_options(manifest: dict[str, Any], taken: list[str]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def train(
     docs: Optional[Path] = typer.Option(None, "--docs", help="ranking: the documents' texts (default: the view's source)."),
     word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", help="ranking: a word2vec view of the same documents."),
     unfreeze_last: Optional[int] = typer.Option(None, "--unfreeze-last", help="Fine-tune the encoder's last K layers with the head (image, spam, classify)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="A head parameter KEY=VALUE, VALUE read as JSON when it parses (e.g. arch=bilstm, crf=true); repeatable."),
     strict: bool = typer.Option(False, "--strict", help="Labels for ids missing from the view are an error."),
     runner: str = typer.Option("local", "--runner", help="local (a Prefect flow) or inline (no Prefect)."),
     store: Optional[str] = StoreOpt,
@@ -47,6 +48,7 @@ def train(
         "qrels": qrels and str(qrels), "docs": docs and str(docs), "word2vec_view": word2vec_view,
         "unfreeze_last": unfreeze_last, "strict": strict or None,
     }
+    options.update(_head_options(option or []))
     options = check_options(task, options)  # before Prefect starts: a misplaced option is a quick error
     if runner == "inline":
         from flows.train import train_and_register
@@ -122,6 +124,24 @@ def models(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False,
         return
     shown = [{**r, "metrics": ", ".join(f"{k} {_fmt(v)}" for k, v in list(r.get("metrics", {}).items())[:4])} for r in rows]
     print_table("models", shown, ["name", "version", "task", "rows", "metrics", "created_at"])
+
+
+def _head_options(pairs: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON (numbers, true/false, lists) is taken as such."""
+    import json
+
+    from featurestore.errors import FeatureStoreError
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise FeatureStoreError(f"--option {pair!r}: expected KEY=VALUE, e.g. --option arch=bilstm")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
 
 
 def _model_ref(ref: str) -> tuple[str, int | None]:
