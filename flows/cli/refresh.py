@@ -1,0 +1,97 @@
+"""``featurestore refresh``, ``serve`` and ``init``: run the project file once, on its schedules, or start one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from flows.cli.output import console, print_json
+
+ConfigOpt = typer.Option(Path("featurestore.yaml"), "--config", help="The project file (sources, views, heads, schedules).")
+
+EXAMPLE = """\
+# featurestore project file: `featurestore refresh` runs it once, `featurestore serve` on its schedules.
+store: store                      # the store root, relative to this file (default: $FEATURESTORE_HOME)
+sources:
+  - name: sms
+    path: data/SMSSpamCollection  # relative to this file
+    format: sms                   # csv, tsv, jsonl, parquet, text, sms, conll, images
+    id_col: "@line"
+    keep: [label]
+views:
+  - name: sms
+    source: sms
+    encoders: [word2vec]          # minilm, word2vec, st:/path, w2v:/path, efficientnet-lite0 or a plugin
+    granularity: sentence
+    index: true                   # or {index_type: auto, memory_budget: 2GB, target_recall: 0.95}
+    schedule: {interval: 3600}    # seconds, or {cron: "0 * * * *"}
+heads:
+  - name: sms-spam
+    task: spam                    # spam, classify, image, ner, ranking
+    view: sms
+    options: {n_splits: 5}        # the task's training options
+drift:
+  alert_level: 0.1
+"""
+
+
+def refresh(
+    config: Path = ConfigOpt,
+    view: str | None = typer.Option(None, "--view", help="Refresh this view only."),
+    runner: str = typer.Option("local", "--runner", help="local (Prefect flows for steps with work) or inline (no Prefect)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the per-view summary."),
+) -> None:
+    """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
+    from featurestore.errors import FeatureStoreError
+    from flows.refresh import run_refresh
+
+    if runner not in ("local", "inline"):
+        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
+    summary = run_refresh(config, view, runner=runner)
+    if json_out:
+        print_json(summary)
+        return
+    for result in summary["views"]:
+        if "skipped" in result:
+            console().print(f"[bold]{result['view']}[/]: skipped: {result['skipped']}")
+            continue
+        for e in result["encoders"]:
+            index = f", index {e['index']['status']} ({e['index']['rows']} rows)" if e["index"] else ""
+            alert = ", [red]drift alert[/]" if (e["drift"] or {}).get("alert") else ""
+            console().print(f"[bold]{result['view']}[/] / {e['encoder_id']}: {e['encoded']} encoded, {e['skipped']} unchanged, "
+                            f"table version {e['table_version']}{index}{alert}")
+        for h in result["heads"]:
+            console().print(f"  head {h['name']}: " + (f"retrained as v{h['version']}" if h["status"] == "retrained" else "current"))
+
+
+def serve(
+    config: Path = ConfigOpt,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many refreshes at once (default: no limit)."),
+) -> None:
+    """Serve one Prefect deployment per scheduled view until interrupted.
+
+    With PREFECT_API_URL set, the deployments go to that Prefect server; otherwise a local
+    Prefect server (with its scheduler) runs as a child process while this command runs.
+    Overlapping runs of one view are skipped by the view's lock.
+    """
+    from flows.refresh import load
+    from flows.serve import serve as serve_project
+
+    serve_project(load(config), limit=limit)
+
+
+def init(config: Path = ConfigOpt) -> None:
+    """Write an example project file (never over an existing one)."""
+    from featurestore.errors import FeatureStoreError
+
+    if config.exists():
+        raise FeatureStoreError(f"{config} exists; edit it, or pass --config to write the example elsewhere")
+    config.write_text(EXAMPLE, encoding="utf-8")
+    console().print(f"wrote {config}: edit the source path, then run `featurestore refresh --config {config}`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("refresh")(refresh)
+    app.command("serve")(serve)
+    app.command("init")(init)

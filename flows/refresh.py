@@ -1,0 +1,270 @@
+"""The refresh flow: per configured view, materialize -> index -> drift -> retrain changed heads -> artifact.
+
+Each step does work only when its input changed, and each step that does work runs through
+Prefect (the materialize, index and train flows, as subflows of ``refresh_flow``); a step with
+nothing to do is a cheap check in-process: a plan scan for materialize, a version comparison
+(index.json, model manifest) for the index and the heads. :func:`run_refresh`, the command
+line's entry, therefore never starts Prefect when nothing changed, and publishes the refresh
+artifact only when something did (Prefect is up by then).
+
+Overlap: each view is refreshed under its write lock (:mod:`featurestore.locks`). A refresh that
+finds the lock taken skips that view at once, with the holder in its summary and artifact,
+instead of waiting: the next scheduled run picks up whatever changed meanwhile, and runs never
+queue behind a slow one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from featurestore import settings
+from featurestore.drift import embedding_drift
+from featurestore.errors import FeatureStoreError, StoreError
+from featurestore.locks import ViewBusyError, view_lock
+from featurestore.project import (
+    HeadConfig,
+    Project,
+    ProjectError,
+    ViewConfig,
+    load_project,
+)
+from featurestore.store import Store
+from flows.runner import run
+
+__all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
+
+_DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # as `featurestore materialize` passes --device
+HEADLINE_METRICS = 4
+
+
+def load(config: str | Path) -> Project:
+    """The validated project, with each head's task and options checked against models.tasks."""
+    from models.tasks import check_options
+
+    project = load_project(config)
+    for i, head in enumerate(project.heads):
+        try:
+            check_options(head.task, head.options)
+        except FeatureStoreError as exc:  # names the task and the options it takes
+            raise ProjectError(f"{project.path}: heads[{i}]: {exc}") from None
+    return project
+
+
+def refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
+    """Refresh every view of the project (or ``view``); returns the summary the artifact shows.
+
+    ``runner="inline"`` runs every step in this process without Prefect.
+    """
+    started = time.perf_counter()
+    project = load(config)
+    views = [project.view(view)] if view else list(project.views)
+    results = [refresh_view(project, v, runner) for v in views]
+    return {
+        "config": str(project.path),
+        "store": project.store_root,
+        "changed": any(r.get("changed") for r in results),
+        "views": results,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, Any]:
+    """One view under its lock; a view another run is writing is skipped, not waited for."""
+    try:
+        with view_lock(project.store_root, view.name, "refresh"):
+            encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
+            heads = [_refresh_head(project, head, runner) for head in project.heads_of(view)]
+    except ViewBusyError as exc:
+        return {"view": view.name, "skipped": str(exc), "changed": False}
+    changed = any(e["changed"] for e in encoders) or any(h["status"] == "retrained" for h in heads)
+    return {"view": view.name, "encoders": encoders, "heads": heads, "changed": changed}
+
+
+def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) -> dict[str, Any]:
+    """Materialize the view's source with one encoder, then bring its index up and measure drift."""
+    store = project.store_root
+    summary = run(project.source_of(view).open(), view.name, ref, store=store, runner=runner, **_materialize_options(view, ref))
+    version, previous = summary["table_version"], summary["previous_version"]
+    index = _refresh_index(store, view, summary["encoder_id"], version, runner) if view.index else None
+    drift = _drift(store, view.name, summary["encoder_id"], previous, version, project.drift.alert_level) if version != previous else None
+    counts = {k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")}
+    changed = version != previous or bool(index and index["status"] != "current")
+    return {"encoder": ref, "encoder_id": summary["encoder_id"], **counts, "table_version": version,
+            "previous_version": previous, "index": index, "drift": drift, "changed": changed}
+
+
+def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
+    """The keywords ``featurestore materialize`` would pass for this view, so both write the same table."""
+    encoder_options: dict[str, Any] = {"granularity": "token"} if view.granularity == "token" else {}
+    if ref.split(":")[0] in _DEVICE_ENCODERS:
+        encoder_options["device"] = settings.device()
+    return {"encoder_options": encoder_options, "full_sync": view.full_sync, "on_duplicate": view.on_duplicate,
+            "strict": view.strict, "shard_size": view.shard_size}
+
+
+def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int | None, runner: str) -> dict[str, Any]:
+    """Update (or build) the index when it does not cover ``version``; else report the one there is."""
+    from featurestore.index.search import index_dir
+
+    info_file = index_dir(Store(store), Store(store).resolve_table(view.name, encoder_id)) / "index.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else None
+    if info is not None and info["table_version"] == version:
+        return {"status": "current", "rows": info["rows"], "recall_at_10": info["recall_at_10"], "factory": info["factory"]}
+    options = view.index.model_dump() if view.index else {}
+    if runner == "inline":
+        result = _index_inline(store, view.name, encoder_id, info is not None, options)
+    else:
+        from flows.index import index_flow
+
+        result = index_flow(view.name, encoder_id, store, "update", options)
+    status = "built" if info is None else ("rebuilt" if result["rebuilt"] else "updated")
+    return {"status": status, "rows": result["rows"], "recall_at_10": result["recall_at_10"], "factory": result["factory"],
+            "added": result["added"], "removed": result["removed"]}
+
+
+def _index_inline(store: str, view: str, encoder_id: str, exists: bool, options: dict[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from featurestore.index import build_index, update_index
+
+    if exists:
+        return update_index(view, encoder_id, store=store)
+    return {"rebuilt": True, "added": None, "removed": None, **asdict(build_index(view, encoder_id, store=store, **options))}
+
+
+def _drift(store: str, view: str, encoder_id: str, base: int | None, current: int | None, alert_level: float) -> dict[str, Any]:
+    """Drift from the version before this refresh; a first version has nothing to compare with."""
+    if base is None or current is None:
+        return {"skipped": "first version of the table: nothing to compare with"}
+    try:
+        return embedding_drift(view, encoder_id, store=store, base=base, current=current, alert_level=alert_level)
+    except StoreError as exc:  # e.g. no live rows on one side
+        return {"skipped": str(exc)}
+
+
+def _refresh_head(project: Project, head: HeadConfig, runner: str) -> dict[str, Any]:
+    """Retrain ``head`` when the tables it was trained on moved since its newest version."""
+    store = project.store_root
+    encoder = project.head_encoder(head)
+    reason = stale_reason(store, head.name, head.view)
+    if reason is None:
+        return {"name": head.name, "status": "current"}
+    if runner == "inline":
+        from flows.train import train_and_register
+
+        trained = train_and_register(head.task, head.view, encoder, store, head.name, dict(head.options))
+    else:
+        from flows.train import train_flow
+
+        trained = train_flow(head.task, head.view, encoder, store, head.name, dict(head.options))
+    metrics = dict(list(trained["metrics"].items())[:HEADLINE_METRICS])
+    return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
+
+
+def stale_reason(store: str, name: str, view: str) -> str | None:
+    """Why model ``name`` needs training (never trained, or a table of ``view`` moved), None when current.
+
+    Reads only the newest version's manifest.json (no head is loaded): the check must cost
+    next to nothing on a refresh with nothing to do.
+    """
+    folder = Store(store).path / "models" / name
+    versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    if not versions:
+        return "not trained yet"
+    manifest = json.loads((folder / str(versions[-1]) / "manifest.json").read_text())
+    for encoder_id, trained_on in _trained_versions(manifest).items():
+        now = Store(store).resolve_table(view, encoder_id).version()
+        if now != trained_on:
+            return f"{view}/{encoder_id} is at version {now}; v{versions[-1]} was trained on version {trained_on}"
+    return None
+
+
+def _trained_versions(manifest: dict[str, Any]) -> dict[str, int]:
+    """Encoder id -> table version of the training set (``tables[i].version``; ``table_version`` for ranking)."""
+    training = manifest.get("training_set", {})
+    if training.get("tables"):
+        return {t["encoder_id"]: t["version"] for t in training["tables"]}
+    return {training["encoder_id"]: training["table_version"]}
+
+
+def artifact_markdown(summary: dict[str, Any]) -> str:
+    """Per view: rows encoded/skipped per encoder, index, drift and alert, heads retrained with their metrics."""
+    lines = [f"**refresh** of `{summary['config']}` in {summary['seconds']} s", ""]
+    for result in summary["views"]:
+        lines.append(f"### {result['view']}")
+        if "skipped" in result:
+            lines += [f"skipped: {result['skipped']}", ""]
+            continue
+        lines += ["| encoder | rows seen | encoded | skipped | failed | deleted | table version | index | drift |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for e in result["encoders"]:
+            lines.append(f"| {e['encoder']} ({e['encoder_id']}) | {e['rows_seen']} | {e['encoded']} | {e['skipped']} | {e['failed']} "
+                         f"| {e['deleted']} | {e['previous_version']} -> {e['table_version']} | {_index_cell(e['index'])} | {_drift_cell(e['drift'])} |")
+        for h in result["heads"]:
+            if h["status"] == "current":
+                lines.append(f"- head **{h['name']}**: current")
+            else:
+                metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in h["metrics"].items())
+                lines.append(f"- head **{h['name']}**: retrained as v{h['version']} ({h['reason']}): {metrics}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _index_cell(index: dict[str, Any] | None) -> str:
+    if index is None:
+        return "not configured"
+    change = f", +{index['added']} -{index['removed']}" if index.get("added") is not None else ""
+    return f"{index['status']}: {index['rows']} rows, recall@10 {index['recall_at_10']}{change}"
+
+
+def _drift_cell(drift: dict[str, Any] | None) -> str:
+    if drift is None:
+        return "unchanged"
+    if "skipped" in drift:
+        return drift["skipped"]
+    alert = "**ALERT**" if drift["alert"] else "ok"
+    return f"mean shift {drift['mean_shift_relative_l2']}, norm KS {drift['norm_ks']}: {alert} (level {drift['alert_level']})"
+
+
+def publish_artifact(summary: dict[str, Any]) -> None:
+    from prefect.artifacts import create_markdown_artifact
+
+    names = "-".join(v["view"] for v in summary["views"])
+    create_markdown_artifact(markdown=artifact_markdown(summary), key=re.sub(r"[^a-z0-9-]+", "-", f"refresh-{names}".lower())[:100],
+                             description=f"refresh of {summary['config']}")
+
+
+def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
+    """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed."""
+    summary = refresh(config, view, runner=runner)
+    if runner == "local" and summary["changed"]:
+        publish_artifact(summary)
+    return summary
+
+
+@functools.cache
+def _refresh_flow() -> Any:
+    """The Prefect flow, made on first use: importing Prefect costs more than a refresh with nothing to do."""
+    from prefect import flow
+
+    @flow(name="refresh", log_prints=False, persist_result=False)
+    def refresh_flow(config: str, view: str | None = None) -> dict[str, Any]:
+        """Refresh the project's views (or one) and publish the summary: what `featurestore serve` schedules."""
+        summary = refresh(config, view)
+        publish_artifact(summary)
+        return summary
+
+    refresh_flow.fn.__qualname__ = "refresh_flow"  # its module path entrypoint: flows.refresh.refresh_flow
+    return refresh_flow
+
+
+def __getattr__(name: str) -> Any:
+    """``flows.refresh.refresh_flow`` (the deployments' entrypoint) without importing Prefect with the module."""
+    if name == "refresh_flow":
+        return _refresh_flow()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,97 @@
+"""The project file: a valid one loads with paths resolved; each mistake is one line naming the file and key."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from featurestore.project import ProjectError, load_project
+
+BASE: dict[str, Any] = {
+    "store": "store",
+    "sources": [{"name": "sms", "path": "sms.txt", "format": "sms", "id_col": "@line", "keep": ["label"]}],
+    "views": [{"name": "sms", "source": "sms", "encoders": ["word2vec"], "index": True, "schedule": {"interval": 5}}],
+    "heads": [{"name": "spam", "task": "spam", "view": "sms", "options": {"n_splits": 2}}],
+}
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[Callable[[dict], None]], Path]:
+    """Write BASE changed by ``edit`` to tmp_path/featurestore.yaml (beside an existing sms.txt)."""
+    (tmp_path / "sms.txt").write_text("ham\thello\n", encoding="utf-8")
+
+    def make(edit: Callable[[dict], None] = lambda d: None) -> Path:
+        data = copy.deepcopy(BASE)
+        edit(data)
+        path = tmp_path / "featurestore.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        return path
+
+    return make
+
+
+def test_a_valid_file_loads_with_paths_resolved_against_its_folder(write, tmp_path):
+    project = load_project(write())
+    assert project.store_root == str(tmp_path / "store")
+    assert project.sources[0].path == tmp_path / "sms.txt"
+    view = project.views[0]
+    assert (view.encoders, view.schedule.interval, view.index.target_recall) == (("word2vec",), 5, 0.95)
+    assert project.head_encoder(project.heads[0]) == "word2vec" and project.drift.alert_level == 0.1
+
+
+def test_the_library_side_does_not_import_prefect():
+    import subprocess
+    import sys
+
+    code = "import sys, featurestore.project, featurestore.locks; print('prefect' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["views"][0].update(encoders=["minilmx"]), "views[0].encoders: unknown encoder 'minilmx'"),
+        (lambda d: d["views"][0].update(schedul={"interval": 5}), "views[0]: unknown key 'schedul'"),
+        (lambda d: d["views"][0].update(index={"target_recal": 0.9}), "views[0].index: unknown key 'target_recal'"),
+        (lambda d: d.update(extra=1), "top level: unknown key 'extra'"),
+        (lambda d: d["views"][0].update(schedule={"interval": 5, "cron": "* * * * *"}), "views[0].schedule: give exactly one of interval"),
+        (lambda d: d["views"][0].update(schedule={"cron": "every minute"}), "views[0].schedule.cron: cron 'every minute' is not a cron"),
+        (lambda d: d["views"][0].update(schedule={"interval": 0}), "views[0].schedule.interval: Input should be greater than 0"),
+        (lambda d: d["sources"][0].update(path="missing.txt"), "sources[0].path: file not found: "),
+        (lambda d: d["views"][0].update(source="smsx"), "views[0].source: unknown source 'smsx'; sources: sms"),
+        (lambda d: d["heads"][0].update(encoder="minilm"), "heads[0].encoder: 'minilm' is not an encoder of view 'sms'"),
+        (lambda d: d["views"].append(dict(d["views"][0])), "views[1].name: 'sms' is used twice"),
+        (lambda d: d.pop("views"), "views: Field required"),
+    ],
+)
+def test_each_mistake_names_the_file_and_the_key(write, edit, message):
+    path = write(edit)
+    with pytest.raises(ProjectError) as info:
+        load_project(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_a_file_that_is_not_yaml_names_the_line(tmp_path):
+    path = tmp_path / "featurestore.yaml"
+    path.write_text("views:\n  - name: [sms\n", encoding="utf-8")
+    with pytest.raises(ProjectError, match=r"featurestore.yaml: line \d+: not valid YAML"):
+        load_project(path)
+
+
+def test_the_cli_prints_one_line_and_exits_2(write, cli):
+    path = write(lambda d: d["views"][0].update(encoders=["minilmx"]))
+    code, out, err = cli("refresh", "--config", path)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [err.strip()] and f"{path}: views[0].encoders: unknown encoder 'minilmx'" in err
+
+
+def test_an_unknown_head_option_is_a_config_error(write, cli):
+    path = write(lambda d: d["heads"][0]["options"].update(queries="q.jsonl"))
+    code, _, err = cli("refresh", "--config", path)
+    assert code == 2 and f"{path}: heads[0]: task 'spam' does not take --queries" in err
