@@ -1,7 +1,15 @@
 """The materialize flow: plan the diff -> encode shards -> commit -> artifact.
 
 A thin composition of :mod:`featurestore.materialize`; tasks pass a plan path and a shard
-index. Retries cover transient failures (I/O), never user errors.
+index. Retries cover transient failures (I/O, Delta commit conflicts), never user errors.
+
+Shard tasks are submitted to the flow's task runner: by default one thread (the encoder already
+uses every core), or Dask workers with ``materialize_flow.with_options(task_runner=...)`` (see
+:mod:`flows.dask_runner`). Concurrent shard commits are Delta appends with distinct app
+transaction ids: delta-rs rebases an append onto a newer version without conflict, so no row is
+lost or written twice. Only the commit that creates a new table writes its metadata; a second
+shard that tried to create it at the same time fails with ``CommitFailedError`` and its retry
+appends (a shard per extra worker encoded twice, once per new table).
 """
 
 from __future__ import annotations
@@ -12,10 +20,12 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from featurestore import materialization as lib
 from featurestore.sources import from_dict
 from flows.progress import hooks
+
 
 def transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
     """Retry on I/O failures and Delta commit conflicts; never on user errors or bugs."""
@@ -76,7 +86,7 @@ def publish_artifact(summary: dict[str, Any]) -> None:
     )
 
 
-@flow(name="materialize", log_prints=False, persist_result=False)
+@flow(name="materialize", log_prints=False, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def materialize_flow(
     source: dict[str, Any],
     view: str,
@@ -94,8 +104,9 @@ def materialize_flow(
     p = lib.Plan.load(path)
     results: list[dict[str, Any]] = []
     done = 0
-    for index in range(len(p.shards)):
-        result = encode_shard_task(path, index)
+    futures = [encode_shard_task.submit(path, index) for index in range(len(p.shards))]
+    for future in futures:  # in shard order: progress counts rows whose commit is done
+        result = future.result()
         results.append(result)
         done += result["rows"]
         for fn in hooks():

@@ -10,8 +10,12 @@ from typing import Any
 
 from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError
+from featurestore.locks import view_lock
 from featurestore.sources import Source, to_dict
+from flows.dask_runner import DaskOptions
 from flows.progress import ProgressFn, progress_hook
+
+RUNNERS = ("local", "inline", "dask")
 
 
 def run(
@@ -21,6 +25,7 @@ def run(
     *,
     store: str | None = None,
     runner: str = "local",
+    dask: DaskOptions | None = None,
     progress: ProgressFn | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -28,21 +33,44 @@ def run(
 
     User errors surface in the plan, before Prefect starts, with the store untouched. A run with
     nothing to encode or delete finishes in-process: starting the flow server would cost more
-    than the scan. ``runner="inline"`` runs every step in-process without Prefect.
+    than the scan. ``runner="inline"`` runs every step in-process without Prefect;
+    ``runner="dask"`` runs the shard tasks on a Dask cluster (``dask``, default a LocalCluster).
     """
-    if runner not in ("local", "inline"):
-        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
+    if runner not in RUNNERS:
+        raise FeatureStoreError(f"runner must be one of: {', '.join(RUNNERS)}. Got {runner!r} instead.")
+    if dask is not None and runner != "dask":
+        raise FeatureStoreError(f"Dask options (--address, --dask-workers, --dask-threads) need --runner dask, not {runner!r}")
+    cluster = (dask or DaskOptions()) if runner == "dask" else None
+    if cluster is not None:
+        cluster.check()  # before planning: a missing extra or a dead scheduler leaves the store untouched
+    with view_lock(store, view, "materialize"):  # one writer per view: see featurestore.locks
+        return _plan_and_run(source, view, encoder, store, runner, progress, options, cluster)
+
+
+def _plan_and_run(
+    source: Source,
+    view: str,
+    encoder: str,
+    store: str | None,
+    runner: str,
+    progress: ProgressFn | None,
+    options: dict[str, Any],
+    cluster: DaskOptions | None,
+) -> dict[str, Any]:
     p = lib.plan(source, view, encoder, store=store, **options)
     if runner == "inline" or not (p.shards or p.copies or p.tombstones):
         return lib.run_plan(p, progress=progress)
     from flows.materialize import materialize_flow
 
-    warm = _load_in_background(p)  # the weights load while the flow server starts
+    flow = materialize_flow if cluster is None else materialize_flow.with_options(task_runner=cluster.task_runner())
+    # The weights load while the flow server starts; Dask workers load their own.
+    warm = _load_in_background(p) if cluster is None else None
     try:
         with lib.discard_on_error(p), progress_hook(progress):
-            return materialize_flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
+            return flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
     finally:
-        warm.join()
+        if warm is not None:
+            warm.join()
 
 
 def _load_in_background(p: lib.Plan) -> threading.Thread:

@@ -27,7 +27,10 @@ def materialize(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad record instead of recording it."),
     shard_size: int = typer.Option(4096, "--shard-size", min=1, help="Rows per encode task and commit."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu or cuda."),
-    runner: str = typer.Option("local", "--runner", help="local (Prefect flow) or inline (no Prefect)."),
+    runner: str = typer.Option("local", "--runner", help="local (Prefect flow), inline (no Prefect) or dask (shard tasks on a Dask cluster)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--runner dask: the scheduler, e.g. tcp://host:8786 (default: a local cluster)."),
+    dask_workers: int = typer.Option(2, "--dask-workers", help="--runner dask without --address: worker processes of the local cluster."),
+    dask_threads: int = typer.Option(1, "--dask-threads", help="--runner dask without --address: threads (concurrent shards) per worker."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the run summary."),
 ) -> None:
     """Encode SOURCE into VIEW with ENCODER; rows already stored with the same content are skipped."""
@@ -35,6 +38,7 @@ def materialize(
     from featurestore.errors import EncoderError
     from featurestore.sources import open_source
 
+    from flows.dask_runner import DaskOptions
     from flows.runner import run
 
     src = open_source(
@@ -59,6 +63,7 @@ def materialize(
             encoder,
             store=store,
             runner=runner,
+            dask=DaskOptions(address, dask_workers, dask_threads) if runner == "dask" or address else None,
             progress=update,
             encoder_options=options,
             full_sync=full_sync,

@@ -149,7 +149,7 @@ def test_bad_device_and_remote_store_are_user_errors(tmp_path, sms_file, cli):
     ("extra", "message"),
     [
         (["--granularity", "word"], "--granularity must be 'sentence' or 'token'. Got 'word' instead."),
-        (["--runner", "dask"], "runner must be one of: local, inline. Got 'dask' instead."),
+        (["--runner", "spark"], "runner must be one of: local, inline, dask. Got 'spark' instead."),
     ],
 )
 def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_file, cli, extra, message):
