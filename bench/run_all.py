@@ -27,6 +27,9 @@ SCRIPTS = (
     "token_materialize.py",
     "index_speed.py",
     "train_speed.py",
+    "prefect_overhead.py",
+    "dask_scaling.py",
+    "refresh_speed.py",
 )
 
 
