@@ -162,7 +162,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         texts = list(batch)
         vectors = self.encode(texts)
         tokenizer = self.model().tokenizer
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
         n_tokens = np.array([len(row) for row in ids], dtype=np.int64)
         n_oov = np.array([row.count(tokenizer.unk_token_id) for row in ids], dtype=np.int64)
         return EncodeResult(vectors, n_tokens, n_oov, np.zeros(len(texts), dtype=bool))

@@ -13,16 +13,19 @@ def demo(
     data: Optional[str] = typer.Option(None, "--data", help="Folder of the evaluation data (default: $FEATURESTORE_DATA or ../shared/data)."),
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
 ) -> None:
-    """Materialize the SMS data with minilm and word2vec into the store and summarise it."""
+    """The whole story: materialize -> index -> search -> train the heads -> results table -> HTML report."""
+    from featurestore.report import write_report
     from featurestore.store import Store
-
     from flows.cli.info import info
     from flows.demo import run_demo
 
     out = console()
     run_demo(data=data, store=store, say=out.print)
-    out.print(f"store: {Store(store).root}")
+    root = Store(store).path
+    out.print(f"store: {root}")
     info(store=store, json_out=False)
+    written = write_report(root / "report.html", store=store)
+    out.print(f"report: {written['path']} (open it in a browser)")
 
 
 def register(app: typer.Typer) -> None:
