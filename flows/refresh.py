@@ -243,8 +243,20 @@ def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "l
     """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed."""
     summary = refresh(config, view, runner=runner)
     if runner == "local" and summary["changed"]:
-        publish_artifact(summary)
+        _summary_flow()(summary)  # Prefect artifacts belong to a flow run
     return summary
+
+
+@functools.cache
+def _summary_flow() -> Any:
+    from prefect import flow
+
+    @flow(name="refresh-summary", log_prints=False, persist_result=False)
+    def refresh_summary(summary: dict[str, Any]) -> None:
+        """Publish the summary of a refresh whose steps ran as their own flows."""
+        publish_artifact(summary)
+
+    return refresh_summary
 
 
 @functools.cache

@@ -20,6 +20,8 @@ def materialize(
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Column of event times (ISO 8601 or epoch seconds)."),
     keep: str = typer.Option("", "--keep", help="Comma-separated columns to keep beside the vectors, e.g. label."),
     granularity: str = typer.Option("sentence", "--granularity", help="sentence (one vector per record) or token (one row per word; text encoders)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last (default) or last4 (mean of the last four layers)."),
+    subword: Optional[str] = typer.Option(None, "--subword", help="--granularity token, minilm/st: first (default) or mean of a word's pieces."),
     path_col: str = typer.Option("path", "--path-col", help="For a CSV/Parquet list of images: the column of image paths."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV/TSV has no header: columns are col0, col1 ..."),
     full_sync: bool = typer.Option(False, "--full-sync", help="Tombstone entities that are missing from this source."),
@@ -54,6 +56,11 @@ def materialize(
     if granularity not in ("sentence", "token"):
         raise EncoderError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
     options: dict = {"granularity": "token"} if granularity == "token" else {}
+    token_options = {k: v for k, v in (("layers", layers), ("subword", subword)) if v is not None}
+    if token_options and (granularity != "token" or encoder.split(":")[0] not in ("minilm", "st")):
+        flags = " and ".join(f"--{k}" for k in token_options)
+        raise EncoderError(f"{flags} apply to contextual token vectors: --granularity token with minilm or an st: encoder")
+    options.update(token_options)
     if encoder.split(":")[0] in ("minilm", "st", "efficientnet-lite0"):
         options["device"] = settings.device(device)
     with progress_bar(f"materialize {view}", enabled=not json_out) as update:

@@ -89,3 +89,24 @@ def test_a_sentence_past_the_model_limit_keeps_every_word(tmp_path, cli, minilm)
     assert json.loads(out)["tokens"] == len(words) == 405
     frame = Store(tmp_path / "s").resolve_table("long").latest(["token"])
     assert frame.columns.column("token").to_pylist() == words
+
+
+def test_layers_and_subword_reach_the_token_encoder(tmp_path, cli, minilm):
+    need(TESTA)
+    path = tmp_path / "few.conll"
+    path.write_text("\n".join(TESTA.read_text(encoding="utf-8").splitlines()[:40]) + "\n", encoding="utf-8")
+    store = tmp_path / "s"
+    common = ("--encoder", "minilm", "--granularity", "token", "--store", store, "--runner", "inline", "--json")
+    assert cli("materialize", path, "--view", "last", *common)[0] == 0
+    code, out, err = cli("materialize", path, "--view", "last4", *common, "--layers", "last4", "--subword", "mean")
+    assert code == 0, err
+    spec = Store(store).resolve_table("last4").meta.encoder_spec
+    assert (spec["layers"], spec["subword"]) == ("last4", "mean")
+    assert json.loads(out)["encoder_id"] != Store(store).resolve_table("last").meta.encoder_id
+    before = snapshot(store)
+    assert_user_error(cli("materialize", path, "--view", "last4", *common, "--layers", "last8"),
+                      "layers must be one of 'last', 'last4'. Got 'last8' instead.")
+    assert_user_error(cli("materialize", path, "--view", "w2v", "--encoder", "word2vec", "--granularity", "token",
+                          "--store", store, "--layers", "last4"),
+                      "--layers apply to contextual token vectors")
+    assert snapshot(store) == before
