@@ -162,7 +162,9 @@ def _refresh_head(project: Project, head: HeadConfig, runner: str) -> dict[str, 
         from flows.train import train_flow
 
         trained = train_flow(head.task, head.view, encoder, store, head.name, dict(head.options))
-    metrics = dict(list(trained["metrics"].items())[:HEADLINE_METRICS])
+    from models.registry import headline_metrics
+
+    metrics = headline_metrics(trained["metrics"], HEADLINE_METRICS)
     return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
 
 

@@ -72,7 +72,7 @@ def train(
     report = classification_metrics(ts.y, classes[proba.argmax(axis=1)], classes)
     final = _fit(estimator, ts.X, ts.y)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(cv_seconds, 3), warnings=ts.warnings)
-    metrics = {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    metrics = {k: report[k] for k in ("accuracy", "macro_f1", "majority_accuracy")}
     return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params)
 
 
@@ -119,6 +119,7 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray, classes: np.nda
     return {
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(f1_score(y, predicted, labels=classes, average="macro", zero_division=0)),
+        "majority_accuracy": float(support.max() / max(support.sum(), 1)),  # the baseline: always the commonest class
         "per_class": {
             str(c): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for c, p, r, f, s in zip(classes, precision, recall, f1, support)

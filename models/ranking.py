@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -294,6 +295,7 @@ def _stemmer() -> Any:
         import Stemmer
     except ImportError:
         raise DependencyError("ranking needs bm25s and PyStemmer; install the models extra: pip install 'featurestore[models]'") from None
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
     return Stemmer.Stemmer(BM25_SETTINGS["stemmer"]).stemWords
 
 

@@ -280,6 +280,20 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     return rows
 
 
+# Each task's main metrics first: the manifest's keys are sorted, which would put baselines (bm25_*) first.
+_HEADLINE_FIRST = ("f1", "entity_f1", "ndcg@10", "mrr@10", "recall@100", "accuracy", "macro_f1", "precision", "recall", "roc_auc")
+_BASELINE_PREFIXES = ("baseline_", "bm25_", "dense_", "frozen_", "majority_")
+
+
+def headline_metrics(metrics: dict[str, Any], n: int = 3) -> dict[str, float]:
+    """The ``n`` numbers a listing shows for a model: the task's own metrics before its baselines'."""
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    first = [k for k in _HEADLINE_FIRST if k in numbers]
+    own = [k for k in numbers if k not in first and not k.startswith(_BASELINE_PREFIXES)]
+    rest = [k for k in numbers if k not in first and k not in own]
+    return {k: float(numbers[k]) for k in (first + own + rest)[:n]}
+
+
 def model_encoders(loaded: LoadedModel) -> list[BaseEncoder]:
     """The model's encoders rebuilt from their refs; refuses one whose encoder_id now differs."""
     encoders = []

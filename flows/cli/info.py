@@ -43,7 +43,9 @@ def info(
     columns = ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update", "index_status"]
     print_table(f"store {s.root}", tables, columns + (["drift_status"] if drift else []))
     if heads:
-        shown = [{**h, "metrics": ", ".join(f"{k} {v:.3f}" for k, v in list(h["metrics"].items())[:3] if isinstance(v, float))} for h in heads]
+        from models.registry import headline_metrics
+
+        shown = [{**h, "metrics": ", ".join(f"{k} {v:.3f}" for k, v in headline_metrics(h["metrics"]).items())} for h in heads]
         print_table("models (newest version of each)", shown, ["name", "version", "task", "rows", "metrics", "created_at"])
 
 

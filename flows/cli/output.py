@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,8 @@ def print_json(data: Any) -> None:
 def console():
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    # a log file or pipe gets wide tables (rich would assume 80 columns and squeeze them)
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 
 
 def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -116,13 +116,13 @@ def evaluate(
 
 def models(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "--json")) -> None:
     """List the registered models: name, version, task, rows, headline metrics."""
-    from models.registry import list_models
+    from models.registry import headline_metrics, list_models
 
     rows = list_models(store)
     if json_out:
         print_json(rows)
         return
-    shown = [{**r, "metrics": ", ".join(f"{k} {_fmt(v)}" for k, v in list(r.get("metrics", {}).items())[:4])} for r in rows]
+    shown = [{**r, "metrics": ", ".join(f"{k} {_fmt(v)}" for k, v in headline_metrics(r.get("metrics", {}), 4).items())} for r in rows]
     print_table("models", shown, ["name", "version", "task", "rows", "metrics", "created_at"])
 
 

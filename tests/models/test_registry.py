@@ -161,3 +161,12 @@ class TinyTorchHead:
     @classmethod
     def from_state(cls, tensors, config):
         return cls(tensors["weight"], config["classes"])
+
+
+def test_listings_show_a_models_own_metrics_before_its_baselines():
+    from models.registry import headline_metrics
+
+    ranking = {"bm25_mrr@10": 0.51, "bm25_ndcg@10": 0.35, "dense_ndcg@10": 0.37, "mrr@10": 0.59, "ndcg@10": 0.41, "recall@100": 0.79}
+    assert list(headline_metrics(ranking)) == ["ndcg@10", "mrr@10", "recall@100"]
+    image = {"accuracy": 0.95, "macro_f1": 0.95, "majority_accuracy": 0.51, "recall_ants": 0.94, "rows": 245, "ok": True}
+    assert headline_metrics(image, 4) == {"accuracy": 0.95, "macro_f1": 0.95, "recall_ants": 0.94, "rows": 245.0}
