@@ -57,9 +57,9 @@ def view_lock(store: Store | str | None, view: str, purpose: str) -> Iterator[No
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ViewBusyError(f"view {view} is being written by another run ({_holder(folder)}); try again when it finishes") from None
-        held.add(folder)
-        (folder / "holder").write_text(f"{purpose}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
         try:
+            (folder / "holder").write_text(f"{purpose}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+            held.add(folder)
             yield
         finally:
             held.discard(folder)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from datetime import datetime, timezone
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,6 +60,7 @@ __all__ = ["DriftConfig", "HeadConfig", "IndexConfig", "Project", "ProjectError"
 
 EXAMPLE_NAME = "featurestore.yaml"
 _CRON_FIELD = re.compile(r"^[\w*/,\-?#LW]+$")
+HEAD_FILE_OPTIONS = ("queries", "qrels", "docs", "labels")  # head options naming files, resolved against the project's folder
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 
 
@@ -107,6 +109,18 @@ class IndexConfig(_Strict):
     memory_budget: str | None = None
     target_recall: float = Field(0.95, gt=0, le=1)
 
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            from featurestore.index.choice import parse_bytes
+
+            try:
+                parse_bytes(value)
+            except FeatureStoreError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
 
 class Schedule(_Strict):
     """Either ``interval`` (seconds) or ``cron`` (five fields or an @alias), not both."""
@@ -118,8 +132,18 @@ class Schedule(_Strict):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         fields = (value or "").split()
-        if value is not None and value.strip() not in _CRON_ALIASES and (len(fields) != 5 or not all(map(_CRON_FIELD.match, fields))):
-            raise ValueError(f"cron {value!r} is not a cron expression: five fields (minute hour day month weekday) or @hourly/@daily ...")
+        bad = f"cron {value!r} is not a cron expression: five fields (minute hour day month weekday) or @hourly/@daily ..."
+        if value is not None and value.strip() not in _CRON_ALIASES:
+            if len(fields) != 5 or not all(map(_CRON_FIELD.match, fields)):
+                raise ValueError(bad)
+            try:  # the ranges too (minute 61 ...), as Prefect's schedule will check them
+                from cronsim import CronSim, CronSimError
+            except ImportError:
+                return value
+            try:
+                CronSim(value.strip(), datetime.now(timezone.utc))
+            except CronSimError as exc:
+                raise ValueError(f"{bad} ({exc})") from None
         return value
 
     @model_validator(mode="after")
@@ -134,6 +158,8 @@ class ViewConfig(_Strict):
     source: str
     encoders: tuple[str, ...] = Field(min_length=1)
     granularity: Literal["sentence", "token"] = "sentence"
+    layers: Literal["last", "last4"] | None = None  # token level, contextual encoders: as `materialize --layers`
+    subword: Literal["first", "mean"] | None = None  # token level, contextual encoders: as `materialize --subword`
     index: IndexConfig | None = None  # true: the default options; false or absent: no index
     schedule: Schedule | None = None
     full_sync: bool = False
@@ -149,6 +175,13 @@ class ViewConfig(_Strict):
         if len(set(encoders)) < len(encoders):
             raise ValueError("an encoder is listed twice")
         return encoders
+
+    @model_validator(mode="after")
+    def _token_options(self) -> ViewConfig:
+        given = [k for k in ("layers", "subword") if getattr(self, k) is not None]
+        if given and self.granularity != "token":
+            raise ValueError(f"{' and '.join(given)} apply to granularity: token only")
+        return self
 
     @field_validator("index", mode="before")
     @classmethod
@@ -279,7 +312,18 @@ def _resolved(data: dict[str, Any], folder: Path) -> dict[str, Any]:
             {**s, "path": str(folder / Path(s["path"]).expanduser())} if isinstance(s, dict) and isinstance(s.get("path"), str) else s
             for s in out["sources"]
         ]
+    if isinstance(out.get("heads"), list):
+        out["heads"] = [_resolved_head(h, folder) for h in out["heads"]]
     return out
+
+
+def _resolved_head(head: Any, folder: Path) -> Any:
+    """A head's file options (ranking queries/qrels/docs, a labels file) made absolute like source paths."""
+    options = head.get("options") if isinstance(head, dict) else None
+    if not isinstance(options, dict):
+        return head
+    files = {k: str(folder / Path(v).expanduser()) for k, v in options.items() if k in HEAD_FILE_OPTIONS and isinstance(v, str)}
+    return {**head, "options": {**options, **files}}
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -78,7 +78,8 @@ def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, A
     try:
         with view_lock(project.store_root, view.name, "refresh"):
             encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
-            heads = [_refresh_head(project, head, runner) for head in project.heads_of(view)]
+            tables = {e["encoder"]: e["encoder_id"] for e in encoders if e["table_version"] is not None}
+            heads = [_refresh_head(project, head, tables, runner) for head in project.heads_of(view)]
     except ViewBusyError as exc:
         return {"view": view.name, "skipped": str(exc), "changed": False}
     changed = any(e["changed"] for e in encoders) or any(h["status"] == "retrained" for h in heads)
@@ -90,6 +91,9 @@ def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) 
     store = project.store_root
     summary = run(project.source_of(view).open(), view.name, ref, store=store, runner=runner, **_materialize_options(view, ref))
     version, previous = summary["table_version"], summary["previous_version"]
+    if version is None:  # nothing stored yet (an empty source, or every row failed): nothing to index or train
+        return {"encoder": ref, "encoder_id": summary["encoder_id"], **{k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")},
+                "table_version": None, "previous_version": None, "index": None, "drift": None, "changed": False}
     index = _refresh_index(store, view, summary["encoder_id"], version, runner) if view.index else None
     drift = _drift(store, view.name, summary["encoder_id"], previous, version, project.drift.alert_level) if version != previous else None
     counts = {k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")}
@@ -101,6 +105,7 @@ def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) 
 def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
     """The keywords ``featurestore materialize`` would pass for this view, so both write the same table."""
     encoder_options: dict[str, Any] = {"granularity": "token"} if view.granularity == "token" else {}
+    encoder_options.update({k: getattr(view, k) for k in ("layers", "subword") if getattr(view, k) is not None})
     if ref.split(":")[0] in _DEVICE_ENCODERS:
         encoder_options["device"] = settings.device()
     return {"encoder_options": encoder_options, "full_sync": view.full_sync, "on_duplicate": view.on_duplicate,
@@ -147,42 +152,63 @@ def _drift(store: str, view: str, encoder_id: str, base: int | None, current: in
         return {"skipped": str(exc)}
 
 
-def _refresh_head(project: Project, head: HeadConfig, runner: str) -> dict[str, Any]:
-    """Retrain ``head`` when the tables it was trained on moved since its newest version."""
+def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], runner: str) -> dict[str, Any]:
+    """Retrain ``head`` when its configuration changed or the tables it was trained on moved since its newest version."""
     store = project.store_root
-    encoder = project.head_encoder(head)
-    reason = stale_reason(store, head.name, head.view)
+    ref = project.head_encoder(head)
+    if ref not in tables:
+        return {"name": head.name, "status": "skipped", "reason": f"view {head.view} has no {ref} table yet"}
+    encoder_id = tables[ref]  # the table this refresh wrote: a view may hold older tables of the same encoder name
+    reason = stale_reason(store, head, encoder_id)
     if reason is None:
         return {"name": head.name, "status": "current"}
     if runner == "inline":
         from flows.train import train_and_register
 
-        trained = train_and_register(head.task, head.view, encoder, store, head.name, dict(head.options))
+        trained = train_and_register(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     else:
         from flows.train import train_flow
 
-        trained = train_flow(head.task, head.view, encoder, store, head.name, dict(head.options))
+        trained = train_flow(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     from models.registry import headline_metrics
 
     metrics = headline_metrics(trained["metrics"], HEADLINE_METRICS)
     return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
 
 
-def stale_reason(store: str, name: str, view: str) -> str | None:
-    """Why model ``name`` needs training (never trained, or a table of ``view`` moved), None when current.
+def stale_reason(store: str, head: HeadConfig, encoder_id: str) -> str | None:
+    """Why ``head`` needs training, None when its newest version is current: never trained, trained
+    for another task, view, encoder or options than the project file now says, or on a table
+    version that has moved since.
 
     Reads only the newest version's manifest.json (no head is loaded): the check must cost
     next to nothing on a refresh with nothing to do.
     """
-    folder = Store(store).path / "models" / name
+    folder = Store(store).path / "models" / head.name
     versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
     if not versions:
         return "not trained yet"
+    newest = f"v{versions[-1]}"
     manifest = json.loads((folder / str(versions[-1]) / "manifest.json").read_text())
-    for encoder_id, trained_on in _trained_versions(manifest).items():
-        now = Store(store).resolve_table(view, encoder_id).version()
+    if manifest.get("task") not in (head.task, "finetune"):  # a fine-tuned model is registered under task "finetune"
+        return f"{newest} is a {manifest.get('task')} model; the project file says {head.task}"
+    params = manifest.get("params", {})
+    for key, value in head.options.items():
+        if json.dumps(params.get(key), sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
+            return f"option {key} is {value!r} in the project file; {newest} was trained with {params.get(key)!r}"
+    trained = _trained_versions(manifest)
+    views = {e.get("view") for e in manifest.get("encoders", [])} - {None}
+    if views and head.view not in views:
+        return f"{newest} was trained on view {', '.join(sorted(views))}; the project file says {head.view}"
+    if encoder_id not in trained:
+        return f"{newest} was trained on {', '.join(trained)}; the view's table is now {encoder_id}"
+    for trained_id, trained_on in trained.items():
+        try:
+            now = Store(store).resolve_table(head.view, trained_id).version()
+        except StoreError:
+            return f"{head.view}/{trained_id}, which {newest} was trained on, is gone"
         if now != trained_on:
-            return f"{view}/{encoder_id} is at version {now}; v{versions[-1]} was trained on version {trained_on}"
+            return f"{head.view}/{trained_id} is at version {now}; {newest} was trained on version {trained_on}"
     return None
 
 
@@ -210,6 +236,8 @@ def artifact_markdown(summary: dict[str, Any]) -> str:
         for h in result["heads"]:
             if h["status"] == "current":
                 lines.append(f"- head **{h['name']}**: current")
+            elif h["status"] == "skipped":
+                lines.append(f"- head **{h['name']}**: skipped ({h['reason']})")
             else:
                 metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in h["metrics"].items())
                 lines.append(f"- head **{h['name']}**: retrained as v{h['version']} ({h['reason']}): {metrics}")

@@ -53,10 +53,11 @@ def deployments(project: Project) -> list[Any]:
 
 def serve(project: Project, *, limit: int | None = None) -> None:
     """Serve the scheduled refreshes until interrupted (Ctrl-C or SIGTERM), at most ``limit`` runs at once."""
+    made = deployments(project)  # before the server starts: a project without schedules fails at once
     with scheduling_server():
         from prefect import serve as prefect_serve
 
-        prefect_serve(*deployments(project), limit=limit)
+        prefect_serve(*made, limit=limit)
 
 
 @contextmanager

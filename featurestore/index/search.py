@@ -13,6 +13,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, parse_bytes
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
+from featurestore.locks import view_lock
 from featurestore.store import FeatureTable, Store
 from featurestore.store.table import Changes
 
@@ -39,6 +40,12 @@ def build_index(
     table = store.resolve_table(view, encoder)
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
+    budget = parse_bytes(memory_budget)
+    with view_lock(store, table.meta.view, "index build"):  # one writer per view: see featurestore.locks
+        return _build_index(store, table, index_type, budget, target_recall)
+
+
+def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memory_budget: int | None, target_recall: float) -> IndexInfo:
     ids, hashes, vectors, version = _latest_rows(table)
     built = VectorIndex.build(
         ids,
@@ -49,7 +56,7 @@ def build_index(
         metric=table.meta.metric,
         table_version=version,
         index_type=index_type,
-        memory_budget=parse_bytes(memory_budget),
+        memory_budget=memory_budget,
         target_recall=target_recall,
     )
     built.save(index_dir(store, table))
@@ -87,6 +94,12 @@ def update_index(
     """
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
+    with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
+        return _update_index(store, table, encoder, rebuild_share, max_imbalance)
+
+
+def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> dict[str, Any]:
+    view = table.meta.view
     folder = index_dir(store, table)
     index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id, writable=True)
     started = time.perf_counter()

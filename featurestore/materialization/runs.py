@@ -124,16 +124,20 @@ def materialize(
     """Encode ``source`` into ``view`` with ``encoder``, incrementally, in this process (no Prefect).
 
     Returns the run summary: rows_seen, encoded, skipped, failed, table_version, seconds ...
+    Holds the view's write lock (:mod:`featurestore.locks`) from the plan to the last commit.
     """
-    p = plan(
-        source,
-        view,
-        encoder,
-        store=store,
-        encoder_options=encoder_options,
-        full_sync=full_sync,
-        on_duplicate=on_duplicate,
-        strict=strict,
-        shard_size=shard_size,
-    )
-    return run_plan(p, progress=progress)
+    from featurestore.locks import view_lock
+
+    with view_lock(store, view, "materialize"):
+        p = plan(
+            source,
+            view,
+            encoder,
+            store=store,
+            encoder_options=encoder_options,
+            full_sync=full_sync,
+            on_duplicate=on_duplicate,
+            strict=strict,
+            shard_size=shard_size,
+        )
+        return run_plan(p, progress=progress)

@@ -62,7 +62,8 @@ def refresh(
             console().print(f"[bold]{result['view']}[/] / {e['encoder_id']}: {e['encoded']} encoded, {e['skipped']} unchanged, "
                             f"table version {e['table_version']}{index}{alert}")
         for h in result["heads"]:
-            console().print(f"  head {h['name']}: " + (f"retrained as v{h['version']}" if h["status"] == "retrained" else "current"))
+            shown = {"retrained": f"retrained as v{h.get('version')} ({h.get('reason')})", "skipped": f"skipped ({h.get('reason')})"}
+            console().print(f"  head {h['name']}: " + shown.get(h["status"], "current"))
 
 
 def serve(

@@ -44,6 +44,14 @@ def test_a_valid_file_loads_with_paths_resolved_against_its_folder(write, tmp_pa
     assert project.head_encoder(project.heads[0]) == "word2vec" and project.drift.alert_level == 0.1
 
 
+def test_a_heads_file_options_resolve_against_the_projects_folder(write, tmp_path):
+    def ranking(d: dict) -> None:
+        d["heads"][0].update(task="ranking", options={"queries": "cran.qry", "qrels": "/abs/cranqrel", "n_splits": 2})
+
+    options = load_project(write(ranking)).heads[0].options
+    assert options == {"queries": str(tmp_path / "cran.qry"), "qrels": "/abs/cranqrel", "n_splits": 2}
+
+
 def test_the_library_side_does_not_import_prefect():
     import subprocess
     import sys
@@ -67,6 +75,9 @@ def test_the_library_side_does_not_import_prefect():
         (lambda d: d["heads"][0].update(encoder="minilm"), "heads[0].encoder: 'minilm' is not an encoder of view 'sms'"),
         (lambda d: d["views"].append(dict(d["views"][0])), "views[1].name: 'sms' is used twice"),
         (lambda d: d.pop("views"), "views: Field required"),
+        (lambda d: d["views"][0].update(schedule={"cron": "61 * * * *"}), "views[0].schedule.cron: cron '61 * * * *' is not a cron"),
+        (lambda d: d["views"][0].update(index={"memory_budget": "lots"}), "views[0].index.memory_budget: memory budget must look like 2GB"),
+        (lambda d: d["views"][0].update(layers="last4"), "views[0]: layers apply to granularity: token only"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(write, edit, message):

@@ -111,6 +111,35 @@ def test_a_refresh_of_a_locked_view_is_skipped_and_writes_nothing(tmp_path, sms_
     assert refresh(config, runner="inline")["views"][0]["encoders"][0]["encoded"] == 10
 
 
+def test_a_head_whose_options_changed_in_the_project_file_is_retrained(tmp_path, sms_file, word2vec):
+    from flows.refresh import refresh
+
+    config = project(tmp_path, sms_file, 60, index=False)
+    assert refresh(config, runner="inline")["views"][0]["heads"][0]["version"] == 1
+    assert refresh(config, runner="inline")["views"][0]["heads"][0] == {"name": "spam", "status": "current"}
+    data = yaml.safe_load(config.read_text())
+    data["heads"][0]["options"]["n_splits"] = 3
+    config.write_text(yaml.safe_dump(data))
+    head = refresh(config, runner="inline")["views"][0]["heads"][0]
+    assert (head["status"], head["version"]) == ("retrained", 2) and head["reason"] == "option n_splits is 3 in the project file; v1 was trained with 2"
+
+
+def test_an_index_build_waits_for_no_one_and_refuses_a_view_being_written(tmp_path, sms_file, word2vec, cli):
+    from flows.refresh import refresh
+
+    config = project(tmp_path, sms_file, 30, index=False, heads=False)
+    refresh(config, runner="inline")
+    store = tmp_path / "store"
+    with view_lock(str(store), "sms", "refresh"):
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(cli("index", "build", "--view", "sms", "--store", store)))
+        worker.start()
+        worker.join()
+    code, _, err = result[0]
+    assert code == 2 and "view sms is being written by another run (refresh, pid " in err
+    assert not (store / "indexes").exists()
+
+
 def test_two_refreshes_at_once_write_the_table_once(tmp_path, sms_file, word2vec):
     from flows.refresh import refresh
 
