@@ -47,8 +47,8 @@ from featurestore.store import FeatureTable, Store
 from featurestore.training import TrainingSet, training_set
 from models.base import LoadedModel, TrainResult
 from models.classify import classification_metrics, make_head, out_of_fold_proba
-from models.ner import _batches, _seeded, _torch
-from models.spam import _texts, binary_metrics
+from models.spam import binary_metrics, raw_texts
+from models.torch_utils import length_batches, require_torch, seeded
 
 __all__ = ["FineTuneError", "FineTunedImageClassifier", "FineTunedTextClassifier", "finetune", "predict"]
 
@@ -93,14 +93,14 @@ class _FineTuned(BaseEstimator):
     # -- scikit-learn API
     def fit(self, X: Activations, y: np.ndarray, groups: np.ndarray | None = None) -> _FineTuned:
         """Train the top part on cached activations; ``groups`` never straddle the validation slice."""
-        torch = _torch()
+        torch = require_torch()
         self.check_params()
         self.classes_ = np.unique(y)
         target = torch.from_numpy(np.searchsorted(self.classes_, y))
         fit_rows, held = _validation_split(np.asarray(y), groups, self.validation_fraction, self.random_state)
         rng = np.random.default_rng(self.random_state)
         weight = _class_weights(target[fit_rows], len(self.classes_)) if self.class_weight == "balanced" else None
-        with _seeded(torch, self.random_state):
+        with seeded(torch, self.random_state):
             top = self._new_top(len(self.classes_)).to(self._device())
             body = [p for name, p in top.named_parameters() if not name.startswith("classifier.")]
             optimizer = torch.optim.AdamW(
@@ -109,7 +109,7 @@ class _FineTuned(BaseEstimator):
             best, best_state, waited, self.best_epoch_ = math.inf, None, 0, 0
             for epoch in range(1, self.max_epochs + 1):
                 _train_mode(top, torch)
-                for rows in _batches(self._lengths(X, fit_rows), self.batch_size, rng):
+                for rows in length_batches(self._lengths(X, fit_rows), self.batch_size, rng):
                     picked = fit_rows[rows]
                     loss = _loss(self._forward(top, X, picked), target[picked], weight)
                     optimizer.zero_grad()
@@ -129,7 +129,7 @@ class _FineTuned(BaseEstimator):
 
     def predict_proba(self, X: Activations) -> np.ndarray:
         """``(n, n_classes) float64`` class probabilities."""
-        torch = _torch()
+        torch = require_torch()
         rows = np.arange(len(X))
         with torch.inference_mode():
             logits = [self._forward(self.top_, X, rows[i : i + 4 * self.batch_size]) for i in range(0, len(rows), 4 * self.batch_size)]
@@ -141,7 +141,7 @@ class _FineTuned(BaseEstimator):
     def activations(self, raw: Sequence[str]) -> tuple[Activations, list[str | None]]:
         """The frozen lower part's output for raw inputs (paths or texts), and per input why it failed."""
         self.check_params()
-        with _torch().no_grad():  # not inference_mode: the cache feeds layers that train
+        with require_torch().no_grad():  # not inference_mode: the cache feeds layers that train
             return self._lower(list(raw))
 
     # -- what the registry saves (safetensors + JSON) and loads back without unpickling
@@ -156,7 +156,7 @@ class _FineTuned(BaseEstimator):
         head = cls(**config["params"])
         head.check_params()
         head.classes_, head.best_epoch_ = np.array(config["classes"]), config["best_epoch"]
-        with _seeded(_torch(), head.random_state):  # the fresh classifier's init is overwritten; keep the caller's RNG
+        with seeded(require_torch(), head.random_state):  # the fresh classifier's init is overwritten; keep the caller's RNG
             top = head._new_top(len(head.classes_))
         top.load_state_dict(tensors, strict=True)
         head.top_ = top.to(head._device()).eval()
@@ -201,7 +201,7 @@ class _FineTuned(BaseEstimator):
         return resolve_device(getattr(self.encoder(), "device", "auto"))
 
     def _held_loss(self, top: Any, X: Activations, held: np.ndarray, target: Any, weight: Any) -> float:
-        torch = _torch()
+        torch = require_torch()
         top.eval()
         with torch.inference_mode():
             logits = torch.cat([self._forward(top, X, held[i : i + 4 * self.batch_size]) for i in range(0, len(held), 4 * self.batch_size)])
@@ -236,7 +236,7 @@ class FineTunedImageClassifier(_FineTuned):
 
     def _lower(self, raw: list[str]) -> tuple[Activations, list[str | None]]:
         """Stem + the first 16-K blocks of the encoder's own (BatchNorm-folded, eval) network, once per image."""
-        torch = _torch()
+        torch = require_torch()
         enc = self.encoder()
         model = enc.model()
         param = next(model.parameters())
@@ -266,7 +266,7 @@ class FineTunedImageClassifier(_FineTuned):
         """The unfolded packaged network's last K blocks and conv head (with BatchNorm), then a fresh classifier."""
         from featurestore.encoders.image import HEAD_CHANNELS, MODEL, _read_state_dict
 
-        torch = _torch()
+        torch = require_torch()
         nn = torch.nn
         lite = require("efficientnet_lite_pytorch", "image")
         enc = self.encoder()
@@ -280,7 +280,7 @@ class FineTunedImageClassifier(_FineTuned):
         return nn.ModuleDict({"body": body, "classifier": classifier}).requires_grad_(True)
 
     def _forward(self, top: Any, X: Activations, rows: np.ndarray) -> Any:
-        return top["classifier"](top["body"](X[_torch().from_numpy(rows)].to(self._device())))
+        return top["classifier"](top["body"](X[require_torch().from_numpy(rows)].to(self._device())))
 
 
 class FineTunedTextClassifier(_FineTuned):
@@ -300,7 +300,7 @@ class FineTunedTextClassifier(_FineTuned):
 
     def _lower(self, raw: list[str]) -> tuple[Activations, list[str | None]]:
         """Embeddings + the first L-K layers, longest texts first in batches; each text keeps its own pieces."""
-        torch = _torch()
+        torch = require_torch()
         enc, bert = self.encoder(), self._bert()
         pieces = enc.model().tokenizer(raw, truncation=True, max_length=enc.max_seq_length)["input_ids"] if raw else []
         first = self._depth()[0] - self.unfreeze_last
@@ -318,14 +318,14 @@ class FineTunedTextClassifier(_FineTuned):
 
     def _new_top(self, n_classes: int) -> Any:
         """Copies of the last K layers (float32, trainable), then a fresh classifier."""
-        nn = _torch().nn
+        nn = require_torch().nn
         bert = self._bert()
         layers = copy.deepcopy(bert.encoder.layer[self._depth()[0] - self.unfreeze_last :]).float()
         classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(bert.config.hidden_size, n_classes))
         return nn.ModuleDict({"layers": layers, "classifier": classifier}).requires_grad_(True)
 
     def _forward(self, top: Any, X: Activations, rows: np.ndarray) -> Any:
-        torch = _torch()
+        torch = require_torch()
         h, mask = _pad([X[i] for i in rows], torch)
         h, mask = h.to(self._device()), mask.to(self._device())
         for layer in top["layers"]:
@@ -456,7 +456,7 @@ def _head_for(table: FeatureTable, unfreeze_last: int, **params: Any) -> _FineTu
 
 def _raw_inputs(store: Store, table: FeatureTable, ts: TrainingSet, inputs: Any) -> list[str]:
     """Each row's text or image path: a kept text column, else ``inputs``, else the run record's source."""
-    kept = _texts(ts, None) if table.meta.modality == "text" else None
+    kept = raw_texts(ts, None) if table.meta.modality == "text" else None
     if kept is not None:
         return kept
     if inputs is None:
@@ -464,7 +464,7 @@ def _raw_inputs(store: Store, table: FeatureTable, ts: TrainingSet, inputs: Any)
         if not runs or not runs[-1].get("source"):
             raise SourceError(f"view {table.meta.view!r} keeps no raw inputs and no run record names its source; pass inputs=PATH")
         inputs = runs[-1]["source"]
-    return _texts(ts, inputs if hasattr(inputs, "batches") else open_source(inputs))
+    return raw_texts(ts, inputs if hasattr(inputs, "batches") else open_source(inputs))
 
 
 def _checked(result: tuple[Activations, list[str | None]], ts: TrainingSet) -> Activations:
@@ -511,12 +511,12 @@ def _validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float,
 
 def _class_weights(target: Any, n_classes: int) -> Any:
     """scikit-learn's ``balanced``: n / (n_classes * count) per class."""
-    counts = _torch().bincount(target, minlength=n_classes).float()
+    counts = require_torch().bincount(target, minlength=n_classes).float()
     return len(target) / (n_classes * counts.clamp(min=1.0))
 
 
 def _loss(logits: Any, target: Any, weight: Any) -> Any:
-    nn = _torch().nn
+    nn = require_torch().nn
     return nn.functional.cross_entropy(logits, target.to(logits.device), weight=None if weight is None else weight.to(logits.device))
 
 
@@ -529,7 +529,7 @@ def _train_mode(top: Any, torch: Any) -> None:
 
 
 def _subset(X: Activations, rows: np.ndarray) -> Activations:
-    return [X[i] for i in rows] if isinstance(X, list) else X[_torch().from_numpy(np.asarray(rows, dtype=np.int64))]
+    return [X[i] for i in rows] if isinstance(X, list) else X[require_torch().from_numpy(np.asarray(rows, dtype=np.int64))]
 
 
 def _pad(rows: list[Any], torch: Any) -> tuple[Any, Any]:
@@ -545,7 +545,7 @@ def _pad(rows: list[Any], torch: Any) -> tuple[Any, Any]:
 
 def _layer(layer: Any, h: Any, mask: Any) -> Any:
     """One BERT layer with an additive padding mask (eager and sdpa attention both take it)."""
-    torch = _torch()
+    torch = require_torch()
     additive = (~mask)[:, None, None, :].to(h.dtype) * torch.finfo(h.dtype).min
     out = layer(h, attention_mask=additive)
     return out[0] if isinstance(out, tuple) else out

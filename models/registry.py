@@ -56,9 +56,10 @@ TORCH_FILE = "head.safetensors"
 TORCH_CONFIG = "head.json"
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 # this package's own scikit-learn style wrappers that skops may rebuild (plain attributes, no code)
-TRUSTED_HEAD_TYPES = ("models.ner.TokenLogisticRegression",)
+TRUSTED_HEAD_TYPES = ("models.tagging.TokenLogisticRegression", "models.ner.TokenLogisticRegression")
 TORCH_HEAD_CLASSES = (
-    "models.ner.TorchTokenClassifier",
+    "models.tagging.TorchTokenClassifier",
+    "models.ner.TorchTokenClassifier",  # saved before the heads moved to models.tagging
     "models.finetune.FineTunedImageClassifier",
     "models.finetune.FineTunedTextClassifier",
 )

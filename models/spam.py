@@ -70,7 +70,7 @@ def train(
     seconds = time.perf_counter() - started
     report = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(seconds, 3), warnings=ts.warnings)
-    raw = _texts(ts, texts if texts is not None else _view_source(store, ts))
+    raw = raw_texts(ts, texts if texts is not None else _view_source(store, ts))
     report["baseline"] = tfidf_baseline(ts, raw, positive) if raw is not None else {"skipped": "no raw texts: keep a text column or pass texts="}
     metrics = {k: report[k] for k in ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")}
     if "f1" in report["baseline"]:
@@ -142,7 +142,7 @@ def _view_source(store: Any, ts: TrainingSet) -> TextSource | None:
     return source if isinstance(source, TextSource) else None
 
 
-def _texts(ts: TrainingSet, source: TextSource | None) -> list[str] | None:
+def raw_texts(ts: TrainingSet, source: TextSource | None) -> list[str] | None:
     """The raw text of each row: the view's kept ``text`` column, else read from ``source`` and
     checked against the stored content hashes (the baseline must see the texts that were encoded)."""
     if "text" in ts.columns.columns:
