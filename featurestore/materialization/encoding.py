@@ -230,17 +230,33 @@ def tombstone_rows(p: Plan, ids: pa.Array) -> pa.Table:
     )
 
 
+COMMIT_ATTEMPTS = 5
+
+
 def committed(table: FeatureTable, app_id: str) -> bool:
     return table.exists() and table.delta().transaction_version(app_id) is not None
 
 
 def commit(table: FeatureTable, rows: pa.Table, meta: TableMeta, app_id: str) -> int:
-    """Append with an app transaction id so that a retry of the same part is a no-op."""
-    from deltalake import CommitProperties, Transaction
+    """Append with an app transaction id so that a retry of the same part is a no-op.
 
-    if committed(table, app_id):
-        return int(table.version())
-    return table.append(rows, meta, commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=1)]))
+    Shards committed at once by several workers race only when they create the table: the
+    losers' CommitFailedError is retried here, against the table the winner created, instead of
+    failing the shard (whose retry would encode it again).
+    """
+    from deltalake import CommitProperties, Transaction
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(COMMIT_ATTEMPTS):
+        if committed(table, app_id):
+            return int(table.version())
+        try:
+            return table.append(rows, meta, commit_properties=CommitProperties(app_transactions=[Transaction(app_id=app_id, version=1)]))
+        except CommitFailedError:
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _result(rows: int, forward: int, stats: EncodeResult | None, failures: list[dict[str, Any]], seconds: float, version: int | None, *, already: bool = False) -> dict[str, Any]:

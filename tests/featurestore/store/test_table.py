@@ -231,3 +231,34 @@ def test_changes_since_reads_the_commits_after_a_version(table):
     assert len(table.changes_since(3).ids) == 0
     table.compact()
     assert table.changes_since(3) is None  # compaction rewrote old rows into a new file
+
+
+def test_shards_that_create_a_table_at_once_all_land_exactly_once(tmp_path):
+    """Four writers commit their first shard to a table none of them has created yet: the losers
+    of the creation race retry the commit itself (no re-encode) and every row lands once."""
+    import threading
+
+    from featurestore.materialization.encoding import commit
+
+    store = Store(tmp_path)
+    barrier, errors = threading.Barrier(4), []
+
+    def shard(k: int) -> None:
+        ids = [f"{k}-{i}" for i in range(25)]
+        part = rows(ids, np.full((25, DIM), k, np.float32))
+        barrier.wait()
+        try:
+            commit(store.table("v", "test-0000000000"), part, meta(), f"run-{k}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=shard, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    table = store.table("v", "test-0000000000")
+    history, _ = table.scan(["entity_id"])
+    assert history.num_rows == 100 and len(table.latest()) == 100
+    assert commit(table, rows(["0-0"], np.zeros((1, DIM), np.float32)), meta(), "run-0") == table.version()  # a retried shard is a no-op
