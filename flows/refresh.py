@@ -8,7 +8,7 @@ line's entry, therefore never starts Prefect when nothing changed, and publishes
 artifact only when something did (Prefect is up by then).
 
 Overlap: each view is refreshed under its write lock (:mod:`featurestore.locks`). A refresh that
-finds the lock taken skips that view at once, with the holder in its summary and artifact,
+finds the lock taken skips that view at once, with the holder in its summary (and in the artifact of a scheduled run),
 instead of waiting: the next scheduled run picks up whatever changed meanwhile, and runs never
 queue behind a slow one.
 """

@@ -88,7 +88,10 @@ def init(config: Path = ConfigOpt) -> None:
 
     if config.exists():
         raise FeatureStoreError(f"{config} exists; edit it, or pass --config to write the example elsewhere")
-    config.write_text(EXAMPLE, encoding="utf-8")
+    try:
+        config.write_text(EXAMPLE, encoding="utf-8")
+    except OSError as exc:
+        raise FeatureStoreError(f"cannot write {config}: {exc.strerror}") from None
     console().print(f"wrote {config}: edit the source path, then run `featurestore refresh --config {config}`")
 
 

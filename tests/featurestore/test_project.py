@@ -106,3 +106,19 @@ def test_an_unknown_head_option_is_a_config_error(write, cli):
     path = write(lambda d: d["heads"][0]["options"].update(queries="q.jsonl"))
     code, _, err = cli("refresh", "--config", path)
     assert code == 2 and f"{path}: heads[0]: task 'spam' does not take --queries" in err
+
+
+def test_init_writes_an_example_that_validates_once_its_source_exists(tmp_path, cli):
+    path = tmp_path / "featurestore.yaml"
+    code, out, err = cli("init", "--config", path)
+    assert code == 0, err
+    with pytest.raises(ProjectError, match=r"sources\[0\]\.path: file not found"):
+        load_project(path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "SMSSpamCollection").write_text("ham\thello\n", encoding="utf-8")
+    project = load_project(path)
+    assert [v.name for v in project.views] == ["sms"] and project.heads[0].task == "spam"
+    before = path.read_text()
+    assert cli("init", "--config", path)[:1] == (2,) and path.read_text() == before  # never over an existing file
+    code, _, err = cli("init", "--config", tmp_path / "nowhere" / "featurestore.yaml")
+    assert code == 2 and err.startswith("featurestore: error: cannot write ") and len(err.strip().splitlines()) == 1
