@@ -396,10 +396,11 @@ def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Pa
     """``docs`` when given, else the source of the view's newest materialize run."""
     if docs is not None:
         return _existing(docs, "docs")
-    runs = sorted((store.path / "runs").glob(f"*-{table.meta.view}-{table.meta.encoder_id}.json"))
-    if not runs:
-        raise SourceError(f"view {table.meta.view!r} keeps no texts and has no run record naming its source; pass docs=PATH")
-    return _existing(json.loads(runs[-1].read_text())["source"], "docs (the view's materialize source)")
+    try:
+        source = store.view_source(table.meta.view, table.meta.encoder_id)
+    except StoreError as exc:
+        raise SourceError(f"{exc} as docs=PATH") from None
+    return _existing(source.path, "docs (the view's materialize source)")
 
 
 def _sha256(path: Path) -> str:

@@ -146,6 +146,21 @@ def test_empty_qrels_and_strict_unknown_query_fail_before_any_work(cran_store, t
         train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "extra.tsv", strict=True)
 
 
+def test_docs_come_from_the_views_run_record_or_a_clear_error(tmp_path, word2vec):
+    need(CRAN)
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"id": d, "text": t}) + "\n" for d, t in list(load_docs(DOCS).items())[:50]))
+    store = tmp_path / "store"
+    materialize(TextSource(str(source), id_col="id"), "few", "word2vec", store=store)
+    source.rename(tmp_path / "moved.jsonl")
+    with pytest.raises(SourceError, match=r"the source of view 'few' \(.*docs.jsonl\) is gone; pass the source path as docs=PATH"):
+        train(store, "few", queries=QUERIES, qrels=QRELS)
+    for run in (store / "runs").glob("*.json"):
+        run.unlink()
+    with pytest.raises(SourceError, match="view 'few' has no run record naming its source; pass the source path as docs=PATH"):
+        train(store, "few", queries=QUERIES, qrels=QRELS)
+
+
 # ---------------------------------------------------------------------------- train / predict
 def test_cross_validated_reranker_against_bm25_and_dense(trained):
     m = trained.metrics
