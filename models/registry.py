@@ -60,7 +60,9 @@ TRUSTED_HEAD_TYPES = ("models.tagging.TokenLogisticRegression", "models.ner.Toke
 TORCH_HEAD_CLASSES = (
     "models.tagging.TorchTokenClassifier",
     "models.ner.TorchTokenClassifier",  # saved before the heads moved to models.tagging
-    "models.finetune.FineTunedImageClassifier",
+    "models.finetuned.FineTunedImageClassifier",
+    "models.finetuned.FineTunedTextClassifier",
+    "models.finetune.FineTunedImageClassifier",  # saved before the classifiers moved to models.finetuned
     "models.finetune.FineTunedTextClassifier",
 )
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
