@@ -1,8 +1,9 @@
 """One writer per view: a non-blocking ``flock`` on ``<store>/locks/<view>``.
 
 Delta commits are atomic, but two runs that plan the same diff at once would both encode it
-and both commit it (duplicates). A refresh, a scheduled refresh and ``featurestore
-materialize`` of the same view therefore take this lock first. A run that finds it taken does
+and both commit it (duplicates), and two index writers would interleave their files. Every
+writer of a view (refresh, materialize, index build and update, from the command line or
+Python) therefore takes this lock first. A run that finds it taken does
 not wait: it stops at once with a message naming the holder (the next scheduled run picks up
 whatever it would have written), so runs never pile up behind a slow one.
 
@@ -41,7 +42,7 @@ def view_lock(store: Store | str | None, view: str, purpose: str) -> Iterator[No
     """Hold the write lock of ``view`` for the block; :class:`ViewBusyError` when another run holds it.
 
     Re-entrant within a thread (a refresh holds it while its materialize takes it again).
-    ``purpose`` (``refresh``, ``materialize``) is shown to a run that finds the lock taken.
+    ``purpose`` (``refresh``, ``materialize``, ``index build`` ...) is shown to a run that finds the lock taken.
     """
     store = store if isinstance(store, Store) else Store(store)
     folder = store.path / "locks" / check_view_name(view)

@@ -7,9 +7,9 @@ Shard tasks are submitted to the flow's task runner: by default one thread (the 
 uses every core), or Dask workers with ``materialize_flow.with_options(task_runner=...)`` (see
 :mod:`flows.dask_runner`). Concurrent shard commits are Delta appends with distinct app
 transaction ids: delta-rs rebases an append onto a newer version without conflict, so no row is
-lost or written twice. Only the commit that creates a new table writes its metadata; a second
-shard that tried to create it at the same time fails with ``CommitFailedError`` and its retry
-appends (a shard per extra worker encoded twice, once per new table).
+lost or written twice. Only the commit that creates a new table writes its metadata; a shard that
+tried to create it at the same time retries its commit against the new table
+(:func:`featurestore.materialization.encoding.commit`), without encoding again.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from featurestore import settings
 from featurestore.drift import embedding_drift
 from featurestore.errors import FeatureStoreError, StoreError
 from featurestore.locks import ViewBusyError, view_lock
@@ -34,11 +33,10 @@ from featurestore.project import (
     load_project,
 )
 from featurestore.store import Store
-from flows.runner import run
+from flows.runner import encoder_options, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
 
-_DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # as `featurestore materialize` passes --device
 HEADLINE_METRICS = 4
 
 
@@ -91,33 +89,28 @@ def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) 
     store = project.store_root
     summary = run(project.source_of(view).open(), view.name, ref, store=store, runner=runner, **_materialize_options(view, ref))
     version, previous = summary["table_version"], summary["previous_version"]
+    result = {"encoder": ref, "encoder_id": summary["encoder_id"], **{k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")},
+              "table_version": version, "previous_version": previous, "index": None, "drift": None, "changed": False}
     if version is None:  # nothing stored yet (an empty source, or every row failed): nothing to index or train
-        return {"encoder": ref, "encoder_id": summary["encoder_id"], **{k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")},
-                "table_version": None, "previous_version": None, "index": None, "drift": None, "changed": False}
+        return result
     index = _refresh_index(store, view, summary["encoder_id"], version, runner) if view.index else None
     drift = _drift(store, view.name, summary["encoder_id"], previous, version, project.drift.alert_level) if version != previous else None
-    counts = {k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")}
     changed = version != previous or bool(index and index["status"] != "current")
-    return {"encoder": ref, "encoder_id": summary["encoder_id"], **counts, "table_version": version,
-            "previous_version": previous, "index": index, "drift": drift, "changed": changed}
+    return {**result, "index": index, "drift": drift, "changed": changed}
 
 
 def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
     """The keywords ``featurestore materialize`` would pass for this view, so both write the same table."""
-    encoder_options: dict[str, Any] = {"granularity": "token"} if view.granularity == "token" else {}
-    encoder_options.update({k: getattr(view, k) for k in ("layers", "subword") if getattr(view, k) is not None})
-    if ref.split(":")[0] in _DEVICE_ENCODERS:
-        encoder_options["device"] = settings.device()
-    return {"encoder_options": encoder_options, "full_sync": view.full_sync, "on_duplicate": view.on_duplicate,
+    options = encoder_options(ref, granularity=view.granularity, layers=view.layers, subword=view.subword)
+    return {"encoder_options": options, "full_sync": view.full_sync, "on_duplicate": view.on_duplicate,
             "strict": view.strict, "shard_size": view.shard_size}
 
 
 def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int | None, runner: str) -> dict[str, Any]:
     """Update (or build) the index when it does not cover ``version``; else report the one there is."""
-    from featurestore.index.search import index_dir
+    from featurestore.index.search import index_info
 
-    info_file = index_dir(Store(store), Store(store).resolve_table(view.name, encoder_id)) / "index.json"
-    info = json.loads(info_file.read_text()) if info_file.is_file() else None
+    info = index_info(Store(store), Store(store).resolve_table(view.name, encoder_id))
     if info is not None and info["table_version"] == version:
         return {"status": "current", "rows": info["rows"], "recall_at_10": info["recall_at_10"], "factory": info["factory"]}
     options = view.index.model_dump() if view.index else {}
@@ -184,12 +177,12 @@ def stale_reason(store: str, head: HeadConfig, encoder_id: str) -> str | None:
     Reads only the newest version's manifest.json (no head is loaded): the check must cost
     next to nothing on a refresh with nothing to do.
     """
-    folder = Store(store).path / "models" / head.name
-    versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-    if not versions:
+    from models.registry import newest_manifest
+
+    saved = newest_manifest(store, head.name)
+    if saved is None:
         return "not trained yet"
-    newest = f"v{versions[-1]}"
-    manifest = json.loads((folder / str(versions[-1]) / "manifest.json").read_text())
+    newest, manifest = f"v{saved[0]}", saved[1]
     if manifest.get("task") not in (head.task, "finetune"):  # a fine-tuned model is registered under task "finetune"
         return f"{newest} is a {manifest.get('task')} model; the project file says {head.task}"
     params = manifest.get("params", {})

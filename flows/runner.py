@@ -17,6 +17,32 @@ from flows.dask_runner import DaskOptions, workers_share_this_api
 from flows.progress import ProgressFn, progress_hook
 
 RUNNERS = ("local", "inline", "dask")
+DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # the encoders that take a device
+CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take layers / subword
+
+
+def encoder_options(
+    encoder: str, *, granularity: str = "sentence", layers: str | None = None, subword: str | None = None, device: str | None = None
+) -> dict[str, Any]:
+    """The encoder keywords a materialize of ``encoder`` passes: granularity, token options, device.
+
+    ``featurestore materialize`` and the project file's views both build them here, so the
+    same options write the same table (the same encoder_id).
+    """
+    from featurestore import settings
+    from featurestore.errors import EncoderError
+
+    if granularity not in ("sentence", "token"):
+        raise EncoderError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+    name = encoder.split(":")[0]
+    token = {k: v for k, v in (("layers", layers), ("subword", subword)) if v is not None}
+    if token and (granularity != "token" or name not in CONTEXTUAL_ENCODERS):
+        flags = " and ".join(f"--{k}" for k in token)
+        raise EncoderError(f"{flags} apply to contextual token vectors: --granularity token with minilm or an st: encoder")
+    options: dict[str, Any] = {"granularity": "token", **token} if granularity == "token" else {}
+    if name in DEVICE_ENCODERS:
+        options["device"] = settings.device(device)
+    return options
 
 
 def run(

@@ -179,7 +179,25 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
 
 
 def _next_version(folder: Path) -> int:
-    return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0) + 1
+    return max(model_versions(folder), default=0) + 1
+
+
+def model_versions(folder: Path) -> list[int]:
+    """The saved versions under a model's folder, oldest first (none when the folder is missing)."""
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+
+
+def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str, Any]] | None:
+    """The newest version of model ``name`` and its manifest.json, without loading the head (None: never saved)."""
+    store = store if isinstance(store, Store) else Store(store)
+    versions = model_versions(store.path / "models" / check_view_name(name))
+    if not versions:
+        return None
+    path = store.path / "models" / name / str(versions[-1]) / "manifest.json"
+    try:
+        return versions[-1], json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {name} v{versions[-1]}: manifest.json cannot be read ({exc}); retrain it") from None
 
 
 # --------------------------------------------------------------------------------- load
@@ -189,7 +207,7 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     """Model ``name`` at ``version`` (the newest when None), its files verified against the manifest."""
     store = store if isinstance(store, Store) else Store(store)
     folder = store.path / "models" / check_view_name(name)
-    versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    versions = model_versions(folder)
     if not versions:
         known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
         raise ModelError(f"no model {name!r} in {store.root}; models: {known}")
@@ -263,7 +281,7 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     base = store.path / "models"
     rows = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
-        for version in sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()):
+        for version in model_versions(folder):
             try:
                 manifest = json.loads((folder / str(version) / "manifest.json").read_text())
             except (OSError, ValueError):

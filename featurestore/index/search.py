@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -202,6 +203,15 @@ def _type_of(factory: str) -> str:
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
     return (index_dir(store, store.resolve_table(view, encoder)) / "index.json").is_file()
+
+
+def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
+    """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
+    path = index_dir(store, table) / "index.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except ValueError:
+        raise StoreError(f"{path} cannot be read; rebuild the index with `featurestore index build`") from None
 
 
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:

@@ -36,12 +36,10 @@ def materialize(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the run summary."),
 ) -> None:
     """Encode SOURCE into VIEW with ENCODER; rows already stored with the same content are skipped."""
-    from featurestore import settings
-    from featurestore.errors import EncoderError
     from featurestore.sources import open_source
 
     from flows.dask_runner import DaskOptions
-    from flows.runner import run
+    from flows.runner import encoder_options, run
 
     src = open_source(
         source,
@@ -53,16 +51,7 @@ def materialize(
         header=not no_header,
         path_col=path_col,
     )
-    if granularity not in ("sentence", "token"):
-        raise EncoderError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
-    options: dict = {"granularity": "token"} if granularity == "token" else {}
-    token_options = {k: v for k, v in (("layers", layers), ("subword", subword)) if v is not None}
-    if token_options and (granularity != "token" or encoder.split(":")[0] not in ("minilm", "st")):
-        flags = " and ".join(f"--{k}" for k in token_options)
-        raise EncoderError(f"{flags} apply to contextual token vectors: --granularity token with minilm or an st: encoder")
-    options.update(token_options)
-    if encoder.split(":")[0] in ("minilm", "st", "efficientnet-lite0"):
-        options["device"] = settings.device(device)
+    options = encoder_options(encoder, granularity=granularity, layers=layers, subword=subword, device=device)
     with progress_bar(f"materialize {view}", enabled=not json_out) as update:
         summary = run(
             src,
