@@ -7,12 +7,20 @@ Explicit argument > environment variable > default.
   beside the project checkout).
 - ``FEATURESTORE_WORD2VEC``: the vectors behind the ``word2vec`` encoder name.
 - ``FEATURESTORE_DEVICE``: ``auto`` (default), ``cpu`` or ``cuda``.
+- ``FEATURESTORE_STORAGE_OPTIONS``: a JSON object of deltalake storage options for a remote
+  store root (``s3://`` ...), added to what the object store reads from ``AWS_*`` variables.
+- ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
+  records, locks, staging, read cache); default ``~/.cache/featurestore``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
+
+from featurestore.errors import StoreError
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +33,32 @@ def store_root(explicit: str | os.PathLike[str] | None = None) -> str:
     if env:
         return env
     return str(Path.home() / ".featurestore")
+
+
+def storage_options() -> dict[str, str] | None:
+    """Storage options for a remote store root, from ``FEATURESTORE_STORAGE_OPTIONS`` (JSON).
+
+    They come from the environment only, so that every process of a run (Prefect tasks, Dask
+    workers) opens the tables with the same options without secrets being written to a plan.
+    """
+    text = os.environ.get("FEATURESTORE_STORAGE_OPTIONS", "").strip()
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise StoreError(f"FEATURESTORE_STORAGE_OPTIONS is not JSON ({exc}); give an object such as {{\"AWS_REGION\": \"eu-west-1\"}}") from None
+    if not isinstance(options, dict):
+        raise StoreError("FEATURESTORE_STORAGE_OPTIONS must be a JSON object of option names to values")
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def work_dir(remote_root: str) -> Path:
+    """The local folder of a remote store: ``$FEATURESTORE_WORK_DIR`` (or ``~/.cache/featurestore``)
+    plus a name made from the root URL, so two remote stores never share one."""
+    base = os.environ.get("FEATURESTORE_WORK_DIR") or str(Path.home() / ".cache" / "featurestore")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", remote_root.replace("://", "-")).strip("_")
+    return Path(base).expanduser().absolute() / name
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

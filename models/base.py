@@ -40,6 +40,7 @@ class LoadedModel:
     path: Path
     head: Any
     manifest: dict[str, Any]
+    store: str | None = None  # the root of the store it lives in (None: the folder above models/)
 
     @property
     def task(self) -> str:

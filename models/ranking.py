@@ -366,7 +366,7 @@ def predict(model: LoadedModel, inputs: Sequence[Mapping[str, Any]], *, top_k: i
     The store is the one the registry lives in (``<store>/models/<name>/<version>``).
     """
     params = model.manifest["params"]
-    store = Store(model.path.parents[2])
+    store = Store(model.store or model.path.parents[2])
     table = store.resolve_table(params["view"], params["encoder_id"])
     docs_path = existing_file(params["docs"], "docs (recorded at training)")
     if _sha256(docs_path) != params["docs_sha256"]:

@@ -110,7 +110,7 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest)
+    return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root)
 
 
 def _write_head(folder: Path, head: Any) -> dict[str, str]:
@@ -220,7 +220,8 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     except (OSError, ValueError) as exc:
         raise ModelError(f"model {name} v{version}: manifest.json cannot be read ({exc}); retrain it") from None
     _verify(name, version, path, manifest)
-    return LoadedModel(name=name, version=version, path=path, head=_read_head(name, version, path, manifest.get("head", {})), manifest=manifest)
+    head = _read_head(name, version, path, manifest.get("head", {}))
+    return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root)
 
 
 def _verify(name: str, version: int, path: Path, manifest: dict[str, Any]) -> None:

@@ -6,6 +6,10 @@ Layout under the root::
     runs/<utc time>-<view>-<encoder_id>.json   one record per materialize run
 
 The catalog is the folder tree itself: there is no second index that could disagree with it.
+
+A remote root (``s3://bucket/prefix`` ...) holds the ``views/`` tables; everything else (runs,
+indexes, heads, locks, staging, the read cache) lives in a local work folder, ``Store.path``
+(see :func:`featurestore.settings.work_dir`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow.compute as pc
 
 from featurestore import settings
 from featurestore.errors import StoreError
+from featurestore.store.remote import RemoteFolder, check_scheme, is_remote
 from featurestore.store.schema import TableMeta, check_view_name
 from featurestore.store.table import FeatureTable, latest_mask
 
@@ -55,29 +60,51 @@ class Store:
         root_text = settings.store_root(root)
         if root_text.startswith("file://"):
             root_text = unquote(root_text.removeprefix("file://"))
-        elif "://" in root_text:
-            raise StoreError(
-                f"store {root_text!r}: only local folders (or file:// URLs) are supported as store roots so far; "
-                "object stores (s3://, gs://) are not"
-            )
-        self.path = Path(root_text).expanduser().absolute()
-        self.root = str(self.path)
+        self.remote: RemoteFolder | None = None
+        if is_remote(root_text):
+            check_scheme(root_text)
+            self.root = root_text.rstrip("/")
+            self.remote = RemoteFolder(self.root, settings.storage_options())
+            self.path = settings.work_dir(self.root)  # the local part of a remote store
+        else:
+            self.path = Path(root_text).expanduser().absolute()
+            self.root = str(self.path)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
 
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        return self.remote.storage_options if self.remote else None
+
     def table_uri(self, view: str, encoder_id: str) -> str:
+        if self.remote:
+            return f"{self.root}/views/{check_view_name(view)}/{encoder_id}"
         return str(self.path / "views" / check_view_name(view) / encoder_id)
 
     def table(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
-        return FeatureTable(self.table_uri(view, encoder_id), meta)
+        return FeatureTable(self.table_uri(view, encoder_id), meta, self.storage_options, cache=self.path / "_cache")
+
+    def _subfolders(self, relative: str) -> list[str]:
+        if self.remote:
+            return self.remote.subfolders(relative)
+        folder = self.path / relative
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def _is_table(self, view: str, encoder_id: str) -> bool:
+        if self.remote:
+            return self.remote.is_folder(f"views/{view}/{encoder_id}/_delta_log")
+        return (self.path / "views" / view / encoder_id / "_delta_log").is_dir()
 
     def ensure_writable(self) -> Path | None:
         """Create the root if needed and prove a file can be written there; else a StoreError.
 
         Returns the top-most folder this call created (None when the root existed), so that a
-        caller that fails later can leave the file system as it found it.
+        caller that fails later can leave the file system as it found it. For a remote root the
+        bucket is checked by listing it and the local work folder is what gets created.
         """
+        if self.remote:
+            self.remote.check_reachable()
         probe = self.path / f".write-probe-{uuid.uuid4().hex}"
         created = next((p for p in reversed([self.path, *self.path.parents]) if not p.exists()), None)
         try:
@@ -93,16 +120,12 @@ class Store:
 
     def tables(self, view: str | None = None) -> list[FeatureTable]:
         """Every feature table in the store (of one view when given)."""
-        base = self.path / "views"
-        if not base.is_dir():
-            return []
-        views = [base / check_view_name(view)] if view else sorted(p for p in base.iterdir() if p.is_dir())
+        views = [check_view_name(view)] if view else self._subfolders("views")
         return [
-            FeatureTable(str(enc))
+            self.table(v, enc)
             for v in views
-            if v.is_dir()
-            for enc in sorted(v.iterdir())
-            if (enc / "_delta_log").is_dir()
+            for enc in self._subfolders(f"views/{v}")
+            if self._is_table(v, enc)
         ]
 
     def encoder_ids(self, view: str) -> list[str]:
@@ -110,9 +133,9 @@ class Store:
 
     def resolve_table(self, view: str, encoder: str | None = None) -> FeatureTable:
         """The table of ``view`` for an encoder id or name; the only one when the view has one."""
-        tables = self.tables(view) if (self.path / "views" / check_view_name(view)).is_dir() else []
+        tables = self.tables(view)
         if not tables:
-            known = sorted(p.name for p in (self.path / "views").iterdir()) if (self.path / "views").is_dir() else []
+            known = self._subfolders("views")
             raise StoreError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
         if encoder is None:
             if len(tables) == 1:

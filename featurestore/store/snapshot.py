@@ -44,10 +44,12 @@ class Snapshot:
         return VectorFile(self.folder / VECTORS_FILE)
 
 
-def snapshot_dir(table_uri: str, version: int) -> Path:
-    """``<root>/_cache/<view>/<encoder_id>/v<version>-f<format>`` for a table at ``<root>/views/<view>/<encoder_id>``."""
-    table = Path(table_uri)
-    return table.parents[2] / "_cache" / table.parent.name / table.name / f"v{version:08d}-f{SNAPSHOT_FORMAT}"
+def snapshot_dir(table_uri: str, version: int, cache: Path | None = None) -> Path:
+    """``<cache>/<view>/<encoder_id>/v<version>-f<format>`` for a table at ``<root>/views/<view>/<encoder_id>``;
+    ``cache`` defaults to ``<root>/_cache`` (a remote table passes its store's local work folder)."""
+    table = Path(table_uri)  # for a URL too, the last two parts are the view and the encoder id
+    base = cache if cache is not None else table.parents[2] / "_cache"
+    return base / table.parent.name / table.name / f"v{version:08d}-f{SNAPSHOT_FORMAT}"
 
 
 def read_snapshot(folder: Path, dim: int) -> Snapshot | None:

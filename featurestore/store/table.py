@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.store.remote import describe
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
 from featurestore.store.snapshot import Snapshot, read_snapshot, snapshot_dir, write_snapshot
 
@@ -76,16 +77,28 @@ def _is_local(uri: str) -> bool:
 class FeatureTable:
     """A feature table at ``uri`` (created on first append)."""
 
-    def __init__(self, uri: str, meta: TableMeta | None = None, storage_options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        meta: TableMeta | None = None,
+        storage_options: dict[str, str] | None = None,
+        *,
+        cache: Path | None = None,
+    ) -> None:
         self.uri = uri
         self._meta = meta
         self.storage_options = storage_options
+        self.cache = cache  # where read snapshots go (default: _cache beside the views/ folder)
+        self._fs: Any = None
 
     # ---------------------------------------------------------------- metadata
     def exists(self) -> bool:
         from deltalake import DeltaTable
 
-        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+        try:
+            return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.uri}: {describe(exc)}; check the storage options") from None
 
     def delta(self, as_of: AsOf = None):
         """The ``deltalake.DeltaTable`` at the latest version, or as of a version or time."""
@@ -97,14 +110,14 @@ class FeatureTable:
         except TableNotFoundError:
             raise StoreError(f"no feature table at {self.uri}; materialize the view first") from None
         except (DeltaError, OSError) as exc:
-            raise StoreError(f"cannot load {self.uri}: {exc}") from None
+            raise StoreError(f"cannot load {self.uri}: {describe(exc)}") from None
         if self._meta is None:
             self._meta = TableMeta.from_json(dt.metadata().description, self.uri)
         if as_of is not None:
             try:
                 dt.load_as_version(_parse_as_of(as_of))
             except (DeltaError, TableNotFoundError, ValueError, OSError) as exc:
-                raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {exc}") from None
+                raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {describe(exc)}") from None
         return dt
 
     @property
@@ -177,15 +190,14 @@ class FeatureTable:
         """All rows (history included) of the requested columns, and the version read."""
         dt = self.delta(as_of)
         version = int(dt.version())
-        if not _is_local(self.uri):
-            return dt.to_pyarrow_table(columns=list(columns) if columns else None), version
         import pyarrow.parquet as pq
 
         parts = []
-        for path in _local_files(dt):
-            names = pq.read_schema(path).names
+        paths, fs = self.data_files(dt)
+        for path in paths:
+            names = pq.read_schema(path, filesystem=fs).names
             cols = [c for c in columns if c in names] if columns else None
-            parts.append(pq.read_table(path, columns=cols, memory_map=True))
+            parts.append(pq.read_table(path, columns=cols, memory_map=True, filesystem=fs))
         if not parts:
             schema = base_schema()
             return schema.empty_table().select([c for c in (columns or schema.names) if c in schema.names]), version
@@ -204,7 +216,7 @@ class FeatureTable:
         ``columns`` None returns every non-system column that is kept (label, text ...). Reads of
         the newest version are served from a memory-mapped snapshot after the first one.
         """
-        if as_of is None and with_vectors and _is_local(self.uri):
+        if as_of is None and with_vectors:
             return self._latest_from_snapshot(columns)
         return self._latest_from_delta(columns, as_of=as_of, with_vectors=with_vectors)
 
@@ -223,22 +235,22 @@ class FeatureTable:
 
     def snapshot(self, version: int | None = None) -> Snapshot | None:
         """The memory-mapped snapshot of the latest state at ``version`` (default: the newest),
-        written first when missing; None for a remote table or a store that cannot be written.
+        written first when missing (for a remote table, in the local work folder); None when
+        that folder cannot be written.
 
         The write streams: the latest-row mask comes from the small columns, then the rows and
         vectors go out a record batch at a time, so memory never holds the table.
         """
-        if not _is_local(self.uri):
-            return None
         dt = self.delta(version)
-        folder = snapshot_dir(self.uri, int(dt.version()))
+        folder = snapshot_dir(self.uri, int(dt.version()), self.cache)
         snap = read_snapshot(folder, self.meta.dim)
         if snap is not None:
             return snap
-        paths = _local_files(dt)
-        mask = _latest_mask_of_files(paths)
-        schema = _snapshot_schema(paths)
-        if not write_snapshot(folder, schema, int(mask.sum()), self.meta.dim, _snapshot_batches(paths, mask, schema, self.meta.dim)):
+        paths, fs = self.data_files(dt)
+        mask = _latest_mask_of_files(paths, fs)
+        schema = _snapshot_schema(paths, fs)
+        batches = _snapshot_batches(paths, fs, mask, schema, self.meta.dim)
+        if not write_snapshot(folder, schema, int(mask.sum()), self.meta.dim, batches):
             return None
         return read_snapshot(folder, self.meta.dim)
 
@@ -270,9 +282,9 @@ class FeatureTable:
         found: list[pa.Table] = []
         if not remaining or not self.exists():
             return pa.table({c: [] for c in ["content_hash", *columns]})
-        for path in self.delta().file_uris():
-            path = unquote(path.removeprefix("file://")) if _is_local(self.uri) else path
-            hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True).column("content_hash")
+        paths, fs = self.data_files(self.delta())
+        for path in paths:
+            hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True, filesystem=fs).column("content_hash")
             wanted = pc.is_in(hashes_here, value_set=pa.array(sorted(remaining), pa.string()))
             index = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
             if not len(index):
@@ -281,7 +293,7 @@ class FeatureTable:
             first: dict[str, int] = {}
             for i, h in zip(index.tolist(), values):
                 first.setdefault(h, i)
-            part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True).take(pa.array(list(first.values())))
+            part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True, filesystem=fs).take(pa.array(list(first.values())))
             found.append(part)
             remaining -= set(first)
             if not remaining:
@@ -306,23 +318,21 @@ class FeatureTable:
 
         None when that would not be sound, and the caller compares full states instead: files
         were removed since (compaction or a delete rewrote rows, so a new file can hold old ones),
-        ``version`` cannot be loaded, or the table is remote. Appended rows are taken to be newer
+        or ``version`` cannot be loaded. Appended rows are taken to be newer
         than the rows they follow (``created_at`` is the write time).
         """
         import pyarrow.parquet as pq
 
-        if not _is_local(self.uri):
-            return None
         now = self.delta()
         try:
-            before = set(_local_files(self.delta(version)))
+            before = set(self.data_files(self.delta(version))[0])
         except StoreError:
             return None
-        current = _local_files(now)
+        current, fs = self.data_files(now)
         if not before <= set(current):
             return None
         columns = ["entity_id", "content_hash", "created_at", "deleted", "embedding"]
-        parts = [pq.read_table(path, columns=columns) for path in current if path not in before]
+        parts = [pq.read_table(path, columns=columns, filesystem=fs) for path in current if path not in before]
         table = pa.concat_tables(parts, promote_options="default") if parts else base_schema().empty_table().select(columns)
         table = table.take(pa.array(newest_rows(table)))
         deleted = np.asarray(pc.fill_null(table.column("deleted"), False), dtype=bool)
@@ -334,6 +344,19 @@ class FeatureTable:
             removed=table.filter(pa.array(deleted)).column("entity_id").to_pylist(),
             version=int(now.version()),
         )
+
+    def data_files(self, dt: Any) -> tuple[list[str], Any]:
+        """The data files of a table version in log order, and the filesystem that opens them
+        (None for local paths; deltalake's storage handler, with the table's options, for a remote table)."""
+        if _is_local(self.uri):
+            return _local_files(dt), None
+        if self._fs is None:
+            import pyarrow.fs as pafs
+            from deltalake.fs import DeltaStorageHandler
+
+            self._fs = pafs.PyFileSystem(DeltaStorageHandler(self.uri, self.storage_options))
+        prefix = self.uri.rstrip("/") + "/"
+        return [unquote(path.removeprefix(prefix)) for path in dt.file_uris()], self._fs
 
 
 def newest_rows(table: pa.Table) -> np.ndarray:
@@ -401,21 +424,22 @@ def _local_files(dt: Any) -> list[str]:
     return [unquote(path.removeprefix("file://")) for path in dt.file_uris()]
 
 
-def _latest_mask_of_files(paths: Sequence[str]) -> np.ndarray:
+def _latest_mask_of_files(paths: Sequence[str], fs: Any = None) -> np.ndarray:
     """The latest-row mask over the files in order, from the three small columns only."""
     import pyarrow.parquet as pq
 
-    parts = [pq.read_table(path, columns=["entity_id", "created_at", "deleted"]) for path in paths]
+    parts = [pq.read_table(path, columns=["entity_id", "created_at", "deleted"], filesystem=fs) for path in paths]
     if not parts:
         return np.zeros(0, dtype=bool)
     return np.asarray(latest_mask(pa.concat_tables(parts, promote_options="default")), dtype=bool)
 
 
-def _snapshot_schema(paths: Sequence[str]) -> pa.Schema:
+def _snapshot_schema(paths: Sequence[str], fs: Any = None) -> pa.Schema:
     """entity_id, content_hash, then every kept column any file has (older files read as nulls)."""
     import pyarrow.parquet as pq
 
-    merged = pa.unify_schemas([pq.read_schema(path) for path in paths], promote_options="default") if paths else base_schema()
+    schemas = [pq.read_schema(path, filesystem=fs) for path in paths]
+    merged = pa.unify_schemas(schemas, promote_options="default") if paths else base_schema()
     kept = [pa.field(f.name, f.type) for f in merged if f.name not in SYSTEM_COLUMNS]
     return pa.schema([pa.field("entity_id", pa.string()), pa.field("content_hash", pa.string()), *kept])
 
@@ -424,14 +448,16 @@ SNAPSHOT_BATCH_BYTES = 32 * 2**20  # vectors per record batch: what memory holds
 PARQUET_READ_BUFFER = 2**20  # read column chunks page by page, not whole
 
 
-def _snapshot_batches(paths: Sequence[str], mask: np.ndarray, schema: pa.Schema, dim: int) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+def _snapshot_batches(
+    paths: Sequence[str], fs: Any, mask: np.ndarray, schema: pa.Schema, dim: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
     """The rows ``mask`` keeps, a record batch at a time, as ``schema`` and ``(m, dim)`` vectors."""
     import pyarrow.parquet as pq
 
     batch_rows = max(1024, SNAPSHOT_BATCH_BYTES // (dim * 4))
     offset = 0
     for path in paths:
-        source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER)
+        source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, filesystem=fs)
         names = source.schema_arrow.names
         for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
             keep = mask[offset : offset + batch.num_rows]

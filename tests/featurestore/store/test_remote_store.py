@@ -1,0 +1,103 @@
+"""A store rooted on object storage (s3:// on a local S3 service): the tables live in the bucket,
+the rest in the local work folder, and every read and write gives what a local store gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featurestore.errors import StoreError
+from featurestore.materialization import materialize
+from featurestore.sources import TextSource
+from featurestore.store import Store
+from tests.conftest import bucket_keys, snapshot
+
+
+def sms_source(path) -> TextSource:
+    return TextSource(str(path), format="sms", id_col="@line", keep=("label",))
+
+
+def sorted_latest(table):
+    frame = table.latest(["label"])
+    order = np.argsort(frame.ids)
+    return frame.ids[order].tolist(), frame.vectors[order], [frame.columns.column("label").to_pylist()[i] for i in order]
+
+
+def test_tables_live_in_the_bucket_and_read_back_as_a_local_stores(s3_store, tmp_path, sms_file, sms_lines, word2vec):
+    path = sms_file(200)
+    first = materialize(sms_source(path), "sms", "word2vec", store=s3_store, shard_size=64)
+    assert (first["encoded"], first["failed"]) == (200, 0)
+    local = materialize(sms_source(path), "sms", "word2vec", store=tmp_path / "local", shard_size=64)
+
+    store = Store(s3_store)
+    assert store.remote is not None and store.path == tmp_path / "work" / f"s3-{s3_store.removeprefix('s3://').replace('/', '_')}"
+    keys = bucket_keys(s3_store)
+    encoder_id = first["encoder_id"]
+    assert any(k.startswith(f"{s3_store.split('/', 3)[3]}/views/sms/{encoder_id}/_delta_log/") for k in keys)
+    assert any(k.endswith(".parquet") for k in keys)
+    assert not (store.path / "views").exists(), "the tables belong in the bucket, not the work folder"
+    assert list((store.path / "runs").glob("*.json")), "run records stay in the work folder"
+
+    remote_table = store.resolve_table("sms", "word2vec")
+    ids, vectors, labels = sorted_latest(remote_table)
+    local_ids, local_vectors, local_labels = sorted_latest(Store(tmp_path / "local").resolve_table("sms"))
+    assert ids == local_ids and labels == local_labels
+    np.testing.assert_array_equal(vectors, local_vectors)
+    assert list((store.path / "_cache" / "sms" / encoder_id).iterdir()), "reads are served from a local snapshot"
+
+    again = materialize(sms_source(path), "sms", "word2vec", store=s3_store)
+    assert (again["encoded"], again["skipped"], again["table_version"]) == (0, 200, first["table_version"])
+    lines = list(sms_lines[:210])
+    label, text = lines[0].split("\t", 1)
+    lines[0] = f"{label}\t{text} (edited)"
+    third = materialize(sms_source(sms_file(210, lines=lines)), "sms", "word2vec", store=s3_store)
+    assert (third["encoded"], third["skipped"]) == (11, 199)
+    changes = remote_table.changes_since(first["table_version"])
+    assert changes is not None and sorted(changes.ids.tolist(), key=int) == ["1", *map(str, range(201, 211))]
+    before = remote_table.latest(as_of=first["table_version"])
+    assert len(before) == 200 and local["table_version"] == first["table_version"]
+
+    [info] = store.info()
+    assert (info.view, info.rows, info.path) == ("sms", 210, f"{s3_store}/views/sms/{encoder_id}")
+
+
+def test_index_and_search_on_a_remote_store(s3_store, sms_file, word2vec):
+    from featurestore.index import build_index, search
+
+    materialize(sms_source(sms_file(300)), "sms", "word2vec", store=s3_store)
+    built = build_index("sms", store=s3_store)
+    assert built.rows == 300
+    store = Store(s3_store)
+    assert (store.path / "indexes" / "sms").is_dir()
+    frame = store.resolve_table("sms").latest([])
+    [hits] = search("sms", ids=[frame.ids[0]], k=3, store=s3_store)
+    best = [h["entity_id"] for h in hits if h["score"] >= hits[0]["score"] - 1e-5]  # SMS repeats some texts
+    assert frame.ids[0] in best and len(hits) == 3
+    [spam] = search("sms", ids=[frame.ids[0]], k=5, where="label = 'spam'", store=s3_store)
+    assert len(spam) == 5 and {h["label"] for h in spam} == {"spam"}
+
+
+def test_a_missing_bucket_is_one_line_and_leaves_nothing(s3_endpoint, s3_store, tmp_path, sms_file, cli):
+    missing = "s3://fs-no-such-bucket/store"
+    path = sms_file(20)
+    with pytest.raises(StoreError, match="cannot reach the store at s3://fs-no-such-bucket/store: NoSuchBucket"):
+        materialize(sms_source(path), "sms", "word2vec", store=missing)
+    code, out, err = cli("materialize", path, "--view", "sms", "--encoder", "word2vec", "--format", "sms", "--store", missing)
+    assert code == 2 and "NoSuchBucket" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path / "work") == {}, "a failed run leaves no work folder behind"
+
+
+def test_bad_roots_and_options_are_refused(s3_store, monkeypatch, cli, tmp_path):
+    with pytest.raises(StoreError, match=r"ftp:// is not a storage the store can use; give a local folder or one of s3://"):
+        Store("ftp://host/store")
+    monkeypatch.setenv("FEATURESTORE_STORAGE_OPTIONS", "{not json")
+    code, _, err = cli("info", "--store", s3_store)
+    assert code == 2 and "FEATURESTORE_STORAGE_OPTIONS is not JSON" in err
+    monkeypatch.setenv("FEATURESTORE_STORAGE_OPTIONS", '["a"]')
+    with pytest.raises(StoreError, match="must be a JSON object"):
+        Store(s3_store)
+    # options override the AWS_* variables: an endpoint nobody listens on fails in one line
+    monkeypatch.setenv("FEATURESTORE_STORAGE_OPTIONS", '{"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "max_retries": "0"}')
+    code, out, err = cli("info", "--store", s3_store)
+    assert code == 2 and err.startswith(f"featurestore: error: cannot list {s3_store}/views") and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path / "work") == {}
