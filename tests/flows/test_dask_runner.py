@@ -10,7 +10,7 @@ import pytest
 
 from featurestore.sources import TextSource
 from featurestore.store import Store
-from tests.conftest import snapshot
+from tests.conftest import S3_ENV, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,40 @@ def test_dask_workers_write_exactly_the_local_runners_rows(prefect_server, tmp_p
     assert history.num_rows == 300, "a concurrent commit lost or duplicated rows"
     loads = dask_client.run(word2vec_loads)
     assert sorted(loads.values()) == [1, 1], f"each worker should load the vectors once and take shards: {loads}"
+
+
+def set_environment(values: dict[str, str | None]) -> None:
+    """Run on each worker: what a user's cluster has in its environment (credentials, endpoint)."""
+    import os
+
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def test_dask_workers_commit_to_a_bucket_exactly_the_local_runners_rows(prefect_server, s3_store, tmp_path, sms_file, word2vec, dask_client):
+    """Shards committed from two worker processes at once to a table on (local) S3: conditional
+    writes on the object store stand in for the file system's atomic rename."""
+    import os
+
+    from flows.dask_runner import DaskOptions
+    from flows.runner import run
+
+    env = {name: os.environ[name] for name in (*S3_ENV, "AWS_ENDPOINT_URL", "FEATURESTORE_WORK_DIR")}
+    dask_client.run(set_environment, env)
+    try:
+        source = TextSource(str(sms_file(300)), format="sms", id_col="@line", keep=("label",))
+        local = run(source, "sms", "word2vec", store=str(tmp_path / "local"), shard_size=40)
+        on_dask = run(source, "sms", "word2vec", store=s3_store, runner="dask",
+                      dask=DaskOptions(address=dask_client.scheduler.address), shard_size=40)
+    finally:
+        dask_client.run(set_environment, dict.fromkeys(env))
+    assert on_dask["shards"] == local["shards"] == 8 and on_dask["encoded"] == 300
+    assert latest_sorted(s3_store) == latest_sorted(tmp_path / "local")
+    history, version = Store(s3_store).resolve_table("sms").scan(["entity_id"])
+    assert history.num_rows == 300 and version == local["table_version"], "a concurrent commit lost or duplicated rows"
 
 
 def test_a_commit_conflict_is_retried():
