@@ -216,3 +216,23 @@ def test_a_scheduled_refresh_fires_by_itself_and_its_new_rows_appear(tmp_path, s
     assert rows == 40, f"no scheduled run wrote the rows; serve said:\n{log.read_text()[-3000:]}"
     _gone, alive = psutil.wait_procs(children, timeout=20)
     assert not alive, f"left running after serve stopped: {[p.pid for p in alive]}"
+
+
+def test_refresh_of_a_project_whose_store_is_a_bucket(prefect_server, s3_store, tmp_path, sms_file, word2vec):
+    """The project file names an s3:// store: tables go to the bucket, the index and the head to
+    the work folder, and the second refresh updates the index from the rows committed since."""
+    from flows.refresh import run_refresh
+
+    config = project(tmp_path, sms_file)
+    data = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**data, "store": s3_store}), encoding="utf-8")
+    first = run_refresh(config, runner="inline")["views"][0]
+    enc, head = first["encoders"][0], first["heads"][0]
+    assert (enc["encoded"], enc["index"]["status"], head["status"], head["version"]) == (60, "built", "retrained", 1)
+    sms_file(70)
+    second = run_refresh(config, runner="inline")["views"][0]
+    enc, head = second["encoders"][0], second["heads"][0]
+    assert (enc["encoded"], enc["skipped"], enc["index"]["status"], enc["index"]["rows"]) == (10, 60, "updated", 70)
+    assert (head["status"], head["version"]) == ("retrained", 2)
+    work = Store(s3_store).path
+    assert (work / "models" / "spam" / "2" / "manifest.json").is_file() and not (tmp_path / "store").exists()
