@@ -35,13 +35,15 @@ def info(
         t["index_status"] = (f"{idx['factory']} {idx['coverage']:.0%} r@10 {idx['recall_at_10']}" + (f" ({idx['versions_behind']} behind)" if idx["versions_behind"] else "")) if idx and "factory" in idx and idx.get("coverage") is not None else ""
     runs = s.runs(limit=5)
     if json_out:
-        print_json({"store": s.root, "tables": tables, "models": heads, "recent_runs": runs})
+        where = {"work_folder": str(s.path)} if s.remote else {}
+        print_json({"store": s.root, **where, "tables": tables, "models": heads, "recent_runs": runs})
         return
+    title = f"store {s.root}" + (f" (indexes, heads and runs in {s.path})" if s.remote else "")
     if not tables:
-        console().print(f"store {s.root} holds no views yet; run `featurestore materialize` first")
+        console().print(f"{title} holds no views yet; run `featurestore materialize` first")
         return
     columns = ["view", "encoder_id", "dim", "granularity", "entities", "rows", "version", "last_update", "index_status"]
-    print_table(f"store {s.root}", tables, columns + (["drift_status"] if drift else []))
+    print_table(title, tables, columns + (["drift_status"] if drift else []))
     if heads:
         from models.registry import headline_metrics
 

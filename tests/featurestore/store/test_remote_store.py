@@ -101,3 +101,30 @@ def test_bad_roots_and_options_are_refused(s3_store, monkeypatch, cli, tmp_path)
     code, out, err = cli("info", "--store", s3_store)
     assert code == 2 and err.startswith(f"featurestore: error: cannot list {s3_store}/views") and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path / "work") == {}
+
+
+def test_the_command_line_on_a_bucket(s3_store, tmp_path, sms_file, cli, word2vec):
+    import json
+
+    import pyarrow.parquet as pq
+
+    path = sms_file(120)
+    code, out, err = cli("materialize", path, "--view", "sms", "--encoder", "word2vec", "--format", "sms", "--id-col", "@line",
+                         "--keep", "label", "--runner", "inline", "--store", s3_store, "--json")
+    assert code == 0, err
+    assert json.loads(out)["encoded"] == 120
+    assert cli("index", "build", "--view", "sms", "--store", s3_store)[0] == 0
+    code, out, err = cli("info", "--store", s3_store, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["store"] == s3_store and info["work_folder"] == str(Store(s3_store).path)
+    [table] = info["tables"]
+    assert (table["rows"], table["index"]["rows"], table["index"]["versions_behind"]) == (120, 120, 0)
+    code, out, err = cli("search", "--view", "sms", "--text", "free prize call now", "-k", "3", "--store", s3_store, "--json")
+    assert code == 0 and len(json.loads(out)[0]) == 3
+    code, out, err = cli("export", "--view", "sms", "--out", tmp_path / "export", "--store", s3_store)
+    assert code == 0, err
+    ids = pq.read_table(sorted((tmp_path / "export" / "metadata").glob("*.parquet"))[0]).column("entity_id").to_pylist()
+    vectors = np.concatenate([np.load(f) for f in sorted((tmp_path / "export" / "emb").glob("*.npy"))])
+    frame = Store(s3_store).resolve_table("sms").latest([])
+    order = {e: i for i, e in enumerate(frame.ids.tolist())}
+    np.testing.assert_array_equal(vectors, frame.vectors[[order[e] for e in ids]])
