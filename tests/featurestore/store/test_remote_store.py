@@ -128,3 +128,14 @@ def test_the_command_line_on_a_bucket(s3_store, tmp_path, sms_file, cli, word2ve
     frame = Store(s3_store).resolve_table("sms").latest([])
     order = {e: i for i, e in enumerate(frame.ids.tolist())}
     np.testing.assert_array_equal(vectors, frame.vectors[[order[e] for e in ids]])
+
+    sms_file(130)  # ten more rows, a second commit, then compaction rewrites the files in the bucket
+    assert cli("materialize", path, "--view", "sms", "--encoder", "word2vec", "--format", "sms", "--id-col", "@line",
+               "--keep", "label", "--runner", "inline", "--store", s3_store)[0] == 0
+    table = Store(s3_store).resolve_table("sms")
+    before = table.version()
+    code, out, err = cli("compact", "--view", "sms", "--store", s3_store)
+    assert code == 0, err
+    assert table.version() == before + 1 and len(table.delta().file_uris()) == 1 and len(table.latest()) == 130
+    code, out, err = cli("drift", "--view", "sms", "--base", "0", "--current", "1", "--store", s3_store, "--json")
+    assert code == 0 and "mean_shift_relative_l2" in json.loads(out)
