@@ -16,6 +16,9 @@ DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # deltalake's object stores log each failed credential provider as a warning; the command
+    # line reports the failure itself in one line.
+    "RUST_LOG": "error",
 }
 
 

@@ -221,8 +221,9 @@ class FeatureTable:
         return self._latest_from_delta(columns, as_of=as_of, with_vectors=with_vectors)
 
     def _latest_from_snapshot(self, columns: Sequence[str] | None) -> FeatureFrame:
-        version = int(self.delta().version())
-        snap = self.snapshot(version)
+        dt = self.delta()  # loaded once: on object storage each load is a round of requests
+        version = int(dt.version())
+        snap = self._snapshot_of(dt)
         if snap is None:  # the store cannot be written: read the Delta table instead
             return self._latest_from_delta(columns, as_of=version, with_vectors=True)
         names = [c for c in snap.rows.column_names if c not in ("entity_id", "content_hash")]
@@ -241,7 +242,9 @@ class FeatureTable:
         The write streams: the latest-row mask comes from the small columns, then the rows and
         vectors go out a record batch at a time, so memory never holds the table.
         """
-        dt = self.delta(version)
+        return self._snapshot_of(self.delta(version))
+
+    def _snapshot_of(self, dt: Any) -> Snapshot | None:
         folder = snapshot_dir(self.uri, int(dt.version()), self.cache)
         snap = read_snapshot(folder, self.meta.dim)
         if snap is not None:

@@ -136,12 +136,12 @@ def test_real_process_exit_code_and_stderr(tmp_path):
     assert usage.returncode == 2 and "Missing option '--view'" in usage.stderr
 
 
-def test_bad_device_and_remote_store_are_user_errors(tmp_path, sms_file, cli):
+def test_bad_device_and_unknown_store_scheme_are_user_errors(tmp_path, sms_file, cli):
     path = sms_file(5)
     assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "minilm", "--store", tmp_path / "s", "--id-col", "@line", "--device", "gpu"),
                       "device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead.")
-    assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "word2vec", "--store", "s3://bucket/x", "--id-col", "@line"),
-                      "only local folders")
+    assert_user_error(cli("materialize", path, "--view", "v", "--encoder", "word2vec", "--store", "ftp://host/x", "--id-col", "@line"),
+                      "store 'ftp://host/x': ftp:// is not a storage the store can use; give a local folder or one of s3://")
     assert not (tmp_path / "s").exists()
 
 

@@ -3,6 +3,9 @@ the rest in the local work folder, and every read and write gives what a local s
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -85,6 +88,10 @@ def test_a_missing_bucket_is_one_line_and_leaves_nothing(s3_endpoint, s3_store, 
     code, out, err = cli("materialize", path, "--view", "sms", "--encoder", "word2vec", "--format", "sms", "--store", missing)
     assert code == 2 and "NoSuchBucket" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path / "work") == {}, "a failed run leaves no work folder behind"
+    as_run = subprocess.run([sys.executable, "-c", "from flows.cli.main import main; main()", "info", "--store", missing],
+                            capture_output=True, text=True, check=False)
+    assert as_run.returncode == 2
+    assert as_run.stderr == f"featurestore: error: cannot list {missing}/views: NoSuchBucket; check the storage options\n"
 
 
 def test_bad_roots_and_options_are_refused(s3_store, monkeypatch, cli, tmp_path):
