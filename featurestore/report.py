@@ -214,7 +214,7 @@ def _heads_section(s: Store) -> tuple[str, int]:
 
 def _model_folders(s: Store) -> list[Path]:
     """The newest version folder of each model in the registry."""
-    base = s.path / "models"
+    base = s.fetch("models", marker="manifest.json")
     newest = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
@@ -282,10 +282,13 @@ def _bars(values: list[tuple[str, float]], ylabel: str, plot_id: str, caption: s
 
 def _indexes_section(s: Store) -> tuple[str, int]:
     infos = []
-    for path in sorted((s.path / "indexes").glob("*/*/index.json")):
+    for table in s.tables():
+        _, text = s.read_current(f"indexes/{Path(table.uri).parent.name}/{Path(table.uri).name}", "index.json")
+        if text is None:
+            continue
         try:
-            infos.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
+            infos.append(json.loads(text))
+        except ValueError:
             continue  # a damaged index.json is reported by `featurestore info`; the plot shows the others
     if not infos:
         return _section("indexes", "Indexes: recall against latency", _empty("no indexes yet; build one with `featurestore index build`")), 0

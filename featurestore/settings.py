@@ -53,6 +53,11 @@ def storage_options() -> dict[str, str] | None:
     return {str(k): str(v) for k, v in options.items()}
 
 
+def aws_endpoint_url() -> str | None:
+    """The S3 endpoint the AWS tools read (``AWS_ENDPOINT_URL``), for a file system built from explicit options."""
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def work_dir(remote_root: str) -> Path:
     """The local folder of a remote store: ``$FEATURESTORE_WORK_DIR`` (or ``~/.cache/featurestore``)
     plus a name made from the root URL, so two remote stores never share one."""

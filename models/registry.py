@@ -90,7 +90,7 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     store = store if isinstance(store, Store) else Store(store)
     check_view_name(name)
     store.ensure_writable()
-    folder = store.path / "models" / name
+    folder = store.fetch(f"models/{name}", marker="manifest.json")  # a remote store's versions count too
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -110,6 +110,7 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    store.publish(f"models/{name}/{version}")
     return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root)
 
 
@@ -190,7 +191,7 @@ def model_versions(folder: Path) -> list[int]:
 def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str, Any]] | None:
     """The newest version of model ``name`` and its manifest.json, without loading the head (None: never saved)."""
     store = store if isinstance(store, Store) else Store(store)
-    versions = model_versions(store.path / "models" / check_view_name(name))
+    versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json"))
     if not versions:
         return None
     path = store.path / "models" / name / str(versions[-1]) / "manifest.json"
@@ -206,7 +207,7 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
 def load_model(store: Store | str | None, name: str, version: int | None = None) -> LoadedModel:
     """Model ``name`` at ``version`` (the newest when None), its files verified against the manifest."""
     store = store if isinstance(store, Store) else Store(store)
-    folder = store.path / "models" / check_view_name(name)
+    folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json")
     versions = model_versions(folder)
     if not versions:
         known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
@@ -279,7 +280,7 @@ def _allowed_torch_head(name: str, version: int, class_path: str) -> type:
 def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     """One row per saved version: name, version, task, metrics, created_at, encoders."""
     store = store if isinstance(store, Store) else Store(store)
-    base = store.path / "models"
+    base = store.fetch("models", marker="manifest.json")
     rows = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         for version in model_versions(folder):

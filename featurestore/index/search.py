@@ -19,8 +19,16 @@ from featurestore.store import FeatureTable, Store
 from featurestore.store.table import Changes
 
 
-def index_dir(store: Store, table: FeatureTable) -> Path:
-    return store.path / "indexes" / table.meta.view / table.meta.encoder_id
+def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
+    """The index's folder in the (work) folder of the store; for a remote store, first brought
+    up to the generation published in the bucket unless ``fetch`` is False."""
+    relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
+    return store.fetch(relative, replace=True) if fetch else store.path / relative
+
+
+def publish_index(store: Store, table: FeatureTable) -> None:
+    """Share a just-written index through a remote store's bucket (nothing to do locally)."""
+    store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True)
 
 
 def build_index(
@@ -60,7 +68,8 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
         memory_budget=memory_budget,
         target_recall=target_recall,
     )
-    built.save(index_dir(store, table))
+    built.save(index_dir(store, table, fetch=False))
+    publish_index(store, table)
     return built.info
 
 
@@ -116,9 +125,11 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
             index.save(folder)
+            publish_index(store, table)
     elif not needs_rebuild:
         index.info.table_version = version
         index.save_info(folder)  # the vectors are unchanged: rewriting the index file would cost a full write
+        publish_index(store, table)
     if needs_rebuild:
         info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory),
                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
@@ -202,14 +213,14 @@ def _type_of(factory: str) -> str:
 
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
-    return (index_dir(store, store.resolve_table(view, encoder)) / "index.json").is_file()
+    return index_info(store, store.resolve_table(view, encoder)) is not None
 
 
 def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
     """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
-    path = index_dir(store, table) / "index.json"
+    path, text = store.read_current(f"indexes/{table.meta.view}/{table.meta.encoder_id}", "index.json")
     try:
-        return json.loads(path.read_text()) if path.is_file() else None
+        return json.loads(text) if text is not None else None
     except ValueError:
         raise StoreError(f"{path} cannot be read; rebuild the index with `featurestore index build`") from None
 

@@ -7,9 +7,11 @@ Layout under the root::
 
 The catalog is the folder tree itself: there is no second index that could disagree with it.
 
-A remote root (``s3://bucket/prefix`` ...) holds the ``views/`` tables; everything else (runs,
-indexes, heads, locks, staging, the read cache) lives in a local work folder, ``Store.path``
-(see :func:`featurestore.settings.work_dir`).
+A remote root (``s3://bucket/prefix`` ...) holds the ``views/`` tables; everything else lives
+in a local work folder, ``Store.path`` (see :func:`featurestore.settings.work_dir`). Runs,
+indexes and heads are written there and then published under the remote root, and fetched from
+it before they are read (see :mod:`featurestore.store.artifacts`); locks, staging and the read
+cache stay local.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pyarrow.compute as pc
 
 from featurestore import settings
 from featurestore.errors import StoreError
+from featurestore.store.artifacts import Artifacts
 from featurestore.store.remote import RemoteFolder, check_scheme, is_remote
 from featurestore.store.schema import TableMeta, check_view_name
 from featurestore.store.table import FeatureTable, latest_mask
@@ -61,11 +64,14 @@ class Store:
         if root_text.startswith("file://"):
             root_text = unquote(root_text.removeprefix("file://"))
         self.remote: RemoteFolder | None = None
+        self.artifacts: Artifacts | None = None
         if is_remote(root_text):
             check_scheme(root_text)
             self.root = root_text.rstrip("/")
-            self.remote = RemoteFolder(self.root, settings.storage_options())
+            options = settings.storage_options()
+            self.remote = RemoteFolder(self.root, options)
             self.path = settings.work_dir(self.root)  # the local part of a remote store
+            self.artifacts = Artifacts(self.root, options, self.path)
         else:
             self.path = Path(root_text).expanduser().absolute()
             self.root = str(self.path)
@@ -84,6 +90,35 @@ class Store:
 
     def table(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
         return FeatureTable(self.table_uri(view, encoder_id), meta, self.storage_options, cache=self.path / "_cache")
+
+    def publish(self, relative: str, *, replace: bool = False) -> None:
+        """Share what was just written at the work folder's ``relative`` through the remote root
+        (nothing to do for a local store). ``replace``: a folder whose next publish replaces it
+        (an index); else files written once (a model version, a run record)."""
+        if self.artifacts is None:
+            return
+        if replace:
+            self.artifacts.publish_generation(relative)
+        else:
+            self.artifacts.upload(relative)
+
+    def fetch(self, relative: str, *, replace: bool = False, marker: str | None = None) -> Path:
+        """The work folder's ``relative``, first brought up to date from the remote root (see
+        :meth:`publish`; ``marker`` names the file whose presence means a folder is complete)."""
+        if self.artifacts is not None:
+            if replace:
+                self.artifacts.fetch_generation(relative)
+            else:
+                self.artifacts.download_missing(relative, marker=marker)
+        return self.path / relative
+
+    def read_current(self, relative: str, name: str) -> tuple[str, str | None]:
+        """Where file ``name`` of a replaced folder (an index) is, and its text (None when
+        missing), without fetching the folder: from the bucket for a remote store."""
+        if self.artifacts is not None:
+            return f"{self.root}/{relative}/{name}", self.artifacts.read_current(relative, name)
+        path = self.path / relative / name
+        return str(path), path.read_text() if path.is_file() else None
 
     def _subfolders(self, relative: str) -> list[str]:
         if self.remote:
@@ -179,11 +214,11 @@ class Store:
 
     def _index_summary(self, view: str, encoder_id: str, live_rows: int, version: int) -> dict[str, Any] | None:
         """What index.json says, with coverage (rows indexed / live rows) and staleness."""
-        path = self.path / "indexes" / view / encoder_id / "index.json"
-        if not path.is_file():
+        path, text = self.read_current(f"indexes/{view}/{encoder_id}", "index.json")
+        if text is None:
             return None
         try:
-            info = json.loads(path.read_text())
+            info = json.loads(text)
         except ValueError:
             return {"error": f"{path} cannot be read; rebuild the index"}
         return {
@@ -205,11 +240,12 @@ class Store:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(summary, indent=2, default=str))
         tmp.replace(path)
+        self.publish(f"runs/{path.name}")
         return path
 
     def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
         """The newest recorded materialize run of (view, encoder_id), or None."""
-        runs = sorted((self.path / "runs").glob(f"*-{view}-{encoder_id}.json"))
+        runs = sorted(self.fetch("runs").glob(f"*-{view}-{encoder_id}.json"))
         return json.loads(runs[-1].read_text()) if runs else None
 
     def view_source(self, view: str, encoder_id: str) -> Any:
@@ -230,7 +266,7 @@ class Store:
         return from_dict(spec)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        runs = self.path / "runs"
+        runs = self.fetch("runs")
         if not runs.is_dir():
             return []
         files = sorted(runs.glob("*.json"))[-limit:]

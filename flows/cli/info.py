@@ -38,7 +38,7 @@ def info(
         where = {"work_folder": str(s.path)} if s.remote else {}
         print_json({"store": s.root, **where, "tables": tables, "models": heads, "recent_runs": runs})
         return
-    title = f"store {s.root}" + (f" (indexes, heads and runs in {s.path})" if s.remote else "")
+    title = f"store {s.root}" + (f" (work folder {s.path})" if s.remote else "")
     if not tables:
         console().print(f"{title} holds no views yet; run `featurestore materialize` first")
         return

@@ -146,3 +146,41 @@ def test_the_command_line_on_a_bucket(s3_store, tmp_path, sms_file, cli, word2ve
     assert table.version() == before + 1 and len(table.delta().file_uris()) == 1 and len(table.latest()) == 130
     code, out, err = cli("drift", "--view", "sms", "--base", "0", "--current", "1", "--store", s3_store, "--json")
     assert code == 0 and "mean_shift_relative_l2" in json.loads(out)
+
+
+def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store, tmp_path, sms_file, sms_lines, monkeypatch, word2vec):
+    """Two work folders on one bucket: what one machine builds, the other reads; an index
+    update on one replaces what the other fetches, and the bucket keeps two generations."""
+    from featurestore.index import build_index, search, update_index
+    from models import spam
+    from models.registry import list_models, load_model, save_model
+    from models.tasks import predict
+
+    materialize(sms_source(sms_file(200)), "sms", "word2vec", store=s3_store)
+    build_index("sms", store=s3_store)
+    trained = save_model(s3_store, "spam", spam.train(s3_store, "sms", n_splits=2))
+    query = {"texts": ["WINNER!! claim your free prize now"], "k": 5}
+    first_hits = search("sms", store=s3_store, **query)
+
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    other = Store(s3_store)
+    assert other.path.is_relative_to(tmp_path / "machine-b") and not other.path.exists()
+    assert search("sms", store=s3_store, **query) == first_hits
+    [info] = other.info()
+    assert (info.index["rows"], info.index["versions_behind"]) == (200, 0)
+    model = load_model(s3_store, "spam")
+    assert model.version == trained.version == 1 and model.manifest == trained.manifest
+    messages = [{"id": "a", "text": "Free entry! Text WIN to 80086 to claim your prize"}, {"id": "b", "text": "see you at lunch"}]
+    assert predict(model, messages) == predict(trained, messages)
+    assert [m["version"] for m in list_models(s3_store)] == [1]
+    assert other.last_run("sms", info.encoder_id)["encoded"] == 200
+    assert save_model(s3_store, "spam", spam.train(s3_store, "sms", n_splits=2)).version == 2, "versions count across machines"
+
+    materialize(sms_source(sms_file(230)), "sms", "word2vec", store=s3_store)  # machine b adds rows and updates the index
+    assert update_index("sms", store=s3_store)["rows"] == 230
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))  # back on the first machine
+    [info] = Store(s3_store).info()
+    assert (info.index["rows"], info.index["versions_behind"]) == (230, 0)
+    assert [m["version"] for m in list_models(s3_store)] == [1, 2]
+    generations = {k.split("/")[-2] for k in bucket_keys(s3_store) if "/indexes/sms/" in k and not k.endswith("CURRENT")}
+    assert len(generations) == 2
