@@ -11,12 +11,18 @@ Overlap: each view is refreshed under its write lock (:mod:`featurestore.locks`)
 finds the lock taken skips that view at once, with the holder in its summary (and in the artifact of a scheduled run),
 instead of waiting: the next scheduled run picks up whatever changed meanwhile, and runs never
 queue behind a slow one.
+
+Failures: a view whose refresh fails (a source that no longer parses, an encoder that cannot
+load, a crash) is reported with its reason and the other views still run; what the failed view
+committed before the failure stays committed. The summary lists the failed views; the command
+line then exits with an error and a scheduled run ends Failed, after publishing the artifact.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -38,6 +44,7 @@ from flows.runner import encoder_options, run
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
 
 HEADLINE_METRICS = 4
+logger = logging.getLogger(__name__)
 
 
 def load(config: str | Path) -> Project:
@@ -66,13 +73,34 @@ def refresh(config: str | Path, view: str | None = None, *, runner: str = "local
         "config": str(project.path),
         "store": project.store_root,
         "changed": any(r.get("changed") for r in results),
+        "failed": [r["view"] for r in results if "failed" in r],
         "views": results,
         "seconds": round(time.perf_counter() - started, 3),
     }
 
 
+class RefreshFailed(FeatureStoreError):
+    """Some views of a refresh failed (the others were refreshed); the message names them and why."""
+
+
+def failure_message(summary: dict[str, Any]) -> str:
+    reasons = "; ".join(f"{r['view']}: {r['failed']}" for r in summary["views"] if "failed" in r)
+    return f"refresh of {summary['config']} failed for {len(summary['failed'])} of {len(summary['views'])} view(s): {reasons}"
+
+
 def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, Any]:
-    """One view under its lock; a view another run is writing is skipped, not waited for."""
+    """One view under its lock; a view another run is writing is skipped, not waited for, and a
+    view that fails is reported with its reason (user errors as they are, others with their type)."""
+    try:
+        return _refresh_locked_view(project, view, runner)
+    except FeatureStoreError as exc:
+        return {"view": view.name, "failed": str(exc), "changed": False}
+    except Exception as exc:  # noqa: BLE001 - an unattended run goes on with the other views
+        logger.exception("refresh of view %s failed", view.name)
+        return {"view": view.name, "failed": f"{type(exc).__name__}: {exc}", "changed": False}
+
+
+def _refresh_locked_view(project: Project, view: ViewConfig, runner: str) -> dict[str, Any]:
     try:
         with view_lock(project.store_root, view.name, "refresh"):
             encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
@@ -221,6 +249,9 @@ def artifact_markdown(summary: dict[str, Any]) -> str:
         if "skipped" in result:
             lines += [f"skipped: {result['skipped']}", ""]
             continue
+        if "failed" in result:
+            lines += [f"**FAILED**: {result['failed']}", ""]
+            continue
         lines += ["| encoder | rows seen | encoded | skipped | failed | deleted | table version | index | drift |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for e in result["encoders"]:
@@ -265,7 +296,7 @@ def publish_artifact(summary: dict[str, Any]) -> None:
 def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
     """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed."""
     summary = refresh(config, view, runner=runner)
-    if runner == "local" and summary["changed"]:
+    if runner == "local" and (summary["changed"] or summary["failed"]):
         _summary_flow()(summary)  # Prefect artifacts belong to a flow run
     return summary
 
@@ -292,6 +323,8 @@ def _refresh_flow() -> Any:
         """Refresh the project's views (or one) and publish the summary: what `featurestore serve` schedules."""
         summary = refresh(config, view)
         publish_artifact(summary)
+        if summary["failed"]:
+            raise RefreshFailed(failure_message(summary))  # the run ends Failed; the artifact says what did run
         return summary
 
     refresh_flow.fn.__qualname__ = "refresh_flow"  # its module path entrypoint: flows.refresh.refresh_flow

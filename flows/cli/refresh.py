@@ -44,17 +44,26 @@ def refresh(
 ) -> None:
     """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
     from featurestore.errors import FeatureStoreError
-    from flows.refresh import run_refresh
+    from flows.refresh import RefreshFailed, failure_message, run_refresh
 
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     summary = run_refresh(config, view, runner=runner)
     if json_out:
         print_json(summary)
-        return
+    else:
+        _print_summary(summary)
+    if summary["failed"]:
+        raise RefreshFailed(failure_message(summary))
+
+
+def _print_summary(summary: dict) -> None:
     for result in summary["views"]:
         if "skipped" in result:
             console().print(f"[bold]{result['view']}[/]: skipped: {result['skipped']}")
+            continue
+        if "failed" in result:
+            console().print(f"[bold]{result['view']}[/]: [red]failed[/]: {result['failed']}")
             continue
         for e in result["encoders"]:
             index = f", index {e['index']['status']} ({e['index']['rows']} rows)" if e["index"] else ""

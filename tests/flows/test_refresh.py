@@ -236,3 +236,46 @@ def test_refresh_of_a_project_whose_store_is_a_bucket(prefect_server, s3_store, 
     assert (head["status"], head["version"]) == ("retrained", 2)
     work = Store(s3_store).path
     assert (work / "models" / "spam" / "2" / "manifest.json").is_file() and not (tmp_path / "store").exists()
+
+
+def test_a_failing_view_is_reported_and_the_other_views_still_refresh(tmp_path, sms_file, word2vec, cli):
+    """An unattended run: one view's source stops parsing; the other view is refreshed anyway, the
+    command exits 2 naming the failed view and why, and the failed view's table is untouched."""
+    config = project(tmp_path, sms_file, 30, index=False, heads=False)
+    data = yaml.safe_load(config.read_text())
+    notes = tmp_path / "notes.csv"
+    notes.write_text("id,text\n1,first note\n2,second note\n", encoding="utf-8")
+    data["sources"].append({"name": "notes", "path": "notes.csv", "id_col": "id"})
+    data["views"].insert(0, {"name": "notes", "source": "notes", "encoders": ["word2vec"]})
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert cli("refresh", "--config", config, "--runner", "inline")[0] == 0
+
+    notes.write_text("id,body\n1,first note\n3,third note\n", encoding="utf-8")  # the text column was renamed
+    sms_file(40)
+    store = tmp_path / "store"
+    notes_before = {k: v for k, v in snapshot(store).items() if k.startswith("views/notes/")}
+    code, out, err = cli("refresh", "--config", config, "--runner", "inline", "--json")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"featurestore: error: refresh of {config} failed for 1 of 2 view(s): notes: ") and "'text'" in err
+    import json
+
+    summary = json.loads(out)
+    assert summary["failed"] == ["notes"] and summary["changed"]
+    assert summary["views"][1]["encoders"][0]["encoded"] == 10
+    assert {k: v for k, v in snapshot(store).items() if k.startswith("views/notes/")} == notes_before
+
+
+def test_a_scheduled_refresh_with_a_failing_view_publishes_its_artifact_and_ends_failed(prefect_server, tmp_path, sms_file, word2vec):
+    from flows.refresh import RefreshFailed, refresh_flow
+
+    config = project(tmp_path, sms_file, 20, index=False, heads=False)
+    data = yaml.safe_load(config.read_text())
+    (tmp_path / "notes.csv").write_text("id,body\n1,a note without the text column\n", encoding="utf-8")
+    data["sources"].append({"name": "notes", "path": "notes.csv", "id_col": "id"})
+    data["views"].append({"name": "notes", "source": "notes", "encoders": ["word2vec"]})
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(RefreshFailed, match="failed for 1 of 2 view"):
+        refresh_flow(str(config))
+    markdown = read_artifact("refresh-sms-notes")
+    assert "### notes\n**FAILED**: " in markdown and "| 20 | 20 | 0 | 0 | 0 | None -> 0 |" in markdown
+    assert len(Store(tmp_path / "store").resolve_table("sms").latest()) == 20
