@@ -81,7 +81,9 @@ def write_report(
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise StoreError(f"{name} must be a positive int. Got {value!r} instead.")
     s = store if isinstance(store, Store) else Store(store)
-    if not s.path.is_dir():
+    if s.remote is not None:
+        s.remote.check_reachable()
+    elif not s.path.is_dir():
         raise StoreError(f"store {s.root} does not exist; pass --store (or set FEATURESTORE_HOME) to a store made by `featurestore materialize`")
     target = Path(out)
     if target.is_dir():
@@ -214,7 +216,7 @@ def _heads_section(s: Store) -> tuple[str, int]:
 
 def _model_folders(s: Store) -> list[Path]:
     """The newest version folder of each model in the registry."""
-    base = s.fetch("models", marker="manifest.json")
+    base = s.fetch("models", marker="manifest.json", names=("manifest.json", "report.json"))
     newest = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())

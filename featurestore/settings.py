@@ -15,6 +15,7 @@ Explicit argument > environment variable > default.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -60,10 +61,11 @@ def aws_endpoint_url() -> str | None:
 
 def work_dir(remote_root: str) -> Path:
     """The local folder of a remote store: ``$FEATURESTORE_WORK_DIR`` (or ``~/.cache/featurestore``)
-    plus a name made from the root URL, so two remote stores never share one."""
+    plus a readable name made from the root URL and a digest of it, so two remote stores never share one."""
     base = os.environ.get("FEATURESTORE_WORK_DIR") or str(Path.home() / ".cache" / "featurestore")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", remote_root.replace("://", "-")).strip("_")
-    return Path(base).expanduser().absolute() / name
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", remote_root.replace("://", "-")).strip("_")[:80]
+    digest = hashlib.sha256(remote_root.encode()).hexdigest()[:10]
+    return Path(base).expanduser().absolute() / f"{readable}-{digest}"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

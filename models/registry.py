@@ -54,6 +54,7 @@ __all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encod
 SKOPS_FILE = "head.skops"
 TORCH_FILE = "head.safetensors"
 TORCH_CONFIG = "head.json"
+LISTED = ("manifest.json", "report.json")  # what listing a remote store's models fetches (not the heads)
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 # this package's own scikit-learn style wrappers that skops may rebuild (plain attributes, no code)
 TRUSTED_HEAD_TYPES = ("models.tagging.TokenLogisticRegression", "models.ner.TokenLogisticRegression")
@@ -90,7 +91,7 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     store = store if isinstance(store, Store) else Store(store)
     check_view_name(name)
     store.ensure_writable()
-    folder = store.fetch(f"models/{name}", marker="manifest.json")  # a remote store's versions count too
+    folder = store.fetch(f"models/{name}", marker="manifest.json", names=LISTED)  # a remote store's versions count too
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -180,18 +181,23 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
 
 
 def _next_version(folder: Path) -> int:
-    return max(model_versions(folder), default=0) + 1
+    """After every numbered folder, complete or not (a fetch from a remote store may be half done)."""
+    taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(taken, default=0) + 1
 
 
 def model_versions(folder: Path) -> list[int]:
-    """The saved versions under a model's folder, oldest first (none when the folder is missing)."""
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
+    """The saved versions under a model's folder, oldest first (none when the folder is missing); a
+    version is saved once its manifest.json is there (written last, locally and in a bucket)."""
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "manifest.json").is_file())
 
 
 def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str, Any]] | None:
     """The newest version of model ``name`` and its manifest.json, without loading the head (None: never saved)."""
     store = store if isinstance(store, Store) else Store(store)
-    versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json"))
+    versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
     path = store.path / "models" / name / str(versions[-1]) / "manifest.json"
@@ -207,15 +213,15 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
 def load_model(store: Store | str | None, name: str, version: int | None = None) -> LoadedModel:
     """Model ``name`` at ``version`` (the newest when None), its files verified against the manifest."""
     store = store if isinstance(store, Store) else Store(store)
-    folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json")
+    folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED)
     versions = model_versions(folder)
     if not versions:
         known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
         raise ModelError(f"no model {name!r} in {store.root}; models: {known}")
     version = versions[-1] if version is None else version
-    path = folder / str(version)
     if version not in versions:
         raise ModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
+    path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
@@ -280,7 +286,7 @@ def _allowed_torch_head(name: str, version: int, class_path: str) -> type:
 def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     """One row per saved version: name, version, task, metrics, created_at, encoders."""
     store = store if isinstance(store, Store) else Store(store)
-    base = store.fetch("models", marker="manifest.json")
+    base = store.fetch("models", marker="manifest.json", names=LISTED)
     rows = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         for version in model_versions(folder):

@@ -16,6 +16,7 @@ from featurestore.index.choice import IndexType, parse_bytes
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.store import FeatureTable, Store
+from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
 
 
@@ -24,6 +25,13 @@ def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
     up to the generation published in the bucket unless ``fetch`` is False."""
     relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
     return store.fetch(relative, replace=True) if fetch else store.path / relative
+
+
+def local_index_dir(store: Store, table: FeatureTable) -> Path:
+    """The folder to write an index into: it stops claiming a published generation until published."""
+    folder = index_dir(store, table, fetch=False)
+    (folder / LOCAL_GENERATION).unlink(missing_ok=True)
+    return folder
 
 
 def publish_index(store: Store, table: FeatureTable) -> None:
@@ -68,7 +76,7 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
         memory_budget=memory_budget,
         target_recall=target_recall,
     )
-    built.save(index_dir(store, table, fetch=False))
+    built.save(local_index_dir(store, table))
     publish_index(store, table)
     return built.info
 
@@ -124,11 +132,11 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         index.update(remove, changes.ids[add], changes.vectors[add], changes.hashes[add], table_version=version)
         needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
-            index.save(folder)
+            index.save(local_index_dir(store, table))
             publish_index(store, table)
     elif not needs_rebuild:
         index.info.table_version = version
-        index.save_info(folder)  # the vectors are unchanged: rewriting the index file would cost a full write
+        index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
         publish_index(store, table)
     if needs_rebuild:
         info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory),

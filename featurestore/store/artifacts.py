@@ -7,20 +7,24 @@ machine fetches what its work folder lacks before it reads. Two kinds of folders
 - immutable ones (``models/<name>/<version>/``, ``runs/``): files are uploaded once, a model's
   ``manifest.json`` last, and a reader downloads the files it does not have;
 - replaced ones (``indexes/<view>/<encoder_id>/``): each publish uploads a new generation
-  ``<folder>/<generation>/`` and then points ``<folder>/CURRENT`` at it, so a reader never mixes
-  the files of two builds; the generation before the newest is kept for readers still fetching it.
+  ``<folder>/<generation>/`` and then points ``<folder>/CURRENT`` at it; a reader downloads a
+  whole generation beside its copy and swaps the folders, so it never mixes two builds. The
+  generation before the newest is kept for readers still fetching it.
 
 File I/O goes through pyarrow's file systems: ``pyarrow.fs.FileSystem.from_uri`` reads the same
-``AWS_*`` (``GOOGLE_*``, ``AZURE_*``) variables as deltalake; S3 options given in
-``FEATURESTORE_STORAGE_OPTIONS`` (keys, region, endpoint) are passed on as well.
+``AWS_*`` (``GOOGLE_*``) variables as deltalake; S3 options given in
+``FEATURESTORE_STORAGE_OPTIONS`` (keys, session token, region, endpoint) are passed on as well,
+the others (timeouts, retries) reach the tables only.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Collection
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,8 @@ from featurestore.store.remote import scheme_of
 CURRENT = "CURRENT"  # names the published generation of a replaced folder
 LOCAL_GENERATION = ".generation"  # the generation a work folder's copy came from
 MARKERS = ("manifest.json", "index.json")  # written last: their presence means the rest is there
+STAMP = "%Y%m%dT%H%M%S%fZ"  # generation names start with their UTC publish time
+STALE_GENERATION = timedelta(minutes=15)  # generations older than the previous one go after this
 
 # deltalake's S3 option names (lower case) -> pyarrow.fs.S3FileSystem's
 _S3_OPTIONS = {
@@ -63,8 +69,9 @@ def _filesystem(root: str, options: dict[str, str] | None) -> tuple[Any, str]:
                 scheme_name, _, host = endpoint.rpartition("://")
                 s3.update(endpoint_override=host, scheme=scheme_name or "https")
             return pafs.S3FileSystem(**s3), path
-        fs, inner = pafs.FileSystem.from_uri(f"s3://{path}" if scheme == "s3a" else root)
-        return fs, inner
+        bucket, _, prefix = path.partition("/")  # the bucket alone: a prefix may hold characters a URI cannot
+        fs, inner = pafs.FileSystem.from_uri(f"{'s3' if scheme == 's3a' else scheme}://{bucket}")
+        return fs, f"{inner.rstrip('/')}/{prefix}".rstrip("/")
     except (OSError, ValueError) as exc:
         raise StoreError(f"cannot open {root} for indexes and heads: {exc}") from None
 
@@ -104,9 +111,22 @@ class Artifacts:
         except OSError as exc:
             raise self._fail("write", relative, exc) from None
 
-    def download_missing(self, relative: str, *, marker: str | None = None) -> None:
-        """Bring the files under the remote ``relative`` folder that the work folder lacks. With a
-        ``marker``, only folders that hold it (an upload in progress has not written it yet)."""
+    def download_missing(
+        self,
+        relative: str,
+        *,
+        marker: str | None = None,
+        names: Collection[str] | None = None,
+        pattern: str | None = None,
+        newest: int | None = None,
+    ) -> None:
+        """Bring the files under the remote ``relative`` folder that the work folder lacks.
+
+        ``marker``: only from folders that hold it (an upload in progress has not written it
+        yet); ``names``: only files so named (a model's manifest to list it, not its head);
+        ``pattern``: only paths matching it (fnmatch); ``newest``: only the last so many of
+        those in name order (run records are named by time).
+        """
         import pyarrow.fs as pafs
 
         base = self._remote(relative)
@@ -114,11 +134,17 @@ class Artifacts:
             infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
         except OSError as exc:
             raise self._fail("list", relative, exc) from None
-        names = [info.path[len(base) + 1 :] for info in infos if info.type == pafs.FileType.File]
+        found = sorted(info.path[len(base) + 1 :] for info in infos if info.type == pafs.FileType.File)
         if marker is not None:
-            complete = {name.rpartition("/")[0] for name in names if name.rpartition("/")[2] == marker}
-            names = [name for name in names if name.rpartition("/")[0] in complete]
-        wanted = sorted((n for n in names if not (self.work / relative / n).exists()), key=lambda n: n.endswith(MARKERS))
+            complete = {name.rpartition("/")[0] for name in found if name.rpartition("/")[2] == marker}
+            found = [name for name in found if name.rpartition("/")[0] in complete]
+        if names is not None:
+            found = [name for name in found if name.rpartition("/")[2] in names]
+        if pattern is not None:
+            found = [name for name in found if fnmatch.fnmatchcase(name, pattern)]
+        if newest is not None:
+            found = found[-newest:]
+        wanted = sorted((n for n in found if not (self.work / relative / n).exists()), key=lambda n: n.endswith(MARKERS))
         for name in wanted:
             try:
                 self._get(f"{base}/{name}", self.work / relative / name)
@@ -127,11 +153,17 @@ class Artifacts:
 
     # ----------------------------------------------------------------- replaced folders
     def publish_generation(self, relative: str) -> str:
-        """Upload the work folder's ``relative`` folder as a new generation and make it current."""
+        """Upload the work folder's ``relative`` folder as a new generation and make it current.
+
+        Older generations are deleted once a newer one is current and they are 15 minutes old:
+        the previous one stays for readers still fetching it, and a concurrent publish still
+        uploading is never deleted under its writer.
+        """
         import pyarrow.fs as pafs
 
         local = self.work / relative
-        generation = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:8]
+        now = datetime.now(timezone.utc)
+        generation = now.strftime(STAMP) + "-" + uuid.uuid4().hex[:8]
         files = sorted((p for p in local.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name in MARKERS)
         base = self._remote(relative)
         try:
@@ -141,7 +173,7 @@ class Artifacts:
             with self.fs.open_output_stream(f"{base}/{CURRENT}") as out:
                 out.write(generation.encode())
             for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=False, allow_not_found=True)):
-                if info.type == pafs.FileType.Directory and info.base_name not in (generation, previous):
+                if info.type == pafs.FileType.Directory and previous and info.base_name < previous and _age(info.base_name, now) > STALE_GENERATION:
                     self.fs.delete_dir(info.path)
         except OSError as exc:
             raise self._fail("write", relative, exc) from None
@@ -149,31 +181,28 @@ class Artifacts:
         return generation
 
     def fetch_generation(self, relative: str) -> None:
-        """Make the work folder's ``relative`` folder the current remote generation (when there is one
-        and the local copy is another): downloaded beside it, then moved in, marker last."""
-        base = self._remote(relative)
-        local = self.work / relative
-        try:
-            generation = self._read_text(f"{base}/{CURRENT}")
-        except OSError as exc:
-            raise self._fail("read", relative, exc) from None
-        marker = local / LOCAL_GENERATION
-        if generation is None or (marker.is_file() and marker.read_text() == generation):
-            return
+        """Make the work folder's ``relative`` folder the current remote generation (when there is
+        one and the local copy is another): downloaded whole beside it, then swapped in."""
         import pyarrow.fs as pafs
 
+        base = self._remote(relative)
+        local = self.work / relative
+        marker = local / LOCAL_GENERATION
         incoming = local.parent / f".fetch-{local.name}-{uuid.uuid4().hex[:8]}"
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(f"{base}/{generation}", recursive=False))
-            for info in infos:
-                if info.type == pafs.FileType.File:
-                    self._get(info.path, incoming / info.base_name)
-            local.mkdir(parents=True, exist_ok=True)
-            for path in sorted(incoming.iterdir(), key=lambda p: p.name in MARKERS):
-                os.replace(path, local / path.name)
-            marker.write_text(generation)
+            generation = self._read_text(f"{base}/{CURRENT}")
+            if generation is None or (marker.is_file() and marker.read_text() == generation):
+                return
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{base}/{generation}", recursive=False, allow_not_found=True))
+            files = [info for info in infos if info.type == pafs.FileType.File]
+            if not any(info.base_name in MARKERS for info in files):
+                raise OSError(f"generation {generation} is incomplete (no {' or '.join(MARKERS)})")
+            for info in files:
+                self._get(info.path, incoming / info.base_name)
+            (incoming / LOCAL_GENERATION).write_text(generation)
+            _swap(incoming, local)
         except OSError as exc:
-            raise self._fail("read", f"{relative}/{generation}", exc) from None
+            raise self._fail("read", relative, exc) from None
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
 
@@ -194,10 +223,13 @@ class Artifacts:
         pafs.copy_files(str(path), remote, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
 
     def _get(self, remote: str, path: Path) -> None:
+        """Download to a partial file outside the target folder, then move it in: a kill leaves
+        nothing in the folder (a model folder with a stray file would fail verification)."""
         import pyarrow.fs as pafs
 
+        partial = self.work / ".incoming" / f"{uuid.uuid4().hex}.part"
+        partial.parent.mkdir(parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
         try:
             pafs.copy_files(remote, str(partial), source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
             os.replace(partial, path)
@@ -207,7 +239,24 @@ class Artifacts:
     def _read_text(self, remote: str) -> str | None:
         try:
             with self.fs.open_input_stream(remote) as stream:
-                return stream.read().decode().strip() or None
+                return stream.read().decode(errors="replace").strip() or None
         except FileNotFoundError:
             return None
 
+
+def _age(generation: str, now: datetime) -> timedelta:
+    """How long ago a generation was published, from its name (never stale when it has no stamp)."""
+    try:
+        return now - datetime.strptime(generation[: len("20260101T000000000000Z")], STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return timedelta(0)
+
+
+def _swap(incoming: Path, local: Path) -> None:
+    """Put folder ``incoming`` where ``local`` is, the old one moved aside first and then deleted."""
+    old = local.parent / f".old-{local.name}-{uuid.uuid4().hex[:8]}"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    if local.exists():
+        os.replace(local, old)
+    os.replace(incoming, local)
+    shutil.rmtree(old, ignore_errors=True)

@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 from featurestore import settings
 from featurestore.errors import StoreError
 from featurestore.store.artifacts import Artifacts
-from featurestore.store.remote import RemoteFolder, check_scheme, is_remote
+from featurestore.store.remote import RemoteFolder, check_scheme, is_remote, normalized
 from featurestore.store.schema import TableMeta, check_view_name
 from featurestore.store.table import FeatureTable, latest_mask
 
@@ -67,7 +67,7 @@ class Store:
         self.artifacts: Artifacts | None = None
         if is_remote(root_text):
             check_scheme(root_text)
-            self.root = root_text.rstrip("/")
+            self.root = normalized(root_text)
             options = settings.storage_options()
             self.remote = RemoteFolder(self.root, options)
             self.path = settings.work_dir(self.root)  # the local part of a remote store
@@ -84,12 +84,15 @@ class Store:
         return self.remote.storage_options if self.remote else None
 
     def table_uri(self, view: str, encoder_id: str) -> str:
-        if self.remote:
-            return f"{self.root}/views/{check_view_name(view)}/{encoder_id}"
-        return str(self.path / "views" / check_view_name(view) / encoder_id)
+        return self.table(view, encoder_id).uri
 
     def table(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
-        return FeatureTable(self.table_uri(view, encoder_id), meta, self.storage_options, cache=self.path / "_cache")
+        return self._table_at(check_view_name(view), encoder_id, meta)
+
+    def _table_at(self, view: str, encoder_id: str, meta: TableMeta | None = None) -> FeatureTable:
+        """The table in folder ``views/<view>/<encoder_id>``, whatever the folder is called."""
+        uri = f"{self.root}/views/{view}/{encoder_id}" if self.remote else str(self.path / "views" / view / encoder_id)
+        return FeatureTable(uri, meta, self.storage_options, cache=self.path / "_cache")
 
     def publish(self, relative: str, *, replace: bool = False) -> None:
         """Share what was just written at the work folder's ``relative`` through the remote root
@@ -102,14 +105,15 @@ class Store:
         else:
             self.artifacts.upload(relative)
 
-    def fetch(self, relative: str, *, replace: bool = False, marker: str | None = None) -> Path:
+    def fetch(self, relative: str, *, replace: bool = False, **which: Any) -> Path:
         """The work folder's ``relative``, first brought up to date from the remote root (see
-        :meth:`publish`; ``marker`` names the file whose presence means a folder is complete)."""
+        :meth:`publish`); ``which`` narrows the files of an immutable folder (marker, names,
+        pattern, newest: see :meth:`Artifacts.download_missing`)."""
         if self.artifacts is not None:
             if replace:
                 self.artifacts.fetch_generation(relative)
             else:
-                self.artifacts.download_missing(relative, marker=marker)
+                self.artifacts.download_missing(relative, **which)
         return self.path / relative
 
     def read_current(self, relative: str, name: str) -> tuple[str, str | None]:
@@ -118,7 +122,7 @@ class Store:
         if self.artifacts is not None:
             return f"{self.root}/{relative}/{name}", self.artifacts.read_current(relative, name)
         path = self.path / relative / name
-        return str(path), path.read_text() if path.is_file() else None
+        return str(path), path.read_bytes().decode(errors="replace") if path.is_file() else None
 
     def _subfolders(self, relative: str) -> list[str]:
         if self.remote:
@@ -157,7 +161,7 @@ class Store:
         """Every feature table in the store (of one view when given)."""
         views = [check_view_name(view)] if view else self._subfolders("views")
         return [
-            self.table(v, enc)
+            self._table_at(v, enc)
             for v in views
             for enc in self._subfolders(f"views/{v}")
             if self._is_table(v, enc)
@@ -245,7 +249,8 @@ class Store:
 
     def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
         """The newest recorded materialize run of (view, encoder_id), or None."""
-        runs = sorted(self.fetch("runs").glob(f"*-{view}-{encoder_id}.json"))
+        pattern = f"*-{view}-{encoder_id}.json"
+        runs = sorted(self.fetch("runs", pattern=pattern, newest=1).glob(pattern))
         return json.loads(runs[-1].read_text()) if runs else None
 
     def view_source(self, view: str, encoder_id: str) -> Any:
@@ -266,7 +271,7 @@ class Store:
         return from_dict(spec)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        runs = self.fetch("runs")
+        runs = self.fetch("runs", pattern="*.json", newest=limit)
         if not runs.is_dir():
             return []
         files = sorted(runs.glob("*.json"))[-limit:]

@@ -1,7 +1,7 @@
-"""Store roots on object storage (``s3://``, ``gs://``, ``az://`` ...), through deltalake's own I/O.
+"""Store roots on object storage (``s3://``, ``gs://``), through deltalake's own I/O.
 
 The feature tables live under the remote root; deltalake reads and commits them with the
-storage options of its object store (``AWS_*``, ``GOOGLE_*``, ``AZURE_*`` environment variables
+storage options of its object store (``AWS_*`` or ``GOOGLE_*`` environment variables
 or ``FEATURESTORE_STORAGE_OPTIONS``). Listing the catalog goes through deltalake's
 ``DeltaStorageHandler`` with the same options, so one set of credentials serves both.
 """
@@ -13,8 +13,9 @@ from typing import Any
 
 from featurestore.errors import StoreError
 
-# What deltalake's object stores take (file:// roots are local folders).
-REMOTE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss", "azure")
+# Object stores that both deltalake (the tables) and pyarrow (indexes, heads, run records) open
+# from a URL (file:// roots are local folders). Azure is left out: pyarrow cannot open az:// URLs.
+REMOTE_SCHEMES = ("s3", "s3a", "gs")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
@@ -27,6 +28,12 @@ def scheme_of(uri: str) -> str:
 
 def is_remote(uri: str) -> bool:
     return scheme_of(uri) not in ("", "file")
+
+
+def normalized(uri: str) -> str:
+    """``uri`` with a lower-case scheme and no trailing slash (how deltalake spells table URLs)."""
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme.lower()}://{rest}".rstrip("/")
 
 
 def check_scheme(uri: str) -> None:
@@ -92,5 +99,5 @@ class RemoteFolder:
         except OSError as exc:
             raise StoreError(
                 f"cannot reach the store at {self.root}: {describe(exc)}; check the bucket and the storage options "
-                "(AWS_*/GOOGLE_*/AZURE_* variables or FEATURESTORE_STORAGE_OPTIONS)"
+                "(AWS_*/GOOGLE_* variables or FEATURESTORE_STORAGE_OPTIONS)"
             ) from None

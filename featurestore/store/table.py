@@ -245,6 +245,8 @@ class FeatureTable:
         return self._snapshot_of(self.delta(version))
 
     def _snapshot_of(self, dt: Any) -> Snapshot | None:
+        if self.cache is None and not _is_local(self.uri):
+            return None  # a remote table opened on its own has no local folder to cache in
         folder = snapshot_dir(self.uri, int(dt.version()), self.cache)
         snap = read_snapshot(folder, self.meta.dim)
         if snap is not None:
@@ -358,8 +360,13 @@ class FeatureTable:
             from deltalake.fs import DeltaStorageHandler
 
             self._fs = pafs.PyFileSystem(DeltaStorageHandler(self.uri, self.storage_options))
-        prefix = self.uri.rstrip("/") + "/"
-        return [unquote(path.removeprefix(prefix)) for path in dt.file_uris()], self._fs
+        prefix = dt.table_uri.rstrip("/") + "/"  # deltalake's spelling of the root (percent-encoded)
+        paths = []
+        for uri in dt.file_uris():
+            if not uri.startswith(prefix):
+                raise StoreError(f"{self.uri}: data file {uri} lies outside the table; it cannot be read here")
+            paths.append(unquote(uri[len(prefix) :]))
+        return paths, self._fs
 
 
 def newest_rows(table: pa.Table) -> np.ndarray:

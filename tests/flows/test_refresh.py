@@ -16,7 +16,7 @@ import yaml
 
 from featurestore.locks import view_lock
 from featurestore.store import Store
-from tests.conftest import snapshot
+from tests.conftest import bucket_keys, snapshot
 from tests.flows.test_materialize_flow import read_artifact
 
 pytestmark = pytest.mark.slow
@@ -236,6 +236,8 @@ def test_refresh_of_a_project_whose_store_is_a_bucket(prefect_server, s3_store, 
     assert (head["status"], head["version"]) == ("retrained", 2)
     work = Store(s3_store).path
     assert (work / "models" / "spam" / "2" / "manifest.json").is_file() and not (tmp_path / "store").exists()
+    keys = bucket_keys(s3_store)
+    assert any(k.endswith("/models/spam/2/manifest.json") for k in keys) and any(k.endswith("/CURRENT") and "/indexes/sms/" in k for k in keys)
 
 
 def test_a_failing_view_is_reported_and_the_other_views_still_refresh(tmp_path, sms_file, word2vec, cli):

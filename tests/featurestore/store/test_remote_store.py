@@ -33,13 +33,15 @@ def test_tables_live_in_the_bucket_and_read_back_as_a_local_stores(s3_store, tmp
     local = materialize(sms_source(path), "sms", "word2vec", store=tmp_path / "local", shard_size=64)
 
     store = Store(s3_store)
-    assert store.remote is not None and store.path == tmp_path / "work" / f"s3-{s3_store.removeprefix('s3://').replace('/', '_')}"
+    assert store.remote is not None and store.path.parent == tmp_path / "work"
+    assert store.path.name.startswith(f"s3-{s3_store.removeprefix('s3://').replace('/', '_')}-")
     keys = bucket_keys(s3_store)
     encoder_id = first["encoder_id"]
     assert any(k.startswith(f"{s3_store.split('/', 3)[3]}/views/sms/{encoder_id}/_delta_log/") for k in keys)
     assert any(k.endswith(".parquet") for k in keys)
     assert not (store.path / "views").exists(), "the tables belong in the bucket, not the work folder"
-    assert list((store.path / "runs").glob("*.json")), "run records stay in the work folder"
+    assert list((store.path / "runs").glob("*.json")), "run records are written to the work folder"
+    assert any("/runs/" in k for k in keys), "... and published to the bucket"
 
     remote_table = store.resolve_table("sms", "word2vec")
     ids, vectors, labels = sorted_latest(remote_table)
@@ -97,6 +99,9 @@ def test_a_missing_bucket_is_one_line_and_leaves_nothing(s3_endpoint, s3_store, 
 def test_bad_roots_and_options_are_refused(s3_store, monkeypatch, cli, tmp_path):
     with pytest.raises(StoreError, match=r"ftp:// is not a storage the store can use; give a local folder or one of s3://"):
         Store("ftp://host/store")
+    with pytest.raises(StoreError, match=r"az:// is not a storage"):
+        Store("az://container/store")
+    assert Store("gs://bucket/store/").root == "gs://bucket/store"  # Google Cloud Storage: opened on first use
     monkeypatch.setenv("FEATURESTORE_STORAGE_OPTIONS", "{not json")
     code, _, err = cli("info", "--store", s3_store)
     assert code == 2 and "FEATURESTORE_STORAGE_OPTIONS is not JSON" in err
@@ -182,5 +187,52 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     [info] = Store(s3_store).info()
     assert (info.index["rows"], info.index["versions_behind"]) == (230, 0)
     assert [m["version"] for m in list_models(s3_store)] == [1, 2]
-    generations = {k.split("/")[-2] for k in bucket_keys(s3_store) if "/indexes/sms/" in k and not k.endswith("CURRENT")}
-    assert len(generations) == 2
+    keys = bucket_keys(s3_store)
+    assert any(k.endswith("/models/spam/2/manifest.json") for k in keys) and any(k.endswith("/indexes/sms/" + info.encoder_id + "/CURRENT") for k in keys)
+
+
+def index_generations(root: str) -> set[str]:
+    """The generation folders of the indexes (not pyarrow's empty directory markers)."""
+    return {k.split("/")[-2] for k in bucket_keys(root) if "/indexes/" in k and not k.endswith(("/CURRENT", "/"))}
+
+
+def test_publishes_keep_two_index_generations_and_a_fetch_never_mixes_them(s3_store, tmp_path, sms_file, monkeypatch, word2vec):
+    from featurestore.index import build_index, search
+    from featurestore.store import artifacts
+
+    monkeypatch.setattr(artifacts, "STALE_GENERATION", artifacts.timedelta(0))
+    materialize(sms_source(sms_file(100)), "sms", "word2vec", store=s3_store)
+    builds = [build_index("sms", store=s3_store, index_type=kind) for kind in ("flat", "hnsw", "flat")]
+    assert len(index_generations(s3_store)) == 2, "the current generation and the one before it"
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    other = Store(s3_store)
+    [info] = other.info()
+    assert info.index["factory"] == builds[-1].factory == "Flat"
+    assert search("sms", store=s3_store, texts=["call now"], k=3)
+    folder = next((other.path / "indexes" / "sms").iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == [".generation", "ids.parquet", "index.faiss", "index.json"]
+    assert not [p for p in (other.path / "indexes" / "sms").iterdir() if p.name.startswith(".")], "no download left behind"
+
+
+def test_roots_that_differ_only_in_spelling_keep_apart(s3_store, tmp_path, sms_file, word2vec):
+    """Work folders never collide (a digest of the exact root), and a root with a space or an
+    upper-case scheme reads its own files."""
+    spaced, underscored = f"{s3_store}/my store", f"{s3_store}/my_store"
+    materialize(sms_source(sms_file(30)), "sms", "word2vec", store=spaced)
+    materialize(sms_source(sms_file(50)), "sms", "word2vec", store=underscored)
+    assert Store(spaced).path != Store(underscored).path
+    assert len(Store(spaced).resolve_table("sms").latest()) == 30
+    assert len(Store(underscored).resolve_table("sms").latest()) == 50
+    upper = "S3://" + spaced.removeprefix("s3://")
+    assert Store(upper).root == spaced and len(Store(upper).resolve_table("sms").latest([])) == 30
+
+
+def test_a_report_from_a_machine_that_never_used_the_store(s3_store, tmp_path, sms_file, monkeypatch, word2vec):
+    from featurestore.index import build_index
+    from featurestore.report import write_report
+
+    materialize(sms_source(sms_file(60)), "sms", "word2vec", store=s3_store)
+    build_index("sms", store=s3_store)
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    written = write_report(tmp_path / "report.html", store=s3_store)
+    assert (written["views"], written["indexes"]) == (1, 1)
