@@ -160,6 +160,7 @@ class ViewConfig(_Strict):
     granularity: Literal["sentence", "token"] = "sentence"
     layers: Literal["last", "last4"] | None = None  # token level, contextual encoders: as `materialize --layers`
     subword: Literal["first", "mean"] | None = None  # token level, contextual encoders: as `materialize --subword`
+    long_text: Literal["truncate", "windows"] | None = None  # sentence level, contextual encoders: as `materialize --long-text`
     index: IndexConfig | None = None  # true: the default options; false or absent: no index
     schedule: Schedule | None = None
     full_sync: bool = False
@@ -181,6 +182,8 @@ class ViewConfig(_Strict):
         given = [k for k in ("layers", "subword") if getattr(self, k) is not None]
         if given and self.granularity != "token":
             raise ValueError(f"{' and '.join(given)} apply to granularity: token only")
+        if self.long_text is not None and self.granularity != "sentence":
+            raise ValueError("long_text applies to granularity: sentence only")
         return self
 
     @field_validator("index", mode="before")

@@ -22,9 +22,15 @@ CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take 
 
 
 def encoder_options(
-    encoder: str, *, granularity: str = "sentence", layers: str | None = None, subword: str | None = None, device: str | None = None
+    encoder: str,
+    *,
+    granularity: str = "sentence",
+    layers: str | None = None,
+    subword: str | None = None,
+    long_text: str | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
-    """The encoder keywords a materialize of ``encoder`` passes: granularity, token options, device.
+    """The encoder keywords a materialize of ``encoder`` passes: granularity, token or long-text options, device.
 
     ``featurestore materialize`` and the project file's views both build them here, so the
     same options write the same table (the same encoder_id).
@@ -40,6 +46,13 @@ def encoder_options(
         flags = " and ".join(f"--{k}" for k in token)
         raise EncoderError(f"{flags} apply to contextual token vectors: --granularity token with minilm or an st: encoder")
     options: dict[str, Any] = {"granularity": "token", **token} if granularity == "token" else {}
+    if long_text is not None:
+        if granularity != "sentence" or name not in CONTEXTUAL_ENCODERS:
+            raise EncoderError("--long-text applies to sentence vectors of minilm or an st: encoder (token level reads every word already)")
+        if long_text not in ("truncate", "windows"):
+            raise EncoderError(f"--long-text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
+        if long_text == "windows":  # truncate is the default: left out, so the table keeps its encoder id
+            options["long_text"] = "windows"
     if name in DEVICE_ENCODERS:
         options["device"] = settings.device(device)
     return options

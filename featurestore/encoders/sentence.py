@@ -23,6 +23,7 @@ from featurestore.errors import EncoderError
 TextGranularity = Literal["sentence", "token"]
 Layers = Literal["last", "last4"]
 Subword = Literal["first", "mean"]
+LongText = Literal["truncate", "windows"]
 TOKEN_DEFAULTS: dict[str, Any] = {"layers": "last", "subword": "first"}
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -53,6 +54,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         ``max_seq_length`` pieces (special tokens included). Default and maximum: half a window
         (127 for MiniLM), so a word keeps about a quarter window of context on a cut side; a
         smaller stride costs fewer windows and gives less context.
+    long_text : sentence level: what happens to a text longer than ``max_seq_length`` pieces.
+        ``truncate`` (default, what sentence-transformers does) keeps its first window;
+        ``windows`` reads it in overlapping windows (half a window shared, as token level) and
+        mean-pools every piece's contextual vector, so the end of a long document counts too.
+        Texts that fit one window get the same vector either way.
     """
 
     modality = "text"
@@ -71,6 +77,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         layers: Layers | None = None,
         subword: Subword | None = None,
         stride: int | None = None,
+        long_text: LongText | None = None,
     ) -> None:
         self.path = Path(path)
         self.model_name = model_name
@@ -79,6 +86,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         self.batch_size = batch_size
         self._config = _read_model_config(self.path)
         self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)
+        if long_text is not None and long_text not in ("truncate", "windows"):
+            raise EncoderError(f"long_text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
+        if long_text is not None and granularity != "sentence":
+            raise EncoderError("long_text applies to granularity='sentence'; token level always reads every word in windows")
+        self.long_text: LongText = long_text or "truncate"
         self.normalize = normalize if normalize is not None else granularity == "sentence"
         self.layers: Layers = layers or TOKEN_DEFAULTS["layers"]
         self.subword: Subword = subword or TOKEN_DEFAULTS["subword"]
@@ -118,6 +130,8 @@ class SentenceTransformerEncoder(BaseEncoder):
         if self.granularity == "token":  # the sentence pooling does not apply; the token options do
             del spec["pooling"]
             spec.update(granularity="token", layers=self.layers, subword=self.subword, stride=self.stride)
+        elif self.long_text == "windows":  # recorded only when set: tables written before keep their id
+            spec.update(long_text="windows", window_overlap=self.stride)
         return spec
 
     def model(self):
@@ -149,14 +163,51 @@ class SentenceTransformerEncoder(BaseEncoder):
         texts = list(batch)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model().encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        is_long = np.zeros(len(texts), dtype=bool)
+        if self.long_text == "windows":
+            tokenizer = self.model().tokenizer
+            prefix, suffix = _special_tokens(tokenizer)
+            pieces = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+            is_long[:] = [len(row) > self.max_seq_length - len(prefix) - len(suffix) for row in pieces]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        short = np.flatnonzero(~is_long)
+        if len(short):
+            vectors[short] = self.model().encode(
+                [texts[i] for i in short],
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=self.normalize,
+                show_progress_bar=False,
+            )
+        if is_long.any():
+            vectors[is_long] = self._windowed([texts[i] for i in np.flatnonzero(is_long)])
+        return vectors
+
+    def _windowed(self, texts: list[str]) -> np.ndarray:
+        """``(n, dim)``: the mean of every piece's contextual vector, read in overlapping windows."""
+        tokenizer = self.model().tokenizer
+        enc = tokenizer(texts, add_special_tokens=False, verbose=False)
+        prefix, suffix = _special_tokens(tokenizer)
+        size = self.max_seq_length - len(prefix) - len(suffix)
+        plans, segments = [], []
+        for row in range(len(texts)):
+            ids = np.asarray(enc["input_ids"][row], dtype=np.int64)
+            piece_word = np.asarray(enc.word_ids(row), dtype=np.int64)
+            windows = plan_windows(piece_word, size=size, overlap=self.stride)
+            plans.append((piece_word, windows))
+            segments += [prefix + ids[a:b].tolist() + suffix for a, b in windows]
+        owner = [row for row, (_, windows) in enumerate(plans) for _ in windows]
+        first_window = np.cumsum([0] + [len(windows) for _, windows in plans][:-1])
+        outs: list[list[np.ndarray | None]] = [[None] * len(windows) for _, windows in plans]
+        for k, states in self._forward(segments, specials=(len(prefix), len(suffix))):
+            outs[owner[k]][k - first_window[owner[k]]] = states
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, (piece_word, windows) in enumerate(plans):
+            out[row] = _stitch(outs[row], windows, piece_word).mean(axis=0)  # type: ignore[arg-type]
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        return out
 
     def encode_with_stats(self, batch: Sequence[str]) -> EncodeResult:
         texts = list(batch)

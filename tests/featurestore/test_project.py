@@ -78,6 +78,8 @@ def test_the_library_side_does_not_import_prefect():
         (lambda d: d["views"][0].update(schedule={"cron": "61 * * * *"}), "views[0].schedule.cron: cron '61 * * * *' is not a cron"),
         (lambda d: d["views"][0].update(index={"memory_budget": "lots"}), "views[0].index.memory_budget: memory budget must look like 2GB"),
         (lambda d: d["views"][0].update(layers="last4"), "views[0]: layers apply to granularity: token only"),
+        (lambda d: d["views"][0].update(granularity="token", long_text="windows"), "views[0]: long_text applies to granularity: sentence only"),
+        (lambda d: d["views"][0].update(long_text="chunks"), "views[0].long_text: Input should be 'truncate' or 'windows'"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(write, edit, message):

@@ -152,6 +152,7 @@ def test_bad_device_and_unknown_store_scheme_are_user_errors(tmp_path, sms_file,
         (["--runner", "spark"], "runner must be one of: local, inline, dask. Got 'spark' instead."),
         (["--runner", "dask", "--dask-workers", "0"], "--dask-workers and --dask-threads must be at least 1. Got 0 and 1 instead."),
         (["--layers", "last4"], "--layers apply to contextual token vectors"),
+        (["--long-text", "windows"], "--long-text applies to sentence vectors of minilm or an st: encoder"),
     ],
 )
 def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_file, cli, extra, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from featurestore.store import Store
@@ -110,3 +111,27 @@ def test_layers_and_subword_reach_the_token_encoder(tmp_path, cli, minilm):
                           "--store", store, "--layers", "last4"),
                       "--layers apply to contextual token vectors")
     assert snapshot(store) == before
+
+
+def test_long_text_windows_reaches_the_table_and_its_queries(tmp_path, cli, minilm):
+    """`--long-text windows`: the table records the option, its vectors read whole documents, and
+    a text query is encoded by the same encoder (its encoder id matches the view's)."""
+    from featurestore.encoders import get_encoder
+    from featurestore.index.search import view_encoder
+
+    long_doc = " ".join(f"the flutter of panel {i} grew with the dynamic pressure ." for i in range(40))
+    docs = [{"id": "long", "text": long_doc + " finally the panel failed in fatigue ."}, {"id": "short", "text": "a note on shock waves"}]
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n", encoding="utf-8")
+    store = tmp_path / "s"
+    code, out, err = cli("materialize", path, "--view", "docs", "--encoder", "minilm", "--long-text", "windows", "--id-col", "id",
+                         "--store", store, "--runner", "inline", "--json")
+    assert code == 0, err
+    table = Store(store).resolve_table("docs")
+    windows = get_encoder("minilm", device="cpu", long_text="windows")
+    assert table.meta.encoder_options == {"long_text": "windows"} and table.meta.encoder_id == windows.encoder_id
+    assert view_encoder(table).encoder_id == windows.encoder_id
+    frame = table.latest([])
+    order = [frame.ids.tolist().index(d["id"]) for d in docs]
+    np.testing.assert_allclose(frame.vectors[order], windows.encode([d["text"] for d in docs]), atol=1e-5)
+    assert not np.allclose(frame.vectors[order[0]], minilm.encode([docs[0]["text"]])[0], atol=1e-3)

@@ -96,3 +96,31 @@ def test_third_party_encoder_plugs_in_through_the_entry_point_group(tmp_path, mo
     assert enc.encode(["ab cd"]).tolist() == [[10.0, 2.0]]
     assert "lengths" in {r["name"] for r in list_encoders()}
     sys.modules.pop("tiny_plugin", None)
+
+
+def test_long_text_windows_reads_the_whole_text_and_leaves_short_ones_alone(minilm):
+    from featurestore.encoders import get_encoder
+
+    windows = get_encoder("minilm", device="cpu", long_text="windows")
+    assert windows.encoder_id != minilm.encoder_id and "long_text" not in minilm.spec
+    assert windows.spec["long_text"] == "windows" and windows.spec["window_overlap"] == 127
+    head = " ".join(f"the wing section number {i} was tested in the tunnel at low speed ." for i in range(40))  # ~520 pieces
+    tails = ["the boundary layer separated near the trailing edge .", "heat transfer to the blunt nose rose at hypersonic speed ."]
+    short = ["a short note", "the boundary layer separated near the trailing edge ."]
+    texts = [head + " " + tails[0], head + " " + tails[1], *short]
+    truncated, windowed = minilm.encode(texts), windows.encode(texts)
+    np.testing.assert_allclose(windowed[2:], truncated[2:], atol=1e-6)  # one window: the same vectors
+    np.testing.assert_allclose(truncated[0], truncated[1], atol=1e-6)  # truncation never sees the tails
+    assert float(windowed[0] @ windowed[1]) < 0.999, "with windows the differing tails move the vectors"
+    np.testing.assert_allclose(np.linalg.norm(windowed, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(windows.encode(texts[1:2])[0], windowed[1], atol=1e-5)  # a text's vector does not depend on its batch
+
+
+def test_long_text_options_are_checked():
+    from featurestore.encoders import get_encoder
+    from featurestore.errors import EncoderError
+
+    with pytest.raises(EncoderError, match="long_text must be 'truncate' or 'windows'. Got 'chunks' instead."):
+        get_encoder("minilm", device="cpu", long_text="chunks")
+    with pytest.raises(EncoderError, match="long_text applies to granularity='sentence'"):
+        get_encoder("minilm", device="cpu", granularity="token", long_text="windows")
