@@ -13,6 +13,7 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, parse_bytes
+from featurestore.index.delta import FOLD_SHARE
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.store import FeatureTable, Store
@@ -104,9 +105,11 @@ def update_index(
 ) -> dict[str, Any]:
     """Bring the index up to the table's latest state without a rebuild when that is sound.
 
-    Adds entities that are new or whose content changed, removes replaced and deleted ones; it
-    rebuilds instead when more than ``rebuild_share`` of the vectors were removed since the build,
-    when an IVF's largest list exceeds ``max_imbalance`` x the mean, or for HNSW with removals.
+    Adds entities that are new or whose content changed, removes replaced and deleted ones: into
+    the index's delta file while it holds at most ``FOLD_SHARE`` of the rows (the index file is
+    not rewritten), else folded into the index file. It rebuilds instead when more than
+    ``rebuild_share`` of the vectors were removed since the build, when a fold leaves an IVF's
+    largest list over ``max_imbalance`` x the mean, or for HNSW with removals.
     Only the files committed since the index's version are read when the table was only appended
     to since; otherwise (compaction, deletes) the full latest state is compared.
     """
@@ -119,7 +122,7 @@ def update_index(
 def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> dict[str, Any]:
     view = table.meta.view
     folder = index_dir(store, table)
-    index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id, writable=True)
+    index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id)  # memory-mapped where it can be: an update writes a delta
     started = time.perf_counter()
     changes = table.changes_since(index.info.table_version)
     if changes is None:
@@ -130,7 +133,9 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
     needs_rebuild = stale > rebuild_share or (remove and index.info.factory.startswith("HNSW"))
     if not needs_rebuild and (len(add) or remove):
         index.update(remove, changes.ids[add], changes.vectors[add], changes.hashes[add], table_version=version)
-        needs_rebuild = index.imbalance() > max_imbalance
+        if index.delta_share() > FOLD_SHARE:  # fold the delta into the index file (one full write)
+            index.fold()
+            needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
             index.save(local_index_dir(store, table))
             publish_index(store, table)

@@ -1,8 +1,10 @@
 """A FAISS index over one table version: build, measure recall, tune, save, load, search.
 
 Files under ``<store>/indexes/<view>/<encoder_id>/``: ``index.faiss``, ``ids.parquet``
-(FAISS int64 id -> entity_id) and ``index.json`` (factory string, search parameters, measured
-recall and latency, memory, build seconds, the table version covered, encoder_id, metric).
+(FAISS int64 id -> entity_id of every live vector) and ``index.json`` (factory string, search
+parameters, measured recall and latency, memory, build seconds, the table version covered,
+encoder_id, metric); after updates also ``delta.parquet``, the vectors added and ids removed
+since ``index.faiss`` was written (see :mod:`featurestore.index.delta`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.index.choice import ADD_CHUNK, TRAIN_PER_CELL, IndexType, choose_factory
+from featurestore.index.delta import DELTA_FILE, Delta, merge, selector_excluding
 
 RECALL_K = 10
 
@@ -81,12 +84,26 @@ def _normalise(x: np.ndarray, metric: str) -> np.ndarray:
 class VectorIndex:
     """A built or loaded FAISS index with its id map and info."""
 
-    def __init__(self, index: Any, positions: np.ndarray, entity_ids: np.ndarray, hashes: np.ndarray, info: IndexInfo) -> None:
-        self.index = index
-        self.positions = np.asarray(positions, dtype=np.int64)  # sorted FAISS ids
+    def __init__(
+        self,
+        index: Any,
+        positions: np.ndarray,
+        entity_ids: np.ndarray,
+        hashes: np.ndarray,
+        info: IndexInfo,
+        delta: Delta | None = None,
+        *,
+        source: Path | None = None,
+        mapped: bool = False,
+    ) -> None:
+        self.index = index  # what index.faiss holds (plus the delta: the live vectors)
+        self.positions = np.asarray(positions, dtype=np.int64)  # sorted FAISS ids of the live vectors
         self.entity_ids = np.asarray(entity_ids, dtype=object)
         self.hashes = np.asarray(hashes, dtype=object)  # content hash of each indexed vector
         self.info = info
+        self.delta = delta if delta is not None else Delta.empty(info.dim, info.metric)
+        self.source = source  # the folder whose index.faiss holds self.index: a save there writes the delta only
+        self.mapped = mapped  # self.index is memory-mapped read-only from source
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -99,24 +116,46 @@ class VectorIndex:
         return [self.entity_ids[w] if good else None for w, good in zip(where.tolist(), np.atleast_1d(ok).tolist())]
 
     def update(self, remove: list[str], add_ids: np.ndarray, add_vectors: np.ndarray, add_hashes: np.ndarray, *, table_version: int) -> None:
-        """Remove entities and add new vectors in place (IVF and exact indexes; HNSW cannot remove)."""
+        """Remove entities and add new vectors, into the delta (the index file is left alone)."""
         if remove:
             if self.info.factory.startswith("HNSW"):
                 raise StoreError("an HNSW index cannot remove vectors; rebuild it")
             gone = np.asarray(pc.is_in(pa.array(self.entity_ids, pa.string()), value_set=pa.array(remove, pa.string())), dtype=bool)
-            self.index.remove_ids(self.positions[gone])
+            self.delta.remove(self.positions[gone])
             self.positions, self.entity_ids, self.hashes = self.positions[~gone], self.entity_ids[~gone], self.hashes[~gone]
             self.info.removed_since_build += int(gone.sum())
         if len(add_ids):
-            start = int(self.positions[-1]) + 1 if len(self.positions) else 0
+            taken = [int(a[-1]) for a in (self.positions, self.delta.removed) if len(a)]  # never reuse an id the file still holds
+            start = max(taken, default=-1) + 1
             new = np.arange(start, start + len(add_ids), dtype=np.int64)
-            self.index.add_with_ids(prepare(add_vectors, self.info.metric), new)
+            self.delta.add(new, prepare(add_vectors, self.info.metric))
             self.positions = np.concatenate([self.positions, new])
             self.entity_ids = np.concatenate([self.entity_ids, np.asarray(add_ids, dtype=object)])
             self.hashes = np.concatenate([self.hashes, np.asarray(add_hashes, dtype=object)])
             self.info.added_since_build += len(add_ids)
         self.info.rows = len(self.positions)
         self.info.table_version = table_version
+
+    def delta_share(self) -> float:
+        """The delta's size (added + removed) over the live rows."""
+        return len(self.delta) / max(len(self.positions), 1)
+
+    def fold(self) -> None:
+        """Apply the delta to the index itself (read into memory first when it is memory-mapped);
+        the next save writes the whole index file."""
+        if not len(self.delta):
+            return
+        faiss = _faiss()
+        if self.mapped and self.source is not None:  # read-only pages: take a writable copy
+            self.index = faiss.read_index(str(self.source / "index.faiss"))
+            self._apply(self.info.params)
+            self.mapped = False
+        if len(self.delta.removed):
+            self.index.remove_ids(self.delta.removed)
+        if len(self.delta.added):
+            self.index.add_with_ids(self.delta.vectors, self.delta.added)
+        self.delta = Delta.empty(self.info.dim, self.info.metric)
+        self.source = None
 
     def rows_of(self, entity_ids: Sequence[str]) -> list[int | None]:
         """Each entity's row in the id map (None: not indexed), by an Arrow hash lookup: an update
@@ -215,34 +254,49 @@ class VectorIndex:
             got = queries.shape[-1] if queries.ndim else 0
             raise SchemaMismatchError(f"query vectors must have dimension {self.info.dim} for {self.info.encoder_id}. Got {got} instead.")
         q = prepare(queries, self.info.metric)
-        return self.index.search(q, k)
+        if not len(self.delta):
+            return self.index.search(q, k)
+        selector = selector_excluding(self.delta.removed) if len(self.delta.removed) else None
+        found = self.index.search(q, k, params=self._params(selector, k)) if selector is not None else self.index.search(q, k)
+        return merge(found, self.delta.search(q, k), k, self.info.metric)
 
     def search_subset(self, queries: np.ndarray, k: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Search only among the given FAISS ids (an ID selector), with the tuned parameters."""
         faiss = _faiss()
-        selector = faiss.IDSelectorBatch(np.asarray(positions, dtype=np.int64))
+        positions = np.asarray(positions, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(positions)
+        q = prepare(queries, self.info.metric)
+        found = self.index.search(q, k, params=self._params(selector, k))
+        return merge(found, self.delta.search(q, k, positions), k, self.info.metric) if len(self.delta.added) else found
+
+    def _params(self, selector: Any, k: int) -> Any:
+        """Search parameters with an ID selector and the tuned nprobe / efSearch."""
+        faiss = _faiss()
         params = self.info.params
         if self.info.factory.startswith("IVF") and "Refine" not in self.info.factory:
-            search_params = faiss.SearchParametersIVF(sel=selector, nprobe=params.get("nprobe", 1))
-        elif self.info.factory.startswith("HNSW"):
-            search_params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(params.get("efSearch", 16), k))
-        else:
-            search_params = faiss.SearchParameters(sel=selector)
-        return self.index.search(prepare(queries, self.info.metric), k, params=search_params)
+            return faiss.SearchParametersIVF(sel=selector, nprobe=params.get("nprobe", 1))
+        if self.info.factory.startswith("HNSW"):
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=max(params.get("efSearch", 16), k))
+        return faiss.SearchParameters(sel=selector)
 
     # --------------------------------------------------------------- storage
     def save(self, folder: Path) -> None:
-        """Write the three files atomically enough: each to a temporary name, then renamed.
+        """Write the files atomically enough: each to a temporary name, then renamed. An index
+        loaded from ``folder`` and updated since writes its delta, not the index file again.
 
         ``memory_bytes`` is the written index's size: what loading it into memory takes, learnt
         without serialising the index a second time.
         """
         faiss = _faiss()
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".index.{os.getpid()}.tmp"
-        faiss.write_index(self.index, str(tmp))
-        self.info.memory_bytes = os.path.getsize(tmp)
-        os.replace(tmp, folder / "index.faiss")
+        if self.source is None or self.source.resolve() != folder.resolve():
+            self.fold()
+            tmp = folder / f".index.{os.getpid()}.tmp"
+            faiss.write_index(self.index, str(tmp))
+            self.info.memory_bytes = os.path.getsize(tmp)
+            os.replace(tmp, folder / "index.faiss")
+            self.source = folder
+        self.delta.save(folder)
         pq.write_table(
             pa.table({
                 "position": pa.array(self.positions, pa.int64()),
@@ -281,10 +335,12 @@ class VectorIndex:
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
         in_memory = writable or (info.memory_budget is not None and _file_size(folder / "index.faiss") <= info.memory_budget)
+        mapped = False
         try:
             if in_memory:
                 raise RuntimeError("read into memory")
             index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            mapped = True
         except RuntimeError:
             try:
                 index = faiss.read_index(str(folder / "index.faiss"))
@@ -294,14 +350,22 @@ class VectorIndex:
             idmap = pq.read_table(folder / "ids.parquet")
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(f"the id map {folder / 'ids.parquet'} is damaged ({exc}); {rebuild}") from None
-        if index.ntotal != idmap.num_rows or index.d != info.dim:
-            raise StoreError(f"the index at {folder} holds {index.ntotal} vectors of dimension {index.d} but its id map has {idmap.num_rows}; {rebuild}")
+        try:
+            delta = Delta.load(folder, info.dim, info.metric)
+        except (OSError, ValueError, KeyError) as exc:
+            raise StoreError(f"the update file {folder / DELTA_FILE} is damaged ({exc}); {rebuild}") from None
+        live = index.ntotal - len(delta.removed) + len(delta.added)
+        if live != idmap.num_rows or index.d != info.dim:
+            raise StoreError(f"the index at {folder} holds {live} vectors of dimension {index.d} but its id map has {idmap.num_rows}; {rebuild}")
         loaded = cls(
             index,
             idmap.column("position").to_numpy(),
             idmap.column("entity_id").to_numpy(zero_copy_only=False),
             idmap.column("content_hash").to_numpy(zero_copy_only=False),
             info,
+            delta,
+            source=folder,
+            mapped=mapped,
         )
         loaded._apply(info.params)
         return loaded
