@@ -24,6 +24,7 @@ TextGranularity = Literal["sentence", "token"]
 Layers = Literal["last", "last4"]
 Subword = Literal["first", "mean"]
 LongText = Literal["truncate", "windows"]
+WINDOWABLE = {"Transformer", "Pooling", "Normalize"}  # the modules whose output the windowed mean reproduces
 TOKEN_DEFAULTS: dict[str, Any] = {"layers": "last", "subword": "first"}
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -91,6 +92,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         if long_text is not None and granularity != "sentence":
             raise EncoderError("long_text applies to granularity='sentence'; token level always reads every word in windows")
         self.long_text: LongText = long_text or "truncate"
+        if self.long_text == "windows" and (self._config["pooling"] != "mean_tokens" or not set(self._config["modules"]) <= WINDOWABLE):
+            raise EncoderError(
+                f"long_text='windows' mean-pools the transformer's states, which is what {self.path.name} does only with mean "
+                f"pooling and no layers after it (it has {self._config['pooling']} pooling, modules {', '.join(self._config['modules'])})"
+            )
         self.normalize = normalize if normalize is not None else granularity == "sentence"
         self.layers: Layers = layers or TOKEN_DEFAULTS["layers"]
         self.subword: Subword = subword or TOKEN_DEFAULTS["subword"]
@@ -184,8 +190,12 @@ class SentenceTransformerEncoder(BaseEncoder):
         return vectors
 
     def _windowed(self, texts: list[str]) -> np.ndarray:
-        """``(n, dim)``: the mean of every piece's contextual vector, read in overlapping windows."""
+        """``(n, dim)``: the mean of every piece's contextual vector, read in overlapping windows,
+        with the first window's leading and the last window's trailing special tokens (as
+        sentence-transformers' mean pooling counts them for a text of one window)."""
         tokenizer = self.model().tokenizer
+        if self._config["lowercase"]:
+            texts = [t.lower() for t in texts]
         enc = tokenizer(texts, add_special_tokens=False, verbose=False)
         prefix, suffix = _special_tokens(tokenizer)
         size = self.max_seq_length - len(prefix) - len(suffix)
@@ -199,11 +209,15 @@ class SentenceTransformerEncoder(BaseEncoder):
         owner = [row for row, (_, windows) in enumerate(plans) for _ in windows]
         first_window = np.cumsum([0] + [len(windows) for _, windows in plans][:-1])
         outs: list[list[np.ndarray | None]] = [[None] * len(windows) for _, windows in plans]
-        for k, states in self._forward(segments, specials=(len(prefix), len(suffix))):
+        for k, states in self._forward(segments, specials=(0, 0)):
             outs[owner[k]][k - first_window[owner[k]]] = states
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        head, tail = len(prefix), len(suffix)
         for row, (piece_word, windows) in enumerate(plans):
-            out[row] = _stitch(outs[row], windows, piece_word).mean(axis=0)  # type: ignore[arg-type]
+            states = outs[row]
+            pieces = _stitch([s[head : len(s) - tail] for s in states], windows, piece_word)  # type: ignore[index]
+            every = np.vstack([states[0][:head], pieces, states[-1][len(states[-1]) - tail :]])  # type: ignore[index]
+            out[row] = every.mean(axis=0)
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)
@@ -412,4 +426,5 @@ def _read_model_config(path: Path) -> dict[str, Any]:
         "pooling": ",".join(m.removeprefix("pooling_mode_") for m in modes) or "mean_tokens",
         "max_seq_length": int(st_cfg.get("max_seq_length") or config.get("max_position_embeddings") or 512),
         "lowercase": bool(st_cfg.get("do_lower_case", False)),
+        "modules": [module.get("type", "").rpartition(".")[2] for module in modules],
     }

@@ -1,10 +1,11 @@
 """What changed since an index file was written: vectors added (searched exactly) and positions removed.
 
-An index update writes only this (``delta.parquet``), the id map and ``index.json``; the index
+An index update writes only this (``delta-<token>.parquet``), the id map and ``index.json``; the index
 file itself stays as it was, so an update costs in proportion to the change, not to the index.
 Search merges the index file's results, with the removed positions filtered out by an ID
 selector, and an exact search over the added vectors. Once the delta holds more than
-``FOLD_SHARE`` of the rows it is folded into the index (one full write).
+``FOLD_SHARE`` of the rows or ``FOLD_ROWS`` rows it is folded into the index (one full write;
+a rebuild for index types that cannot take ids or removals in place).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import pyarrow.parquet as pq
 from featurestore.encoders.base import require
 from featurestore.store.table import embeddings_to_numpy, vectors_to_binary
 
-DELTA_FILE = "delta.parquet"
 FOLD_SHARE = 0.05  # fold the delta into the index file past this share of the rows
-ADDED, REMOVED = 0, 1  # the ``kind`` of a delta.parquet row
+FOLD_ROWS = 20_000  # ... or past this many rows: every search scans the added vectors exactly
+ADDED, REMOVED = 0, 1  # the ``kind`` of a delta file's row
 
 
 @dataclass
@@ -66,12 +67,8 @@ class Delta:
         return _pad(scores, found, k, self.metric)
 
     # ---------------------------------------------------------------- storage
-    def save(self, folder: Path) -> None:
-        """Write ``delta.parquet`` (temporary name, then renamed), or remove it when empty."""
-        path = folder / DELTA_FILE
-        if not len(self):
-            path.unlink(missing_ok=True)
-            return
+    def save(self, path: Path) -> None:
+        """Write the delta to ``path`` (a temporary name first, then renamed)."""
         n, m = len(self.added), len(self.removed)
         embeddings = vectors_to_binary(np.ascontiguousarray(self.vectors, np.float32))
         table = pa.table({
@@ -79,16 +76,13 @@ class Delta:
             "position": pa.array(np.r_[self.added, self.removed].astype(np.int64)),
             "embedding": pa.concat_arrays([embeddings, pa.nulls(m, pa.binary())]),
         })
-        tmp = folder / f".{DELTA_FILE}.tmp"
+        tmp = path.with_name(f".{path.name}.tmp")
         pq.write_table(table, tmp, compression="NONE")
         tmp.replace(path)
 
     @classmethod
-    def load(cls, folder: Path, dim: int, metric: str) -> "Delta":
-        """The delta in ``folder`` (empty without one); ValueError or OSError when it cannot be read."""
-        path = folder / DELTA_FILE
-        if not path.is_file():
-            return cls.empty(dim, metric)
+    def load(cls, path: Path, dim: int, metric: str) -> "Delta":
+        """The delta written to ``path``; ValueError or OSError when it cannot be read."""
         table = pq.read_table(path)
         kind = table.column("kind").to_numpy()
         positions = table.column("position").to_numpy()

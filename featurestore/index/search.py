@@ -13,7 +13,7 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, parse_bytes
-from featurestore.index.delta import FOLD_SHARE
+from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.store import FeatureTable, Store
@@ -37,7 +37,9 @@ def local_index_dir(store: Store, table: FeatureTable) -> Path:
 
 def publish_index(store: Store, table: FeatureTable) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
-    store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True)
+    folder = index_dir(store, table, fetch=False)
+    files = json.loads((folder / "index.json").read_text()).get("files") or {}
+    store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True, names={"index.json", *files.values()})
 
 
 def build_index(
@@ -133,9 +135,11 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
     needs_rebuild = stale > rebuild_share or (remove and index.info.factory.startswith("HNSW"))
     if not needs_rebuild and (len(add) or remove):
         index.update(remove, changes.ids[add], changes.vectors[add], changes.hashes[add], table_version=version)
-        if index.delta_share() > FOLD_SHARE:  # fold the delta into the index file (one full write)
-            index.fold()
-            needs_rebuild = index.imbalance() > max_imbalance
+        if index.delta_share() > FOLD_SHARE or len(index.delta) > FOLD_ROWS:  # fold into the index file (one full write)
+            needs_rebuild = not index.can_fold()
+            if not needs_rebuild:
+                index.fold()
+                needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
             index.save(local_index_dir(store, table))
             publish_index(store, table)

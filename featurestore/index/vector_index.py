@@ -1,17 +1,20 @@
 """A FAISS index over one table version: build, measure recall, tune, save, load, search.
 
-Files under ``<store>/indexes/<view>/<encoder_id>/``: ``index.faiss``, ``ids.parquet``
+Files under ``<store>/indexes/<view>/<encoder_id>/``: ``index-<token>.faiss``, ``ids-<token>.parquet``
 (FAISS int64 id -> entity_id of every live vector) and ``index.json`` (factory string, search
 parameters, measured recall and latency, memory, build seconds, the table version covered,
-encoder_id, metric); after updates also ``delta.parquet``, the vectors added and ids removed
-since ``index.faiss`` was written (see :mod:`featurestore.index.delta`).
+encoder_id, metric); after updates also a delta file, the vectors added and ids removed since
+the index file was written (see :mod:`featurestore.index.delta`). The data files carry a token
+in their names and ``index.json`` lists them: replacing it commits a save.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,9 +28,11 @@ import pyarrow.parquet as pq
 from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.index.choice import ADD_CHUNK, TRAIN_PER_CELL, IndexType, choose_factory
-from featurestore.index.delta import DELTA_FILE, Delta, merge, selector_excluding
+from featurestore.index.delta import Delta, merge, selector_excluding
 
 RECALL_K = 10
+LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files
+INDEX_FILES = re.compile(r"^(index(-\w+)?\.faiss|ids(-\w+)?\.parquet|delta(-\w+)?\.parquet)$")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class IndexInfo:
     removed_since_build: int = 0
     added_since_build: int = 0
     memory_budget: int | None = None  # bytes the build was given; loads keep the index in memory within it
+    files: dict[str, str] = field(default_factory=dict)  # index, ids and delta: the files of this version of the index
 
 
 class Rows(Protocol):
@@ -145,9 +151,11 @@ class VectorIndex:
         the next save writes the whole index file."""
         if not len(self.delta):
             return
+        if not self.can_fold():
+            raise StoreError(f"a {self.info.factory} index cannot take these changes in place; rebuild it")
         faiss = _faiss()
         if self.mapped and self.source is not None:  # read-only pages: take a writable copy
-            self.index = faiss.read_index(str(self.source / "index.faiss"))
+            self.index = faiss.read_index(str(self.source / self.info.files.get("index", LEGACY_FILES["index"])))
             self._apply(self.info.params)
             self.mapped = False
         if len(self.delta.removed):
@@ -206,9 +214,14 @@ class VectorIndex:
         if factory == "Flat":
             index = faiss.IndexIDMap2(index)
         # Vectors go in by chunks: memory holds the index and one normalised chunk, never a full copy.
+        sequential = "Refine" in factory  # IndexRefine takes no ids: its own numbering is the same 0..n-1
         for start in range(0, n, ADD_CHUNK):
             stop = min(n, start + ADD_CHUNK)
-            index.add_with_ids(prepare(vectors[start:stop], metric), np.arange(start, stop, dtype=np.int64))
+            chunk = prepare(vectors[start:stop], metric)
+            if sequential:
+                index.add(chunk)
+            else:
+                index.add_with_ids(chunk, np.arange(start, stop, dtype=np.int64))
         info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
                          table_version=table_version, target_recall=target_recall, memory_budget=memory_budget)
         hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)
@@ -269,11 +282,22 @@ class VectorIndex:
         found = self.index.search(q, k, params=self._params(selector, k))
         return merge(found, self.delta.search(q, k, positions), k, self.info.metric) if len(self.delta.added) else found
 
+    def can_fold(self) -> bool:
+        """Whether the delta can go into the index itself (IndexRefine adds no ids and removes none)."""
+        return "Refine" not in self.info.factory and not (self.info.factory.startswith("HNSW") and len(self.delta.removed))
+
     def _params(self, selector: Any, k: int) -> Any:
-        """Search parameters with an ID selector and the tuned nprobe / efSearch."""
+        """Search parameters with an ID selector and the tuned nprobe / efSearch / k_factor."""
         faiss = _faiss()
         params = self.info.params
-        if self.info.factory.startswith("IVF") and "Refine" not in self.info.factory:
+        if "Refine" in self.info.factory:  # the IVF-PQ base filters; the refinement re-ranks what it found
+            base = faiss.SearchParametersIVF(sel=selector, nprobe=params.get("nprobe", 1))
+            refine = faiss.IndexRefineSearchParameters()
+            refine.k_factor = float(params.get("k_factor", 1))
+            refine.base_index_params = base
+            refine.referenced = base  # the SWIG wrapper does not own it
+            return refine
+        if self.info.factory.startswith("IVF"):
             return faiss.SearchParametersIVF(sel=selector, nprobe=params.get("nprobe", 1))
         if self.info.factory.startswith("HNSW"):
             return faiss.SearchParametersHNSW(sel=selector, efSearch=max(params.get("efSearch", 16), k))
@@ -281,32 +305,45 @@ class VectorIndex:
 
     # --------------------------------------------------------------- storage
     def save(self, folder: Path) -> None:
-        """Write the files atomically enough: each to a temporary name, then renamed. An index
-        loaded from ``folder`` and updated since writes its delta, not the index file again.
+        """Write new files under new names, then ``index.json`` naming them: the one commit point.
 
-        ``memory_bytes`` is the written index's size: what loading it into memory takes, learnt
-        without serialising the index a second time.
+        A process killed before ``index.json`` is replaced leaves the previous, consistent set in
+        force. An index loaded from ``folder`` and updated since writes its id map and delta, not
+        the index file again. Files named by neither the new nor the previous ``index.json`` are
+        deleted afterwards (the previous set stays for readers that opened it). ``memory_bytes``
+        is the index file's size: what loading it into memory takes.
         """
         faiss = _faiss()
         folder.mkdir(parents=True, exist_ok=True)
-        if self.source is None or self.source.resolve() != folder.resolve():
+        previous = _named_files(folder)
+        token = uuid.uuid4().hex[:12]
+        files = dict(self.info.files) if self.info.files else {}
+        same = self.source is not None and self.source.resolve() == folder.resolve() and (folder / files.get("index", "")).is_file()
+        if not same:
             self.fold()
-            tmp = folder / f".index.{os.getpid()}.tmp"
+            files["index"] = f"index-{token}.faiss"
+            tmp = folder / f".{files['index']}.tmp"
             faiss.write_index(self.index, str(tmp))
             self.info.memory_bytes = os.path.getsize(tmp)
-            os.replace(tmp, folder / "index.faiss")
+            os.replace(tmp, folder / files["index"])
             self.source = folder
-        self.delta.save(folder)
-        pq.write_table(
-            pa.table({
-                "position": pa.array(self.positions, pa.int64()),
-                "entity_id": pa.array(self.entity_ids.tolist(), pa.string()),
-                "content_hash": pa.array(self.hashes.tolist(), pa.string()),
-            }),
-            folder / ".ids.tmp",
-        )
-        os.replace(folder / ".ids.tmp", folder / "ids.parquet")
+        files["ids"] = f"ids-{token}.parquet"
+        ids = pa.table({
+            "position": pa.array(self.positions, pa.int64()),
+            "entity_id": pa.array(self.entity_ids.tolist(), pa.string()),
+            "content_hash": pa.array(self.hashes.tolist(), pa.string()),
+        })
+        pq.write_table(ids, folder / f".{files['ids']}.tmp")
+        os.replace(folder / f".{files['ids']}.tmp", folder / files["ids"])
+        files.pop("delta", None)
+        if len(self.delta):
+            files["delta"] = f"delta-{token}.parquet"
+            self.delta.save(folder / files["delta"])
+        self.info.files = files
         self.save_info(folder)
+        for path in folder.iterdir():
+            if INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous:
+                path.unlink(missing_ok=True)
 
     def save_info(self, folder: Path) -> None:
         """Write ``index.json`` alone (temporary name, then renamed): enough when only the covered
@@ -334,26 +371,28 @@ class VectorIndex:
             raise StoreError(f"{meta} cannot be read ({exc}); {rebuild}") from None
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
-        in_memory = writable or (info.memory_budget is not None and _file_size(folder / "index.faiss") <= info.memory_budget)
+        files = info.files or LEGACY_FILES
+        base = folder / files["index"]
+        in_memory = writable or (info.memory_budget is not None and _file_size(base) <= info.memory_budget)
         mapped = False
         try:
             if in_memory:
                 raise RuntimeError("read into memory")
-            index = faiss.read_index(str(folder / "index.faiss"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            index = faiss.read_index(str(base), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
             mapped = True
         except RuntimeError:
             try:
-                index = faiss.read_index(str(folder / "index.faiss"))
+                index = faiss.read_index(str(base))
             except RuntimeError as exc:
-                raise StoreError(f"the index file {folder / 'index.faiss'} is damaged ({str(exc).splitlines()[0][:120]}); {rebuild}") from None
+                raise StoreError(f"the index file {base} is damaged ({str(exc).splitlines()[0][:120]}); {rebuild}") from None
         try:
-            idmap = pq.read_table(folder / "ids.parquet")
+            idmap = pq.read_table(folder / files["ids"])
         except (OSError, pa.ArrowInvalid) as exc:
-            raise StoreError(f"the id map {folder / 'ids.parquet'} is damaged ({exc}); {rebuild}") from None
+            raise StoreError(f"the id map {folder / files['ids']} is damaged ({exc}); {rebuild}") from None
         try:
-            delta = Delta.load(folder, info.dim, info.metric)
+            delta = Delta.load(folder / files["delta"], info.dim, info.metric) if "delta" in files else Delta.empty(info.dim, info.metric)
         except (OSError, ValueError, KeyError) as exc:
-            raise StoreError(f"the update file {folder / DELTA_FILE} is damaged ({exc}); {rebuild}") from None
+            raise StoreError(f"the update file {folder / files['delta']} is damaged ({exc}); {rebuild}") from None
         live = index.ntotal - len(delta.removed) + len(delta.added)
         if live != idmap.num_rows or index.d != info.dim:
             raise StoreError(f"the index at {folder} holds {live} vectors of dimension {index.d} but its id map has {idmap.num_rows}; {rebuild}")
@@ -424,3 +463,12 @@ def _recall(truth: np.ndarray, found: np.ndarray) -> float:
     hits = sum(len(set(t[t >= 0]) & set(f[f >= 0])) for t, f in zip(truth, found))
     total = sum(int((t >= 0).sum()) for t in truth)
     return hits / total if total else 1.0
+
+
+def _named_files(folder: Path) -> set[str]:
+    """The files the ``index.json`` in ``folder`` names (none when it is missing or unreadable)."""
+    try:
+        info = json.loads((folder / "index.json").read_text())
+    except (OSError, ValueError):
+        return set()
+    return set((info.get("files") or LEGACY_FILES).values())

@@ -152,7 +152,7 @@ class Artifacts:
                 raise self._fail("read", f"{relative}/{name}", exc) from None
 
     # ----------------------------------------------------------------- replaced folders
-    def publish_generation(self, relative: str) -> str:
+    def publish_generation(self, relative: str, names: Collection[str] | None = None) -> str:
         """Upload the work folder's ``relative`` folder as a new generation and make it current.
 
         Older generations are deleted once a newer one is current and they are 15 minutes old:
@@ -164,7 +164,8 @@ class Artifacts:
         local = self.work / relative
         now = datetime.now(timezone.utc)
         generation = now.strftime(STAMP) + "-" + uuid.uuid4().hex[:8]
-        files = sorted((p for p in local.iterdir() if p.is_file() and not p.name.startswith(".")), key=lambda p: p.name in MARKERS)
+        files = [p for p in local.iterdir() if p.is_file() and not p.name.startswith(".") and (names is None or p.name in names)]
+        files.sort(key=lambda p: p.name in MARKERS)
         base = self._remote(relative)
         try:
             for path in files:

@@ -94,14 +94,15 @@ class Store:
         uri = f"{self.root}/views/{view}/{encoder_id}" if self.remote else str(self.path / "views" / view / encoder_id)
         return FeatureTable(uri, meta, self.storage_options, cache=self.path / "_cache")
 
-    def publish(self, relative: str, *, replace: bool = False) -> None:
+    def publish(self, relative: str, *, replace: bool = False, names: Any = None) -> None:
         """Share what was just written at the work folder's ``relative`` through the remote root
         (nothing to do for a local store). ``replace``: a folder whose next publish replaces it
-        (an index); else files written once (a model version, a run record)."""
+        (an index; ``names``: only these of its files); else files written once (a model
+        version, a run record)."""
         if self.artifacts is None:
             return
         if replace:
-            self.artifacts.publish_generation(relative)
+            self.artifacts.publish_generation(relative, names)
         else:
             self.artifacts.upload(relative)
 

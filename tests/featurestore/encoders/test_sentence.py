@@ -124,3 +124,35 @@ def test_long_text_options_are_checked():
         get_encoder("minilm", device="cpu", long_text="chunks")
     with pytest.raises(EncoderError, match="long_text applies to granularity='sentence'"):
         get_encoder("minilm", device="cpu", granularity="token", long_text="windows")
+
+
+def test_long_text_windows_of_a_one_window_text_equals_sentence_transformers(minilm):
+    """At the boundary the windowed mean is sentence-transformers' own pooling: special tokens
+    included, so a text just past one window does not jump to another vector space."""
+    from featurestore.encoders import get_encoder
+
+    windows = get_encoder("minilm", device="cpu", long_text="windows")
+    text = " ".join(["wing"] * 120 + ["flutter"] * 134)  # 254 pieces: exactly one window
+    assert len(minilm.model().tokenizer(text, add_special_tokens=False)["input_ids"]) == 254
+    np.testing.assert_allclose(windows._windowed([text])[0], minilm.encode([text])[0], atol=1e-5)
+
+
+def test_long_text_windows_refuses_a_model_that_does_not_mean_pool(tmp_path):
+    import json
+
+    source = minilm_path()
+    model = tmp_path / "cls-model"
+    for path in source.rglob("*"):
+        target = model / path.relative_to(source)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path)
+    pooling = model / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    pooling.unlink()
+    pooling.write_text(json.dumps({**config, "pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}))
+    assert get_encoder(f"st:{model}", device="cpu").spec["pooling"] == "cls_token"
+    with pytest.raises(EncoderError, match="long_text='windows' mean-pools the transformer's states.*cls_token pooling"):
+        get_encoder(f"st:{model}", device="cpu", long_text="windows")

@@ -66,8 +66,8 @@ def test_load_refuses_another_encoder_a_damaged_file_and_a_wrong_dimension(tmp_p
         VectorIndex.load(tmp_path, encoder_id="t-2")
     with pytest.raises(SchemaMismatchError, match="must have dimension 16 for t-1. Got 8 instead."):
         index.search(np.ones((1, 8), np.float32), 3)
-    data = (tmp_path / "index.faiss").read_bytes()
-    (tmp_path / "index.faiss").write_bytes(data[: len(data) // 2])
+    [path] = tmp_path.glob("index-*.faiss")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(StoreError, match="is damaged .*rebuild it with `featurestore index build`"):
         VectorIndex.load(tmp_path, encoder_id="t-1")
 

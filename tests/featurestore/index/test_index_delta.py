@@ -3,6 +3,8 @@ the index file is not rewritten until the delta is folded in."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 
@@ -29,6 +31,12 @@ def found(hits: list[dict]) -> list[str]:
     return [h["entity_id"] for h in hits]
 
 
+def named(folder, kind: str):
+    """The file of ``kind`` (index, ids, delta) that index.json names, or None."""
+    name = json.loads((folder / "index.json").read_text())["files"].get(kind)
+    return folder / name if name else None
+
+
 def test_an_update_writes_a_delta_and_searches_stay_exact(tmp_path):
     store = Store(tmp_path)
     table = store.table("synth", META.encoder_id)
@@ -37,7 +45,7 @@ def test_an_update_writes_a_delta_and_searches_stay_exact(tmp_path):
     table.append(rows(list(live), x[:1_000]), META)
     build_index("synth", store=store, index_type="flat")
     folder = tmp_path / "indexes" / "synth" / "synth-1"
-    before = (folder / "index.faiss").stat()
+    before = named(folder, "index").stat()
 
     changed = [f"e{i}" for i in range(5)]
     new = [f"e{i}" for i in range(1_000, 1_030)]
@@ -47,9 +55,9 @@ def test_an_update_writes_a_delta_and_searches_stay_exact(tmp_path):
     del live["e5"], live["e6"]
     result = update_index("synth", store=store)
     assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 35, 7, 1_028)
-    after = (folder / "index.faiss").stat()
+    after = named(folder, "index").stat()
     assert (after.st_mtime_ns, after.st_size, after.st_ino) == (before.st_mtime_ns, before.st_size, before.st_ino), "the index file was rewritten"
-    assert (folder / "delta.parquet").is_file()
+    assert named(folder, "delta").is_file()
 
     queries = np.vstack([x[1_000:1_010], x[0:7], x[1_100:1_105]])  # new rows, old vectors of changed/deleted rows, changed rows
     for query in queries:
@@ -74,17 +82,17 @@ def test_a_delta_past_its_share_is_folded_into_the_index_file(tmp_path, monkeypa
     table.append(rows([f"e{i}" for i in range(2_000)], x[:2_000]), META)
     build_index("synth", store=store, index_type="ivf")  # no memory budget: loaded memory-mapped, read-only
     folder = tmp_path / "indexes" / "synth" / "synth-1"
-    written = (folder / "index.faiss").stat().st_mtime_ns
+    written = named(folder, "index")
 
     table.append(rows([f"e{i}" for i in range(2_000, 2_040)], x[2_000:2_040]), META)  # 2% of the rows: a delta
     assert update_index("synth", store=store)["rows"] == 2_040
-    assert (folder / "delta.parquet").is_file() and (folder / "index.faiss").stat().st_mtime_ns == written
+    assert named(folder, "delta").is_file() and named(folder, "index") == written
 
     monkeypatch.setattr(index_search, "FOLD_SHARE", 0.03)
     table.append(rows([f"e{i}" for i in range(2_040, 2_100)] + ["e7"], np.vstack([x[2_040:2_100], x[2_150:2_151]])), META)
     result = update_index("synth", store=store)
     assert (result["rebuilt"], result["rows"]) == (False, 2_100)
-    assert not (folder / "delta.parquet").exists() and (folder / "index.faiss").stat().st_mtime_ns != written
+    assert named(folder, "delta") is None and named(folder, "index") != written
     index = VectorIndex.load(folder)
     assert index.index.ntotal == 2_100 and not len(index.delta)
     for i in (2_010, 2_090):
@@ -92,3 +100,37 @@ def test_a_delta_past_its_share_is_folded_into_the_index_file(tmp_path, monkeypa
         assert hits[0]["entity_id"] == f"e{i}"
     [hits] = search("synth", store=store, vectors=x[7:8], k=3)
     assert hits[0]["entity_id"] != "e7" or hits[0]["score"] < 0.999, "e7's old vector is gone"
+
+
+def test_a_save_killed_before_index_json_leaves_the_previous_index_whole(tmp_path, monkeypatch):
+    """index.json is the commit point: new files under new names first, so a save that dies
+    before it leaves the previous files, and what index.json names, in force."""
+    import featurestore.index.vector_index as vector_index
+
+    store = Store(tmp_path)
+    table = store.table("synth", META.encoder_id)
+    x = clustered(600, 16, seed=5)
+    table.append(rows([f"e{i}" for i in range(500)], x[:500]), META)
+    build_index("synth", store=store, index_type="flat")
+    folder = tmp_path / "indexes" / "synth" / "synth-1"
+    before = json.loads((folder / "index.json").read_text())
+    table.append(rows([f"e{i}" for i in range(500, 520)] + ["e3"], np.vstack([x[500:520], x[590:591]])), META)
+
+    def killed(self, folder):
+        raise KeyboardInterrupt("killed before index.json")
+
+    monkeypatch.setattr(vector_index.VectorIndex, "save_info", killed)
+    try:
+        update_index("synth", store=store)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert json.loads((folder / "index.json").read_text()) == before
+    index = VectorIndex.load(folder)
+    assert len(index) == 500 and not len(index.delta)
+    result = update_index("synth", store=store)  # the next update starts from the committed state
+    assert (result["added"], result["removed"], result["rows"]) == (21, 1, 520)
+    [hits] = search("synth", store=store, vectors=x[590:591], k=1)
+    assert hits[0]["entity_id"] == "e3"
+    named_now = json.loads((folder / "index.json").read_text())["files"].values()
+    assert {p.name for p in folder.iterdir()} <= {"index.json", *named_now, *before["files"].values()}, "the killed save's files were not cleared"
