@@ -134,3 +134,28 @@ def test_a_save_killed_before_index_json_leaves_the_previous_index_whole(tmp_pat
     assert hits[0]["entity_id"] == "e3"
     named_now = json.loads((folder / "index.json").read_text())["files"].values()
     assert {p.name for p in folder.iterdir()} <= {"index.json", *named_now, *before["files"].values()}, "the killed save's files were not cleared"
+
+
+def test_an_ivfpq_index_builds_takes_a_delta_and_rebuilds_instead_of_folding(tmp_path, monkeypatch):
+    """IndexRefine numbers its vectors itself and removes none: the build adds them in order,
+    searches filter tombstones through IndexRefineSearchParameters, and a delta past its share
+    means a rebuild."""
+    import importlib
+
+    store = Store(tmp_path)
+    table = store.table("synth", META.encoder_id)
+    x = clustered(6_200, 16, seed=6)
+    table.append(rows([f"e{i}" for i in range(6_000)], x[:6_000]), META)
+    built = build_index("synth", store=store, index_type="ivfpq", target_recall=0.9)
+    assert "Refine" in built.factory
+    table.append(rows([f"e{i}" for i in range(6_000, 6_020)] + ["e5"], np.vstack([x[6_000:6_020], x[6_100:6_101]])), META)
+    result = update_index("synth", store=store)
+    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 21, 1, 6_020)
+    [hits] = search("synth", store=store, vectors=x[6_010:6_011], k=3)
+    assert hits[0]["entity_id"] == "e6010"
+    [hits] = search("synth", store=store, vectors=x[5:6], k=3, where="\"group\" = 1", exact_below=0)
+    assert hits and all(int(h["entity_id"][1:]) % 2 == 1 for h in hits)
+    assert not (hits[0]["entity_id"] == "e5" and hits[0]["score"] > 0.999), "e5's replaced vector is tombstoned"
+    monkeypatch.setattr(importlib.import_module("featurestore.index.search"), "FOLD_SHARE", 0.001)
+    table.append(rows([f"e{i}" for i in range(6_020, 6_030)], x[6_020:6_030]), META)
+    assert update_index("synth", store=store)["rebuilt"]
