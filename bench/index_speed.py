@@ -3,8 +3,8 @@
 Data: ``--rows`` (1,000,000) clustered 384-d float32 vectors and 1,000 held-out queries,
 generated deterministically, written to a feature table. Measured: the auto index (budgeted
 choice, recall-tuned) against exact search (``IndexFlatIP`` over the same vectors): recall@10,
-batch QPS ratio, single-query p50 latency, index memory vs the budget; ``update_index`` after
-appending 1% new rows vs a full rebuild; filtered search where 1% of rows match returns k
+batch QPS ratio, single-query p50 latency (also after the update, with its delta), index
+memory vs the budget; ``update_index`` after appending 1% new rows vs a full rebuild; filtered search where 1% of rows match returns k
 results for every query.
 """
 
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     import faiss
 
-    from featurestore.index import build_index, parse_bytes, search, update_index
+    from featurestore.index import build_index, load_index, parse_bytes, search, update_index
     from featurestore.index.search import index_dir
     from featurestore.store import Store, TableMeta
 
@@ -106,6 +106,12 @@ def main() -> None:
         t0 = time.perf_counter()
         updated = update_index("synth", store=store)
         update_seconds = time.perf_counter() - t0
+        after = load_index("synth", store=store)  # the index file plus the update's delta (1% of the rows)
+        singles_after = []
+        for i in range(200):
+            t0 = time.perf_counter()
+            after.search(queries[i : i + 1], k)
+            singles_after.append(time.perf_counter() - t0)
         log("[index_speed] filtered search")
         results = search("synth", store=store, vectors=queries[:100], k=k, where="tag = 'rare'")
         exact_k = all(len(r) == k and all(h["tag"] == "rare" for h in r) for r in results)
@@ -120,6 +126,7 @@ def main() -> None:
             "batch_qps_exact": round(len(q) / exact_seconds, 1),
             "qps_ratio": round(exact_seconds / index_seconds, 2),
             "single_query_p50_ms": round(1000 * float(np.median(singles)), 3),
+            "single_query_p50_after_update_ms": round(1000 * float(np.median(singles_after)), 3),
             "index_memory_mb": round(info.memory_bytes / 1e6, 1),
             "build_peak_rss_mib": round(build_peak_mib, 1),
             "memory_budget_mib": round(budget / 2**20, 1),
@@ -128,8 +135,9 @@ def main() -> None:
             "update_ratio": round(update_seconds / rebuild_seconds, 3),
             "update_rebuilt": updated["rebuilt"],
             "filtered_exactly_k": exact_k,
-            "targets": {"recall_at_10": ">= 0.95", "qps_ratio": ">= 10", "single_query_p50_ms": "<= 5", "update_ratio": "<= 0.1", "memory": "<= budget"},
-            "pass": recall >= 0.95 and exact_seconds / index_seconds >= 10 and np.median(singles) <= 0.005
+            "targets": {"recall_at_10": ">= 0.95", "qps_ratio": ">= 10", "single_query_p50_ms": "<= 5 (before and after the update)",
+                        "update_ratio": "<= 0.1", "memory": "<= budget"},
+            "pass": recall >= 0.95 and exact_seconds / index_seconds >= 10 and max(np.median(singles), np.median(singles_after)) <= 0.005
             and update_seconds / rebuild_seconds <= 0.1 and exact_k and info.memory_bytes <= budget and build_peak_mib * 2**20 <= budget,
             "memory_note": "build_peak_rss_mib: peak RSS of this process (MiB, like the budget) after writing the table and building the index from the streamed snapshot",
         })

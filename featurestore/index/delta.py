@@ -23,6 +23,7 @@ from featurestore.store.table import embeddings_to_numpy, vectors_to_binary
 
 FOLD_SHARE = 0.05  # fold the delta into the index file past this share of the rows
 FOLD_ROWS = 20_000  # ... or past this many rows: every search scans the added vectors exactly
+FEW_QUERIES = 16  # up to this many queries, the added vectors are scanned with numpy
 ADDED, REMOVED = 0, 1  # the ``kind`` of a delta file's row
 
 
@@ -60,9 +61,19 @@ class Delta:
         ids, vectors = self.added[keep], self.vectors[keep]
         if not len(ids):
             return _missing(len(q), k, self.metric)
-        faiss = require("faiss", "index")
-        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
-        scores, rows = faiss.knn(q, vectors, min(k, len(ids)), metric=metric)
+        kk = min(k, len(ids))
+        if len(q) <= FEW_QUERIES:  # one matrix product: FAISS's threads cost more than they save here
+            scores = q @ vectors.T
+            if self.metric != "cosine":
+                scores = (q * q).sum(1, keepdims=True) + (vectors * vectors).sum(1) - 2 * scores
+            key = -scores if self.metric == "cosine" else scores
+            rows = np.argpartition(key, kk - 1, axis=1)[:, :kk]
+            rows = np.take_along_axis(rows, np.argsort(np.take_along_axis(key, rows, 1), axis=1, kind="stable"), 1)
+            scores = np.take_along_axis(scores, rows, 1).astype(np.float32)
+        else:
+            faiss = require("faiss", "index")
+            metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
+            scores, rows = faiss.knn(q, vectors, kk, metric=metric)
         found = np.where(rows >= 0, ids[np.clip(rows, 0, None)], -1)
         return _pad(scores, found, k, self.metric)
 
