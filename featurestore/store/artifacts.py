@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Collection
@@ -35,6 +36,7 @@ from featurestore.store.remote import scheme_of
 CURRENT = "CURRENT"  # names the published generation of a replaced folder
 LOCAL_GENERATION = ".generation"  # the generation a work folder's copy came from
 MARKERS = ("manifest.json", "index.json")  # written last: their presence means the rest is there
+TOKEN_NAMED = re.compile(r"^[a-z]+-[0-9a-f]{12}\.\w+$")  # index-<token>.faiss ...: written once, never changed
 STAMP = "%Y%m%dT%H%M%S%fZ"  # generation names start with their UTC publish time
 STALE_GENERATION = timedelta(minutes=15)  # generations older than the previous one go after this
 
@@ -155,7 +157,10 @@ class Artifacts:
     def publish_generation(self, relative: str, names: Collection[str] | None = None) -> str:
         """Upload the work folder's ``relative`` folder as a new generation and make it current.
 
-        Older generations are deleted once a newer one is current and they are 15 minutes old:
+        A file the previous generation holds under the same name and size (files named with a
+        token are written once: an index file an update did not touch) is copied inside the
+        bucket instead of uploaded. Older generations are deleted once a newer one is current
+        and they are 15 minutes old:
         the previous one stays for readers still fetching it, and a concurrent publish still
         uploading is never deleted under its writer.
         """
@@ -168,9 +173,13 @@ class Artifacts:
         files.sort(key=lambda p: p.name in MARKERS)
         base = self._remote(relative)
         try:
-            for path in files:
-                self._put(path, f"{base}/{generation}/{path.name}")
             previous = self._read_text(f"{base}/{CURRENT}")
+            for path in files:
+                target = f"{base}/{generation}/{path.name}"
+                if previous and self._unchanged(path, f"{base}/{previous}/{path.name}"):
+                    self.fs.copy_file(f"{base}/{previous}/{path.name}", target)  # a copy inside the bucket: no upload
+                else:
+                    self._put(path, target)
             with self.fs.open_output_stream(f"{base}/{CURRENT}") as out:
                 out.write(generation.encode())
             for info in self.fs.get_file_info(pafs.FileSelector(base, recursive=False, allow_not_found=True)):
@@ -199,7 +208,12 @@ class Artifacts:
             if not any(info.base_name in MARKERS for info in files):
                 raise OSError(f"generation {generation} is incomplete (no {' or '.join(MARKERS)})")
             for info in files:
-                self._get(info.path, incoming / info.base_name)
+                mine = local / info.base_name
+                if TOKEN_NAMED.match(info.base_name) and mine.is_file() and mine.stat().st_size == info.size:
+                    incoming.mkdir(parents=True, exist_ok=True)
+                    os.link(mine, incoming / info.base_name)  # the same write-once file: no download
+                else:
+                    self._get(info.path, incoming / info.base_name)
             (incoming / LOCAL_GENERATION).write_text(generation)
             _swap(incoming, local)
         except OSError as exc:
@@ -236,6 +250,15 @@ class Artifacts:
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
+
+    def _unchanged(self, path: Path, remote: str) -> bool:
+        """Whether ``remote`` is ``path`` already: a write-once (token-named) file of the same size."""
+        import pyarrow.fs as pafs
+
+        if path.name in MARKERS or not TOKEN_NAMED.match(path.name):
+            return False
+        info = self.fs.get_file_info(remote)
+        return info.type == pafs.FileType.File and info.size == path.stat().st_size
 
     def _read_text(self, remote: str) -> str | None:
         try:

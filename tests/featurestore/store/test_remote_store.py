@@ -237,3 +237,29 @@ def test_a_report_from_a_machine_that_never_used_the_store(s3_store, tmp_path, s
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
     written = write_report(tmp_path / "report.html", store=s3_store)
     assert (written["views"], written["indexes"]) == (1, 1)
+
+
+def test_an_index_update_neither_uploads_nor_downloads_the_unchanged_index_file(s3_store, tmp_path, sms_file, monkeypatch, word2vec):
+    from featurestore.index import build_index, search, update_index
+    from featurestore.store.artifacts import Artifacts
+
+    materialize(sms_source(sms_file(400)), "sms", "word2vec", store=s3_store)
+    build_index("sms", store=s3_store, index_type="flat")
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    assert search("sms", store=s3_store, texts=["call now"], k=3)  # machine b holds the first generation
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))
+
+    moved: list[str] = []
+    real_put, real_get = Artifacts._put, Artifacts._get
+    monkeypatch.setattr(Artifacts, "_put", lambda self, path, remote: moved.append(f"up {path.name}") or real_put(self, path, remote))
+    monkeypatch.setattr(Artifacts, "_get", lambda self, remote, path: moved.append(f"down {path.name}") or real_get(self, remote, path))
+    materialize(sms_source(sms_file(405)), "sms", "word2vec", store=s3_store)  # 1%: the update writes a delta
+    assert update_index("sms", store=s3_store)["rows"] == 405
+    uploads = [m for m in moved if m.startswith("up ")]
+    assert any(m.startswith("up delta-") for m in uploads) and not any(m.startswith("up index-") for m in uploads), uploads
+    moved.clear()
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    [hits] = search("sms", store=s3_store, texts=["call now"], k=3)
+    assert hits and any(m.startswith("down delta-") for m in moved) and not any(m.startswith("down index-") for m in moved), moved
+    [[hit]] = search("sms", store=s3_store, ids=["403"], k=1)  # a row of the update, found on machine b
+    assert hit["score"] > 0.999
