@@ -352,10 +352,10 @@ class VectorIndex:
         os.replace(folder / ".index.json.tmp", folder / "index.json")
 
     @classmethod
-    def load(cls, folder: Path, *, encoder_id: str | None = None, writable: bool = False) -> "VectorIndex":
+    def load(cls, folder: Path, *, encoder_id: str | None = None) -> "VectorIndex":
         """Load; refuse an index of another encoder or a damaged file.
 
-        The index is read into memory when it is ``writable`` or fits the memory budget it was
+        The index is read into memory when it fits the memory budget it was
         built under: a memory-mapped index pages in during its first searches, which makes their
         speed depend on the page cache. Without a budget, or beyond it, it is memory-mapped
         where FAISS allows.
@@ -373,7 +373,7 @@ class VectorIndex:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
         files = info.files or LEGACY_FILES
         base = folder / files["index"]
-        in_memory = writable or (info.memory_budget is not None and _file_size(base) <= info.memory_budget)
+        in_memory = info.memory_budget is not None and _file_size(base) <= info.memory_budget
         mapped = False
         try:
             if in_memory:
