@@ -4,8 +4,8 @@ Data: ``--rows`` (1,000,000) clustered 384-d float32 vectors and 1,000 held-out 
 generated deterministically, written to a feature table. Measured: the auto index (budgeted
 choice, recall-tuned) against exact search (``IndexFlatIP`` over the same vectors): recall@10,
 batch QPS ratio, single-query p50 latency (also after the update, with its delta), index
-memory vs the budget; ``update_index`` after appending 1% new rows vs a full rebuild; filtered search where 1% of rows match returns k
-results for every query.
+memory vs the budget; ``update_index`` after appending 1% new rows vs a full rebuild; filtered search where 1% of rows match (exact over
+them) and where 99% match (the index over the subset) returns k results for every query.
 """
 
 from __future__ import annotations
@@ -115,6 +115,10 @@ def main() -> None:
         log("[index_speed] filtered search")
         results = search("synth", store=store, vectors=queries[:100], k=k, where="tag = 'rare'")
         exact_k = all(len(r) == k and all(h["tag"] == "rare" for h in r) for r in results)
+        t0 = time.perf_counter()  # 99% of the rows match: the index searches the subset (one call, 100 queries)
+        broad = search("synth", store=store, vectors=queries[:100], k=k, where="tag = 'common'")
+        broad_seconds = time.perf_counter() - t0
+        exact_k = exact_k and all(len(r) == k and all(h["tag"] == "common" for h in r) for r in broad)
         budget = parse_bytes(args.budget)
         emit({
             "benchmark": "index_speed",
@@ -134,6 +138,7 @@ def main() -> None:
             "update_seconds": round(update_seconds, 2),
             "update_ratio": round(update_seconds / rebuild_seconds, 3),
             "update_rebuilt": updated["rebuilt"],
+            "filtered_99pct_call_seconds": round(broad_seconds, 3),
             "filtered_exactly_k": exact_k,
             "targets": {"recall_at_10": ">= 0.95", "qps_ratio": ">= 10", "single_query_p50_ms": "<= 5 (before and after the update)",
                         "update_ratio": "<= 0.1", "memory": "<= budget"},

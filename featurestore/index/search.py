@@ -158,26 +158,30 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
     from featurestore.index.filters import matching_rows
     from featurestore.index.vector_index import prepare
 
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     rows = matching_rows(frame.columns, where)
-    kept = frame.columns.to_pylist()
     if queries.ndim != 2 or queries.shape[1] != index.info.dim:
         index.search(queries, 1)  # raises the dimension error
     results: list[list[tuple[float, int]]] = []
     if len(rows) and len(rows) >= exact_below:
-        allowed = set(frame.ids[rows].tolist())
-        positions = index.positions[np.isin(index.entity_ids, np.array(sorted(allowed), dtype=object))]
+        allowed = pc.is_in(pa.array(index.entity_ids, pa.string()), value_set=pa.array(frame.ids[rows], pa.string()))
+        positions = index.positions[np.asarray(allowed, dtype=bool)]
         scores, found = index.search_subset(queries, min(k, len(rows)), positions)
-        where_of = {e: i for i, e in enumerate(frame.ids.tolist())}
         for row_scores, row_found in zip(scores, found):
-            hits = [(s, where_of[e]) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-            results.append(hits)
+            pairs = [(s, e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+            results.append(list(zip([s for s, _ in pairs], _rows_of(frame, [e for _, e in pairs]).tolist())))
     if not results or any(len(h) < min(k, len(rows)) for h in results):
         sub = prepare(frame.vectors[rows], index.info.metric) if len(rows) else np.zeros((0, index.info.dim), np.float32)
         q = prepare(queries, index.info.metric)
         sims = q @ sub.T if index.info.metric == "cosine" else -((q[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
         top = np.argsort(-sims, axis=1)[:, :k]
         results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
-    return [[{"entity_id": frame.ids[r], "score": round(s, 6), **kept[r]} for s, r in hits] for hits in results]
+    return [
+        [{"entity_id": frame.ids[r], "score": round(s, 6), **extra} for (s, r), extra in zip(hits, _kept(frame, np.array([r for _, r in hits], np.int64)))]
+        for hits in results
+    ]
 
 
 def _diff(index: VectorIndex, changes: Changes) -> tuple[list[str], np.ndarray]:
@@ -292,12 +296,12 @@ def search(
     table = store.resolve_table(view, encoder)
     index = VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
     frame = table.latest()
-    position = {entity: i for i, entity in enumerate(frame.ids.tolist())}
     if ids is not None:
-        unknown = [e for e in ids if e not in position]
+        rows = _rows_of(frame, list(ids))
+        unknown = [e for e, r in zip(ids, rows) if r < 0]
         if unknown:
             raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {table.meta.view!r}")
-        queries = frame.vectors[[position[e] for e in ids]]
+        queries = frame.vectors[rows]
     elif vectors is not None:
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     else:
@@ -312,14 +316,25 @@ def search(
     if where is not None:
         return _filtered(index, frame, queries, k, where, exact_below)
     scores, found = index.search(queries, min(k, len(index)))
-    kept = frame.columns.to_pylist()
     out: list[list[dict[str, Any]]] = []
     for row_scores, row_found in zip(scores, found):
-        hits = []
-        for score, entity in zip(row_scores.tolist(), index.entity_at(row_found)):
-            if entity is None:
-                continue
-            extra = kept[position[entity]] if entity in position else {}
-            hits.append({"entity_id": entity, "score": round(float(score), 6), **extra})
-        out.append(hits)
+        pairs = [(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+        rows = _rows_of(frame, [e for _, e in pairs])
+        out.append([{"entity_id": e, "score": round(s, 6), **extra} for (s, e), extra in zip(pairs, _kept(frame, rows))])
     return out
+
+
+def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
+    """Each entity's row in ``frame`` (-1: not there), by an Arrow hash lookup: a search touches
+    a few rows and must not build a Python map of all of them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.index_in(pa.array(entity_ids, pa.string()), value_set=pa.array(frame.ids, pa.string()))
+    return np.asarray(found.fill_null(-1), dtype=np.int64)
+
+
+def _kept(frame: Any, rows: np.ndarray) -> list[dict[str, Any]]:
+    """The kept columns of ``rows`` (an empty dict for -1)."""
+    taken = frame.columns.take(np.clip(rows, 0, None)).to_pylist() if len(rows) and frame.columns.num_columns else [{} for _ in rows]
+    return [extra if r >= 0 else {} for r, extra in zip(rows.tolist(), taken)]
