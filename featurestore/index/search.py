@@ -169,19 +169,18 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
         allowed = pc.is_in(pa.array(index.entity_ids, pa.string()), value_set=pa.array(frame.ids[rows], pa.string()))
         positions = index.positions[np.asarray(allowed, dtype=bool)]
         scores, found = index.search_subset(queries, min(k, len(rows)), positions)
-        for row_scores, row_found in zip(scores, found):
-            pairs = [(s, e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-            results.append(list(zip([s for s, _ in pairs], _rows_of(frame, [e for _, e in pairs]).tolist())))
+        pairs = [[(s, e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+                 for row_scores, row_found in zip(scores, found)]
+        where_of = iter(_rows_of(frame, [e for query in pairs for _, e in query]).tolist())  # one lookup for every query
+        results = [[(s, next(where_of)) for s, _ in query] for query in pairs]
     if not results or any(len(h) < min(k, len(rows)) for h in results):
         sub = prepare(frame.vectors[rows], index.info.metric) if len(rows) else np.zeros((0, index.info.dim), np.float32)
         q = prepare(queries, index.info.metric)
         sims = q @ sub.T if index.info.metric == "cosine" else -((q[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
         top = np.argsort(-sims, axis=1)[:, :k]
         results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
-    return [
-        [{"entity_id": frame.ids[r], "score": round(s, 6), **extra} for (s, r), extra in zip(hits, _kept(frame, np.array([r for _, r in hits], np.int64)))]
-        for hits in results
-    ]
+    extras = iter(_kept(frame, np.array([r for hits in results for _, r in hits], np.int64)))
+    return [[{"entity_id": frame.ids[r], "score": round(s, 6), **next(extras)} for s, r in hits] for hits in results]
 
 
 def _diff(index: VectorIndex, changes: Changes) -> tuple[list[str], np.ndarray]:
@@ -316,12 +315,10 @@ def search(
     if where is not None:
         return _filtered(index, frame, queries, k, where, exact_below)
     scores, found = index.search(queries, min(k, len(index)))
-    out: list[list[dict[str, Any]]] = []
-    for row_scores, row_found in zip(scores, found):
-        pairs = [(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-        rows = _rows_of(frame, [e for _, e in pairs])
-        out.append([{"entity_id": e, "score": round(s, 6), **extra} for (s, e), extra in zip(pairs, _kept(frame, rows))])
-    return out
+    hits = [[(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+            for row_scores, row_found in zip(scores, found)]
+    extras = iter(_kept(frame, _rows_of(frame, [e for query in hits for _, e in query])))  # one lookup for every query
+    return [[{"entity_id": e, "score": round(s, 6), **next(extras)} for s, e in query] for query in hits]
 
 
 def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
