@@ -159,3 +159,22 @@ def test_an_ivfpq_index_builds_takes_a_delta_and_rebuilds_instead_of_folding(tmp
     monkeypatch.setattr(importlib.import_module("featurestore.index.search"), "FOLD_SHARE", 0.001)
     table.append(rows([f"e{i}" for i in range(6_020, 6_030)], x[6_020:6_030]), META)
     assert update_index("synth", store=store)["rebuilt"]
+
+
+def test_a_damaged_delta_file_is_a_one_line_error_that_changes_nothing(tmp_path, cli):
+    from tests.conftest import snapshot
+
+    store = Store(tmp_path)
+    table = store.table("synth", META.encoder_id)
+    x = clustered(600, 16, seed=7)
+    table.append(rows([f"e{i}" for i in range(500)], x[:500]), META)
+    build_index("synth", store=store, index_type="flat")
+    table.append(rows([f"e{i}" for i in range(500, 510)], x[500:510]), META)
+    update_index("synth", store=store)
+    folder = tmp_path / "indexes" / "synth" / "synth-1"
+    named(folder, "delta").write_bytes(b"not parquet")
+    before = snapshot(tmp_path)
+    code, out, err = cli("search", "--view", "synth", "--id", "e3", "--store", tmp_path)
+    assert code == 2 and err.startswith("featurestore: error: the update file ") and "is damaged" in err
+    assert "rebuild it with `featurestore index build`" in err and err.count("\n") == 1
+    assert snapshot(tmp_path) == before
