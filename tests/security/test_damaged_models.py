@@ -133,3 +133,20 @@ def test_a_damaged_torch_head_is_one_line(model_store, torch_model, cli, file, d
     code, _, err = cli("predict", "tiny", "--store", model_store, "hello")
     assert code == 2 and err.startswith(f"featurestore: error: model tiny v1: {says}") and err.count("\n") == 1
     assert snapshot(model_store) == before
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [("{oops", "cannot be read (Expecting property name"), ("[1, 2]", "manifest.json or report.json is not a JSON object")],
+    ids=["not-json", "a-list"],
+)
+def test_the_report_page_names_a_damaged_report_json_and_still_renders(model_store, cli, tmp_path, text, says):
+    """The report is a page about the whole store: a damaged model is a line on it, not a failure."""
+    (version_folder(model_store) / "report.json").write_text(text)
+    before = snapshot(model_store)
+    out = tmp_path / "report.html"
+    code, _, err = cli("report", "--store", model_store, "--out", out, "--sample", "20")
+    assert code == 0, err
+    page = out.read_text(encoding="utf-8")
+    assert says in page and "retrain it" in page
+    assert snapshot(model_store) == before
