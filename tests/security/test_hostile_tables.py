@@ -75,18 +75,26 @@ def test_a_delta_log_cannot_make_a_read_leave_the_table(store_root, cli, tmp_pat
     assert not (tmp_path / "export").exists()
 
 
+_DAMAGES = {
+    "garbage": lambda p: p.write_bytes(b"garbage"),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:-40]),
+    "missing": lambda p: p.unlink(),
+}
+_BUILD = ("index", "build", "--view", "synth")
+
+
 @pytest.mark.parametrize(
-    "damage",
-    [lambda p: p.write_bytes(b"garbage"), lambda p: p.write_bytes(p.read_bytes()[:-40]), lambda p: p.unlink()],
-    ids=["garbage", "truncated", "missing"],
+    "damage, command",
+    [("garbage", _BUILD), ("truncated", _BUILD), ("missing", _BUILD), ("garbage", ("info",)),
+     ("truncated", ("search", "--view", "synth", "--id", "e3"))],
+    ids=["garbage-build", "truncated-build", "missing-build", "garbage-info", "truncated-search"],
 )
-@pytest.mark.parametrize("command", [("info",), ("index", "build", "--view", "synth"), ("search", "--view", "synth", "--id", "e3")])
 def test_a_damaged_data_file_is_one_line_naming_it(store_root, cli, damage, command):
     if command[0] == "search":  # an index over the good table first: search reads the table for the hits' columns
         assert cli("index", "build", "--view", "synth", "--store", store_root)[0] == 0
         shutil.rmtree(store_root / "_cache")
     data = sorted(_table_dir(store_root).glob("*.parquet"))[0]
-    damage(data)
+    _DAMAGES[damage](data)
     code, out, err = _run(cli, store_root, *command)
     if command == ("info",) and code == 0:  # info reads the log only: it may not notice
         assert "synth" in out
