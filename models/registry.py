@@ -240,11 +240,7 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
-    path = store.path / "models" / name / str(versions[-1]) / "manifest.json"
-    try:
-        return versions[-1], json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model {name} v{versions[-1]}: manifest.json cannot be read ({_first_line(exc)}); retrain it") from None
+    return versions[-1], _read_manifest(f"model {name} v{versions[-1]}", store.path / "models" / name / str(versions[-1]))
 
 
 # --------------------------------------------------------------------------------- load
@@ -263,6 +259,14 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
         raise ModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
     path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
     model = f"model {name} v{version}"
+    manifest = _read_manifest(model, path)
+    _verify(model, path, manifest["files"])
+    head = _read_head(model, path, manifest["head"])
+    return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root)
+
+
+def _read_manifest(model: str, path: Path) -> dict[str, Any]:
+    """The manifest of the version folder ``path``, once the folder holds only plain files."""
     _refuse_links(model, path)
     try:
         manifest = json.loads((path / "manifest.json").read_text())
@@ -270,9 +274,7 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
         raise ModelError(f"{model}: manifest.json cannot be read ({_first_line(exc)}); retrain it") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("head"), dict):
         raise ModelError(f"{model}: manifest.json is not a model manifest (it needs objects 'files' and 'head'); retrain it")
-    _verify(model, path, manifest["files"])
-    head = _read_head(model, path, manifest["head"])
-    return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root)
+    return manifest
 
 
 def _refuse_links(model: str, path: Path) -> None:
@@ -413,19 +415,20 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         for version in model_versions(folder):
             try:
-                manifest = json.loads((folder / str(version) / "manifest.json").read_text())
-            except (OSError, ValueError):
-                rows.append({"name": folder.name, "version": version, "error": "manifest.json cannot be read"})
+                manifest = _read_manifest(f"model {folder.name} v{version}", folder / str(version))
+            except ModelError as exc:
+                rows.append({"name": folder.name, "version": version, "error": str(exc)})
                 continue
+            metrics, training, encoders = (manifest.get(k) for k in ("metrics", "training_set", "encoders"))
             rows.append(
                 {
                     "name": folder.name,
                     "version": version,
                     "task": manifest.get("task"),
-                    "metrics": manifest.get("metrics", {}),
+                    "metrics": metrics if isinstance(metrics, dict) else {},
                     "created_at": manifest.get("created_at"),
-                    "encoders": [e.get("encoder_id") for e in manifest.get("encoders", [])],
-                    "rows": manifest.get("training_set", {}).get("rows"),
+                    "encoders": [e.get("encoder_id") for e in encoders if isinstance(e, dict)] if isinstance(encoders, list) else [],
+                    "rows": training.get("rows") if isinstance(training, dict) else None,
                 }
             )
     return rows

@@ -150,3 +150,16 @@ def test_the_report_page_names_a_damaged_report_json_and_still_renders(model_sto
     page = out.read_text(encoding="utf-8")
     assert says in page and "retrain it" in page
     assert snapshot(model_store) == before
+
+
+def test_listing_models_names_a_damaged_manifest_and_lists_the_others(model_store, cli):
+    (version_folder(model_store, version=2)).mkdir()
+    (version_folder(model_store, version=2) / "manifest.json").write_text('{"files": {}, "head": {}, "metrics": [1], "encoders": 3}')
+    (version_folder(model_store, version=3)).mkdir()
+    (version_folder(model_store, version=3) / "manifest.json").write_text("[]")
+    code, out, err = cli("models", "--store", model_store, "--json")
+    assert code == 0, err
+    rows = {r["version"]: r for r in json.loads(out)}
+    assert rows[1]["task"] == "spam" and rows[2]["metrics"] == {} and rows[2]["encoders"] == []
+    assert rows[3]["error"] == "model spam v3: manifest.json is not a model manifest (it needs objects 'files' and 'head'); retrain it"
+    assert cli("models", "--store", model_store)[0] == 0
