@@ -305,6 +305,10 @@ def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "l
 def _summary_flow() -> Any:
     from prefect import flow
 
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # its run may be this process's first: see flows.prefect_server
+
     @flow(name="refresh-summary", log_prints=False, persist_result=False)
     def refresh_summary(summary: dict[str, Any]) -> None:
         """Publish the summary of a refresh whose steps ran as their own flows."""
@@ -317,6 +321,10 @@ def _summary_flow() -> Any:
 def _refresh_flow() -> Any:
     """The Prefect flow, made on first use: importing Prefect costs more than a refresh with nothing to do."""
     from prefect import flow
+
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # see flows.prefect_server
 
     @flow(name="refresh", log_prints=False, persist_result=False)
     def refresh_flow(config: str, view: str | None = None) -> dict[str, Any]:
