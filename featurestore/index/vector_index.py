@@ -33,6 +33,7 @@ from featurestore.index.delta import Delta, merge, selector_excluding
 RECALL_K = 10
 LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files
 INDEX_FILES = re.compile(r"^(index(-\w+)?\.faiss|ids(-\w+)?\.parquet|delta(-\w+)?\.parquet)$")
+TEMPORARY = re.compile(r"^\..+\.tmp$")  # what a save writes before renaming it into place
 
 
 @dataclass
@@ -308,8 +309,9 @@ class VectorIndex:
         """Write new files under new names, then ``index.json`` naming them: the one commit point.
 
         A process killed before ``index.json`` is replaced leaves the previous, consistent set in
-        force. An index loaded from ``folder`` and updated since writes its id map and delta, not
-        the index file again. Files named by neither the new nor the previous ``index.json`` are
+        force; the next save removes what it wrote (files under new names, temporary files). An
+        index loaded from ``folder`` and updated since writes its id map and delta, not the index
+        file again. Files named by neither the new nor the previous ``index.json`` are
         deleted afterwards (the previous set stays for readers that opened it). ``memory_bytes``
         is the index file's size: what loading it into memory takes.
         """
@@ -341,8 +343,8 @@ class VectorIndex:
             self.delta.save(folder / files["delta"])
         self.info.files = files
         self.save_info(folder)
-        for path in folder.iterdir():
-            if INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous:
+        for path in folder.iterdir():  # saves run under the view's lock: a temporary file here is a killed save's
+            if (INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous) or TEMPORARY.match(path.name):
                 path.unlink(missing_ok=True)
 
     def save_info(self, folder: Path) -> None:
