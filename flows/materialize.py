@@ -24,12 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from featurestore import materialization as lib
 from featurestore.sources import from_dict
-from flows.prefect_server import tie_to_this_process
 from flows.progress import hooks
-
-# A flow run of this process (this module's, and the index and train flows, which import it)
-# starts Prefect's ephemeral server when no API is configured: make it stop when this process dies.
-tie_to_this_process()
 
 
 def transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature

@@ -14,6 +14,11 @@ from whichever thread first needs a client (its event workers run in threads of 
 server started from a thread that ends would be killed under a live run. The parent pid changes
 only when the parent process is gone, and the poll works on macOS too.
 
+Every place that runs a flow as the process's first use of Prefect calls
+:func:`tie_to_this_process` first (the materialize runner, ``train``, refresh, the demo): it imports
+Prefect's server module, a few seconds that an inline run or a run with nothing to do does not
+pay. ``featurestore serve`` starts its scheduling server itself, with :func:`tied_command`.
+
 Dask's processes need none of this: distributed's nanny holds a pipe to each worker process that
 ends the worker as soon as the pipe closes (``distributed.process.AsyncProcess``), and
 multiprocessing's resource tracker ends when its pipe does.
@@ -77,12 +82,17 @@ def _tied_class() -> type:
                 **get_current_settings().to_environment_variables(exclude_unset=True),
             }
             uvicorn = [
-                "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
+                "--app-dir", str(prefect.__module_path__.parent), "--factory", "prefect.server.api.server:create_app",
                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on",
             ]
-            return subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid()), *uvicorn], env=env)
+            return subprocess.Popen(tied_command("uvicorn", *uvicorn), env=env)
 
     return TiedASGIServer
+
+
+def tied_command(module: str, *args: str) -> list[str]:
+    """``python -m MODULE ARGS`` as a child of this process that stops when this process dies (see :func:`main`)."""
+    return [sys.executable, "-m", __name__, str(os.getpid()), module, *args]
 
 
 def main(argv: list[str]) -> None:
