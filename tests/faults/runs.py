@@ -89,10 +89,7 @@ class Run:
 
     def survivors(self, timeout_s: float) -> dict[int, str]:
         """The descendants seen that still run after ``timeout_s`` (pid -> command line)."""
-        deadline = time.monotonic() + timeout_s
-        while _alive(self.seen) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return {pid: _cmdline(p) for pid, p in _alive(self.seen).items()}
+        return survivors(self.seen, timeout_s)
 
     def kill(self) -> None:
         """End the run and what is left of its tree: a test never leaves a process behind."""
@@ -112,6 +109,14 @@ def start(cmd: list[str], env: dict[str, str], logs: Path) -> Run:
     with open(logs / "out", "w") as out, open(logs / "err", "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=ROOT)
     return Run(proc, logs)
+
+
+def survivors(procs: dict[int, psutil.Process], timeout_s: float) -> dict[int, str]:
+    """Those of ``procs`` that still run after ``timeout_s`` (pid -> command line)."""
+    deadline = time.monotonic() + timeout_s
+    while _alive(procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return {pid: _cmdline(p) for pid, p in _alive(procs).items()}
 
 
 def _alive(procs: dict[int, psutil.Process]) -> dict[int, psutil.Process]:
