@@ -148,7 +148,7 @@ def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int |
         from flows.index import index_flow
         from flows.prefect_server import tie_to_this_process
 
-        tie_to_this_process()  # see flows.prefect_server
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         result = index_flow(view.name, encoder_id, store, "update", options)
     status = "built" if info is None else ("rebuilt" if result["rebuilt"] else "updated")
     return {"status": status, "rows": result["rows"], "recall_at_10": result["recall_at_10"], "factory": result["factory"],
@@ -193,7 +193,7 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
         from flows.prefect_server import tie_to_this_process
         from flows.train import train_flow
 
-        tie_to_this_process()  # see flows.prefect_server
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         trained = train_flow(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     from models.registry import headline_metrics
 
@@ -311,7 +311,7 @@ def _summary_flow() -> Any:
 
     from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # its run may be this process's first Prefect run: see flows.prefect_server
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
 
     @flow(name="refresh-summary", log_prints=False, persist_result=False)
     def refresh_summary(summary: dict[str, Any]) -> None:
@@ -328,7 +328,7 @@ def _refresh_flow() -> Any:
 
     from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # see flows.prefect_server
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
 
     @flow(name="refresh", log_prints=False, persist_result=False)
     def refresh_flow(config: str, view: str | None = None) -> dict[str, Any]:

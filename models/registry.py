@@ -21,10 +21,10 @@ e.g. by a plugin or a test) and exposes
 - classmethod ``from_state(tensors, config)``: the fitted head again.
 
 Versions are integers 1, 2, ...; a version is written to a hidden temporary folder and renamed
-into place, so a crash leaves no half-written version (and the next save of the name removes the
-killed writer's temporary folder). Heads are saved byte-for-byte
-deterministically (skops zip members get canonical names and a fixed timestamp), so training
-twice from the same manifest gives identical files.
+into place, so a crash leaves no half-written version, and the next save of the name removes the
+killed writer's temporary folder. Heads are saved byte-for-byte deterministically (skops zip
+members get canonical names and a fixed timestamp), so training twice from the same manifest
+gives identical files.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def train(
         from flows.prefect_server import tie_to_this_process
         from flows.train import train_flow
 
-        tie_to_this_process()  # see flows.prefect_server
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         summary = train_flow(task, view, encoder, store, name, options)
     if json_out:
         print_json(summary)

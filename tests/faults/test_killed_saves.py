@@ -40,6 +40,7 @@ def killed(cmd: list[str], tmp_path: Path) -> None:
 TRAIN = ("train", "spam", "--view", "sms", "--runner", "inline", "--folds", "2", "--json")
 
 
+@pytest.mark.slow
 def test_a_train_killed_before_its_version_is_renamed_into_place_is_cleared_by_the_next_save(sms_store, tmp_path, cli):
     killed(killed_at(".tmp-*", *TRAIN, "--store", sms_store), tmp_path)
     models = sms_store / "models" / "spam"
