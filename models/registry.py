@@ -30,13 +30,15 @@ e.g. by a plugin or a test) and exposes
 - classmethod ``from_state(tensors, config)``: the fitted head again.
 
 Versions are integers 1, 2, ...; a version is written to a hidden temporary folder and renamed
-into place, so a crash leaves no half-written version. Heads are saved byte-for-byte
-deterministically (skops zip members get canonical names and a fixed timestamp), so training
-twice from the same manifest gives identical files.
+into place, so a crash leaves no half-written version, and the next save of the name removes the
+killed writer's temporary folder. Heads are saved byte-for-byte deterministically (skops zip
+members get canonical names and a fixed timestamp), so training twice from the same manifest
+gives identical files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import io
@@ -47,6 +49,8 @@ import shutil
 import uuid
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -126,26 +130,52 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     store.ensure_writable()
     folder = store.fetch(f"models/{name}", marker="manifest.json", names=LISTED)  # a remote store's versions count too
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        head_info = _write_head(tmp, result.head)
-        (tmp / "report.json").write_text(_json(result.report))
-        while True:  # another writer may take a version number first: take the next one
-            version = _next_version(folder)
-            manifest = _manifest(result, name, version, head_info, tmp)
-            (tmp / "manifest.json").write_text(_json(manifest))
-            try:
-                os.rename(tmp, folder / str(version))
-                break
-            except OSError:
-                if not (folder / str(version)).exists():
-                    raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _writing(folder):
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            head_info = _write_head(tmp, result.head)
+            (tmp / "report.json").write_text(_json(result.report))
+            while True:  # another writer may take a version number first: take the next one
+                version = _next_version(folder)
+                manifest = _manifest(result, name, version, head_info, tmp)
+                (tmp / "manifest.json").write_text(_json(manifest))
+                try:
+                    os.rename(tmp, folder / str(version))
+                    break
+                except OSError:
+                    if not (folder / str(version)).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     store.publish(f"models/{name}/{version}")
     return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root)
+
+
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Hold a shared ``flock`` on a model's folder while writing a version; first remove dead writers' ``.tmp-*``.
+
+    Models have no view lock, and two trainings of one name may save at once (each takes the
+    next version). Every writer holds the folder's lock *shared* while its ``.tmp-*`` exists, so
+    whoever gets it *exclusively* knows that no writer is at work: every ``.tmp-*`` there is a
+    killed writer's (the kernel drops a dead process's ``flock``), and is removed. When another
+    writer is at work the sweep waits for the next save. No pid or age guess is involved.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # a live writer holds it: its .tmp-* is live
+        else:
+            for dead in folder.glob(".tmp-*"):
+                shutil.rmtree(dead, ignore_errors=True)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # (a conversion may let go in between: this writer has no .tmp-* yet)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_head(folder: Path, head: Any) -> dict[str, str]:

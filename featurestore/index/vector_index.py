@@ -38,6 +38,7 @@ FILE_NAMES = {"index": re.compile(r"^index(-\w+)?\.faiss$"), "ids": re.compile(r
 # The first four bytes of the index files built here: IndexIDMap2 (flat and HNSW), IndexIVFFlat, IndexRefine
 # (IVF-PQ). Checked before FAISS, C++ code, parses the rest of a file that may come from anywhere.
 FAISS_HEADERS = (b"IxM2", b"IwFl", b"IxRF")
+TEMPORARY = re.compile(r"^\..+\.tmp$")  # what a save writes before renaming it into place
 
 
 @dataclass
@@ -313,8 +314,9 @@ class VectorIndex:
         """Write new files under new names, then ``index.json`` naming them: the one commit point.
 
         A process killed before ``index.json`` is replaced leaves the previous, consistent set in
-        force. An index loaded from ``folder`` and updated since writes its id map and delta, not
-        the index file again. Files named by neither the new nor the previous ``index.json`` are
+        force; the next save removes what it wrote (files under new names, temporary files). An
+        index loaded from ``folder`` and updated since writes its id map and delta, not the index
+        file again. Files named by neither the new nor the previous ``index.json`` are
         deleted afterwards (the previous set stays for readers that opened it). ``memory_bytes``
         is the index file's size: what loading it into memory takes.
         """
@@ -346,8 +348,8 @@ class VectorIndex:
             self.delta.save(folder / files["delta"])
         self.info.files = files
         self.save_info(folder)
-        for path in folder.iterdir():
-            if INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous:
+        for path in folder.iterdir():  # saves run under the view's lock: a temporary file here is a killed save's
+            if (INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous) or TEMPORARY.match(path.name):
                 path.unlink(missing_ok=True)
 
     def save_info(self, folder: Path) -> None:
