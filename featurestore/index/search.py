@@ -12,10 +12,11 @@ import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
-from featurestore.index.choice import IndexType, parse_bytes
+from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
+from featurestore.params import fraction, positive_int
 from featurestore.store import FeatureTable, Store
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
@@ -115,6 +116,9 @@ def update_index(
     Only the files committed since the index's version are read when the table was only appended
     to since; otherwise (compaction, deletes) the full latest state is compared.
     """
+    fraction("rebuild share", rebuild_share, example=0.2, error=StoreError)
+    if isinstance(max_imbalance, bool) or not isinstance(max_imbalance, (int, float)) or not 1 <= max_imbalance < float("inf"):
+        raise StoreError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
@@ -148,7 +152,7 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
         publish_index(store, table)
     if needs_rebuild:
-        info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory),
+        info = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
         return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
     return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
@@ -223,14 +227,6 @@ def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
     return vectors[[where[h] for h in hashes]]
 
 
-def _type_of(factory: str) -> str:
-    if factory.startswith("HNSW"):
-        return "hnsw"
-    if "PQ" in factory:
-        return "ivfpq"
-    return "ivf" if factory.startswith("IVF") else "flat"
-
-
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
     return index_info(store, store.resolve_table(view, encoder)) is not None
@@ -286,8 +282,7 @@ def search(
     exact search over the matching rows when they are fewer than ``exact_below``, else the index
     restricted to them (and exact search if the index still returns fewer).
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise StoreError(f"k must be a positive int. Got {k!r} instead.")
+    positive_int("k", k, error=StoreError)
     given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
     if len(given) != 1:
         raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
