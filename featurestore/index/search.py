@@ -14,6 +14,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
+from featurestore.index.queries import check_nonzero, check_queries, describe_query, query_vectors
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction, positive_int
@@ -283,30 +284,35 @@ def search(
     restricted to them (and exact search if the index still returns fewer).
     """
     positive_int("k", k, error=StoreError)
-    given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
-    if len(given) != 1:
-        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
+    kind = check_queries(texts, images, ids, vectors)  # before any read: a blank query is refused at once
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    index = VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+    meta = table.meta
+    if vectors is not None:
+        vectors = query_vectors(vectors, meta.dim, meta.encoder_id)
+    index = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
     frame = table.latest()
     if ids is not None:
         rows = _rows_of(frame, list(ids))
         unknown = [e for e, r in zip(ids, rows) if r < 0]
         if unknown:
-            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {table.meta.view!r}")
+            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {meta.view!r}")
         queries = frame.vectors[rows]
     elif vectors is not None:
-        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        queries = vectors
     else:
         enc = view_encoder(table)
         wanted = "image" if images is not None else "text"
         if enc.modality != wanted:
-            raise EncoderError(f"view {table.meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
-        result = enc.encode_with_stats(list(images if images is not None else texts))
-        if result.errors and any(result.errors):
-            raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
+            raise EncoderError(f"view {meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
+        given = list(images if images is not None else texts)  # type: ignore[arg-type]
+        result = enc.encode_with_stats(given)
+        failed = [i for i, e in enumerate(result.errors or []) if e]
+        if failed:
+            named = describe_query(kind, given, failed[0], len(given))
+            raise EncoderError(f"cannot encode query {named}: {result.errors[failed[0]]}")  # type: ignore[index]
         queries = result.vectors
+    check_nonzero(queries, meta.metric, kind, {"texts": texts, "images": images, "ids": ids, "vectors": None}[kind], encoder_id=meta.encoder_id)
     if where is not None:
         return _filtered(index, frame, queries, k, where, exact_below)
     scores, found = index.search(queries, min(k, len(index)))
