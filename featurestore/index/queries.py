@@ -45,7 +45,10 @@ def check_queries(texts: Any, images: Any, ids: Any, vectors: Any) -> str:
 def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
     """``(n, dim) float32`` from an array of query vectors (one vector may be 1-D); refuse other
     shapes, non-numbers, an empty array and NaN or infinite values."""
-    array = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
+    try:
+        array = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
+    except (ValueError, TypeError):  # ragged rows
+        raise StoreError(f"query vectors must be an array of shape (n, {dim}); rows of different lengths were given") from None
     if array.dtype.kind not in "fiu":
         raise StoreError(f"query vectors must be numbers (float32). Got an array of {array.dtype} instead.")
     array = np.atleast_2d(array)
@@ -80,9 +83,10 @@ def check_nonzero(queries: np.ndarray, metric: str, kind: str, values: Any, *, e
 def describe_query(kind: str, values: Any, i: int, n: int) -> str:
     """How a message names query ``i`` (0-based) of ``n``: ``text 1 of 2 ('free prize')``, ``vector 3 of 5``."""
     what = {"texts": "text", "images": "image", "ids": "id", "vectors": "vector"}[kind]
-    return f"{what} {i + 1} of {n}" + ("" if values is None else f" ({_quote(values[i])})")
+    return f"{what} {i + 1} of {n}" + ("" if values is None else f" ({_quote(values[i], shorten=kind == 'texts')})")
 
 
-def _quote(value: Any) -> str:
+def _quote(value: Any, *, shorten: bool = True) -> str:
+    """``repr`` of a query for a message; a long text is cut (a path or id is shown whole: it must be findable)."""
     text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
-    return text if len(text) <= SHOWN else text[: SHOWN - 4] + "...'"
+    return text if not shorten or len(text) <= SHOWN else text[: SHOWN - 4] + "...'"

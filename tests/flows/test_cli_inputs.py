@@ -16,6 +16,7 @@ from featurestore.store import Store, TableMeta
 from tests.conftest import snapshot
 from tests.featurestore.index.test_index import _synthetic_rows, clustered
 from tests.flows.test_cli import assert_user_error
+from tests.flows.test_cli_shapes import image_folder  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +228,31 @@ def test_a_good_batch_still_searches(sms_store, cli):
 def test_a_label_file_of_the_wrong_type_is_refused(sms_store, tmp_path, cli, labels, message):
     path = parquet(tmp_path / "labels.parquet", entity_id=[str(i) for i in range(1, 301)], label=labels)
     unchanged(cli, sms_store, "train", "classify", "--view", "sms", "--labels", path, "--runner", "inline", "--store", sms_store, message=message)
+
+
+# ------------------------------------------------------------------------- images
+
+
+def test_a_query_image_that_is_not_an_image_is_refused_by_position(tmp_path, image_folder, cli):
+    from tests.flows.test_cli_shapes import IMAGES
+
+    store = tmp_path / "s"
+    assert cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0", "--store", store, "--runner", "inline")[0] == 0
+    assert cli("index", "build", "--view", "bees", "--store", store)[0] == 0
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not an image")
+    good = str(next((IMAGES / "ants").glob("*.jpg")))
+    unchanged(cli, store, "search", "--view", "bees", "--store", store, "--image", good, "--image", fake,
+              message=f"cannot encode query image 2 of 2 ({str(fake)!r}): not an image (unrecognised format)")
+    unchanged(cli, store, "search", "--view", "bees", "--store", store, "--image", "", message="query image path 1 of 1 is empty")
+
+
+# ------------------------------------------------------------------------- serve
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_a_serve_limit_below_one_is_one_line_before_any_server_starts(tmp_path, sms_file, cli, value):
+    from tests.flows.test_refresh import project
+
+    config = project(tmp_path, sms_file, 10, index=False, heads=False, schedule={"interval": 3600})
+    unchanged(cli, tmp_path, "serve", "--config", config, "--limit", value, message=f"limit (--limit) must be a positive int. Got {value} instead.")
