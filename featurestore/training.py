@@ -108,6 +108,8 @@ def training_set(
     strict : labels whose entity has no feature row are an error instead of a warning.
     extra_encoders : more encoders of the same view whose features are concatenated to ``X``.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SourceError(f"seed must be an int from 0 to 2**32 - 1 (NumPy's seed range). Got {seed!r} instead.")
     arguments = {
         "view": view,
         "encoder": encoder,
@@ -193,7 +195,7 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
         raise SourceError(f"none of the {len(found)} labels match a feature row of view {view!r}; check the ids and times")
 
     y = frame["label"].to_numpy()
-    _check_label_values(y, arguments["label_col"])
+    _check_label_values(y, label_info.get("label_col", arguments["label_col"]))
     classes = pd.Series(y).value_counts().sort_index()
     if len(classes) < 2:
         raise SourceError(

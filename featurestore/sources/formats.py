@@ -213,22 +213,25 @@ def check_columns(path: Path, fmt: str, columns: list[str], wanted: list[tuple[s
 
 def _fits(role: str, kind: Any) -> bool:
     """Whether a Parquet column of Arrow type ``kind`` can serve as ``role``."""
-    import pyarrow as pa
     import pyarrow.types as t
 
-    if t.is_dictionary(kind):
-        kind = kind.value_type
-    text = t.is_string(kind) or t.is_large_string(kind) or (hasattr(t, "is_string_view") and t.is_string_view(kind))
+    def plain(kind: Any) -> Any:
+        return kind.value_type if t.is_dictionary(kind) else kind
+
+    def is_text(kind: Any) -> bool:
+        return t.is_string(kind) or t.is_large_string(kind) or (hasattr(t, "is_string_view") and t.is_string_view(kind))
+
+    kind = plain(kind)
     if role in ("text", "path"):
-        return text
+        return is_text(kind)
     if role == "id":
-        return text or t.is_integer(kind)
+        return is_text(kind) or t.is_integer(kind)
     if role == "time":
-        return text or t.is_timestamp(kind) or t.is_date(kind) or t.is_integer(kind) or t.is_floating(kind)
+        return is_text(kind) or t.is_timestamp(kind) or t.is_date(kind) or t.is_integer(kind) or t.is_floating(kind)
     if t.is_list(kind) or t.is_large_list(kind) or t.is_fixed_size_list(kind):
-        kind = kind.value_type
-    scalar = text or t.is_integer(kind) or t.is_floating(kind) or t.is_boolean(kind) or t.is_decimal(kind)
-    return scalar or t.is_timestamp(kind) or t.is_date(kind) or pa.types.is_null(kind)
+        kind = plain(kind.value_type)
+    scalar = is_text(kind) or t.is_integer(kind) or t.is_floating(kind) or t.is_boolean(kind) or t.is_decimal(kind)
+    return scalar or t.is_timestamp(kind) or t.is_date(kind) or t.is_null(kind)
 
 
 def json_kind(value: Any) -> str:

@@ -256,3 +256,15 @@ def test_a_serve_limit_below_one_is_one_line_before_any_server_starts(tmp_path, 
 
     config = project(tmp_path, sms_file, 10, index=False, heads=False, schedule={"interval": 3600})
     unchanged(cli, tmp_path, "serve", "--config", config, "--limit", value, message=f"limit (--limit) must be a positive int. Got {value} instead.")
+
+
+def test_a_kept_list_column_as_labels_and_a_negative_seed_are_refused(tmp_path, cli, word2vec):
+    store = tmp_path / "s"
+    path = parquet(tmp_path / "tagged.parquet", id=[f"d{i}" for i in range(40)], text=["free prize now", "see you at lunch"] * 20,
+                   tags=pa.array([["a", "b"], ["c"]] * 20), label=["spam", "ham"] * 20)
+    assert cli("materialize", path, "--view", "t", "--encoder", "word2vec", "--store", store, "--id-col", "id",
+               "--keep", "tags,label", "--runner", "inline")[0] == 0
+    unchanged(cli, store, "train", "classify", "--view", "t", "--labels", "tags", "--runner", "inline", "--store", store,
+              message="labels 'tags' hold lists (e.g. ['a', 'b']); a label is one class per row")
+    unchanged(cli, store, "train", "classify", "--view", "t", "--seed", "-1", "--runner", "inline", "--store", store,
+              message="seed must be an int from 0 to 2**32 - 1 (NumPy's seed range). Got -1 instead.")
