@@ -17,7 +17,7 @@ from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.queries import check_nonzero, check_queries, describe_query, query_vectors
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
-from featurestore.params import fraction, positive_int
+from featurestore.params import fraction, non_negative_int, positive_int
 from featurestore.store import FeatureTable, Store
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
@@ -284,6 +284,7 @@ def search(
     restricted to them (and exact search if the index still returns fewer).
     """
     positive_int("k", k, error=StoreError)
+    non_negative_int("exact_below", exact_below, error=StoreError)
     kind = check_queries(texts, images, ids, vectors)  # before any read: a blank query is refused at once
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
