@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 from featurestore import settings
 from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
-from featurestore.params import fraction
 from featurestore.index.choice import ADD_CHUNK, IndexType, choose_factory, kind_of, train_rows
 from featurestore.index.delta import Delta, merge, selector_excluding
+from featurestore.params import fraction
 
 RECALL_K = 10
 LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files

@@ -198,7 +198,7 @@ class ImageSource:
         if self.id_col is not None:
             wanted.append(("id", self.id_col))
         wanted += [("keep", c) for c in self.keep]
-        check_columns(table, fmt, columns, wanted, flags={"path": "path_col"})
+        check_columns(table, fmt, columns, wanted, flags={"path": "--path-col", "id": "--id-col", "keep": "--keep"})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -56,9 +56,9 @@ def unchanged(cli, store, *args: str, message: str) -> None:
 # ------------------------------------------------------------------------ sources
 
 
-def parquet(path, **columns) -> str:
-    pq.write_table(pa.table(columns), path)
-    return str(path)
+def parquet(file, **columns) -> str:
+    pq.write_table(pa.table(columns), file)
+    return str(file)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +79,15 @@ def test_a_parquet_column_of_the_wrong_type_fails_the_plan(sms_store, tmp_path, 
     path = parquet(tmp_path / "in.parquet", **columns)
     unchanged(cli, sms_store, "materialize", path, "--view", "sms", "--encoder", "word2vec", "--store", sms_store,
               "--id-col", "id", "--runner", "inline", *extra, message=f"in.parquet: {message}")
+
+
+def test_an_image_table_whose_path_column_is_not_strings_fails_the_plan(tmp_path, cli):
+    path = parquet(tmp_path / "images.parquet", path=[1, 2], label=["ants", "bees"])
+    store = tmp_path / "s"
+    assert_user_error(cli("materialize", path, "--format", "images", "--view", "im", "--encoder", "efficientnet-lite0", "--store", store),
+                      "images.parquet: path column 'path' holds int64 values, but it must hold file paths (a string column); "
+                      "pick another column with --path-col (string columns: label)")
+    assert not store.exists()
 
 
 def test_jsonl_texts_that_are_not_strings_and_null_or_blank_texts_are_failed_rows(tmp_path, cli, word2vec):
