@@ -148,7 +148,9 @@ def choose_factory(n: int, dim: int, *, index_type: IndexType = "auto", memory_b
 
 def _auto(n: int, dim: int, budget: int | None) -> str:
     """The kind auto picks; raises with the smallest workable budget when none fits."""
-    fits = lambda kind: budget is None or index_bytes(n, dim, kind) <= budget  # noqa: E731
+    def fits(kind: str) -> bool:
+        return budget is None or index_bytes(n, dim, kind) <= budget
+
     if n < EXACT_BELOW and fits("flat"):
         return "flat"
     if budget is None or index_bytes(n, dim, "ivf") * 1.1 + build_overhead(n, dim, "ivf") <= budget:
