@@ -27,6 +27,7 @@ SCRIPTS = (
     "token_speed.py",
     "token_materialize.py",
     "index_speed.py",
+    "index_train.py",
     "train_speed.py",
     "prefect_overhead.py",
     "dask_scaling.py",

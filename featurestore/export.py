@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.errors import StoreError
+from featurestore.params import positive_int
 from featurestore.store import Store
 from featurestore.store.table import AsOf
 
@@ -46,8 +47,7 @@ def export_view(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the latest (or ``as_of``) state of ``view`` to ``out``; returns the export.json content."""
-    if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int) or rows_per_file <= 0:
-        raise StoreError(f"rows_per_file must be a positive int; got {rows_per_file!r}")
+    positive_int("rows_per_file", rows_per_file, error=StoreError)
     target = Path(out)
     if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not overwrite:
         raise StoreError(f"{target} already exists and is not an empty folder; choose another --out or pass --overwrite")

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from featurestore.encoders.base import require
 from featurestore.errors import StoreError
+from featurestore.params import positive_int
 from featurestore.store import Store
 from featurestore.store.schema import SYSTEM_COLUMNS
 from featurestore.store.table import FeatureTable
@@ -78,8 +79,7 @@ def write_report(
     page. Returns what was written: path, bytes, and the count of views, models, indexes, runs.
     """
     for name, value in (("sample", sample), ("runs", runs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise StoreError(f"{name} must be a positive int. Got {value!r} instead.")
+        positive_int(name, value, error=StoreError)
     s = store if isinstance(store, Store) else Store(store)
     if s.remote is not None:
         s.remote.check_reachable()

@@ -11,6 +11,7 @@ Explicit argument > environment variable > default.
   store root (``s3://`` ...), added to what the object store reads from ``AWS_*`` variables.
 - ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
   records, locks, staging, read cache); default ``~/.cache/featurestore``.
+- ``FEATURESTORE_INDEX_TRAIN_SECONDS``: the bound on training one FAISS index (default 600).
 """
 
 from __future__ import annotations
@@ -91,3 +92,21 @@ def word2vec_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def device(explicit: str | None = None) -> str:
     """The requested device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     return explicit or os.environ.get("FEATURESTORE_DEVICE") or "auto"
+
+
+INDEX_TRAIN_SECONDS = 600.0
+
+
+def index_train_seconds(explicit: float | None = None) -> float:
+    """The bound on training one FAISS index, in seconds: past it the build stops with an error."""
+    if explicit is not None:
+        value: object = explicit
+    else:
+        value = os.environ.get("FEATURESTORE_INDEX_TRAIN_SECONDS", "").strip() or INDEX_TRAIN_SECONDS
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not seconds > 0 or seconds == float("inf"):
+        raise StoreError(f"the index training bound (FEATURESTORE_INDEX_TRAIN_SECONDS) must be a positive number of seconds. Got {value!r} instead.")
+    return seconds

@@ -108,6 +108,8 @@ def training_set(
     strict : labels whose entity has no feature row are an error instead of a warning.
     extra_encoders : more encoders of the same view whose features are concatenated to ``X``.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise SourceError(f"seed must be an int from 0 to 2**32 - 1 (NumPy's seed range). Got {seed!r} instead.")
     arguments = {
         "view": view,
         "encoder": encoder,
@@ -193,6 +195,7 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
         raise SourceError(f"none of the {len(found)} labels match a feature row of view {view!r}; check the ids and times")
 
     y = frame["label"].to_numpy()
+    _check_label_values(y, label_info.get("label_col", arguments["label_col"]))
     classes = pd.Series(y).value_counts().sort_index()
     if len(classes) < 2:
         raise SourceError(
@@ -312,6 +315,25 @@ def _label_frame(raw: pd.DataFrame, arguments: dict[str, Any], where: str) -> pd
             reason = str(exc).splitlines()[0]
             raise SourceError(f"{where}: time column {time_col!r} holds a value that is not a time ({reason}); use ISO 8601") from None
     return frame[frame["label"].notna()].reset_index(drop=True)
+
+
+def _check_label_values(y: np.ndarray, label_col: str) -> None:
+    """A label names one class: a list or mapping (no class counts, no split) or a fractional
+    number (a regression target: every value its own class) is refused, with an example."""
+    for value in y:
+        if isinstance(value, (list, tuple, dict, np.ndarray)):
+            shown = str(value.tolist() if isinstance(value, np.ndarray) else value)[:40]
+            raise SourceError(
+                f"labels {label_col!r} hold {'list' if isinstance(value, (tuple, np.ndarray)) else type(value).__name__}s "
+                f"(e.g. {shown}); a label is one class per row (a string or an integer): pick another label column or flatten it"
+            )
+    numbers = np.array([v for v in y if isinstance(v, (float, np.floating))], dtype=np.float64)
+    fractional = numbers[~np.isfinite(numbers) | (numbers != np.round(numbers))]
+    if len(fractional):
+        raise SourceError(
+            f"labels {label_col!r} hold numbers that are not whole (e.g. {float(fractional[0])!r}); a label names a class: "
+            "use strings or integers (a continuous target is not a classification label)"
+        )
 
 
 def _check_missing(view: str, frame: pd.DataFrame, found: np.ndarray, missing: int, strict: bool, info: dict[str, Any]) -> list[str]:

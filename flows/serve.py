@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from featurestore.errors import FeatureStoreError
+from featurestore.params import positive_int
 from featurestore.project import Project
 
 __all__ = ["deployments", "scheduling_server", "serve"]
@@ -52,6 +53,8 @@ def deployments(project: Project) -> list[Any]:
 
 def serve(project: Project, *, limit: int | None = None) -> None:
     """Serve the scheduled refreshes until interrupted (Ctrl-C or SIGTERM), at most ``limit`` runs at once."""
+    if limit is not None:
+        positive_int("limit (--limit)", limit)
     made = deployments(project)  # before the server starts: a project without schedules fails at once
     with scheduling_server():
         from prefect import serve as prefect_serve

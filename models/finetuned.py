@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, clone
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.encoders.base import encoder_id_from_spec, require, resolve_device
 from featurestore.errors import EncoderError, FeatureStoreError
+from featurestore.params import positive_int
 from featurestore.sources.imaging import ImageDecodeError, decode_pixels
 from models.torch_utils import length_batches, require_torch, seeded
 
@@ -163,9 +164,7 @@ class FineTunedClassifier(BaseEstimator):
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= depth:
             raise FineTuneError(f"unfreeze_last must be an int from 1 to {depth} (the {what} of {self.encoder_ref}). Got {k!r} instead.")
         for name in ("max_epochs", "patience", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise FineTuneError(f"{name} must be a positive int. Got {value!r} instead.")
+            positive_int(name, getattr(self, name), error=FineTuneError)
         if self.class_weight not in (None, "balanced"):
             raise FineTuneError(f"class_weight must be 'balanced' or None. Got {self.class_weight!r} instead.")
 

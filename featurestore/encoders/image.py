@@ -25,6 +25,7 @@ import numpy as np
 
 from featurestore.encoders.base import BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.errors import EncoderError
+from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_pixels
 
 __all__ = ["BLOCK_CHANNELS", "EfficientNetEncoder", "make", "packaged_weights"]
@@ -86,14 +87,14 @@ class EfficientNetEncoder(BaseEncoder):
         self.path = Path(path) if path is not None else None
         self.block = _check_block(block)
         self.device = check_device(device)
-        self.batch_size = _positive("batch_size", batch_size)
-        self.size = _positive("size", size)
-        self.resize = _positive("resize", resize)
+        self.batch_size = positive_int("batch_size", batch_size, error=EncoderError)
+        self.size = positive_int("size", size, error=EncoderError)
+        self.resize = positive_int("resize", resize, error=EncoderError)
         if self.size > self.resize:
             raise EncoderError(f"size (the crop, {size}) must not exceed resize (the shorter side, {resize})")
         self.normalize = normalize
         self.channels_last = channels_last
-        self.workers = _positive("workers", workers) if workers is not None else min(4, max(2, os.cpu_count() or 2))
+        self.workers = positive_int("workers", workers, error=EncoderError) if workers is not None else min(4, max(2, os.cpu_count() or 2))
         if self.path is not None and not self.path.is_file():
             raise EncoderError(f"checkpoint not found: {self.path}; give a .pth/.pt state dict or a .safetensors file")
 
@@ -336,9 +337,3 @@ def _check_block(block: int | None) -> int | None:
     if isinstance(block, bool) or not isinstance(block, int) or not -n <= block < n:
         raise EncoderError(f"block must be an int from 0 to {n - 1} (or -{n} to -1), or None for the head; got {block!r}")
     return block % n
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise EncoderError(f"{name} must be a positive int; got {value!r}")
-    return value

@@ -19,6 +19,7 @@ from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeRes
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError
+from featurestore.params import positive_int
 
 TextGranularity = Literal["sentence", "token"]
 Layers = Literal["last", "last4"]
@@ -84,7 +85,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         self.model_name = model_name
         self.name = name
         self.device = check_device(device)
-        self.batch_size = batch_size
+        self.batch_size = positive_int("batch_size", batch_size, error=EncoderError)
         self._config = _read_model_config(self.path)
         self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)
         if long_text is not None and long_text not in ("truncate", "windows"):

@@ -12,10 +12,12 @@ import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
-from featurestore.index.choice import IndexType, parse_bytes
+from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
+from featurestore.index.queries import check_nonzero, check_queries, describe_query, query_vectors
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
+from featurestore.params import fraction, non_negative_int, positive_int
 from featurestore.store import FeatureTable, Store
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
@@ -115,6 +117,9 @@ def update_index(
     Only the files committed since the index's version are read when the table was only appended
     to since; otherwise (compaction, deletes) the full latest state is compared.
     """
+    fraction("rebuild share", rebuild_share, example=0.2, error=StoreError)
+    if isinstance(max_imbalance, bool) or not isinstance(max_imbalance, (int, float)) or not 1 <= max_imbalance < float("inf"):
+        raise StoreError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
@@ -148,7 +153,7 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
         publish_index(store, table)
     if needs_rebuild:
-        info = build_index(view, encoder, store=store, index_type=_type_of(index.info.factory),
+        info = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
         return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
     return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
@@ -223,14 +228,6 @@ def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
     return vectors[[where[h] for h in hashes]]
 
 
-def _type_of(factory: str) -> str:
-    if factory.startswith("HNSW"):
-        return "hnsw"
-    if "PQ" in factory:
-        return "ivfpq"
-    return "ivf" if factory.startswith("IVF") else "flat"
-
-
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
     return index_info(store, store.resolve_table(view, encoder)) is not None
@@ -286,32 +283,37 @@ def search(
     exact search over the matching rows when they are fewer than ``exact_below``, else the index
     restricted to them (and exact search if the index still returns fewer).
     """
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
-        raise StoreError(f"k must be a positive int. Got {k!r} instead.")
-    given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
-    if len(given) != 1:
-        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
+    positive_int("k", k, error=StoreError)
+    non_negative_int("exact_below", exact_below, error=StoreError)
+    kind = check_queries(texts, images, ids, vectors)  # before any read: a blank query is refused at once
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    index = VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+    meta = table.meta
+    if vectors is not None:
+        vectors = query_vectors(vectors, meta.dim, meta.encoder_id)
+    index = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
     frame = table.latest()
     if ids is not None:
         rows = _rows_of(frame, list(ids))
         unknown = [e for e, r in zip(ids, rows) if r < 0]
         if unknown:
-            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {table.meta.view!r}")
+            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {meta.view!r}")
         queries = frame.vectors[rows]
     elif vectors is not None:
-        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        queries = vectors
     else:
         enc = view_encoder(table)
         wanted = "image" if images is not None else "text"
         if enc.modality != wanted:
-            raise EncoderError(f"view {table.meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
-        result = enc.encode_with_stats(list(images if images is not None else texts))
-        if result.errors and any(result.errors):
-            raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
+            raise EncoderError(f"view {meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
+        given = list(images if images is not None else texts)  # type: ignore[arg-type]
+        result = enc.encode_with_stats(given)
+        failed = [i for i, e in enumerate(result.errors or []) if e]
+        if failed:
+            named = describe_query(kind, given, failed[0], len(given))
+            raise EncoderError(f"cannot encode query {named}: {result.errors[failed[0]]}")  # type: ignore[index]
         queries = result.vectors
+    check_nonzero(queries, meta.metric, kind, {"texts": texts, "images": images, "ids": ids, "vectors": None}[kind], encoder_id=meta.encoder_id)
     if where is not None:
         return _filtered(index, frame, queries, k, where, exact_below)
     scores, found = index.search(queries, min(k, len(index)))

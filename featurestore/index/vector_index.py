@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,10 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featurestore import settings
 from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
-from featurestore.index.choice import ADD_CHUNK, TRAIN_PER_CELL, IndexType, choose_factory
+from featurestore.index.choice import ADD_CHUNK, IndexType, choose_factory, kind_of, train_rows
 from featurestore.index.delta import Delta, merge, selector_excluding
+from featurestore.params import fraction
 
 RECALL_K = 10
 LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files
@@ -202,21 +205,28 @@ class VectorIndex:
         memory_budget: int | None = None,
         target_recall: float = 0.95,
         seed: int = 0,
+        train_seconds: float | None = None,
     ) -> "VectorIndex":
+        """Choose, train, fill and tune an index over ``vectors`` (``(n, dim)``, read by chunks).
+
+        Training stops with a :class:`StoreError` past ``train_seconds`` (default
+        ``$FEATURESTORE_INDEX_TRAIN_SECONDS`` or 600): a build never hangs in FAISS.
+        """
         faiss = _faiss()
         n, dim = vectors.shape
         if n == 0:
             raise StoreError(f"view {view!r} has no rows for {encoder_id}: nothing to index; materialize it first")
-        if not 0 < target_recall <= 1:
-            raise StoreError(f"target recall must be in (0, 1]. Got {target_recall} instead.")
+        fraction("target recall", target_recall, allow_zero=False, example=0.95, error=StoreError)
+        bound = settings.index_train_seconds(train_seconds)
         started = time.perf_counter()
         factory = choose_factory(n, dim, index_type=index_type, memory_budget=memory_budget)
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         index = faiss.index_factory(dim, f"IDMap2,{factory}" if factory.startswith("HNSW") else factory, faiss_metric)
         if not index.is_trained:
             rng = np.random.default_rng(seed)
-            picks = np.sort(rng.choice(n, size=min(n, TRAIN_PER_CELL * _nlist(index)), replace=False))
-            index.train(_normalise(np.ascontiguousarray(vectors[picks], dtype=np.float32), metric))  # fancy indexing copied it
+            picks = np.sort(rng.choice(n, size=train_rows(n, kind_of(factory)), replace=False))
+            sample = _normalise(np.ascontiguousarray(vectors[picks], dtype=np.float32), metric)  # fancy indexing copied it
+            _train(index, sample, factory, bound)
         if factory == "Flat":
             index = faiss.IndexIDMap2(index)
         # Vectors go in by chunks: memory holds the index and one normalised chunk, never a full copy.
@@ -415,6 +425,36 @@ class VectorIndex:
         return loaded
 
 
+_TRAINING = threading.Lock()  # FAISS's interrupt callback (the time bound) is one per process
+
+
+def _train(index: Any, sample: np.ndarray, factory: str, seconds: float) -> None:
+    """Train ``index`` on ``sample`` within ``seconds``, else raise a :class:`StoreError` naming the bound.
+
+    FAISS checks its interrupt callback between k-means iterations; ``TimeoutGuard`` makes that
+    callback a deadline. The PQ's polysemous training (a code reordering only polysemous
+    search uses, which this index never does) is switched off: it took minutes on any table.
+    """
+    faiss = _faiss()
+    if "PQ" in factory:
+        faiss.downcast_index(faiss.extract_index_ivf(index)).do_polysemous_training = False
+    with _TRAINING:
+        started = time.perf_counter()
+        try:
+            with faiss.TimeoutGuard(seconds):
+                index.train(sample)
+        except RuntimeError as exc:
+            if "interrupted" not in str(exc):
+                raise StoreError(f"FAISS could not train a {factory} index on {len(sample)} vectors: {str(exc).splitlines()[-1][:200]}") from None
+        elapsed = time.perf_counter() - started
+    if elapsed > seconds or not index.is_trained:
+        raise StoreError(
+            f"training the {factory} index on {len(sample):,} vectors passed the bound of {seconds:g} s "
+            f"(stopped after {elapsed:.1f} s); nothing was written. Use --index-type flat (it needs no training) "
+            "or raise FEATURESTORE_INDEX_TRAIN_SECONDS"
+        )
+
+
 def exact_search(x: Rows, q: np.ndarray, k: int, metric: str) -> np.ndarray:
     """Exact top-k ids of prepared queries ``q`` over ``x``, a chunk of ``x`` at a time (no full copy)."""
     faiss = _faiss()
@@ -476,7 +516,7 @@ def _candidates(index: Any, factory: str) -> list[dict[str, Any]]:
         nlist = _nlist(index)
         probes = [p for p in (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if p < nlist] + [nlist]
         if "Refine" in factory:
-            return [{"nprobe": p, "k_factor": kf} for p in probes if p >= 8 for kf in (4, 16, 64)]
+            return [{"nprobe": p, "k_factor": kf} for p in probes if p >= min(8, nlist) for kf in (4, 16, 64)]
         return [{"nprobe": p} for p in probes]
     if factory.startswith("HNSW"):
         return [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256, 512)]

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, SourceError
 from featurestore.locks import view_lock
+from featurestore.params import positive_int
 from featurestore.sources import Source, to_dict
 from featurestore.store import Store, TableMeta
 from featurestore.store.schema import SYSTEM_COLUMNS, TIMESTAMP
@@ -140,8 +141,7 @@ def plan(
     """
     if on_duplicate not in ("error", "last"):
         raise SourceError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
-    if shard_size <= 0:
-        raise SourceError(f"shard_size must be a positive int. Got {shard_size} instead.")
+    positive_int("shard size (--shard-size)", shard_size, error=SourceError)
     store = store if isinstance(store, Store) else Store(store)
     options = dict(encoder_options or {})
     enc = get_encoder(encoder, **options)

@@ -8,6 +8,7 @@ reported with its line number.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -169,6 +170,81 @@ def read_sms(path: Path) -> tuple[list[str], Iterator[Record]]:
             yield n, {"label": label, "text": text}
 
     return ["label", "text"], records()
+
+
+# What each role of a column needs, said in words for the error, and the Parquet types that give it.
+ROLE_NEEDS = {
+    "text": "text (a string column)",
+    "path": "file paths (a string column)",
+    "id": "ids (a string or integer column)",
+    "time": "times (a timestamp, date, number or ISO 8601 string column)",
+    "keep": "values to keep (strings, numbers, booleans, times, or lists of them)",
+}
+
+
+def check_columns(path: Path, fmt: str, columns: list[str], wanted: list[tuple[str, str]], *, flags: dict[str, str] | None = None) -> None:
+    """Every ``(role, column)`` in ``wanted`` is in ``columns`` and, in a Parquet file, of a type
+    its role can use: an integer or a list of floats read as "text" would encode as a string of
+    digits or brackets (a zero vector for word2vec), silently. CSV/TSV cells are strings; JSONL
+    values are checked per record. ``flags`` names the option that sets a role's column."""
+    flags = flags or {}
+    for role, col in wanted:
+        if col not in columns:
+            close = difflib.get_close_matches(col, columns, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            flag = f" (set {flags[role]})" if role in flags else ""
+            raise SourceError(f"{path}: {role} column {col!r} not found{flag}; the columns are: {', '.join(columns)}.{hint}")
+    if fmt != "parquet":
+        return
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for role, col in wanted:
+        kind = schema.field(col).type
+        if not _fits(role, kind):
+            strings = [f.name for f in schema if _fits("text", f.type)]
+            offer = f" (string columns: {', '.join(strings)})" if strings and role in ("text", "path") else ""
+            flag = f"pick another column with {flags[role]}{offer} or " if role in flags else ""
+            raise SourceError(
+                f"{path}: {role} column {col!r} holds {kind} values, but it must hold {ROLE_NEEDS[role]}; "
+                f"{flag}cast the column in the file"
+            )
+
+
+def _fits(role: str, kind: Any) -> bool:
+    """Whether a Parquet column of Arrow type ``kind`` can serve as ``role``."""
+    import pyarrow.types as t
+
+    def plain(kind: Any) -> Any:
+        return kind.value_type if t.is_dictionary(kind) else kind
+
+    def is_text(kind: Any) -> bool:
+        return t.is_string(kind) or t.is_large_string(kind) or (hasattr(t, "is_string_view") and t.is_string_view(kind))
+
+    kind = plain(kind)
+    if role in ("text", "path"):
+        return is_text(kind)
+    if role == "id":
+        return is_text(kind) or t.is_integer(kind)
+    if role == "time":
+        return is_text(kind) or t.is_timestamp(kind) or t.is_date(kind) or t.is_integer(kind) or t.is_floating(kind)
+    if t.is_list(kind) or t.is_large_list(kind) or t.is_fixed_size_list(kind):
+        kind = plain(kind.value_type)
+    scalar = is_text(kind) or t.is_integer(kind) or t.is_floating(kind) or t.is_boolean(kind) or t.is_decimal(kind)
+    return scalar or t.is_timestamp(kind) or t.is_date(kind) or t.is_null(kind)
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words: for messages about a record's field."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
 
 
 def open_records(path: Path, fmt: str, *, header: bool, batch_size: int) -> tuple[list[str], Iterator[Record]]:

@@ -16,7 +16,6 @@ Layouts::
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any, Iterator
 
 from featurestore.errors import SourceError
 from featurestore.sources.batch import SourceBatch
-from featurestore.sources.formats import detect_format, open_records
+from featurestore.sources.formats import check_columns, detect_format, open_records
 
 __all__ = ["IMAGE_EXTENSIONS", "LAYOUTS", "ImageSource"]
 
@@ -167,7 +166,7 @@ class ImageSource:
         if fmt not in _TABLE_FORMATS:
             raise SourceError(f"{table}: an image table must be one of {', '.join(_TABLE_FORMATS)}; got a {fmt} file")
         columns, records = open_records(table, fmt, header=True, batch_size=10_000)
-        self._check_columns(table, columns)
+        self._check_columns(table, fmt, columns)
         root = os.path.dirname(os.path.abspath(table))
         seen = 0
         for line, record in records:
@@ -194,19 +193,12 @@ class ImageSource:
         if seen == 0:
             raise SourceError(f"{table} lists no images; nothing to materialize")
 
-    def _check_columns(self, table: Path, columns: list[str]) -> None:
+    def _check_columns(self, table: Path, fmt: str, columns: list[str]) -> None:
         wanted = [("path", self.path_col)]
         if self.id_col is not None:
             wanted.append(("id", self.id_col))
         wanted += [("keep", c) for c in self.keep]
-        for role, col in wanted:
-            if col not in columns:
-                close = difflib.get_close_matches(col, columns, n=3, cutoff=0.5)
-                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                flag = " (set path_col)" if role == "path" else ""
-                raise SourceError(
-                    f"{table}: {role} column {col!r} not found{flag}; the columns are: {', '.join(columns)}.{hint}"
-                )
+        check_columns(table, fmt, columns, wanted, flags={"path": "--path-col", "id": "--id-col", "keep": "--keep"})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

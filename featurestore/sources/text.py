@@ -6,7 +6,6 @@ holds one batch at a time.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,9 +15,10 @@ from typing import Any, Iterator
 from featurestore.errors import SourceError
 from featurestore.sources.batch import SourceBatch
 from featurestore.sources.content import content_hash, normalize_text
-from featurestore.sources.formats import detect_format, open_records
+from featurestore.sources.formats import check_columns, detect_format, json_kind, open_records
 
 LINE_ID = "@line"  # --id-col value: use the record's line (or row) number as its id
+FLAGS = {"text": "--text-col", "id": "--id-col", "time": "--time-col", "keep": "--keep"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class TextSource:
             raise SourceError(f"cannot read {path}: permission denied")
         fmt = self.resolved_format
         columns, records = open_records(path, fmt, header=self.header, batch_size=batch_size)
-        self._check_columns(path, columns)
+        self._check_columns(path, fmt, columns)
         batch = SourceBatch(keep={c: [] for c in self.keep})
         seen = 0
         for line, record in records:
@@ -87,20 +87,14 @@ class TextSource:
         if len(batch):
             yield batch
 
-    def _check_columns(self, path: Path, columns: list[str]) -> None:
+    def _check_columns(self, path: Path, fmt: str, columns: list[str]) -> None:
         wanted = [("text", self.text_col)]
         if self.id_col and self.id_col != LINE_ID:
             wanted.append(("id", self.id_col))
         if self.time_col:
             wanted.append(("time", self.time_col))
         wanted += [("keep", c) for c in self.keep]
-        for role, col in wanted:
-            if col not in columns:
-                close = difflib.get_close_matches(col, columns, n=3, cutoff=0.5)
-                hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise SourceError(
-                    f"{path}: {role} column {col!r} not found; the columns are: {', '.join(columns)}.{hint}"
-                )
+        check_columns(path, fmt, columns, wanted, flags=FLAGS)
 
     def _append(self, path: Path, batch: SourceBatch, line: int, record: dict[str, Any]) -> None:
         required = [self.text_col] + ([self.id_col] if self.id_col and self.id_col != LINE_ID else [])
@@ -108,12 +102,16 @@ class TextSource:
             if col not in record:
                 raise SourceError(f"{path}: line {line} has no {col!r} field")
         raw = record[self.text_col]
-        text = normalize_text(raw if isinstance(raw, str) else "" if raw is None else str(raw))
+        text = normalize_text(raw) if isinstance(raw, str) else ""
         digest = content_hash(text)
         if self.id_col == LINE_ID:
             entity = str(line)
         elif self.id_col:
             value = record[self.id_col]
+            if isinstance(value, (list, dict, bool)):
+                raise SourceError(
+                    f"{path}: line {line}: the id in column {self.id_col!r} is {json_kind(value)}; ids must be strings or integers"
+                )
             entity = "" if value is None else str(value).strip()
             if not entity:
                 raise SourceError(f"{path}: line {line} has an empty id in column {self.id_col!r}; every record needs an id")
@@ -126,7 +124,7 @@ class TextSource:
         batch.event_timestamp.append(self._event_time(path, line, record) if self.time_col else None)
         for col in self.keep:
             batch.keep[col].append(record.get(col))
-        batch.reason.append(None if text else "empty text")
+        batch.reason.append(_text_problem(raw, text))
 
     def _event_time(self, path: Path, line: int, record: dict[str, Any]) -> datetime | None:
         value = record.get(self.time_col)  # type: ignore[arg-type]
@@ -144,3 +142,13 @@ class TextSource:
                 "use ISO 8601 (2024-05-01T12:00:00Z) or epoch seconds"
             ) from None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text_problem(raw: Any, text: str) -> str | None:
+    """Why a record's text cannot be encoded (None: it can). A JSON number or list is not text:
+    encoding its digits would store a vector that means nothing."""
+    if raw is None:
+        return "empty text (null)"
+    if not isinstance(raw, str):
+        return f"the text is {json_kind(raw)} ({str(raw)[:40]}), not a string"
+    return None if text else "empty text"

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.params import non_negative_int
 from featurestore.store.remote import describe
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
 from featurestore.store.snapshot import Snapshot, discard_snapshot, read_snapshot, snapshot_dir, write_snapshot
@@ -180,6 +181,7 @@ class FeatureTable:
 
     def compact(self, *, vacuum: bool = False, retention_hours: int = 168) -> dict[str, Any]:
         """Merge small files (optimize) and, when asked, delete files older than the retention."""
+        non_negative_int("retention hours (--retention-hours)", retention_hours, error=StoreError)
         dt = self.delta()
         metrics = dt.optimize.compact(writer_properties=_writer_properties())
         removed: list[str] = []

@@ -67,7 +67,7 @@ def compact(
     view: str = typer.Option(..., "--view", help="The view to compact."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     vacuum: bool = typer.Option(False, "--vacuum", help="Also delete files older than the retention (default: keep them)."),
-    retention_hours: int = typer.Option(168, "--retention-hours", min=0, help="Time travel kept by --vacuum."),
+    retention_hours: int = typer.Option(168, "--retention-hours", help="Time travel kept by --vacuum."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:

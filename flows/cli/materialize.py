@@ -28,7 +28,7 @@ def materialize(
     full_sync: bool = typer.Option(False, "--full-sync", help="Tombstone entities that are missing from this source."),
     on_duplicate: str = typer.Option("error", "--on-duplicate", help="error (default) or last: what to do with repeated ids."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad record instead of recording it."),
-    shard_size: int = typer.Option(4096, "--shard-size", min=1, help="Rows per encode task and commit."),
+    shard_size: int = typer.Option(4096, "--shard-size", help="Rows per encode task and commit."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu or cuda."),
     runner: str = typer.Option("local", "--runner", help="local (Prefect flow), inline (no Prefect) or dask (shard tasks on a Dask cluster)."),
     address: Optional[str] = typer.Option(None, "--address", help="--runner dask: the scheduler, e.g. tcp://host:8786 (default: a local cluster)."),

@@ -77,7 +77,7 @@ def _print_summary(summary: dict) -> None:
 
 def serve(
     config: Path = ConfigOpt,
-    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many refreshes at once (default: no limit)."),
+    limit: int | None = typer.Option(None, "--limit", help="At most this many refreshes at once (default: no limit)."),
 ) -> None:
     """Serve one Prefect deployment per scheduled view until interrupted.
 

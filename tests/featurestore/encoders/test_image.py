@@ -199,7 +199,7 @@ def test_bad_options_are_refused_with_the_allowed_values(tmp_path):
         EfficientNetEncoder(block=16)
     with pytest.raises(EncoderError, match=r"size \(the crop, 300\) must not exceed resize"):
         EfficientNetEncoder(size=300)
-    with pytest.raises(EncoderError, match="batch_size must be a positive int; got 0"):
+    with pytest.raises(EncoderError, match="batch_size must be a positive int. Got 0 instead."):
         EfficientNetEncoder(batch_size=0)
     with pytest.raises(EncoderError, match="checkpoint not found"):
         EfficientNetEncoder(tmp_path / "nope.pth")

@@ -92,7 +92,7 @@ def test_batches_stream_in_bounded_chunks(tmp_path):
         (b"", {}, "is empty"),
         (b"id,text\n", {"id_col": "id"}, "has no records"),
         (b"id,text\n1,ok\n2,caf\xe9 bad\n", {"id_col": "id"}, r"line 3 is not valid UTF-8 \(byte 0xe9 at column 6\)"),
-        (b"id,text\n1,ok\n", {"id_col": "id", "text_col": "txt"}, r"text column 'txt' not found; the columns are: id, text\. Did you mean 'text'\?"),
+        (b"id,text\n1,ok\n", {"id_col": "id", "text_col": "txt"}, r"text column 'txt' not found \(set --text-col\); the columns are: id, text\. Did you mean 'text'\?"),
         (b"id,text\n1,ok\n", {"id_col": "ident"}, r"id column 'ident' not found.*Did you mean 'id'"),
         (b"id,text\n1,ok\n", {"id_col": "id", "keep": ("lable",)}, r"keep column 'lable' not found"),
         (b"id,text\n1,ok\n2,a,b\n", {"id_col": "id"}, "line 3 has 3 fields but the header has 2"),

@@ -1,0 +1,92 @@
+"""What a similarity search accepts as queries, checked in the library so that the command line,
+the Python API and an HTTP service refuse the same inputs with the same message.
+
+A query that carries nothing to search for (an empty or blank text, an all-zero vector under
+cosine, a vector with NaN) would still return k hits, all scoring 0 or NaN: each is refused,
+naming the query by its position.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from featurestore.errors import EncoderError, SchemaMismatchError, StoreError
+from featurestore.sources.content import normalize_text
+
+SHOWN = 40  # characters of a query text quoted in a message
+
+
+def check_queries(texts: Any, images: Any, ids: Any, vectors: Any) -> str:
+    """Which kind of query was given (``texts``, ``images``, ``ids`` or ``vectors``); refuse none
+    or several, an empty batch, a single string where a list belongs, and blank entries."""
+    given = [(name, value) for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
+    if len(given) != 1:
+        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(n for n, _ in given) or 'none'}.")
+    [(kind, values)] = given
+    if kind == "vectors":
+        return kind
+    if isinstance(values, (str, bytes, os.PathLike)) or not isinstance(values, Sequence):
+        raise StoreError(f"{kind} must be a list of strings, one per query. Got {type(values).__name__} {_quote(values)} instead; pass [{_quote(values)}].")
+    if not values:
+        raise StoreError(f"{kind} is empty: give at least one query")
+    what = {"texts": "text", "images": "image path", "ids": "id"}[kind]
+    for number, value in enumerate(values, 1):
+        if not isinstance(value, (str, os.PathLike) if kind == "images" else str):
+            raise StoreError(f"query {what} {number} of {len(values)} is {type(value).__name__} {_quote(value)}, not a string")
+        if not normalize_text(os.fspath(value)):
+            raise StoreError(f"query {what} {number} of {len(values)} is empty or only whitespace; give something to search for")
+    return kind
+
+
+def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
+    """``(n, dim) float32`` from an array of query vectors (one vector may be 1-D); refuse other
+    shapes, non-numbers, an empty array and NaN or infinite values."""
+    try:
+        array = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
+    except (ValueError, TypeError):  # ragged rows
+        raise StoreError(f"query vectors must be an array of shape (n, {dim}); rows of different lengths were given") from None
+    if array.dtype.kind not in "fiu":
+        raise StoreError(f"query vectors must be numbers (float32). Got an array of {array.dtype} instead.")
+    array = np.atleast_2d(array)
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise SchemaMismatchError(
+            f"query vectors must have dimension {dim} for {encoder_id}, in an array of shape (n, {dim}). "
+            f"Got shape {tuple(np.shape(vectors))} instead."
+        )
+    if array.shape[0] == 0:
+        raise StoreError("the query vectors are empty (0 rows): give at least one vector")
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if len(bad):
+        raise StoreError(f"query vector {bad[0] + 1} of {len(array)} holds NaN or infinite values; every value must be a finite number")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def check_nonzero(queries: np.ndarray, metric: str, kind: str, values: Any, *, encoder_id: str) -> None:
+    """Under cosine a zero vector has no direction: every stored vector would score 0. ``kind``
+    and ``values`` (the texts, paths or ids given; None for vectors) name the query in the message."""
+    if metric != "cosine":
+        return
+    zero = np.flatnonzero(~np.any(queries != 0, axis=1))
+    if len(zero):
+        i = int(zero[0])
+        why = ": none of its words is in the encoder's vocabulary" if kind == "texts" else ""
+        raise EncoderError(
+            f"query {describe_query(kind, values, i, len(queries))} is the zero vector for {encoder_id}{why}, "
+            "so every stored vector would score 0; query with other words or another vector"
+        )
+
+
+def describe_query(kind: str, values: Any, i: int, n: int) -> str:
+    """How a message names query ``i`` (0-based) of ``n``: ``text 1 of 2 ('free prize')``, ``vector 3 of 5``."""
+    what = {"texts": "text", "images": "image", "ids": "id", "vectors": "vector"}[kind]
+    return f"{what} {i + 1} of {n}" + ("" if values is None else f" ({_quote(values[i], shorten=kind == 'texts')})")
+
+
+def _quote(value: Any, *, shorten: bool = True) -> str:
+    """``repr`` of a query for a message; a long text is cut (a path or id is shown whole: it must be findable)."""
+    text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
+    return text if not shorten or len(text) <= SHOWN else text[: SHOWN - 4] + "...'"

@@ -1,0 +1,69 @@
+"""Search queries are checked in the library, so every caller (CLI, Python, a service) refuses the
+same inputs with the same message; the checks run before any store read."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.index import build_index, search
+from featurestore.index.queries import check_queries, query_vectors
+from tests.featurestore.index.test_index import sms_view  # noqa: F401 - a fixture
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "give exactly one kind of query (text, image, id or vector). Got none."),
+        ({"texts": ["a"], "ids": ["1"]}, "give exactly one kind of query (text, image, id or vector). Got texts, ids."),
+        ({"texts": "free prize"}, "texts must be a list of strings, one per query. Got str 'free prize' instead; pass ['free prize']."),
+        ({"texts": []}, "texts is empty: give at least one query"),
+        ({"ids": ()}, "ids is empty: give at least one query"),
+        ({"texts": ["ok", 5]}, "query text 2 of 2 is int 5, not a string"),
+        ({"texts": ["ok", "\u00a0\n"]}, "query text 2 of 2 is empty or only whitespace"),
+        ({"ids": ["3", " "]}, "query id 2 of 2 is empty or only whitespace"),
+        ({"images": [b"cat.jpg"]}, "query image path 1 of 1 is bytes b'cat.jpg', not a string"),
+    ],
+)
+def test_bad_query_batches_are_refused_naming_the_query(kwargs, message):
+    query = {"texts": None, "images": None, "ids": None, "vectors": None, **kwargs}
+    with pytest.raises(StoreError, match=re.escape(message)):
+        check_queries(**query)
+
+
+def test_image_paths_may_be_path_objects():
+    assert check_queries(None, [Path("cat.jpg")], None, None) == "images"
+
+
+@pytest.mark.parametrize(
+    ("vectors", "error", "message"),
+    [
+        (np.ones((2, 3), np.complex64), StoreError, "query vectors must be numbers (float32). Got an array of complex64 instead."),
+        (np.ones((2, 3), bool), StoreError, "Got an array of bool instead."),
+        ([[1.0, 2.0], [3.0]], StoreError, "query vectors must be an array of shape (n, 3); rows of different lengths were given"),
+        (np.ones(4, np.float32), SchemaMismatchError, "must have dimension 3 for e-1, in an array of shape (n, 3). Got shape (4,) instead."),
+    ],
+)
+def test_query_vectors_refuse_what_is_not_an_n_by_dim_array_of_numbers(vectors, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        query_vectors(vectors, 3, "e-1")
+
+
+def test_one_vector_and_integer_vectors_are_taken_as_float32_rows():
+    out = query_vectors([1, 2, 3], 3, "e-1")
+    assert out.shape == (1, 3) and out.dtype == np.float32
+
+
+def test_search_refuses_a_single_string_before_reading_the_store(sms_view, tmp_path):
+    build_index("sms", store=sms_view)
+    with pytest.raises(StoreError, match=re.escape("texts must be a list of strings, one per query. Got str 'win' instead")):
+        search("sms", store=sms_view, texts="win")
+    with pytest.raises(StoreError, match=re.escape("query text 1 of 1 is empty")):
+        search("nope", store=tmp_path / "nowhere", texts=[""])  # refused before the (missing) view is looked up
+    assert not (tmp_path / "nowhere").exists()
+    [hits] = search("sms", store=sms_view, texts=["win a prize"], k=3)
+    assert len(hits) == 3 and hits[0]["score"] > 0
