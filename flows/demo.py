@@ -15,6 +15,7 @@ from typing import Any, Callable
 from featurestore import settings
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource, open_source
+from flows.prefect_api import ensure_api
 from flows.runner import run
 
 Say = Callable[[str], None]
@@ -106,6 +107,7 @@ def _train_heads(root: Path, store: str | None, say: Say) -> list[dict[str, Any]
         jobs.append(("ranking", "cranfield", "minilm", {"queries": str(cran / "cran.qry"), "qrels": str(cran / "cranqrel"),
                                                          "word2vec_view": "cranfield-w2v"}))
     results = []
+    ensure_api()
     for task, view, encoder, options in jobs:
         say(f"training the {task} head on {view} ...")
         summary = train_flow(task, view, encoder, store, task, options)
@@ -149,6 +151,7 @@ def _index_and_query(store: str | None, view: str, encoder: str | None, say: Say
     from featurestore.index import search
     from flows.index import index_flow
 
+    ensure_api()
     info = index_flow(view, encoder, store=store)
     say(
         f"index over {view}: {info['factory']}, {info['rows']} rows, recall@10 {info['recall_at_10']:.3f}, "

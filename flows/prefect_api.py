@@ -40,6 +40,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -57,6 +58,7 @@ __all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "template_d
 HEALTH_TIMEOUT_S = 5.0  # one health request; the server answers in milliseconds once it is up
 PORT_ATTEMPTS = 3  # a port another process took between our check and the server's bind
 STOP_TIMEOUT_S = 10.0
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b[^:]*: ")  # "sqlalchemy.exc.OperationalError: ..."
 _ADVICE = ("run with --runner inline (no Prefect), or set PREFECT_API_URL to a running Prefect server "
            "(prefect server start)")
 
@@ -187,8 +189,7 @@ class ProcessServer:
     def _failure(self, limit: float) -> str:
         if self.process is None or self.process.poll() is None:
             return f"no answer within {limit:.0f} s; on a busy machine raise PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-        last = next((line.strip() for line in reversed(self._log_text().splitlines()) if line.strip()), "no output")
-        return f"it exited with code {self.process.returncode}: {last[:300]}"
+        return f"it exited with code {self.process.returncode}: {_cause(self._log_text())[:300]}"
 
     def _log_text(self) -> str:
         if self._log is None or self.folder is None:
@@ -222,6 +223,13 @@ class ProcessServer:
 
 
 _SERVER = ProcessServer()
+
+
+def _cause(log: str) -> str:
+    """The line of a server log that says why it stopped: its last exception, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (errors or lines or ["no output"])[-1]
 
 
 def _own_database(folder: Path, log: IO[bytes], limit: float) -> Path | None:
