@@ -39,6 +39,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -53,7 +54,7 @@ from typing import IO, Any
 
 from featurestore.errors import FeatureStoreError
 
-__all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "template_database"]
+__all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "quiet_user_errors", "template_database"]
 
 HEALTH_TIMEOUT_S = 5.0  # one health request; the server answers in milliseconds once it is up
 PORT_ATTEMPTS = 3  # a port another process took between our check and the server's bind
@@ -79,6 +80,38 @@ def ensure_api() -> str:
         _check_health(str(configured))
         return str(configured)
     return _SERVER.start()
+
+
+def quiet_user_errors() -> None:
+    """Keep Prefect's run loggers from printing a user error (a :class:`FeatureStoreError`) the command prints itself.
+
+    The commands check their arguments before a flow starts; what only the data can show (labels
+    of one class, say) is raised inside a task, and Prefect would log it with its traceback
+    before the command's own ``featurestore: error:`` line. The run's state in the API keeps the
+    message. Installed by the commands that run flows and exit on the error; not by ``serve``,
+    whose console is where a scheduled run's failure is read.
+    """
+    for name in _RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _UserErrorFilter) for f in logger.filters):
+            logger.addFilter(_UserErrorFilter())
+
+
+_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drops a run logger's record that carries a FeatureStoreError or names one in a failed state's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], FeatureStoreError):
+            return False
+        names = "|".join(sorted({cls.__name__ for cls in _subclasses(FeatureStoreError)}))
+        return re.search(rf"\b({names})\b[(:]", record.getMessage()) is None
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
 
 
 def _check_health(url: str) -> None:

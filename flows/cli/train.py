@@ -55,9 +55,10 @@ def train(
 
         summary = train_and_register(task, view, encoder, store, name or task, options)
     else:
-        from flows.prefect_api import ensure_api
+        from flows.prefect_api import ensure_api, quiet_user_errors
         from flows.train import train_flow
 
+        quiet_user_errors()
         ensure_api()
         summary = train_flow(task, view, encoder, store, name, options)
     if json_out:

@@ -135,3 +135,22 @@ def test_every_bad_argument_is_one_line_before_any_flow(store):
             wrong.append(f"{' '.join(args)}\n  -> exit {result['code']}, prefect imported: {result['prefect']}, stderr: {err[-400:]!r}")
     assert not wrong, "\n".join(wrong)
     assert snapshot(store) == before  # no case wrote anything (store, project files, earlier export)
+
+
+def test_an_error_only_the_data_shows_is_one_line_from_inside_the_flow(tmp_path, sms_lines, cli, word2vec):
+    """Labels of one class pass every argument check and fail inside the training flow: the
+    command still prints one line (Prefect's run loggers leave a user error to it)."""
+    ham = tmp_path / "SMSSpamCollection"
+    ham.write_text("\n".join([line for line in sms_lines if line.startswith("ham\t")][:30]) + "\n", encoding="utf-8")
+    store = tmp_path / "store"
+    code, _, err = cli("materialize", ham, "--view", "ham", "--encoder", "word2vec", "--store", store, "--id-col", "@line",
+                       "--keep", "label", "--runner", "inline")
+    assert code == 0, err
+    before = snapshot(store)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", FEATURESTORE_WORK_DIR=str(tmp_path / "work"))
+    proc = subprocess.run([sys.executable, "-m", "flows.cli.main", "train", "spam", "--view", "ham", "--store", str(store)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "featurestore: error: labels 'label' have one class only ('ham', 30 rows); a classifier needs two or more\n"
+    assert snapshot(store) == before
