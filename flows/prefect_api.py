@@ -145,7 +145,8 @@ class ProcessServer:
 
     def start(self) -> str:
         """Start the server and wait until it answers; :class:`PrefectUnavailableError` when it does not."""
-        if self.url is not None:
+        if self.url is not None:  # up already; something (a test harness leaving) may have reset Prefect's settings
+            self._publish(self.url)
             return self.url
         from flows.prefect_env import startup_timeout_s
 
