@@ -50,11 +50,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from featurestore.errors import FeatureStoreError
 
-__all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "quiet_user_errors", "template_database"]
+__all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "quiet_user_errors", "template_database", "wait_healthy"]
 
 HEALTH_TIMEOUT_S = 5.0  # one health request; the server answers in milliseconds once it is up
 PORT_ATTEMPTS = 3  # a port another process took between our check and the server's bind
@@ -162,7 +162,7 @@ class ProcessServer:
             for _ in range(PORT_ATTEMPTS):
                 url = f"http://127.0.0.1:{_free_port()}/api"
                 self.process = self._spawn(url, database)
-                if self._wait(url, deadline):
+                if wait_healthy(url, self.process, deadline):
                     self._publish(url)
                     return url
                 if not self._lost_port():
@@ -192,23 +192,6 @@ class ProcessServer:
                    "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", port,
                    "--log-level", "error", "--lifespan", "on"]
         return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def _wait(self, url: str, deadline: float) -> bool:
-        """True once /health answers 200; False when the process exits or the deadline passes."""
-        import httpx
-
-        assert self.process is not None
-        with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    return False
-                try:
-                    if client.get(f"{url}/health").status_code == 200:
-                        return True
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-        return False
 
     def _publish(self, url: str) -> None:
         import prefect.context
@@ -257,6 +240,27 @@ class ProcessServer:
 
 
 _SERVER = ProcessServer()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[Any], deadline: float) -> bool:
+    """True once the server at ``url`` answers /health with 200; False when ``process`` exits or ``deadline`` (monotonic) passes.
+
+    By the clock, not by counting polls (Prefect's own wait counts only its sleeps, so a slow
+    machine waits far longer than the timeout says).
+    """
+    import httpx
+
+    with httpx.Client(timeout=HEALTH_TIMEOUT_S) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                if client.get(f"{url}/health").status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+    return False
 
 
 def _cause(log: str) -> str:
