@@ -1,6 +1,7 @@
 """Quiet, offline defaults for Prefect, applied by the command line before Prefect is imported.
 
-Explicit environment settings win: each default is only set when the variable is unset.
+Explicit environment settings win: each default is only set when the variable is unset. Which
+Prefect API server a command uses, and how it starts, is :mod:`flows.prefect_api`.
 """
 
 from __future__ import annotations
