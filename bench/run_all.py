@@ -32,6 +32,7 @@ SCRIPTS = (
     "prefect_overhead.py",
     "dask_scaling.py",
     "refresh_speed.py",
+    "prefect_busy.py",
 )
 
 

@@ -10,8 +10,8 @@ Explicit argument > environment variable > default.
 - ``FEATURESTORE_STORAGE_OPTIONS``: a JSON object of deltalake storage options for a remote
   store root (``s3://`` ...), added to what the object store reads from ``AWS_*`` variables.
 - ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
-  records, locks, staging, read cache); default ``~/.cache/featurestore``.
-- ``FEATURESTORE_INDEX_TRAIN_SECONDS``: the bound on training one FAISS index (default 600).
+  records, locks, staging, read cache), and the template of Prefect's per-process database;
+  default ``~/.cache/featurestore``.
 """
 
 from __future__ import annotations
@@ -60,13 +60,22 @@ def aws_endpoint_url() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-def work_dir(remote_root: str) -> Path:
-    """The local folder of a remote store: ``$FEATURESTORE_WORK_DIR`` (or ``~/.cache/featurestore``)
-    plus a readable name made from the root URL and a digest of it, so two remote stores never share one."""
+def cache_dir() -> Path:
+    """This machine's local folder of the feature store: ``$FEATURESTORE_WORK_DIR`` (or ``~/.cache/featurestore``).
+
+    It holds the work folders of remote stores and files that only save time (Prefect's empty
+    database, see :mod:`flows.prefect_api`): deleting it loses nothing.
+    """
     base = os.environ.get("FEATURESTORE_WORK_DIR") or str(Path.home() / ".cache" / "featurestore")
+    return Path(base).expanduser().absolute()
+
+
+def work_dir(remote_root: str) -> Path:
+    """The local folder of a remote store: :func:`cache_dir` plus a readable name made from the
+    root URL and a digest of it, so two remote stores never share one."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", remote_root.replace("://", "-")).strip("_")[:80]
     digest = hashlib.sha256(remote_root.encode()).hexdigest()[:10]
-    return Path(base).expanduser().absolute() / f"{readable}-{digest}"
+    return cache_dir() / f"{readable}-{digest}"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -33,10 +33,11 @@ from featurestore.store.table import AsOf, embeddings_to_numpy, latest_mask
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TrainingSet", "training_set", "training_set_from_manifest"]
+__all__ = ["TrainingSet", "check_arguments", "training_set", "training_set_from_manifest"]
 
 MANIFEST_FORMAT = 1
 LABEL_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
+_AS_OF_VERSION_WITH_EXTRAS = "as_of as a version number names one table's version; with extra_encoders pass a time (ISO 8601)"
 _HISTORY_COLUMNS = ["entity_id", "content_hash", "event_timestamp", "created_at", "deleted", "embedding"]
 
 
@@ -128,6 +129,40 @@ def training_set(
     return _build(arguments, store if isinstance(store, Store) else Store(store), labels, pins=None)
 
 
+def check_arguments(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    labels: str | os.PathLike[str] | pd.DataFrame | None = None,
+    split: str = "stratified",
+    n_splits: int = 5,
+    as_of: AsOf = None,
+    extra_encoders: Sequence[str] = (),
+) -> None:
+    """Refuse what :func:`training_set` would refuse for its arguments alone, reading no data file.
+
+    The tables exist and join (view, encoder, extra encoders), a labels file exists or a label
+    column is kept in the view, the split names a known kind, ``n_splits`` is a whole number of
+    at least 2. A command runs this before it starts a flow, so these mistakes cost a second,
+    not a Prefect start; what depends on the rows (labels that match nothing, one class) is
+    still found while building the set. ``labels=None``: the caller takes no labels (nothing to check).
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    tables = _tables(store, view, encoder, extra_encoders)
+    if isinstance(as_of, int) and len(tables) > 1:
+        raise StoreError(_AS_OF_VERSION_WITH_EXTRAS)
+    if labels is not None and not hasattr(labels, "columns"):
+        path = _labels_file(labels)
+        if path is None:
+            _check_label_column(str(labels), view, tables[0].kept_columns())
+        elif not path.is_file():
+            raise SourceError(f"labels file not found: {path}")
+    _check_split_kind(split)
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 2:
+        raise SourceError(f"n_splits (--folds) must be a whole number of at least 2 (and at most the number of groups). Got {n_splits!r} instead.")
+
+
 def training_set_from_manifest(
     manifest: dict[str, Any], *, store: Store | str | None = None, labels: pd.DataFrame | None = None
 ) -> TrainingSet:
@@ -170,7 +205,7 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
     view = arguments["view"]
     tables = _tables(store, view, arguments["encoder"], arguments["extra_encoders"])
     if isinstance(arguments["as_of"], int) and len(tables) > 1 and pins is None:
-        raise StoreError("as_of as a version number names one table's version; with extra_encoders pass a time (ISO 8601)")
+        raise StoreError(_AS_OF_VERSION_WITH_EXTRAS)
     token_view = tables[0].meta.granularity == "token"
     extra_columns = _HISTORY_COLUMNS + (["token_index"] if token_view else [])
     histories = []
@@ -259,8 +294,8 @@ def _labels(arguments: dict[str, Any], labels: Any, primary: pa.Table, live: pa.
     label_col = arguments["label_col"]
     if isinstance(labels, pd.DataFrame):
         return _label_frame(labels, arguments, "the labels DataFrame"), {"source": "frame", "label_col": label_col}
-    path = Path(labels)
-    if path.suffix.lower() not in LABEL_FORMATS and not path.exists():
+    path = _labels_file(labels)
+    if path is None:
         return _column_labels(str(labels), arguments["view"], primary, live)
     if not path.is_file():
         raise SourceError(f"labels file not found: {path}")
@@ -269,13 +304,23 @@ def _labels(arguments: dict[str, Any], labels: Any, primary: pa.Table, live: pa.
     return frame, {"source": "file", "path": str(path.absolute()), "sha256": digest, "label_col": label_col}
 
 
-def _column_labels(column: str, view: str, primary: pa.Table, live: pa.Table) -> tuple[pd.DataFrame, dict[str, Any]]:
-    kept = [c for c in primary.column_names if c not in SYSTEM_COLUMNS]
+def _labels_file(labels: str | os.PathLike[str]) -> Path | None:
+    """The labels file ``labels`` names (a label file's suffix, or an existing path), None for a column name."""
+    path = Path(labels)
+    return path if path.suffix.lower() in LABEL_FORMATS or path.exists() else None
+
+
+def _check_label_column(column: str, view: str, kept: list[str]) -> None:
     if column not in kept:
         raise SourceError(
             f"label column {column!r} is not a kept column of view {view!r}; its columns are: {', '.join(kept) or 'none'} "
             "(pass labels=FILE for labels kept elsewhere)"
         )
+
+
+def _column_labels(column: str, view: str, primary: pa.Table, live: pa.Table) -> tuple[pd.DataFrame, dict[str, Any]]:
+    kept = [c for c in primary.column_names if c not in SYSTEM_COLUMNS]
+    _check_label_column(column, view, kept)
     keys = ["entity_id"] + (["token_index"] if "token_index" in kept else [])
     frame = live.select([*keys, column]).to_pandas().rename(columns={column: "label"})
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -432,18 +477,22 @@ def _kept_columns(primary: pa.Table, rows: np.ndarray, frame: pd.DataFrame) -> p
 # ------------------------------------------------------------------------------- splits
 
 
+def _check_split_kind(split: str) -> None:
+    if split not in ("stratified", "text") and not (isinstance(split, str) and split.startswith("group:") and split != "group:"):
+        raise SourceError(f"split must be 'stratified', 'text' or 'group:COLUMN'. Got {split!r} instead.")
+
+
 def _groups(split: str, ids: np.ndarray, content_hash: np.ndarray, columns: pd.DataFrame) -> np.ndarray:
     """The unit a split never cuts through: the entity, the exact text, or a column's value."""
+    _check_split_kind(split)
     if split == "stratified":
         return ids
     if split == "text":
         return content_hash.astype(object)
-    if split.startswith("group:"):
-        column = split.removeprefix("group:")
-        if column not in columns.columns:
-            raise SourceError(f"split {split!r}: column {column!r} not found; the columns are: {', '.join(columns.columns)}")
-        return columns[column].astype(str).to_numpy(dtype=object)
-    raise SourceError(f"split must be 'stratified', 'text' or 'group:COLUMN'. Got {split!r} instead.")
+    column = split.removeprefix("group:")
+    if column not in columns.columns:
+        raise SourceError(f"split {split!r}: column {column!r} not found; the columns are: {', '.join(columns.columns)}")
+    return columns[column].astype(str).to_numpy(dtype=object)
 
 
 def _split(y: np.ndarray, groups: np.ndarray, arguments: dict[str, Any]) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:

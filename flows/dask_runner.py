@@ -10,16 +10,18 @@ intra-op thread per task and a worker's parallelism is its thread count.
 Workers read the plan and staged shards from ``<store>/_staging`` and append to the Delta
 table themselves, so on a remote cluster the store must be on storage every worker mounts at
 the same path.
+
+Workers of a local cluster report their task runs to this process's Prefect API: they are
+spawned after :func:`flows.prefect_api.ensure_api` put its URL in ``PREFECT_API_URL``, so they
+start no API server of their own. Workers of a remote cluster need ``PREFECT_API_URL`` set
+where they run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,35 +68,6 @@ class DaskOptions:
                 "silence_logs": logging.ERROR,  # not the nanny's "still alive, killing" lines at every close
             },
         )
-
-
-@contextmanager
-def workers_share_this_api() -> Iterator[None]:
-    """Local cluster workers report their task runs to this process's Prefect API.
-
-    Without ``PREFECT_API_URL``, Prefect starts an ephemeral API server in each process on its
-    first use: every worker of a LocalCluster would start (and keep busy) a server of its own,
-    over the same database. This starts this process's ephemeral server first and hands its URL
-    to the workers through the environment they are spawned with. With ``PREFECT_API_URL`` set
-    (a real Prefect server) nothing changes; workers of a remote cluster need it set as well.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL"):
-        yield
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    from flows.prefect_server import tie_to_this_process
-
-    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
-    server = SubprocessASGIServer()  # the instance Prefect's client uses in this process
-    server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        yield
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
 
 
 def check_scheduler(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from featurestore import settings
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource, open_source
+from flows.prefect_api import ensure_api
 from flows.runner import run
 
 Say = Callable[[str], None]
@@ -34,9 +35,7 @@ def run_demo(*, data: str | None = None, store: str | None = None, say: Say = pr
     sms = root / "spam" / "SMSSpamCollection"
     if not sms.is_file():
         raise SourceError(f"the demo data is not at {sms}; pass --data with the folder that holds spam/SMSSpamCollection")
-    from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
     runs: list[dict[str, Any]] = []
 
     def step(title: str, source: Any, view: str, encoder: str, **options: Any) -> dict[str, Any]:
@@ -109,6 +108,7 @@ def _train_heads(root: Path, store: str | None, say: Say) -> list[dict[str, Any]
         jobs.append(("ranking", "cranfield", "minilm", {"queries": str(cran / "cran.qry"), "qrels": str(cran / "cranqrel"),
                                                          "word2vec_view": "cranfield-w2v"}))
     results = []
+    ensure_api()
     for task, view, encoder, options in jobs:
         say(f"training the {task} head on {view} ...")
         summary = train_flow(task, view, encoder, store, task, options)
@@ -152,6 +152,7 @@ def _index_and_query(store: str | None, view: str, encoder: str | None, say: Say
     from featurestore.index import search
     from flows.index import index_flow
 
+    ensure_api()
     info = index_flow(view, encoder, store=store)
     say(
         f"index over {view}: {info['factory']}, {info['rows']} rows, recall@10 {info['recall_at_10']:.3f}, "

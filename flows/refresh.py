@@ -39,6 +39,7 @@ from featurestore.project import (
     load_project,
 )
 from featurestore.store import Store
+from flows.prefect_api import PrefectUnavailableError, ensure_api
 from flows.runner import encoder_options, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
@@ -93,6 +94,8 @@ def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, A
     view that fails is reported with its reason (user errors as they are, others with their type)."""
     try:
         return _refresh_locked_view(project, view, runner)
+    except PrefectUnavailableError:
+        raise  # every other view would fail the same way: stop at once, with the one line that says what to do
     except FeatureStoreError as exc:
         return {"view": view.name, "failed": str(exc), "changed": False}
     except Exception as exc:  # noqa: BLE001 - an unattended run goes on with the other views
@@ -146,9 +149,8 @@ def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int |
         result = _index_inline(store, view.name, encoder_id, info is not None, options)
     else:
         from flows.index import index_flow
-        from flows.prefect_server import tie_to_this_process
 
-        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
+        ensure_api()
         result = index_flow(view.name, encoder_id, store, "update", options)
     status = "built" if info is None else ("rebuilt" if result["rebuilt"] else "updated")
     return {"status": status, "rows": result["rows"], "recall_at_10": result["recall_at_10"], "factory": result["factory"],
@@ -190,10 +192,9 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
 
         trained = train_and_register(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     else:
-        from flows.prefect_server import tie_to_this_process
         from flows.train import train_flow
 
-        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
+        ensure_api()
         trained = train_flow(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     from models.registry import headline_metrics
 
@@ -298,9 +299,14 @@ def publish_artifact(summary: dict[str, Any]) -> None:
 
 
 def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
-    """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed."""
+    """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed.
+
+    A refresh whose views only failed (a source that is gone, say) changed nothing: it does not
+    start Prefect to publish that; the command line prints the failures in one line.
+    """
     summary = refresh(config, view, runner=runner)
-    if runner == "local" and (summary["changed"] or summary["failed"]):
+    if runner == "local" and summary["changed"]:
+        ensure_api()
         _summary_flow()(summary)  # Prefect artifacts belong to a flow run
     return summary
 
@@ -309,9 +315,7 @@ def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "l
 def _summary_flow() -> Any:
     from prefect import flow
 
-    from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
 
     @flow(name="refresh-summary", log_prints=False, persist_result=False)
     def refresh_summary(summary: dict[str, Any]) -> None:
@@ -326,9 +330,7 @@ def _refresh_flow() -> Any:
     """The Prefect flow, made on first use: importing Prefect costs more than a refresh with nothing to do."""
     from prefect import flow
 
-    from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
 
     @flow(name="refresh", log_prints=False, persist_result=False)
     def refresh_flow(config: str, view: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,6 @@ Prefect is imported only when a flow runs, so a run with nothing to do stays a q
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Any
 
@@ -13,7 +12,8 @@ from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError
 from featurestore.locks import view_lock
 from featurestore.sources import Source, to_dict
-from flows.dask_runner import DaskOptions, workers_share_this_api
+from flows.dask_runner import DaskOptions
+from flows.prefect_api import ensure_api
 from flows.progress import ProgressFn, progress_hook
 
 RUNNERS = ("local", "inline", "dask")
@@ -101,16 +101,15 @@ def _plan_and_run(
     if runner == "inline" or not (p.shards or p.copies or p.tombstones):
         return lib.run_plan(p, progress=progress)
     from flows.materialize import materialize_flow
-    from flows.prefect_server import tie_to_this_process
 
-    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
     flow = materialize_flow if cluster is None else materialize_flow.with_options(task_runner=cluster.task_runner())
     # The weights load while the flow server starts; Dask workers load their own.
     warm = _load_in_background(p) if cluster is None else None
-    shared_api = workers_share_this_api() if cluster is not None and cluster.address is None else contextlib.nullcontext()
     try:
-        with lib.discard_on_error(p), progress_hook(progress), shared_api:
-            return flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
+        with lib.discard_on_error(p):
+            ensure_api()  # before the flow: a Prefect that cannot start is one line, the plan discarded
+            with progress_hook(progress):
+                return flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
     finally:
         if warm is not None:
             warm.join()

@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -117,14 +116,10 @@ def _free_port() -> int:
 
 
 def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise FeatureStoreError(f"the local Prefect server exited with code {process.returncode}; see its output above")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
+    from flows.prefect_api import wait_healthy
+
+    if wait_healthy(url, process, time.monotonic() + SERVER_START_TIMEOUT_S):
+        return
+    if process.poll() is not None:
+        raise FeatureStoreError(f"the local Prefect server exited with code {process.returncode}; see its output above")
     raise FeatureStoreError(f"the local Prefect server did not answer at {url} within {SERVER_START_TIMEOUT_S} s")

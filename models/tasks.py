@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import tempfile
+import typing
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ from featurestore.errors import FeatureStoreError
 from featurestore.store import Store
 from models.base import LoadedModel, TrainResult
 
-__all__ = ["TASKS", "check_options", "predict", "reproduce", "task_module", "train"]
+__all__ = ["TASKS", "check_options", "check_train", "predict", "reproduce", "task_module", "train"]
 
 TASKS: dict[str, str] = {
     "spam": "models.spam",
@@ -63,6 +64,49 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
             f"task {task!r} does not take {', '.join(_flag(k) for k in foreign)}; it takes: {', '.join(_flag(k) for k in taken)}"
         )
     return given
+
+
+def check_train(task: str, store: Store | str | None, view: str, encoder: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """:func:`check_options`, then what training would refuse for the arguments alone; the options to train with.
+
+    Reads the tables' metadata and schemas, never their rows: the view and encoders exist, the
+    labels file or column, split and folds make sense (:func:`featurestore.training.check_arguments`),
+    the views and files the task's options name exist, a choice-valued option holds a known
+    choice, the model name is valid and the store writable. The command line runs it before it
+    starts the training flow, so a mistake is one quick line, not a Prefect start.
+    """
+    from featurestore.store.schema import check_view_name
+    from featurestore.training import check_arguments
+
+    given = check_options(task, options)
+    store = store if isinstance(store, Store) else Store(store)
+    train_fn = _train_function(task_module(_FINETUNED if "unfreeze_last" in given else task))
+    params = inspect.signature(train_fn).parameters
+    taken = {k: given.get(k, params[k].default) for k in ("labels", "split", "n_splits", "as_of", "extra_encoders") if k in params}
+    check_arguments(view, encoder, store=store, **{**taken, "extra_encoders": taken.get("extra_encoders") or ()})
+    _check_choices(train_fn, given)
+    if given.get("eval_view") is not None:  # scored with the same encoder as the view it trains on
+        store.resolve_table(given["eval_view"], store.resolve_table(view, encoder).meta.encoder_id)
+    if given.get("word2vec_view") is not None:
+        store.resolve_table(given["word2vec_view"])
+    for key in ("queries", "qrels", "docs"):
+        if given.get(key) is not None and not Path(given[key]).is_file():
+            raise FeatureStoreError(f"{_flag(key)} file not found: {given[key]}")
+    check_view_name(name)
+    store.ensure_writable()
+    return given
+
+
+def _check_choices(train_fn: Any, given: dict[str, Any]) -> None:
+    """An option typed as a ``Literal`` (such as ``head``) takes one of its values only."""
+    try:
+        hints = typing.get_type_hints(train_fn)
+    except (NameError, TypeError):  # an annotation that names a type only imported for type checkers
+        return
+    for key, value in given.items():
+        choices = typing.get_args(hints.get(key)) if typing.get_origin(hints.get(key)) is typing.Literal else ()
+        if choices and value not in choices:
+            raise FeatureStoreError(f"{_flag(key)} must be one of: {', '.join(map(str, choices))}. Got {value!r} instead.")
 
 
 def train(task: str, store: Store | str | None, view: str, encoder: str | None = None, **options: Any) -> TrainResult:

@@ -129,6 +129,10 @@ class FeatureTable:
             self._meta = TableMeta.from_json(self.delta().metadata().description, self.uri)
         return self._meta
 
+    def kept_columns(self) -> list[str]:
+        """The columns kept beside the vectors, from the schema alone (no data file is read)."""
+        return [f.name for f in self.delta().schema().fields if f.name not in SYSTEM_COLUMNS]
+
     def version(self) -> int | None:
         """The newest committed version, or None when the table does not exist yet."""
         return self.delta().version() if self.exists() else None

@@ -18,7 +18,9 @@ def demo(
     from featurestore.store import Store
     from flows.cli.info import info
     from flows.demo import run_demo
+    from flows.prefect_api import quiet_user_errors
 
+    quiet_user_errors()
     out = console()
     run_demo(data=data, store=store, say=out.print)
     root = Store(store).path

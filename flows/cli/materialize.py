@@ -40,8 +40,10 @@ def materialize(
     from featurestore.sources import open_source
 
     from flows.dask_runner import DaskOptions
+    from flows.prefect_api import quiet_user_errors
     from flows.runner import encoder_options, run
 
+    quiet_user_errors()
     src = open_source(
         source,
         format=fmt,

@@ -44,8 +44,10 @@ def refresh(
 ) -> None:
     """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
     from featurestore.errors import FeatureStoreError
+    from flows.prefect_api import quiet_user_errors
     from flows.refresh import RefreshFailed, failure_message, run_refresh
 
+    quiet_user_errors()
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     summary = run_refresh(config, view, runner=runner)

@@ -38,7 +38,7 @@ def train(
 ) -> None:
     """Train a head on a view's stored features, evaluate it, and register it."""
     from featurestore.errors import FeatureStoreError
-    from models.tasks import check_options
+    from models.tasks import check_train
 
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
@@ -49,16 +49,17 @@ def train(
         "unfreeze_last": unfreeze_last, "strict": strict or None,
     }
     options.update(_head_options(option or []))
-    options = check_options(task, options)  # before Prefect starts: a misplaced option is a quick error
+    options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
     if runner == "inline":
         from flows.train import train_and_register
 
         summary = train_and_register(task, view, encoder, store, name or task, options)
     else:
-        from flows.prefect_server import tie_to_this_process
+        from flows.prefect_api import ensure_api, quiet_user_errors
         from flows.train import train_flow
 
-        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
+        quiet_user_errors()
+        ensure_api()
         summary = train_flow(task, view, encoder, store, name, options)
     if json_out:
         print_json(summary)
