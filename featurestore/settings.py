@@ -11,6 +11,9 @@ Explicit argument > environment variable > default.
   store root (``s3://`` ...), added to what the object store reads from ``AWS_*`` variables.
 - ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
   records, locks, staging, read cache); default ``~/.cache/featurestore``.
+- ``FEATURESTORE_CACHE_DIR``: this user's caches that belong to no store (the weights digests of
+  encoders); default ``~/.cache/featurestore``.
+- ``FEATURESTORE_API_TOKEN``: the bearer token ``featurestore api`` requires (unset: none).
 """
 
 from __future__ import annotations
@@ -91,3 +94,13 @@ def word2vec_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def device(explicit: str | None = None) -> str:
     """The requested device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     return explicit or os.environ.get("FEATURESTORE_DEVICE") or "auto"
+
+
+def cache_dir() -> Path:
+    """This user's caches that belong to no store (``$FEATURESTORE_CACHE_DIR`` or ``~/.cache/featurestore``)."""
+    return Path(os.environ.get("FEATURESTORE_CACHE_DIR") or Path.home() / ".cache" / "featurestore").expanduser().absolute()
+
+
+def api_token() -> str | None:
+    """The bearer token of ``featurestore api`` from ``FEATURESTORE_API_TOKEN`` (None: unset or blank)."""
+    return os.environ.get("FEATURESTORE_API_TOKEN", "").strip() or None

@@ -285,50 +285,37 @@ def search(
     kept columns (``label = 'spam'``); a filtered search returns k results whenever k rows match:
     exact search over the matching rows when they are fewer than ``exact_below``, else the index
     restricted to them (and exact search if the index still returns fewer).
+    Answered by this process's warm handle of the view (:func:`featurestore.serving.searcher`):
+    the index, the latest state and the encoder load on the first call and stay loaded; a newer
+    index generation or table version is picked up by the next call.
     """
+    from featurestore.serving import searcher
+
+    check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k)
+    handle = searcher(view, encoder, store=store)
+    return handle.search(texts=texts, images=images, ids=ids, vectors=vectors, k=k, where=where, exact_below=exact_below)
+
+
+def check_query(
+    *,
+    texts: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    vectors: np.ndarray | None = None,
+    k: int = 10,
+) -> None:
+    """Refuse a query before anything loads: ``k`` a positive int, exactly one kind of query.
+    The one check of every search path (Python, CLI, HTTP)."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise StoreError(f"k must be a positive int. Got {k!r} instead.")
     given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
     if len(given) != 1:
         raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
-    store = store if isinstance(store, Store) else Store(store)
-    table = store.resolve_table(view, encoder)
-    index = VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
-    frame = table.latest()
-    if ids is not None:
-        rows = _rows_of(frame, list(ids))
-        unknown = [e for e, r in zip(ids, rows) if r < 0]
-        if unknown:
-            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {table.meta.view!r}")
-        queries = frame.vectors[rows]
-    elif vectors is not None:
-        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-    else:
-        enc = view_encoder(table)
-        wanted = "image" if images is not None else "text"
-        if enc.modality != wanted:
-            raise EncoderError(f"view {table.meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
-        result = enc.encode_with_stats(list(images if images is not None else texts))
-        if result.errors and any(result.errors):
-            raise EncoderError(f"cannot encode the query: {next(e for e in result.errors if e)}")
-        queries = result.vectors
-    if where is not None:
-        return _filtered(index, frame, queries, k, where, exact_below)
-    scores, found = index.search(queries, min(k, len(index)))
-    hits = [[(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-            for row_scores, row_found in zip(scores, found)]
-    extras = iter(_kept(frame, _rows_of(frame, [e for query in hits for _, e in query])))  # one lookup for every query
-    return [[{"entity_id": e, "score": round(s, 6), **next(extras)} for s, e in query] for query in hits]
 
 
 def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
-    """Each entity's row in ``frame`` (-1: not there), by an Arrow hash lookup: a search touches
-    a few rows and must not build a Python map of all of them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    found = pc.index_in(pa.array(entity_ids, pa.string()), value_set=pa.array(frame.ids, pa.string()))
-    return np.asarray(found.fill_null(-1), dtype=np.int64)
+    """Each entity's row in ``frame`` (-1: not there): see :meth:`FeatureFrame.rows_of`."""
+    return frame.rows_of(entity_ids)
 
 
 def _kept(frame: Any, rows: np.ndarray) -> list[dict[str, Any]]:
