@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from featurestore.errors import EncoderError, StoreError
+from featurestore.errors import EncoderError, NotFoundError, StoreError
 
 if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need them
     from featurestore.encoders import BaseEncoder
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need
 __all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searchers", "search", "searcher"]
 
 DEFAULT_MAX_VIEWS = 8
+ENCODE_LOCK = threading.Lock()  # one forward pass at a time in this process: HF tokenizers fail when shared by threads
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class _State:
     """One generation, read together and swapped as a whole."""
 
     generation: Generation
-    index: "VectorIndex"
+    index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
     index_stamp: Any  # what the cheap check compares: index.json's identity (local) or text (remote)
 
@@ -88,7 +89,6 @@ class Searcher:
         self.encoder_id = table.meta.encoder_id
         self.check_every = check_every if check_every is not None else (1.0 if store.remote else 0.0)
         self._lock = threading.Lock()  # one loader at a time; the others answer from the current state
-        self._encode_lock = threading.Lock()  # tokenizers and torch modules are not safe to share between threads
         self._encoder: BaseEncoder | None = None
         self._delta: Any = None
         self._checked = 0.0
@@ -101,6 +101,11 @@ class Searcher:
     @property
     def generation(self) -> Generation:
         return self._current().generation
+
+    def served_generation(self) -> Generation | None:
+        """The generation in force now, without a freshness check (for metrics)."""
+        state = self._state
+        return state.generation if state is not None else None
 
     def refresh(self, *, force: bool = False) -> bool:
         """Check for a newer index generation or table version and swap to it; True when swapped.
@@ -142,17 +147,25 @@ class Searcher:
         return self._state
 
     def _index_stamp(self) -> Any:
+        """index.json's identity locally (replaced on every save), its text in a bucket; None: no index."""
         from featurestore.index.search import index_dir
 
         if self.store.remote:
             relative = f"indexes/{self.view}/{self.encoder_id}"
             return self.store.read_current(relative, "index.json")[1]
-        folder = index_dir(self.store, self.table, fetch=False)
         try:
-            st = os.stat(folder / "index.json")
+            st = os.stat(index_dir(self.store, self.table, fetch=False) / "index.json")
         except FileNotFoundError:
-            raise StoreError(f"no index at {folder}; build one with `featurestore index build`") from None
+            return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _index_of(self, state: _State) -> "VectorIndex":
+        from featurestore.index.search import index_dir
+
+        if state.index is None:
+            folder = index_dir(self.store, self.table, fetch=False)
+            raise NotFoundError(f"no index at {folder}; build one with `featurestore index build`")
+        return state.index
 
     def _table_version(self) -> int:
         """The newest table version: the Delta log read incrementally from the last version seen."""
@@ -174,6 +187,8 @@ class Searcher:
 
         if old is not None and old.index_stamp == stamp:
             index = old.index
+        elif stamp is None:
+            index = None
         else:
             index = VectorIndex.load(index_dir(self.store, self.table), encoder_id=self.encoder_id)
         if old is not None and old.generation.table_version == version:
@@ -181,8 +196,9 @@ class Searcher:
         else:
             frame = self.table.latest()
             frame.keep_row_map()
-        token = (index.info.files or {}).get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet")
-        generation = Generation(index=token, index_version=index.info.table_version, table_version=frame.version)
+        files = (index.info.files or {}) if index is not None else {}
+        token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
+        generation = Generation(index=token, index_version=index.info.table_version if index is not None else -1, table_version=frame.version)
         return _State(generation=generation, index=index, frame=frame, index_stamp=stamp)
 
     # ---------------------------------------------------------------- encoder
@@ -191,7 +207,7 @@ class Searcher:
         from featurestore.index.search import view_encoder
 
         if self._encoder is None:
-            with self._encode_lock:
+            with ENCODE_LOCK:
                 if self._encoder is None:
                     enc = view_encoder(self.table)
                     enc.load()
@@ -206,7 +222,7 @@ class Searcher:
         if modality is not None and enc.modality != modality:
             article = "an" if enc.modality == "image" else "a"
             raise EncoderError(f"view {self.view!r} holds {enc.modality} vectors; query it with {article} {enc.modality}, not {modality}")
-        with self._encode_lock:
+        with ENCODE_LOCK:
             return enc.encode_with_stats(list(inputs))
 
     # ---------------------------------------------------------------- queries
@@ -228,12 +244,12 @@ class Searcher:
 
         check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k)
         state = self._current()  # read once: this call sees one generation, whatever swaps meanwhile
-        index, frame = state.index, state.frame
+        index, frame = self._index_of(state), state.frame
         if ids is not None:
             rows = frame.rows_of(list(ids))
             unknown = [e for e, r in zip(ids, rows.tolist()) if r < 0]
             if unknown:
-                raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {self.view!r}")
+                raise NotFoundError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {self.view!r}")
             queries = frame.vectors[rows]
         elif vectors is not None:
             queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
@@ -296,8 +312,8 @@ class Searcher:
             "modality": self.table.meta.modality,
             "dim": self.table.meta.dim,
             "rows": len(state.frame),
-            "indexed": len(state.index),
-            "factory": state.index.info.factory,
+            "indexed": len(state.index) if state.index is not None else 0,
+            "factory": state.index.info.factory if state.index is not None else None,
             "columns": state.frame.columns.column_names,
             "generation": state.generation.to_dict(),
             "swaps": self.swaps,

@@ -14,6 +14,8 @@ Explicit argument > environment variable > default.
 - ``FEATURESTORE_CACHE_DIR``: this user's caches that belong to no store (the weights digests of
   encoders); default ``~/.cache/featurestore``.
 - ``FEATURESTORE_API_TOKEN``: the bearer token ``featurestore api`` requires (unset: none).
+- ``FEATURESTORE_API_MAX_BODY``: the largest request body the service takes, in bytes or with a
+  unit (``16MB``, the default); ``FEATURESTORE_API_MAX_VIEWS``: warm views kept per process (8).
 """
 
 from __future__ import annotations
@@ -104,3 +106,25 @@ def cache_dir() -> Path:
 def api_token() -> str | None:
     """The bearer token of ``featurestore api`` from ``FEATURESTORE_API_TOKEN`` (None: unset or blank)."""
     return os.environ.get("FEATURESTORE_API_TOKEN", "").strip() or None
+
+
+def api_max_body() -> int:
+    """``$FEATURESTORE_API_MAX_BODY`` in bytes (``16MB`` when unset)."""
+    from featurestore.index.choice import parse_bytes
+
+    text = os.environ.get("FEATURESTORE_API_MAX_BODY") or "16MB"
+    try:
+        size = parse_bytes(text)
+    except StoreError:
+        size = None
+    if size is None or size <= 0:
+        raise StoreError(f"FEATURESTORE_API_MAX_BODY must be a positive size such as 16MB or 1048576. Got {text!r} instead.")
+    return size
+
+
+def api_max_views() -> int:
+    """``$FEATURESTORE_API_MAX_VIEWS``: warm view handles one service process keeps (8 when unset)."""
+    text = os.environ.get("FEATURESTORE_API_MAX_VIEWS") or "8"
+    if not text.isdigit() or int(text) < 1:
+        raise StoreError(f"FEATURESTORE_API_MAX_VIEWS must be a positive int. Got {text!r} instead.")
+    return int(text)

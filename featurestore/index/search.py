@@ -303,14 +303,29 @@ def check_query(
     ids: Sequence[str] | None = None,
     vectors: np.ndarray | None = None,
     k: int = 10,
+    max_k: int | None = None,
+    max_queries: int | None = None,
 ) -> None:
-    """Refuse a query before anything loads: ``k`` a positive int, exactly one kind of query.
-    The one check of every search path (Python, CLI, HTTP)."""
+    """Refuse a query before anything loads: ``k`` a positive int (at most ``max_k``), exactly
+    one kind of query, at least one and at most ``max_queries`` queries, no empty text. The one
+    check of every search path (Python, CLI, HTTP service, which sets the limits)."""
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise StoreError(f"k must be a positive int. Got {k!r} instead.")
-    given = [name for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
+    if max_k is not None and k > max_k:
+        raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
+    given = [(name, value) for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
     if len(given) != 1:
-        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(given) or 'none'}.")
+        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(n for n, _ in given) or 'none'}.")
+    name, value = given[0]
+    count = int(np.atleast_2d(np.asarray(value)).shape[0]) if name == "vectors" else len(value)
+    if count == 0:
+        raise StoreError(f"{name} is empty; give at least one query")
+    if max_queries is not None and count > max_queries:
+        raise StoreError(f"at most {max_queries} queries per call here. Got {count} {name}; send them in smaller batches.")
+    if texts is not None:
+        empty = [i for i, text in enumerate(texts) if not isinstance(text, str) or not text.strip()]
+        if empty:
+            raise StoreError(f"text query {empty[0]} is empty; give some words to search for")
 
 
 def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:

@@ -1,0 +1,422 @@
+"""The HTTP service of one store (``featurestore api``): thin routes over the warm handles.
+
+Every route is a few lines over the library: searches, lookups and encodes go through the warm
+search handle of the view (:mod:`featurestore.serving`), predictions through the warm heads
+(:mod:`models.predictor`). Errors are the library's one-line messages as JSON
+(``{"error": ..., "type": ...}``) with a 4xx code: 404 for an unknown view, model, entity id or
+index, 400 for other bad input, 422 for a body of the wrong shape, 401 without the token, 413
+over the size limit. The service holds no state beyond caches: several processes (``--workers``,
+or replicas on other machines over one ``s3://`` store) serve one store with no coordination;
+each notices a newer index generation or table version on its next query.
+
+``create_app()`` without arguments reads its configuration from the environment (see
+:mod:`featurestore.settings`), which is how uvicorn's worker processes build it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from featurestore.errors import DependencyError, FeatureStoreError, NotFoundError
+from featurestore.store import Store
+
+MAX_K = 1000
+MAX_QUERIES = 1024
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+# ------------------------------------------------------------------------------ request bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_Body):
+    """Exactly one of ``texts``, ``images`` (base64 of image files), ``ids`` (stored entities) or
+    ``vectors`` (each of the view's dimension); ``where`` filters on kept columns."""
+
+    view: str
+    encoder: str | None = None
+    texts: list[str] | None = None
+    images: list[str] | None = None
+    ids: list[str] | None = None
+    vectors: list[list[float]] | None = None
+    k: int = Field(10, strict=True)
+    where: str | None = None
+
+
+class FeaturesRequest(_Body):
+    """Entity ids to look up: their stored vectors and kept columns, latest or ``as_of`` a table
+    version (an int) or an ISO time."""
+
+    view: str
+    encoder: str | None = None
+    ids: list[str] = Field(min_length=1, max_length=10_000)
+    as_of: int | str | None = None
+    vectors: bool = True
+
+
+class EmbedRequest(_Body):
+    """New raw inputs to encode with the view's encoder: ``texts`` or ``images`` (base64)."""
+
+    view: str
+    encoder: str | None = None
+    texts: list[str] | None = Field(None, max_length=MAX_QUERIES)
+    images: list[str] | None = Field(None, max_length=MAX_QUERIES)
+
+
+class PredictRequest(_Body):
+    """Raw ``texts`` or ``images`` (base64), or stored ``ids``; ``version`` default the newest."""
+
+    version: int | None = None
+    texts: list[str] | None = Field(None, max_length=MAX_QUERIES)
+    images: list[str] | None = Field(None, max_length=MAX_QUERIES)
+    ids: list[str] | None = Field(None, max_length=MAX_QUERIES)
+
+
+# ------------------------------------------------------------------------------ the app
+
+
+def create_app(store: str | None = None, *, token: str | None = None, max_body: int | None = None, max_views: int | None = None) -> FastAPI:
+    """The service over ``store`` (default ``$FEATURESTORE_HOME``); ``token``: the bearer token
+    every route but ``/healthz`` requires (default ``$FEATURESTORE_API_TOKEN``; None: open)."""
+    from featurestore import settings
+    from models.predictor import Heads
+
+    the_store = Store(store if store is not None else settings.store_root())
+    token = token if token is not None else settings.api_token()
+    max_body = max_body if max_body is not None else settings.api_max_body()
+    max_views = max_views if max_views is not None else settings.api_max_views()
+    heads = Heads(the_store)
+    metrics = _Metrics(the_store)
+    app = FastAPI(title="featurestore", version=_version(), description="Similarity search, online features, embeddings and predictions over one feature store.")
+    app.add_middleware(_Guard, token=token, max_body=max_body, metrics=metrics)
+    app.add_exception_handler(FeatureStoreError, _library_error)
+    app.add_exception_handler(HTTPException, _http_error)
+
+    def handle(view: str, encoder: str | None) -> Any:
+        from featurestore.serving import searcher
+
+        return searcher(view, encoder, store=the_store, max_views=max_views)
+
+    @app.post("/v1/search", summary="k nearest stored entities of text, image, id or vector queries")
+    async def search(request: Request) -> Response:
+        body = await _payload(request, SearchRequest)
+
+        def run() -> dict[str, Any]:
+            from featurestore.index.search import check_query
+
+            vectors = _matrix(body.vectors) if body.vectors is not None else None
+            with _images(body.images) as paths:
+                query = {"texts": body.texts, "images": paths, "ids": body.ids, "vectors": vectors}
+                check_query(**query, k=body.k, max_k=MAX_K, max_queries=MAX_QUERIES)
+                found = handle(body.view, body.encoder).search(**query, k=body.k, where=body.where)
+            return {"view": body.view, "generation": found.generation.to_dict(), "results": list(found)}
+
+        return _json(await run_in_threadpool(run))
+
+    @app.post("/v1/features", summary="stored vectors and kept columns of entity ids (online lookup)")
+    async def features(request: Request) -> Response:
+        body = await _payload(request, FeaturesRequest)
+
+        def run() -> dict[str, Any]:
+            found = handle(body.view, body.encoder).features(body.ids, as_of=body.as_of)
+            if body.vectors:
+                for row, vector in zip(found["found"], found["vectors"]):
+                    row["vector"] = vector
+            del found["vectors"]
+            return {"view": body.view, **found}
+
+        return _json(await run_in_threadpool(run))
+
+    @app.post("/v1/embed", summary="encode new texts or images with a view's own encoder")
+    async def embed(request: Request) -> Response:
+        body = await _payload(request, EmbedRequest)
+
+        def run() -> dict[str, Any]:
+            if (body.texts is None) == (body.images is None):
+                raise HTTPException(422, "give texts or images (one of the two)")
+            if body.texts is not None and not body.texts or body.images is not None and not body.images:
+                raise HTTPException(422, "nothing to encode; give at least one input")
+            view = handle(body.view, body.encoder)
+            with _images(body.images) as paths:
+                result = view.embed(paths if paths is not None else body.texts or [], modality="image" if paths is not None else "text")
+            errors = list(result.errors) if result.errors else [None] * len(result.vectors)
+            return {"view": body.view, "encoder_id": view.encoder_id, "dim": int(result.vectors.shape[1]), "vectors": result.vectors, "errors": errors}
+
+        return _json(await run_in_threadpool(run))
+
+    @app.post("/v1/predict/{model}", summary="a registered head (NAME or NAME:VERSION) on raw inputs or stored ids")
+    async def predict(model: str, request: Request) -> Response:
+        body = await _payload(request, PredictRequest)
+        name, _, pinned = model.partition(":")
+        if pinned and not pinned.isdigit():
+            raise HTTPException(400, f"model {model!r}: the version after ':' must be a number")
+        version = int(pinned) if pinned else body.version
+
+        def run() -> dict[str, Any]:
+            with _images(body.images) as paths:
+                return heads.predict(name, version=version, texts=body.texts, images=paths, ids=body.ids)
+
+        return _json(await run_in_threadpool(run))
+
+    @app.get("/v1/views", summary="the views of the store: encoder, dimension, index, what this process serves")
+    async def views() -> Response:
+        return _json(await run_in_threadpool(_views, the_store))
+
+    @app.get("/healthz", summary="liveness (never needs the token)")
+    async def healthz() -> Response:
+        from featurestore.serving import loaded_searchers
+
+        return _json({"status": "ok", "store": the_store.root, "loaded_views": len(loaded_searchers())})
+
+    @app.get("/metrics", summary="Prometheus metrics of this process")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def _views(store: Store) -> list[dict[str, Any]]:
+    from featurestore.index.search import index_info
+    from featurestore.serving import loaded_searchers
+
+    served = {(h.view, h.encoder_id): h.served_generation() for h in loaded_searchers() if h.store.root == store.root}
+    rows = []
+    for table in store.tables():
+        meta = table.meta
+        info = index_info(store, table)
+        generation = served.get((meta.view, meta.encoder_id))
+        rows.append({
+            "view": meta.view, "encoder_id": meta.encoder_id, "encoder": meta.encoder_name, "dim": meta.dim,
+            "modality": meta.modality, "granularity": meta.granularity, "metric": meta.metric,
+            "index": None if info is None else {k: info.get(k) for k in ("factory", "rows", "table_version", "recall_at_10")},
+            "served": generation.to_dict() if generation is not None else None,
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------ input and output
+
+
+async def _payload(request: Request, model: type[_Body]) -> Any:
+    """The request body as ``model``: JSON, or one raw image (``Content-Type: image/*``) with the
+    other fields in the query string (``?view=photos&k=5``)."""
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    raw = await request.body()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        data: Any = {key: _number(value) for key, value in request.query_params.items()}
+        data["images"] = [base64.b64encode(raw).decode("ascii")]
+    elif kind in ("application/json", ""):
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HTTPException(400, f"the body is not valid JSON ({exc}); send a JSON object such as {{\"view\": \"sms\", \"texts\": [\"free prize\"]}}") from None
+        if not isinstance(data, dict):
+            raise HTTPException(422, f"the body must be a JSON object of fields. Got {type(data).__name__} instead.")
+    else:
+        raise HTTPException(415, f"content type {kind!r} is not accepted; send application/json, or one image as image/*")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise HTTPException(422, _validation_message(exc, model)) from None
+
+
+def _validation_message(exc: ValidationError, model: type[_Body]) -> str:
+    """The first problem of a body in one line: the field, what is wrong, what came."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    if first["type"] == "extra_forbidden":
+        return f"field {where!r} is not accepted; fields: {', '.join(model.model_fields)}"
+    if first["type"] == "missing":
+        return f"field {where!r} is required"
+    shown = repr(first.get("input"))
+    return f"field {where!r}: {first['msg']}. Got {shown[:80]} instead."
+
+
+def _number(value: str) -> Any:
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _matrix(rows: list[list[float]]) -> np.ndarray:
+    """``(n, dim) float32`` from JSON rows; ragged rows are refused here (the index checks the dimension)."""
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise HTTPException(422, f"the query vectors have different lengths ({', '.join(map(str, sorted(widths)))}); give each the view's dimension")
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), widths.pop() if widths else 0)
+
+
+@contextmanager
+def _images(encoded: list[str] | None) -> Iterator[list[str] | None]:
+    """Base64 images written to temporary files (the encoders read files), removed afterwards."""
+    if encoded is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="featurestore-api-") as folder:
+        paths = []
+        for i, text in enumerate(encoded):
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPException(422, f"images[{i}] is not base64; send each image file's bytes base64-encoded") from None
+            path = Path(folder) / f"image-{i}"
+            path.write_bytes(data)
+            paths.append(str(path))
+        yield paths
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json")
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Response:
+    response = _json({"error": message, "type": kind}, status)
+    response.headers.update(headers or {})
+    return response
+
+
+async def _library_error(request: Request, exc: Exception) -> Response:
+    status = 404 if isinstance(exc, NotFoundError) else 503 if isinstance(exc, DependencyError) else 400
+    return _error(status, str(exc), type(exc).__name__)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, str(exc.detail), "RequestError", dict(exc.headers or {}))
+
+
+def _version() -> str:
+    from featurestore import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------------------ guard and metrics
+
+
+class _Guard:
+    """ASGI middleware: the bearer token, the body size limit and the per-route metrics, before
+    any route code runs (a pure ASGI layer: no per-request task or copy of the body)."""
+
+    def __init__(self, app: Any, *, token: str | None, max_body: int, metrics: "_Metrics") -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, sending)
+            else:
+                await self.app(scope, self._limited(receive), sending)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe(getattr(route, "path", "unmatched"), scope["method"], status[0], time.perf_counter() - started)
+
+    def _refusal(self, scope: dict[str, Any]) -> Response | None:
+        headers = dict(scope["headers"])
+        if self.token is not None and scope["path"] != "/healthz":
+            given = headers.get(b"authorization", b"")
+            scheme, _, value = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self.token):
+                return _error(401, "this service needs a bearer token: send the header 'Authorization: Bearer <token>'", "RequestError",
+                              {"WWW-Authenticate": "Bearer"})
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_body:
+            return _error(413, f"the body is {int(length)} bytes; this service takes at most {self.max_body} (split the batch, or start it with a larger --max-body)", "RequestError")
+        return None
+
+    def _limited(self, receive: Any) -> Any:
+        """``receive`` that refuses a streamed body (no Content-Length) once it passes the limit."""
+        seen = [0]
+
+        async def limited() -> dict[str, Any]:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > self.max_body:
+                    raise HTTPException(413, f"the body passed {self.max_body} bytes, the most this service takes; split the batch")
+            return message
+
+        return limited
+
+
+class _Metrics:
+    """Prometheus metrics of this process: requests and latency per route, and at each scrape the
+    loaded views with the index generation and table version each serves."""
+
+    def __init__(self, store: Store) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.requests = Counter("featurestore_requests", "HTTP requests by route, method and status.", ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("featurestore_request_seconds", "Request latency by route.", ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.registry.register(_ServedCollector(store))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class _ServedCollector:
+    """What the warm handles serve, read at scrape time (no cost per request)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from featurestore.serving import loaded_searchers
+
+        handles = [h for h in loaded_searchers() if h.store.root == self.store.root]
+        loaded = GaugeMetricFamily("featurestore_loaded_views", "Warm view handles in this process.")
+        loaded.add_metric([], len(handles))
+        index = GaugeMetricFamily("featurestore_index_table_version", "Table version covered by the index generation served.", labels=["view", "encoder_id"])
+        table = GaugeMetricFamily("featurestore_table_version", "Table version of the kept columns served.", labels=["view", "encoder_id"])
+        swaps = GaugeMetricFamily("featurestore_generation_swaps", "Times a newer generation replaced the one served.", labels=["view", "encoder_id"])
+        for handle in handles:
+            generation = handle.served_generation()
+            if generation is None:
+                continue
+            labels = [handle.view, handle.encoder_id]
+            index.add_metric(labels, generation.index_version)
+            table.add_metric(labels, generation.table_version)
+            swaps.add_metric(labels, handle.swaps)
+        yield from (loaded, index, table, swaps)

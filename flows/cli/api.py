@@ -1,0 +1,52 @@
+"""``featurestore api``: the HTTP service over one store (FastAPI app served by uvicorn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore); local or s3://.")
+
+
+def api(
+    store: Optional[str] = StoreOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (127.0.0.1: this machine only; 0.0.0.0 for every interface)."),
+    port: int = typer.Option(8686, "--port", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", help="Server processes sharing the port (each keeps its own warm views)."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file holding the bearer token every route but /healthz requires (else $FEATURESTORE_API_TOKEN)."),
+    max_body: str = typer.Option("16MB", "--max-body", help="Largest request body (413 beyond it)."),
+    max_views: int = typer.Option(8, "--max-views", help="Warm views kept per process; the least recently used is dropped."),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
+) -> None:
+    """Serve search, online features, embeddings and predictions of one store over HTTP."""
+    from featurestore import settings
+    from featurestore.errors import FeatureStoreError, SourceError
+    from featurestore.store import Store
+
+    if workers < 1 or not 0 < port < 65536 or max_views < 1:
+        raise FeatureStoreError(f"--workers and --max-views must be at least 1 and --port in 1..65535. Got workers={workers}, max_views={max_views}, port={port}.")
+    the_store = Store(store)
+    if the_store.remote is None and not (the_store.path / "views").is_dir():
+        raise FeatureStoreError(f"no store at {the_store.root} (no views/ folder); materialize a view first or pass --store")
+    os.environ["FEATURESTORE_HOME"] = the_store.root  # the worker processes build the app from the environment
+    os.environ["FEATURESTORE_API_MAX_BODY"] = max_body
+    os.environ["FEATURESTORE_API_MAX_VIEWS"] = str(max_views)
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SourceError(f"cannot read the token file {token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise SourceError(f"the token file {token_file} is empty; write the token in it")
+        os.environ["FEATURESTORE_API_TOKEN"] = token
+    settings.api_max_body()  # a bad --max-body is a one-line error now, not in every worker
+    import uvicorn
+
+    uvicorn.run("flows.api:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level, access_log=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)
