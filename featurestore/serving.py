@@ -322,7 +322,8 @@ class Searcher:
 
 # -------------------------------------------------------------------- per-process cache
 
-_CACHE: OrderedDict[tuple[str, str, str | None], Searcher] = OrderedDict()
+_CACHE: OrderedDict[str, Searcher] = OrderedDict()  # by table uri: one handle per table, however it was named
+_NAMES: dict[tuple[str, str, str | None], str] = {}  # (store root, view, encoder name or id) -> table uri
 _STORES: dict[str, "Store"] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -333,19 +334,24 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
     from featurestore.store import Store
 
     if not isinstance(store, Store):
-        root = str(store) if store is not None else None
-        store = _STORES.get(root or "") or Store(root)
-        _STORES.setdefault(root or "", store)
-    key = (store.root, view, encoder)
+        root = str(store) if store is not None else ""
+        store = _STORES.setdefault(root, _STORES.get(root) or Store(root or None))
+    name = (store.root, view, encoder)
     with _CACHE_LOCK:
-        handle = _CACHE.get(key)
+        uri = _NAMES.get(name)
+        handle = _CACHE.get(uri) if uri is not None else None
         if handle is not None:
-            _CACHE.move_to_end(key)
+            _CACHE.move_to_end(uri)
             return handle
-    handle = Searcher(store, store.resolve_table(view, encoder))  # loads outside the cache lock: other views keep answering
+    table = store.resolve_table(view, encoder)
     with _CACHE_LOCK:
-        handle = _CACHE.setdefault(key, handle)
-        _CACHE.move_to_end(key)
+        handle = _CACHE.get(table.uri)
+    if handle is None:
+        handle = Searcher(store, table)  # loads outside the cache lock: other views keep answering
+    with _CACHE_LOCK:
+        handle = _CACHE.setdefault(table.uri, handle)
+        _NAMES[name] = table.uri
+        _CACHE.move_to_end(table.uri)
         while len(_CACHE) > max(max_views, 1):
             _CACHE.popitem(last=False)
     return handle
@@ -361,6 +367,7 @@ def clear_searchers() -> None:
     """Drop every loaded handle (their memory goes once no query holds them)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _NAMES.clear()
         _STORES.clear()
 
 

@@ -191,7 +191,8 @@ def _write_digest(name: str, digest: str) -> None:
         tmp.write_text(json.dumps(entries, indent=0, sort_keys=True))
         os.replace(tmp, folder / DIGEST_CACHE)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_file():  # written but not renamed; is_file is False (not an error) under a non-folder
+            tmp.unlink()
 
 
 def check_device(requested: str) -> str:
