@@ -19,6 +19,7 @@ def api(
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="A file holding the bearer token every route but /healthz requires (else $FEATURESTORE_API_TOKEN)."),
     max_body: str = typer.Option("16MB", "--max-body", help="Largest request body (413 beyond it)."),
     max_views: int = typer.Option(8, "--max-views", help="Warm views kept per process; the least recently used is dropped."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="OpenMP threads per process for FAISS and torch (default: $OMP_NUM_THREADS, else 1; scale with --workers)."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve search, online features, embeddings and predictions of one store over HTTP."""
@@ -26,14 +27,20 @@ def api(
     from featurestore.errors import FeatureStoreError, SourceError
     from featurestore.store import Store
 
-    if workers < 1 or not 0 < port < 65536 or max_views < 1:
-        raise FeatureStoreError(f"--workers and --max-views must be at least 1 and --port in 1..65535. Got workers={workers}, max_views={max_views}, port={port}.")
+    if workers < 1 or not 0 < port < 65536 or max_views < 1 or (threads is not None and threads < 1):
+        raise FeatureStoreError(
+            f"--workers, --max-views and --threads must be at least 1 and --port in 1..65535. "
+            f"Got workers={workers}, max_views={max_views}, threads={threads}, port={port}."
+        )
     the_store = Store(store)
     if the_store.remote is None and not (the_store.path / "views").is_dir():
         raise FeatureStoreError(f"no store at {the_store.root} (no views/ folder); materialize a view first or pass --store")
     os.environ["FEATURESTORE_HOME"] = the_store.root  # the worker processes build the app from the environment
     os.environ["FEATURESTORE_API_MAX_BODY"] = max_body
     os.environ["FEATURESTORE_API_MAX_VIEWS"] = str(max_views)
+    # Read by FAISS's and torch's OpenMP when they load (after this): one thread per request keeps
+    # concurrent single-query searches from spinning against each other (measured in bench/serve_latency.py).
+    os.environ["OMP_NUM_THREADS"] = str(threads) if threads is not None else os.environ.get("OMP_NUM_THREADS", "1")
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
