@@ -83,12 +83,18 @@ class EmbedRequest(_Body):
 
 
 class PredictRequest(_Body):
-    """Raw ``texts`` or ``images`` (base64), or stored ``ids``; ``version`` default the newest."""
+    """Raw ``texts`` or ``images`` (base64), or stored ``ids``; ``version`` default the newest.
+    Prediction as is (``@imagenet``, ``@zero-shot``) takes ``k``; ``@zero-shot`` also ``view``
+    (whose encoder reads the texts) and ``labels`` (label -> description)."""
 
     version: int | None = None
     texts: list[str] | None = Field(None, max_length=MAX_QUERIES)
     images: list[str] | None = Field(None, max_length=MAX_QUERIES)
     ids: list[str] | None = Field(None, max_length=MAX_QUERIES)
+    view: str | None = None
+    encoder: str | None = None
+    labels: dict[str, str] | None = None
+    k: int | None = Field(None, strict=True)
 
 
 # ------------------------------------------------------------------------------ the app
@@ -173,6 +179,11 @@ def create_app(store: str | None = None, *, token: str | None = None, max_body: 
 
         def run() -> dict[str, Any]:
             with _images(body.images) as paths:
+                if name.startswith("@"):
+                    return _as_is(name[1:], body, paths, the_store)
+                extra = [f for f in ("view", "encoder", "labels", "k") if getattr(body, f) is not None]
+                if extra:
+                    raise HTTPException(422, f"field {extra[0]!r} applies to prediction as is (@imagenet, @zero-shot), not to model {name!r}")
                 return heads.predict(name, version=version, texts=body.texts, images=paths, ids=body.ids)
 
         return _json(await run_in_threadpool(run))
@@ -192,6 +203,23 @@ def create_app(store: str | None = None, *, token: str | None = None, max_body: 
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def _as_is(name: str, body: PredictRequest, paths: list[str] | None, store: Store) -> dict[str, Any]:
+    """``@imagenet`` on images, ``@zero-shot`` on texts: the pretrained model's own output."""
+    from models import pretrained
+
+    if name == "imagenet":
+        if paths is None or body.texts is not None or body.ids is not None:
+            raise HTTPException(422, "@imagenet takes images (base64, or one image as the body)")
+        predictions = pretrained.imagenet(paths, k=5 if body.k is None else body.k)
+    elif name == "zero-shot":
+        if body.texts is None or body.view is None or body.labels is None:
+            raise HTTPException(422, "@zero-shot takes texts, a view (whose encoder reads them) and labels {label: description}")
+        predictions = pretrained.zero_shot(body.texts, body.labels, view=body.view, encoder=body.encoder, store=store, k=body.k)
+    else:
+        raise HTTPException(404, f"no prediction as is called @{name}; there are: {', '.join('@' + n for n in pretrained.AS_IS)}")
+    return {"model": f"@{name}", "version": None, "task": name, "predictions": predictions}
 
 
 def _views(store: Store) -> list[dict[str, Any]]:

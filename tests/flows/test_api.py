@@ -6,6 +6,7 @@ with its one-line message that leaves the store as it was."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import socket
@@ -213,6 +214,33 @@ def test_predict_on_texts_and_on_stored_ids(server, store):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-4)
 
 
+def test_prediction_as_is_imagenet_labels_and_zero_shot_texts(server, store):
+    _, client = server
+    ants = sorted((store.parent / "photos" / "ants").glob("*.jpg"))
+    bees = sorted((store.parent / "photos" / "bees").glob("*.jpg"))
+    answer = client.post("/v1/predict/@imagenet", json={"images": [image_b64(p) for p in ants + bees], "k": 3}).json()
+    assert answer["model"] == "@imagenet" and all(len(p["top"]) == 3 for p in answer["predictions"])
+    labels = [p["label"] for p in answer["predictions"]]
+    assert labels.count("ant") >= 2 and labels.count("bee") >= 2  # EfficientNet-Lite0's own ImageNet classes
+    assert all(0 < p["score"] <= 1 and p["top"][0]["score"] >= p["top"][1]["score"] for p in answer["predictions"])
+    labels = {"spam": "an advertisement: you won a prize or cash, call or text this number to claim it",
+              "ham": "a personal message between friends or family about everyday plans"}
+    texts = ["Congratulations! You have won a free cash prize. Call 09061701461 now to claim", "ok see you at home later, I'll bring dinner"]
+    zero = client.post("/v1/predict/@zero-shot", json={"view": "sms", "texts": texts, "labels": labels}).json()
+    assert [p["label"] for p in zero["predictions"]] == ["spam", "ham"]
+    assert all(-1 <= p["similarity"] <= 1 and len(p["top"]) == 2 for p in zero["predictions"])
+
+
+def test_prediction_as_is_from_the_command_line(cli, store):
+    code, out, err = cli("as-is", "imagenet", str(photo(store)), "-k", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["label"] == "ant"
+    code, _, err = cli("as-is", "zero-shot", "some text", "--store", str(store))
+    assert code == 2 and err.startswith("featurestore: error: zero-shot needs --view") and err.count("\n") == 1
+    code, _, err = cli("as-is", "zero-shot", "x", "--view", "sms", "--label", "spam", "--store", str(store))
+    assert code == 2 and "expected NAME=DESCRIPTION" in err
+
+
 def test_metrics_count_requests_per_route_and_show_the_generation_served(server):
     _, client = server
     client.post("/v1/search", json={"view": "sms", "ids": ["1"], "k": 2})
@@ -252,6 +280,12 @@ BAD = [
     ("/v1/predict/spam", {"ids": ["nope"]}, 404, "are not in view 'sms'"),
     ("/v1/predict/spam", {"images": ["aGVsbG8="]}, 400, "takes texts"),
     ("/v1/predict/spam", {}, 400, "give exactly one kind of input"),
+    ("/v1/predict/spam", {"texts": ["x"], "labels": {"a": "b"}}, 422, "field 'labels' applies to prediction as is"),
+    ("/v1/predict/@nope", {"texts": ["x"]}, 404, "no prediction as is called @nope"),
+    ("/v1/predict/@imagenet", {"texts": ["x"]}, 422, "@imagenet takes images"),
+    ("/v1/predict/@imagenet", {"images": ["aGVsbG8="], "k": 0}, 400, "k must be an int from 1 to 1000"),
+    ("/v1/predict/@zero-shot", {"view": "sms", "texts": ["x"], "labels": {"only": "one"}}, 400, "at least two labels"),
+    ("/v1/predict/@zero-shot", {"view": "photos", "texts": ["x"], "labels": {"a": "b", "c": "d"}}, 400, "holds image vectors"),
 ]
 
 
@@ -290,7 +324,7 @@ def test_malformed_json_wrong_content_type_and_too_large_bodies_are_refused(serv
 
 
 def test_an_index_update_in_another_process_is_served_without_a_restart_and_never_mixed(server, store):
-    """A bounded client loop (at most 600 requests or 90 s) queries the vector of a message not
+    """A bounded client loop (at most 3,000 requests, 10 ms apart, or 90 s) queries the vector of a message not
     yet stored while another process materializes it and updates the index: every answer is a
     200 from one generation (new entities only with the new index, every hit with its columns)."""
     from featurestore import TextSource, get_encoder, materialize
@@ -311,11 +345,12 @@ def test_an_index_update_in_another_process_is_served_without_a_restart_and_neve
     def loop() -> None:
         with httpx.Client(base_url=client.base_url, headers=AUTH, timeout=30) as own:
             deadline = time.monotonic() + 90
-            while len(answers) < 600 and time.monotonic() < deadline:
+            while len(answers) < 3000 and time.monotonic() < deadline:
                 response = own.post("/v1/search", json={"view": "live", "vectors": query, "k": 3})
                 answers.append((response.status_code, response.json()))
                 if done.is_set() and answers[-1][1].get("generation", {}).get("index_version", old_version) > old_version:
                     break
+                time.sleep(0.01)  # paced: the loop must outlast the other process's update
 
     thread = threading.Thread(target=loop)
     thread.start()
