@@ -108,11 +108,11 @@ def api_token() -> str | None:
     return os.environ.get("FEATURESTORE_API_TOKEN", "").strip() or None
 
 
-def api_max_body() -> int:
-    """``$FEATURESTORE_API_MAX_BODY`` in bytes (``16MB`` when unset)."""
+def api_max_body(explicit: str | None = None) -> int:
+    """The service's request size limit in bytes: ``explicit``, else ``$FEATURESTORE_API_MAX_BODY``, else 16MB."""
     from featurestore.index.choice import parse_bytes
 
-    text = os.environ.get("FEATURESTORE_API_MAX_BODY") or "16MB"
+    text = explicit or os.environ.get("FEATURESTORE_API_MAX_BODY") or "16MB"
     try:
         size = parse_bytes(text)
     except StoreError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -196,7 +197,7 @@ def create_app(store: str | None = None, *, token: str | None = None, max_body: 
     async def healthz() -> Response:
         from featurestore.serving import loaded_searchers
 
-        return _json({"status": "ok", "store": the_store.root, "loaded_views": len(loaded_searchers())})
+        return _json({"status": "ok", "store": the_store.root, "loaded_views": len(loaded_searchers()), "pid": os.getpid()})
 
     @app.get("/metrics", summary="Prometheus metrics of this process")
     async def prometheus() -> Response:

@@ -371,3 +371,48 @@ def test_an_index_update_in_another_process_is_served_without_a_restart_and_neve
             assert new_text not in {h["text"] for h in hits}
     assert answers[-1][1]["generation"]["index_version"] > old_version, "the new index was not served within the loop's bound"
     assert answers[-1][1]["generation"]["table_version"] == answers[-1][1]["generation"]["index_version"]
+
+
+# ------------------------------------------------------------------------- several workers
+
+
+def test_two_worker_processes_serve_one_store_without_nagle_delays(store):
+    """Both workers answer (their pids differ) and a keep-alive request is not held ~40 ms by
+    Nagle + delayed ACK (uvicorn's own multi-worker socket leaves TCP_NODELAY off)."""
+    url, process = start_server(store, "--workers", "2")
+    try:
+        pids = set()
+        for _ in range(60):  # a new connection each time: the kernel spreads them over the workers
+            pids.add(httpx.get(f"{url}/healthz", timeout=30).json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        with httpx.Client(base_url=url, timeout=30) as client:
+            body = {"view": "live", "ids": ["5"], "k": 3}
+            for _ in range(5):
+                assert client.post("/v1/search", json=body).status_code == 200  # warm both handles
+            seconds = []
+            for _ in range(30):
+                started = time.perf_counter()
+                assert client.post("/v1/search", json=body).status_code == 200
+                seconds.append(time.perf_counter() - started)
+        assert sorted(seconds)[15] < 0.035, f"median keep-alive request {sorted(seconds)[15] * 1e3:.1f} ms"
+    finally:
+        stop(process)
+
+
+def test_the_api_command_refuses_bad_options_with_one_line(cli, store, tmp_path):
+    cases = [
+        (("api", "--store", str(tmp_path / "none")), "no store at"),
+        (("api", "--store", str(store), "--workers", "0"), "--workers, --max-views and --threads must be at least 1"),
+        (("api", "--store", str(store), "--token-file", str(tmp_path / "missing")), "cannot read the token file"),
+        (("api", "--store", str(store), "--max-body", "lots"), "FEATURESTORE_API_MAX_BODY must be a positive size"),
+    ]
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
+    cases.append((("api", "--store", str(store), "--token-file", str(empty)), "is empty"))
+    for args, message in cases:
+        before, env = snapshot(store), dict(os.environ)
+        code, _, err = cli(*args)
+        assert code == 2 and err.startswith("featurestore: error: ") and message in err and err.count("\n") == 1, (args, err)
+        assert snapshot(store) == before and dict(os.environ) == env
