@@ -91,6 +91,8 @@ class Searcher:
         self._lock = threading.Lock()  # one loader at a time; the others answer from the current state
         self._encoder: BaseEncoder | None = None
         self._delta: Any = None
+        self._log_seen: tuple[int, int] | None = None
+        self._log_read = 0.0
         self._checked = 0.0
         self._state: _State | None = None
         self._as_of: OrderedDict[str, "FeatureFrame"] = OrderedDict()
@@ -168,17 +170,38 @@ class Searcher:
         return state.index
 
     def _table_version(self) -> int:
-        """The newest table version: the Delta log read incrementally from the last version seen."""
+        """The newest table version: the Delta log read incrementally from the last version seen.
+
+        Locally the log is read only when its folder changed (a commit adds a file, which moves
+        the folder's mtime: one stat, ~30 us, where a read of the log costs ~0.2-1.5 ms), and at
+        least once a second whatever the folder says. The stamp is taken before the read, so a
+        commit landing during it is seen by the next call.
+        """
         from deltalake.exceptions import DeltaError
 
+        log = self._log_stamp()
+        if self._delta is not None and log is not None and log == self._log_seen and time.monotonic() - self._log_read < 1.0:
+            return int(self._delta.version())
         if self._delta is not None:
             try:
                 self._delta.update_incremental()
+                self._log_seen, self._log_read = log, time.monotonic()
                 return int(self._delta.version())
             except (DeltaError, OSError):
                 self._delta = None  # the log cannot be followed (table replaced, bucket unreachable): open it again
         self._delta = self.table.delta()  # a StoreError when the table is gone
+        self._log_seen, self._log_read = log, time.monotonic()
         return int(self._delta.version())
+
+    def _log_stamp(self) -> tuple[int, int] | None:
+        """The local Delta log folder's (inode, mtime_ns); None for a remote table or a missing folder."""
+        if self.store.remote:
+            return None
+        try:
+            st = os.stat(os.path.join(self.table.uri, "_delta_log"))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
 
     def _load(self, stamp: Any, version: int, old: _State | None) -> _State:
         """The index and the latest frame read together; the parts that did not change are kept."""
