@@ -83,6 +83,8 @@ class Searcher:
     """
 
     def __init__(self, store: "Store", table: "FeatureTable", *, check_every: float | None = None) -> None:
+        if table.meta.granularity == "token":
+            raise StoreError(f"view {table.meta.view!r} holds token rows (one per word); search and lookups serve sentence and image views")
         self.store = store
         self.table = table
         self.view = table.meta.view
@@ -345,36 +347,35 @@ class Searcher:
 
 # -------------------------------------------------------------------- per-process cache
 
-_CACHE: OrderedDict[str, Searcher] = OrderedDict()  # by table uri: one handle per table, however it was named
-_NAMES: dict[tuple[str, str, str | None], str] = {}  # (store root, view, encoder name or id) -> table uri
-_STORES: dict[str, "Store"] = {}
+_CACHE: OrderedDict[tuple[str, str], Searcher] = OrderedDict()  # (local folder, table uri): one handle per table
+_NAMES: dict[tuple[str, str, str, str | None], tuple[str, str]] = {}  # (root, local folder, view, encoder) -> _CACHE key
 _CACHE_LOCK = threading.Lock()
 
 
 def searcher(view: str, encoder: str | None = None, *, store: "Store | str | None" = None, max_views: int = DEFAULT_MAX_VIEWS) -> Searcher:
     """This process's warm handle of ``view`` (loaded on first use); the least recently used
-    handle is dropped when more than ``max_views`` are loaded."""
+    handle is dropped when more than ``max_views`` are loaded. Handles are per table and per
+    local folder: two work folders over one bucket (two "machines") never share one."""
     from featurestore.store import Store
 
-    if not isinstance(store, Store):
-        root = str(store) if store is not None else ""
-        store = _STORES.setdefault(root, _STORES.get(root) or Store(root or None))
-    name = (store.root, view, encoder)
+    store = store if isinstance(store, Store) else Store(store)
+    name = (store.root, str(store.path), view, encoder)
     with _CACHE_LOCK:
-        uri = _NAMES.get(name)
-        handle = _CACHE.get(uri) if uri is not None else None
+        key = _NAMES.get(name)
+        handle = _CACHE.get(key) if key is not None else None
         if handle is not None:
-            _CACHE.move_to_end(uri)
+            _CACHE.move_to_end(key)
             return handle
     table = store.resolve_table(view, encoder)
+    key = (str(store.path), table.uri)
     with _CACHE_LOCK:
-        handle = _CACHE.get(table.uri)
+        handle = _CACHE.get(key)
     if handle is None:
         handle = Searcher(store, table)  # loads outside the cache lock: other views keep answering
     with _CACHE_LOCK:
-        handle = _CACHE.setdefault(table.uri, handle)
-        _NAMES[name] = table.uri
-        _CACHE.move_to_end(table.uri)
+        handle = _CACHE.setdefault(key, handle)
+        _NAMES[name] = key
+        _CACHE.move_to_end(key)
         while len(_CACHE) > max(max_views, 1):
             _CACHE.popitem(last=False)
     return handle
@@ -391,7 +392,6 @@ def clear_searchers() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
         _NAMES.clear()
-        _STORES.clear()
 
 
 def search(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -89,3 +90,28 @@ def test_the_digest_works_when_the_cache_folder_cannot_be_written(tmp_path, monk
     weights = tmp_path / "w.bin"
     weights.write_bytes(np.arange(100, dtype=np.float32).tobytes())
     assert base.file_digest(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
+def test_a_handle_over_a_bucket_follows_updates_and_each_work_folder_has_its_own(s3_store, sms_file, tmp_path, monkeypatch, word2vec):
+    """Over ``s3://`` the check runs at most once a second (it costs requests); an update
+    published by another machine is served after it, and a second work folder on the same
+    bucket (another machine) gets its own handle and its own copy of the index."""
+    clear_searchers()
+    source = TextSource(str(sms_file(120)), format="sms", id_col="@line", keep=("label", "text"))
+    materialize(source, "a", "word2vec", store=s3_store)
+    build_index("a", store=s3_store)
+    first = search("a", store=s3_store, ids=["3"], k=2)
+    handle = searcher("a", store=s3_store)
+    assert handle.check_every == 1.0 and first.generation.index_version >= 0
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    other = searcher("a", store=s3_store)
+    assert other is not handle and (tmp_path / "machine-b").is_dir()
+    materialize(TextSource(str(sms_file(160, name="more.sms")), format="sms", id_col="@line", keep=("label", "text")), "a", "word2vec", store=s3_store)
+    update_index("a", store=s3_store)  # published from machine b
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))
+    deadline = time.monotonic() + 10
+    while search("a", store=s3_store, ids=["3"], k=1).generation.index_version == first.generation.index_version:
+        assert time.monotonic() < deadline, "the published index was not picked up"
+        time.sleep(0.2)
+    assert search("a", store=s3_store, ids=["150"], k=1)[0][0]["entity_id"] == "150"
+    clear_searchers()
