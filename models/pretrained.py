@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,7 +27,6 @@ from featurestore.serving import ENCODE_LOCK
 __all__ = ["AS_IS", "imagenet", "imagenet_classes", "zero_shot"]
 
 AS_IS = ("imagenet", "zero-shot")
-AsIs = Literal["imagenet", "zero-shot"]
 CLASSES_FILE = Path(__file__).resolve().parent / "data" / "imagenet_classes.txt"
 _LABEL_VECTORS: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 _LOCK = threading.Lock()
