@@ -10,7 +10,10 @@ whatever it would have written), so runs never pile up behind a slow one.
 The lock is a *folder*, not a file: an idle lock leaves no file in the store, so a run that
 fails leaves the store's files exactly as they were. While held, ``holder`` inside it says who
 holds it. The kernel drops a ``flock`` when its process dies, so a killed run never leaves a
-stale lock. Local stores only (``flock`` on a folder is not supported over NFS).
+stale lock; and while a run holds the lock no other run of the view is live, so what it finds
+of earlier runs (staging, an index save's temporary files) is a killed run's and is removed
+(:func:`featurestore.materialization.planning.clear_dead_staging`, ``VectorIndex.save``).
+Local stores only (``flock`` on a folder is not supported over NFS).
 """
 
 from __future__ import annotations

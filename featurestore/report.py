@@ -231,8 +231,10 @@ def _head_part(folder: Path) -> str:
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
         report = json.loads((folder / "report.json").read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return f"<h3>{_e(name)} v{_e(version)}</h3>" + _empty(f"cannot be read ({exc}); retrain it")
+    if not isinstance(manifest, dict) or not isinstance(report, dict):
+        return f"<h3>{_e(name)} v{_e(version)}</h3>" + _empty("manifest.json or report.json is not a JSON object; retrain it")
     slug = f"{name}-{version}"
     plots = []
     if report.get("pr_curve"):

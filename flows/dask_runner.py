@@ -85,6 +85,9 @@ def workers_share_this_api() -> Iterator[None]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
     server = SubprocessASGIServer()  # the instance Prefect's client uses in this process
     server.start()
     os.environ["PREFECT_API_URL"] = server.api_url

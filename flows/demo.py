@@ -34,6 +34,9 @@ def run_demo(*, data: str | None = None, store: str | None = None, say: Say = pr
     sms = root / "spam" / "SMSSpamCollection"
     if not sms.is_file():
         raise SourceError(f"the demo data is not at {sms}; pass --data with the folder that holds spam/SMSSpamCollection")
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
     runs: list[dict[str, Any]] = []
 
     def step(title: str, source: Any, view: str, encoder: str, **options: Any) -> dict[str, Any]:

@@ -146,7 +146,9 @@ def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int |
         result = _index_inline(store, view.name, encoder_id, info is not None, options)
     else:
         from flows.index import index_flow
+        from flows.prefect_server import tie_to_this_process
 
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         result = index_flow(view.name, encoder_id, store, "update", options)
     status = "built" if info is None else ("rebuilt" if result["rebuilt"] else "updated")
     return {"status": status, "rows": result["rows"], "recall_at_10": result["recall_at_10"], "factory": result["factory"],
@@ -188,8 +190,10 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
 
         trained = train_and_register(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     else:
+        from flows.prefect_server import tie_to_this_process
         from flows.train import train_flow
 
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         trained = train_flow(head.task, head.view, encoder_id, store, head.name, dict(head.options))
     from models.registry import headline_metrics
 
@@ -305,6 +309,10 @@ def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "l
 def _summary_flow() -> Any:
     from prefect import flow
 
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
+
     @flow(name="refresh-summary", log_prints=False, persist_result=False)
     def refresh_summary(summary: dict[str, Any]) -> None:
         """Publish the summary of a refresh whose steps ran as their own flows."""
@@ -317,6 +325,10 @@ def _summary_flow() -> Any:
 def _refresh_flow() -> Any:
     """The Prefect flow, made on first use: importing Prefect costs more than a refresh with nothing to do."""
     from prefect import flow
+
+    from flows.prefect_server import tie_to_this_process
+
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
 
     @flow(name="refresh", log_prints=False, persist_result=False)
     def refresh_flow(config: str, view: str | None = None) -> dict[str, Any]:

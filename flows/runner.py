@@ -101,7 +101,9 @@ def _plan_and_run(
     if runner == "inline" or not (p.shards or p.copies or p.tombstones):
         return lib.run_plan(p, progress=progress)
     from flows.materialize import materialize_flow
+    from flows.prefect_server import tie_to_this_process
 
+    tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
     flow = materialize_flow if cluster is None else materialize_flow.with_options(task_runner=cluster.task_runner())
     # The weights load while the flow server starts; Dask workers load their own.
     warm = _load_in_background(p) if cluster is None else None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -72,9 +71,11 @@ def scheduling_server() -> Iterator[str]:
     _check_scheduler_dependencies()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "error", "--lifespan", "on"],
+    from flows.prefect_server import tied_command
+
+    process = subprocess.Popen(  # a child that stops when this process dies, however it dies
+        tied_command("uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+                     "--log-level", "error", "--lifespan", "on"),
         env={**os.environ, "PREFECT_API_URL": ""},
     )
     try:

@@ -8,9 +8,18 @@ Each version folder holds::
                                    metrics, created_at, head format and class, sha256 of every file
     report.json                    the whole evaluation
 
-Loading never runs untrusted code: skops loads only types on an allow-list (scikit-learn,
-numpy, scipy), and torch heads are rebuilt from tensors by a class on an allow-list. Every file is
-checked against the sha256 in its manifest first, so a file changed after saving is refused.
+Loading never runs code a model folder brings. A sha256 in the manifest only catches accidents
+(whoever can rewrite a head can rewrite its manifest too), so a version folder is treated as
+untrusted data:
+
+- it holds plain files of the names listed below, no links, and the manifest names no others;
+- ``head.skops`` is read only when every object in it is of a type in ``SKOPS_TYPES`` and built by
+  a skops node kind in ``SKOPS_NODES``: exact names, the ones this project's heads save (a test
+  trains every head kind and checks), never a prefix such as ``numpy.`` (which admits
+  ``numpy.testing._private.utils.runstring``) and not skops's own default trust (every
+  scikit-learn estimator, numpy and scipy ufuncs);
+- a torch head is rebuilt from tensors (safetensors, no pickle) by a class on an allow-list;
+- a file that cannot be read as what it should be is a :class:`ModelError` naming the file.
 
 Torch heads agree to this contract: the head object (the scikit-learn style wrapper that
 TrainResult carries) is listed in ``TORCH_HEAD_CLASSES`` (or registered with :func:`torch_head`,
@@ -21,13 +30,15 @@ e.g. by a plugin or a test) and exposes
 - classmethod ``from_state(tensors, config)``: the fitted head again.
 
 Versions are integers 1, 2, ...; a version is written to a hidden temporary folder and renamed
-into place, so a crash leaves no half-written version. Heads are saved byte-for-byte
-deterministically (skops zip members get canonical names and a fixed timestamp), so training
-twice from the same manifest gives identical files.
+into place, so a crash leaves no half-written version, and the next save of the name removes the
+killed writer's temporary folder. Heads are saved byte-for-byte deterministically (skops zip
+members get canonical names and a fixed timestamp), so training twice from the same manifest
+gives identical files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import io
@@ -37,6 +48,9 @@ import re
 import shutil
 import uuid
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,20 +58,43 @@ from typing import Any, TypeVar
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, NotFoundError, StoreError
+from featurestore.errors import EncoderError, FeatureStoreError, NotFoundError, StoreError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 from models.base import LoadedModel, TrainResult
 
-__all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encoders", "save_model", "torch_head"]
+__all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encoders", "save_model", "skops_refusals", "torch_head"]
 
 SKOPS_FILE = "head.skops"
 TORCH_FILE = "head.safetensors"
 TORCH_CONFIG = "head.json"
 LISTED = ("manifest.json", "report.json")  # what listing a remote store's models fetches (not the heads)
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.")
-# this package's own scikit-learn style wrappers that skops may rebuild (plain attributes, no code)
-TRUSTED_HEAD_TYPES = ("models.tagging.TokenLogisticRegression", "models.ner.TokenLogisticRegression")
+MODEL_FILES = frozenset({SKOPS_FILE, TORCH_FILE, TORCH_CONFIG, "report.json"})  # what a version's manifest may list
+# Every type a saved scikit-learn head holds, by full name: what the heads this project trains save
+# (classify/spam/image logistic and mlp pipelines, the ranking pipeline, TokenLogisticRegression).
+# tests/security/test_skops_trust.py trains each kind and checks its archive against these sets, so a
+# head that needs another type fails a test instead of widening trust. None of them runs code when
+# built: skops makes them with ``cls.__new__`` and sets their attributes.
+SKOPS_TYPES = frozenset({
+    "builtins.dict",
+    "builtins.list",
+    "builtins.str",
+    "builtins.tuple",
+    "numpy.float64",
+    "numpy.ndarray",
+    "numpy.random.mtrand.RandomState",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._label.LabelBinarizer",
+    "models.tagging.TokenLogisticRegression",
+    "models.ner.TokenLogisticRegression",  # saved before the heads moved to models.tagging
+})
+# The skops node kinds those heads are written with. Not among them: FunctionNode, MethodNode,
+# PartialNode, OperatorFuncNode and ConstructorFromReduceNode (they hand out or call callables).
+SKOPS_NODES = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "RandomStateNode", "TupleNode", "TypeNode"})
 TORCH_HEAD_CLASSES = (
     "models.tagging.TorchTokenClassifier",
     "models.ner.TorchTokenClassifier",  # saved before the heads moved to models.tagging
@@ -97,26 +134,52 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     store.ensure_writable()
     folder = store.fetch(f"models/{name}", marker="manifest.json", names=LISTED)  # a remote store's versions count too
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        head_info = _write_head(tmp, result.head)
-        (tmp / "report.json").write_text(_json(result.report))
-        while True:  # another writer may take a version number first: take the next one
-            version = _next_version(folder)
-            manifest = _manifest(result, name, version, head_info, tmp)
-            (tmp / "manifest.json").write_text(_json(manifest))
-            try:
-                os.rename(tmp, folder / str(version))
-                break
-            except OSError:
-                if not (folder / str(version)).exists():
-                    raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with _writing(folder):
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            head_info = _write_head(tmp, result.head)
+            (tmp / "report.json").write_text(_json(result.report))
+            while True:  # another writer may take a version number first: take the next one
+                version = _next_version(folder)
+                manifest = _manifest(result, name, version, head_info, tmp)
+                (tmp / "manifest.json").write_text(_json(manifest))
+                try:
+                    os.rename(tmp, folder / str(version))
+                    break
+                except OSError:
+                    if not (folder / str(version)).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     store.publish(f"models/{name}/{version}")
     return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root)
+
+
+@contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """Hold a shared ``flock`` on a model's folder while writing a version; first remove dead writers' ``.tmp-*``.
+
+    Models have no view lock, and two trainings of one name may save at once (each takes the
+    next version). Every writer holds the folder's lock *shared* while its ``.tmp-*`` exists, so
+    whoever gets it *exclusively* knows that no writer is at work: every ``.tmp-*`` there is a
+    killed writer's (the kernel drops a dead process's ``flock``), and is removed. When another
+    writer is at work the sweep waits for the next save. No pid or age guess is involved.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # a live writer holds it: its .tmp-* is live
+        else:
+            for dead in folder.glob(".tmp-*"):
+                shutil.rmtree(dead, ignore_errors=True)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # (a conversion may let go in between: this writer has no .tmp-* yet)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _write_head(folder: Path, head: Any) -> dict[str, str]:
@@ -130,7 +193,14 @@ def _write_head(folder: Path, head: Any) -> dict[str, str]:
         return {"format": "safetensors", "class": path}
     import skops.io as sio
 
-    (folder / SKOPS_FILE).write_bytes(canonical_skops(sio.dumps(head)))
+    data = canonical_skops(sio.dumps(head))
+    refused = skops_refusals(data)
+    if refused:  # a head the registry would refuse to load is never saved
+        raise ModelError(
+            f"a {path} head holds types the registry does not load ({', '.join(map(repr, refused[:3]))}); it is not saved. "
+            "Add them to models.registry.SKOPS_TYPES only once it is clear that building them runs no code"
+        )
+    (folder / SKOPS_FILE).write_bytes(data)
     return {"format": "skops", "class": path}
 
 
@@ -204,11 +274,7 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
-    path = store.path / "models" / name / str(versions[-1]) / "manifest.json"
-    try:
-        return versions[-1], json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model {name} v{versions[-1]}: manifest.json cannot be read ({exc}); retrain it") from None
+    return versions[-1], _read_manifest(f"model {name} v{versions[-1]}", store.path / "models" / name / str(versions[-1]))
 
 
 # --------------------------------------------------------------------------------- load
@@ -226,62 +292,150 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     if version not in versions:
         raise UnknownModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
     path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model {name} v{version}: manifest.json cannot be read ({exc}); retrain it") from None
-    _verify(name, version, path, manifest)
-    head = _read_head(name, version, path, manifest.get("head", {}))
+    model = f"model {name} v{version}"
+    manifest = _read_manifest(model, path)
+    _verify(model, path, manifest["files"])
+    head = _read_head(model, path, manifest["head"])
     return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root)
 
 
-def _verify(name: str, version: int, path: Path, manifest: dict[str, Any]) -> None:
-    """Refuse a version whose files differ from the sha256 its manifest recorded."""
-    files = manifest.get("files") or {}
+def _read_manifest(model: str, path: Path) -> dict[str, Any]:
+    """The manifest of the version folder ``path``, once the folder holds only plain files."""
+    _refuse_links(model, path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{model}: manifest.json cannot be read ({_first_line(exc)}); retrain it") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("head"), dict):
+        raise ModelError(f"{model}: manifest.json is not a model manifest (it needs objects 'files' and 'head'); retrain it")
+    return manifest
+
+
+def _refuse_links(model: str, path: Path) -> None:
+    """A version folder holds plain files: a link could make a load read a file outside the store."""
+    for entry in [path, *path.iterdir()]:
+        if entry.is_symlink() or not (entry.is_dir() if entry == path else entry.is_file()):
+            raise ModelError(f"{model}: {entry.name} is a link or not a plain file; a model folder holds plain files only, retrain it")
+
+
+def _verify(model: str, path: Path, files: dict[str, Any]) -> None:
+    """Refuse a version whose files differ from the sha256 its manifest recorded, or whose manifest
+    names a file that is not a model file (``../x`` would be read outside the folder)."""
+    foreign = sorted(str(f) for f in files if f not in MODEL_FILES)
+    if foreign:
+        raise ModelError(f"{model}: manifest.json lists {foreign[0]!r}, which is not a model file ({', '.join(sorted(MODEL_FILES))}); retrain it")
     present = {p.name for p in path.iterdir()} - {"manifest.json"}
     added = sorted(present - set(files))
     if added:
-        raise ModelError(f"model {name} v{version}: {added[0]} was added after it was saved; remove it or retrain")
+        raise ModelError(f"{model}: {added[0]} was added after it was saved; remove it or retrain")
     for file, digest in files.items():
         if not (path / file).is_file():
-            raise ModelError(f"model {name} v{version}: {file} is missing; retrain it")
+            raise ModelError(f"{model}: {file} is missing; retrain it")
         if _sha256(path / file) != digest:
-            raise ModelError(f"model {name} v{version}: {file} was modified after it was saved (sha256 mismatch); retrain it")
+            raise ModelError(f"{model}: {file} was modified after it was saved (sha256 mismatch); retrain it")
 
 
-def _read_head(name: str, version: int, path: Path, head: dict[str, str]) -> Any:
+# What reading a damaged or foreign head file raises, from zipfile, json, skops, safetensors and torch.
+_DAMAGED = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, RecursionError,
+            NotImplementedError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_head(model: str, path: Path, head: dict[str, Any]) -> Any:
     if head.get("format") == "skops":
-        return _read_skops(name, version, path / SKOPS_FILE)
+        return _read_skops(model, path / SKOPS_FILE)
     if head.get("format") == "safetensors":
-        cls = _allowed_torch_head(name, version, head.get("class", ""))
-        from safetensors.torch import load_file
-
-        return cls.from_state(load_file(str(path / TORCH_FILE)), json.loads((path / TORCH_CONFIG).read_text()))
-    raise ModelError(f"model {name} v{version}: unknown head format {head.get('format')!r}; formats: skops, safetensors")
+        return _read_torch(model, path, _allowed_torch_head(model, head.get("class", "")))
+    raise ModelError(f"{model}: unknown head format {head.get('format')!r}; formats: skops, safetensors")
 
 
-def _read_skops(name: str, version: int, file: Path) -> Any:
+def _read_skops(model: str, file: Path) -> Any:
+    """The head in ``file``, built only once its schema holds nothing but allowed types and node kinds."""
     import skops.io as sio
 
     data = file.read_bytes()
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_HEAD_TYPES]
+    try:
+        refused = skops_refusals(data)
+    except _DAMAGED as exc:
+        raise ModelError(f"{model}: {file.name} is damaged or not a skops archive ({_first_line(exc)}); retrain it") from None
     if refused:
         raise ModelError(
-            f"model {name} v{version}: {file.name} holds types outside scikit-learn, numpy and scipy "
-            f"({', '.join(refused[:3])}); it is not loaded"
+            f"{model}: {file.name} holds types that no head of this project saves ({', '.join(map(repr, refused[:3]))}); "
+            "it is not loaded. Load models only from stores you trust, or retrain it"
         )
-    return sio.loads(data, trusted=untrusted)
+    try:
+        return sio.loads(data, trusted=sorted(SKOPS_TYPES))
+    except _DAMAGED as exc:
+        raise ModelError(f"{model}: {file.name} is damaged ({_first_line(exc)}); retrain it") from None
 
 
-def _allowed_torch_head(name: str, version: int, class_path: str) -> type:
+def skops_refusals(data: bytes) -> list[str]:
+    """What in a skops archive is outside ``SKOPS_TYPES`` / ``SKOPS_NODES``, sorted (empty: loadable).
+
+    Read from ``schema.json`` alone (nothing is imported or built), every node of the tree, then
+    checked again by skops's own audit: its defaults trust far more (every scikit-learn estimator,
+    numpy and scipy ufuncs as functions), which the schema walk does not. A damaged archive raises
+    one of ``_DAMAGED`` (``BadZipFile``, ``KeyError`` for a missing schema, ``ValueError`` ...).
+    """
+    import skops.io as sio
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    refused: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            if "__loader__" in node:
+                kind, type_name = str(node["__loader__"]), f"{node.get('__module__')}.{node.get('__class__')}"
+                if kind not in SKOPS_NODES:
+                    refused.add(f"{type_name} ({kind})")
+                elif type_name not in SKOPS_TYPES:
+                    refused.add(type_name)
+            stack.extend(node.values())
+    if not refused:  # skops builds its audit tree only from a schema of known node kinds and types
+        refused.update(t for t in sio.get_untrusted_types(data=data) if t not in SKOPS_TYPES)
+    return sorted(refused)
+
+
+def _read_torch(model: str, path: Path, cls: type) -> Any:
+    """A torch head from its tensors (safetensors: no pickle) and its JSON config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path / TORCH_FILE))
+    except (SafetensorError, *_DAMAGED) as exc:
+        raise ModelError(f"{model}: {TORCH_FILE} is damaged or not a safetensors file ({_first_line(exc)}); retrain it") from None
+    try:
+        config = json.loads((path / TORCH_CONFIG).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{model}: {TORCH_CONFIG} cannot be read ({_first_line(exc)}); retrain it") from None
+    try:
+        return cls.from_state(tensors, config)
+    except FeatureStoreError as exc:
+        raise ModelError(f"{model}: {TORCH_CONFIG} does not describe a {cls.__name__} ({exc}); retrain it") from None
+    except _DAMAGED as exc:
+        raise ModelError(f"{model}: {TORCH_FILE} and {TORCH_CONFIG} do not make a {cls.__name__} ({_first_line(exc)}); retrain it") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message cut to one short line: a damaged file's errors can run to pages."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def _allowed_torch_head(model: str, class_path: Any) -> type:
     """The torch head class named in the manifest, only when it is on the allow-list."""
+    if not isinstance(class_path, str):
+        raise ModelError(f"{model}: head class {class_path!r} is not an allowed torch head; it is not loaded")
     if class_path in _TORCH_HEADS:
         return _TORCH_HEADS[class_path]
     if class_path in TORCH_HEAD_CLASSES:
         module, _, attr = class_path.rpartition(".")
         return getattr(importlib.import_module(module), attr)
-    raise ModelError(f"model {name} v{version}: head class {class_path!r} is not an allowed torch head; it is not loaded")
+    raise ModelError(f"{model}: head class {class_path!r} is not an allowed torch head; it is not loaded")
 
 
 # -------------------------------------------------------------------------- list, encoders
@@ -295,19 +449,20 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         for version in model_versions(folder):
             try:
-                manifest = json.loads((folder / str(version) / "manifest.json").read_text())
-            except (OSError, ValueError):
-                rows.append({"name": folder.name, "version": version, "error": "manifest.json cannot be read"})
+                manifest = _read_manifest(f"model {folder.name} v{version}", folder / str(version))
+            except ModelError as exc:
+                rows.append({"name": folder.name, "version": version, "error": str(exc)})
                 continue
+            metrics, training, encoders = (manifest.get(k) for k in ("metrics", "training_set", "encoders"))
             rows.append(
                 {
                     "name": folder.name,
                     "version": version,
                     "task": manifest.get("task"),
-                    "metrics": manifest.get("metrics", {}),
+                    "metrics": metrics if isinstance(metrics, dict) else {},
                     "created_at": manifest.get("created_at"),
-                    "encoders": [e.get("encoder_id") for e in manifest.get("encoders", [])],
-                    "rows": manifest.get("training_set", {}).get("rows"),
+                    "encoders": [e.get("encoder_id") for e in encoders if isinstance(e, dict)] if isinstance(encoders, list) else [],
+                    "rows": training.get("rows") if isinstance(training, dict) else None,
                 }
             )
     return rows
@@ -330,7 +485,11 @@ def headline_metrics(metrics: dict[str, Any], n: int = 3) -> dict[str, float]:
 def model_encoders(loaded: LoadedModel) -> list[BaseEncoder]:
     """The model's encoders rebuilt from their refs; refuses one whose encoder_id now differs."""
     encoders = []
-    for entry in loaded.manifest.get("encoders", []):
+    entries = loaded.manifest.get("encoders", [])
+    for entry in entries if isinstance(entries, list) else [entries]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("encoder_ref", ""), (str, type(None)))
+                and isinstance(entry.get("encoder_options") or {}, dict) and isinstance(entry.get("encoder_id"), str)):
+            raise ModelError(f"model {loaded.name} v{loaded.version}: manifest.json's encoders are not encoder records; retrain it")
         ref = entry.get("encoder_ref")
         if not ref:
             raise EncoderError(f"model {loaded.name} v{loaded.version} does not record how to rebuild encoder {entry.get('encoder_id')}")

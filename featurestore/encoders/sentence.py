@@ -150,7 +150,12 @@ class SentenceTransformerEncoder(BaseEncoder):
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()  # no per-load bars in flow logs
-                model = st.SentenceTransformer(str(self.path), device=device, local_files_only=True)
+                try:  # trust_remote_code stays False: a folder whose modules.json or config names code outside
+                    # sentence-transformers and transformers is refused (ValueError) before anything is imported
+                    model = st.SentenceTransformer(str(self.path), device=device, local_files_only=True)
+                except (ValueError, OSError) as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise EncoderError(f"cannot load the sentence-transformers model at {self.path}: {first[:300]}") from None
                 model.eval()
                 if device.startswith("cuda"):
                     model.half()
@@ -405,16 +410,19 @@ def _read_model_config(path: Path) -> dict[str, Any]:
     weights = next((path / n for n in ("model.safetensors", "pytorch_model.bin") if (path / n).is_file()), None)
     if weights is None:
         raise EncoderError(f"{path} has no model.safetensors or pytorch_model.bin: the weights are missing")
-    config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    modules = json.loads((path / "modules.json").read_text())
-    pooling: dict[str, Any] = {}
-    for module in modules:
-        if module.get("type", "").endswith("Pooling"):
-            cfg = path / module.get("path", "") / "config.json"
-            if cfg.is_file():
-                pooling = json.loads(cfg.read_text())
-    bert_cfg = path / "sentence_bert_config.json"
-    st_cfg = json.loads(bert_cfg.read_text()) if bert_cfg.is_file() else {}
+    try:
+        config = json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+        modules = json.loads((path / "modules.json").read_text())
+        pooling: dict[str, Any] = {}
+        for module in modules:
+            if module.get("type", "").endswith("Pooling"):
+                cfg = path / module.get("path", "") / "config.json"
+                if cfg.is_file():
+                    pooling = json.loads(cfg.read_text())
+        bert_cfg = path / "sentence_bert_config.json"
+        st_cfg = json.loads(bert_cfg.read_text()) if bert_cfg.is_file() else {}
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise EncoderError(f"{path} is not a sentence-transformers model folder: its JSON configs cannot be read ({exc})") from None
     dim = pooling.get("word_embedding_dimension") or config.get("hidden_size")
     if not dim:
         raise EncoderError(f"cannot tell the output dimension of {path}: no pooling config or hidden_size")

@@ -92,6 +92,53 @@ def detect_format(path: Path) -> VectorFormat:
     )
 
 
+# What a gensim 4 KeyedVectors file (a pickle) may build: the class and numpy arrays, nothing that
+# runs code. The numpy 1 spelling (numpy.core) is what files written before numpy 2 name.
+_NATIVE_GLOBALS = frozenset({
+    ("gensim.models.keyedvectors", "KeyedVectors"),
+    ("numpy", "dtype"),
+    ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+})
+_ATTRIBUTE = re.compile(r"^[A-Za-z_]\w*$")
+
+
+def _load_native(path: Path, kv_cls: Any) -> Any:
+    """A gensim native file, memory-mapped, without letting its pickle call anything.
+
+    ``KeyedVectors.load`` is ``pickle.load``: a ``.kv`` file, or a ``w2v:`` ref that a model
+    manifest or a table's metadata names, could run any code. This reads the pickle with an
+    unpickler that builds only ``_NATIVE_GLOBALS``, then lets gensim map the arrays it saved
+    beside it (``np.load``, no pickles); a file that needs more is refused.
+    """
+    import pickle
+
+    from gensim.utils import SaveLoad
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) not in _NATIVE_GLOBALS:
+                raise EncoderError(f"{path} asks to build {module}.{name}, which a gensim KeyedVectors file does not hold; it is not loaded")
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as fh:
+            kv = Unpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise EncoderError(f"cannot read word vectors from {path} as gensim native: {exc}") from None
+    if type(kv) is not kv_cls:
+        raise EncoderError(f"{path} holds a {type(kv).__name__}, not gensim KeyedVectors; it is not loaded")
+    arrays = getattr(kv, "__numpys", [])
+    if getattr(kv, "__scipys", []) or getattr(kv, "__recursive_saveloads", []) or not all(isinstance(a, str) and _ATTRIBUTE.match(a) for a in arrays):
+        raise EncoderError(f"{path} names extra files that a gensim KeyedVectors file does not have; it is not loaded")
+    compress, subname = SaveLoad._adapt_by_suffix(str(path))
+    kv._load_specials(str(path), None if compress else "r", compress, subname)
+    return kv
+
+
 class Word2VecEncoder(BaseEncoder):
     """Pooled word vectors for texts, or each word's own vector.
 
@@ -183,7 +230,7 @@ class Word2VecEncoder(BaseEncoder):
         kv_cls = models.KeyedVectors
         try:
             if self.format == "gensim":
-                return kv_cls.load(str(self.path), mmap="r")
+                return _load_native(self.path, kv_cls)
             return kv_cls.load_word2vec_format(
                 str(self.path),
                 binary=self.format == "word2vec-binary",

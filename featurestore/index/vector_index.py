@@ -33,6 +33,12 @@ from featurestore.index.delta import Delta, merge, selector_excluding
 RECALL_K = 10
 LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files
 INDEX_FILES = re.compile(r"^(index(-\w+)?\.faiss|ids(-\w+)?\.parquet|delta(-\w+)?\.parquet)$")
+# What index.json may name, by kind: plain names in the index folder (``../x`` would read outside it).
+FILE_NAMES = {"index": re.compile(r"^index(-\w+)?\.faiss$"), "ids": re.compile(r"^ids(-\w+)?\.parquet$"), "delta": re.compile(r"^delta(-\w+)?\.parquet$")}
+# The first four bytes of the index files built here: IndexIDMap2 (flat and HNSW), IndexIVFFlat, IndexRefine
+# (IVF-PQ). Checked before FAISS, C++ code, parses the rest of a file that may come from anywhere.
+FAISS_HEADERS = (b"IxM2", b"IwFl", b"IxRF")
+TEMPORARY = re.compile(r"^\..+\.tmp$")  # what a save writes before renaming it into place
 
 
 @dataclass
@@ -308,8 +314,9 @@ class VectorIndex:
         """Write new files under new names, then ``index.json`` naming them: the one commit point.
 
         A process killed before ``index.json`` is replaced leaves the previous, consistent set in
-        force. An index loaded from ``folder`` and updated since writes its id map and delta, not
-        the index file again. Files named by neither the new nor the previous ``index.json`` are
+        force; the next save removes what it wrote (files under new names, temporary files). An
+        index loaded from ``folder`` and updated since writes its id map and delta, not the index
+        file again. Files named by neither the new nor the previous ``index.json`` are
         deleted afterwards (the previous set stays for readers that opened it). ``memory_bytes``
         is the index file's size: what loading it into memory takes.
         """
@@ -341,8 +348,8 @@ class VectorIndex:
             self.delta.save(folder / files["delta"])
         self.info.files = files
         self.save_info(folder)
-        for path in folder.iterdir():
-            if INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous:
+        for path in folder.iterdir():  # saves run under the view's lock: a temporary file here is a killed save's
+            if (INDEX_FILES.match(path.name) and path.name not in set(files.values()) | previous) or TEMPORARY.match(path.name):
                 path.unlink(missing_ok=True)
 
     def save_info(self, folder: Path) -> None:
@@ -367,14 +374,15 @@ class VectorIndex:
             raise StoreError(f"no index at {folder}; build one with `featurestore index build`")
         try:
             info = IndexInfo(**json.loads(meta.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"{meta} cannot be read ({exc}); {rebuild}") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise StoreError(f"{meta} cannot be read ({str(exc)[:160]}); {rebuild}") from None
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
-        files = info.files or LEGACY_FILES
+        files = _checked_files(folder, info.files or LEGACY_FILES, rebuild)
         base = folder / files["index"]
         in_memory = info.memory_budget is not None and _file_size(base) <= info.memory_budget
         mapped = False
+        _check_header(base, rebuild)
         try:
             if in_memory:
                 raise RuntimeError("read into memory")
@@ -396,16 +404,13 @@ class VectorIndex:
         live = index.ntotal - len(delta.removed) + len(delta.added)
         if live != idmap.num_rows or index.d != info.dim:
             raise StoreError(f"the index at {folder} holds {live} vectors of dimension {index.d} but its id map has {idmap.num_rows}; {rebuild}")
-        loaded = cls(
-            index,
-            idmap.column("position").to_numpy(),
-            idmap.column("entity_id").to_numpy(zero_copy_only=False),
-            idmap.column("content_hash").to_numpy(zero_copy_only=False),
-            info,
-            delta,
-            source=folder,
-            mapped=mapped,
-        )
+        try:
+            positions = idmap.column("position").to_numpy()
+            entity_ids = idmap.column("entity_id").to_numpy(zero_copy_only=False)
+            hashes = idmap.column("content_hash").to_numpy(zero_copy_only=False)
+        except (KeyError, pa.ArrowInvalid) as exc:
+            raise StoreError(f"the id map {folder / files['ids']} is not one ({exc}); {rebuild}") from None
+        loaded = cls(index, positions, entity_ids, hashes, info, delta, source=folder, mapped=mapped)
         loaded._apply(info.params)
         return loaded
 
@@ -423,6 +428,31 @@ def exact_search(x: Rows, q: np.ndarray, k: int, metric: str) -> np.ndarray:
         order = np.argsort(-best_d if metric == "cosine" else best_d, axis=1, kind="stable")[:, :k]
         best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
     return best_i
+
+
+def _checked_files(folder: Path, files: Any, rebuild: str) -> dict[str, str]:
+    """``index.json``'s files, each a plain file named as this module names them (never a path
+    out of the folder, never a link), with the index and id map among them."""
+    named = isinstance(files, dict) and {"index", "ids"} <= set(files)
+    bad = [f"{k}: {v!r}" for k, v in files.items() if k not in FILE_NAMES or not isinstance(v, str) or not FILE_NAMES[k].match(v)] if named else []
+    if not named or bad:
+        listed = ", ".join(bad) if bad else repr(files)
+        raise StoreError(f"{folder / 'index.json'} names files that are not this index's ({listed}); {rebuild}")
+    for name in files.values():
+        if (folder / name).is_symlink():
+            raise StoreError(f"the index file {folder / name} is a link; an index folder holds plain files only, {rebuild}")
+    return files
+
+
+def _check_header(path: Path, rebuild: str) -> None:
+    """Refuse a file that is missing or does not start as the index files built here do."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise StoreError(f"the index file {path} cannot be read ({exc.strerror or exc}); {rebuild}") from None
+    if head not in FAISS_HEADERS:
+        raise StoreError(f"the index file {path} is not a FAISS index built here (it starts with {head!r}); {rebuild}")
 
 
 def _file_size(path: Path) -> int:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, SourceError
+from featurestore.locks import view_lock
 from featurestore.sources import Source, to_dict
 from featurestore.store import Store, TableMeta
 from featurestore.store.schema import SYSTEM_COLUMNS, TIMESTAMP
@@ -133,6 +134,9 @@ def plan(
     """Scan the source against the table's latest state and stage the rows to write.
 
     Raises a :class:`FeatureStoreError` subclass, with the store untouched, on any user error.
+    Stages under the view's lock (:mod:`featurestore.locks`), after removing what killed runs of
+    the view left staged (:func:`clear_dead_staging`); run the plan under the lock as well (as
+    :func:`~featurestore.materialization.materialize` does), so that no other run clears its staging.
     """
     if on_duplicate not in ("error", "last"):
         raise SourceError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
@@ -146,37 +150,35 @@ def plan(
     meta = table_meta(view, enc, encoder, options)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
-    created = store.ensure_writable()
-    state = table.state()
-    run_id = uuid.uuid4().hex[:12]
-    staging = store.path / "_staging" / view / enc.encoder_id / run_id
-    _clear_stale_staging(staging.parent)
-    p = Plan(
-        run_id=run_id,
-        store=store.root,
-        view=view,
-        encoder=encoder,
-        encoder_options=options,
-        encoder_id=enc.encoder_id,
-        meta=asdict(meta),
-        source=to_dict(source),
-        staging=str(staging),
-        strict=strict,
-        base_version=table.version(),
-        started_at=time.time(),
-        run_time=datetime.now(timezone.utc).isoformat(),
-    )
-    try:
-        staging.mkdir(parents=True, exist_ok=True)
-        _stage(p, source, state, full_sync=full_sync, on_duplicate=on_duplicate, strict=strict, shard_size=shard_size)
-        p.save()
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        remove_empty_parents(staging.parent, store.path)
-        if created is not None:  # the store did not exist before this run: leave no trace
-            shutil.rmtree(created, ignore_errors=True)
-        raise
-    return p
+    with view_lock(store, view, "materialize"):  # re-entrant: materialize and the runner hold it for the whole run
+        clear_dead_staging(store, view)
+        state = table.state()
+        run_id = uuid.uuid4().hex[:12]
+        staging = store.path / "_staging" / view / enc.encoder_id / run_id
+        p = Plan(
+            run_id=run_id,
+            store=store.root,
+            view=view,
+            encoder=encoder,
+            encoder_options=options,
+            encoder_id=enc.encoder_id,
+            meta=asdict(meta),
+            source=to_dict(source),
+            staging=str(staging),
+            strict=strict,
+            base_version=table.version(),
+            started_at=time.time(),
+            run_time=datetime.now(timezone.utc).isoformat(),
+        )
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            _stage(p, source, state, full_sync=full_sync, on_duplicate=on_duplicate, strict=strict, shard_size=shard_size)
+            p.save()
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            remove_empty_parents(staging.parent, store.path)
+            raise  # the lock removes the store root again when this run created it (it holds no file)
+        return p
 
 
 class _Staging:
@@ -325,14 +327,18 @@ def _stage(
             p.tombstones.append(str(path))
 
 
-def _clear_stale_staging(folder: Path, max_age_s: float = 6 * 3600) -> None:
-    """Remove staging folders left by killed runs (the diff re-plans their rows anyway)."""
-    if not folder.is_dir():
-        return
-    now = time.time()
-    for old in folder.iterdir():
-        if old.is_dir() and now - old.stat().st_mtime > max_age_s:
-            shutil.rmtree(old, ignore_errors=True)
+def clear_dead_staging(store: Store, view: str) -> None:
+    """Remove the staging folders that earlier runs of ``view`` left: every one is a dead run's.
+
+    Call with the view's lock held. Every run stages under that lock (:func:`plan` takes it;
+    materialize and the runner hold it from the plan to the last commit), so while it is held no
+    other run's staging is live: what is there was left by a run that was killed (a failed run
+    removes its own). What such a run committed stays, and this run's diff re-plans the rest.
+    """
+    folder = store.path / "_staging" / view
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+        remove_empty_parents(folder.parent, store.path)
 
 
 def remove_empty_parents(path: Path, root: Path) -> None:

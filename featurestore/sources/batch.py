@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Iterator, Protocol
 
+from featurestore.errors import SourceError
+
 
 @dataclass
 class SourceBatch:
@@ -59,8 +61,14 @@ def from_dict(data: dict[str, Any]) -> Any:
     import importlib
 
     data = dict(data)
-    module, _, name = _KINDS[data.pop("kind")].partition(":")
+    kind = data.pop("kind", None)
+    if kind not in _KINDS:  # a run record or plan from elsewhere names only one of these: nothing is imported by name
+        raise SourceError(f"a recorded source is of kind {kind!r}; kinds: {', '.join(_KINDS)}. Pass the source again")
+    module, _, name = _KINDS[kind].partition(":")
     cls = getattr(importlib.import_module(module), name)
     if "keep" in data:
         data["keep"] = tuple(data["keep"])
-    return cls(**data)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise SourceError(f"a recorded {kind} source does not describe one ({exc}); pass the source again") from None

@@ -39,6 +39,7 @@ MARKERS = ("manifest.json", "index.json")  # written last: their presence means 
 TOKEN_NAMED = re.compile(r"^[a-z]+-[0-9a-f]{12}\.\w+$")  # index-<token>.faiss ...: written once, never changed
 STAMP = "%Y%m%dT%H%M%S%fZ"  # generation names start with their UTC publish time
 STALE_GENERATION = timedelta(minutes=15)  # generations older than the previous one go after this
+GENERATION = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{8}$")  # what publish_generation names them: a CURRENT naming more is refused
 
 # deltalake's S3 option names (lower case) -> pyarrow.fs.S3FileSystem's
 _S3_OPTIONS = {
@@ -137,6 +138,10 @@ class Artifacts:
         except OSError as exc:
             raise self._fail("list", relative, exc) from None
         found = sorted(info.path[len(base) + 1 :] for info in infos if info.type == pafs.FileType.File)
+        for name in found:  # an object key is any string: "a/../../x" would be written outside the work folder
+            if any(part in ("", ".", "..") for part in name.split("/")):
+                raise StoreError(f"{self.root}/{relative}/{name}: an object name that leads out of its folder; it is not fetched. "
+                                 "The store never writes such names: remove the object from the bucket")
         if marker is not None:
             complete = {name.rpartition("/")[0] for name in found if name.rpartition("/")[2] == marker}
             found = [name for name in found if name.rpartition("/")[0] in complete]
@@ -174,6 +179,7 @@ class Artifacts:
         base = self._remote(relative)
         try:
             previous = self._read_text(f"{base}/{CURRENT}")
+            previous = previous if previous and GENERATION.match(previous) else None  # a foreign CURRENT is replaced, not followed
             for path in files:
                 target = f"{base}/{generation}/{path.name}"
                 if previous and self._unchanged(path, f"{base}/{previous}/{path.name}"):
@@ -200,7 +206,7 @@ class Artifacts:
         marker = local / LOCAL_GENERATION
         incoming = local.parent / f".fetch-{local.name}-{uuid.uuid4().hex[:8]}"
         try:
-            generation = self._read_text(f"{base}/{CURRENT}")
+            generation = self._current(base, relative)
             if generation is None or (marker.is_file() and marker.read_text() == generation):
                 return
             infos = self.fs.get_file_info(pafs.FileSelector(f"{base}/{generation}", recursive=False, allow_not_found=True))
@@ -226,10 +232,19 @@ class Artifacts:
         read from the bucket alone: a look at ``index.json`` need not download the index."""
         base = self._remote(relative)
         try:
-            generation = self._read_text(f"{base}/{CURRENT}")
+            generation = self._current(base, relative)
             return None if generation is None else self._read_text(f"{base}/{generation}/{name}")
         except OSError as exc:
             raise self._fail("read", relative, exc) from None
+
+    def _current(self, base: str, relative: str) -> str | None:
+        """The generation ``CURRENT`` names, refused unless it is a name publish_generation gives
+        (it becomes part of the paths read: ``../x`` would read another folder)."""
+        generation = self._read_text(f"{base}/{CURRENT}")
+        if generation is not None and not GENERATION.match(generation):
+            raise StoreError(f"{self.root}/{relative}/{CURRENT} names {generation[:80]!r}, which is not a generation this store writes; "
+                             "publish the folder again (for an index: `featurestore index build`)")
+        return generation
 
     # ----------------------------------------------------------------------- file I/O
     def _put(self, path: Path, remote: str) -> None:

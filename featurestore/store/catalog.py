@@ -252,7 +252,7 @@ class Store:
         """The newest recorded materialize run of (view, encoder_id), or None."""
         pattern = f"*-{view}-{encoder_id}.json"
         runs = sorted(self.fetch("runs", pattern=pattern, newest=1).glob(pattern))
-        return json.loads(runs[-1].read_text()) if runs else None
+        return _read_run(runs[-1]) if runs else None
 
     def view_source(self, view: str, encoder_id: str) -> Any:
         """The source the view was last materialized from, rebuilt from its run record.
@@ -276,4 +276,16 @@ class Store:
         if not runs.is_dir():
             return []
         files = sorted(runs.glob("*.json"))[-limit:]
-        return [json.loads(f.read_text()) for f in files]
+        return [_read_run(f) for f in files]
+
+
+def _read_run(path: Path) -> dict[str, Any]:
+    """One run record; a damaged or foreign one is a StoreError naming it (records are history only)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        record = exc
+    if not isinstance(record, dict):
+        why = f" ({str(record)[:120]})" if isinstance(record, Exception) else ""
+        raise StoreError(f"the run record {path} cannot be read{why}; delete it (run records only keep a store's history)")
+    return record

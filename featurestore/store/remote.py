@@ -19,6 +19,7 @@ REMOTE_SCHEMES = ("s3", "s3a", "gs")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
+_BACKTRACE = re.compile(r"^\s*\d+: ", re.MULTILINE)  # where a Rust backtrace starts ("   0: <unknown>")
 
 
 def scheme_of(uri: str) -> str:
@@ -48,6 +49,8 @@ def check_scheme(uri: str) -> None:
 def describe(exc: BaseException) -> str:
     """One line out of an object store's nested error (the service's error code when it sent one)."""
     text = _ANSI.sub("", str(exc))
+    trace = _BACKTRACE.search(text)
+    text = text[: trace.start()] if trace else text  # deltalake appends its stack: not the message
     code = _CODE.search(text)
     if code:
         return code.group(1)

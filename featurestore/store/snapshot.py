@@ -53,18 +53,44 @@ def snapshot_dir(table_uri: str, version: int, cache: Path | None = None) -> Pat
 
 
 def read_snapshot(folder: Path, dim: int) -> Snapshot | None:
-    """The snapshot in ``folder``, memory-mapped, or None when there is none or it does not hold together."""
-    if not folder.is_dir():
+    """The snapshot in ``folder``, memory-mapped, or None when there is none or it does not hold together.
+
+    A damaged or crafted ``rows.arrow`` is caught by Arrow's full validation (offsets and
+    lengths inside their buffers: about 30 ms per million rows) before any column is read, and
+    ``vectors.npy`` is never unpickled; a folder reached through a link is not read at all.
+    """
+    if not folder.is_dir() or _linked(folder):
         return None
     try:
         with pa.memory_map(str(folder / ROWS_FILE), "r") as source:
             rows = pa.ipc.open_file(source).read_all()
-        vectors = np.load(folder / VECTORS_FILE, mmap_mode="r").view(np.ndarray)
+        rows.validate(full=True)
+        vectors = np.load(folder / VECTORS_FILE, mmap_mode="r", allow_pickle=False).view(np.ndarray)
     except (OSError, ValueError, pa.ArrowInvalid):
         return None
     if vectors.shape != (rows.num_rows, dim) or vectors.dtype != np.dtype("<f4"):
         return None
     return Snapshot(folder, rows, vectors)
+
+
+def discard_snapshot(folder: Path) -> None:
+    """Move a snapshot that does not read aside and delete it, so that it can be written again
+    (a damaged one would otherwise send every read to the slower Delta path for good)."""
+    if _linked(folder):
+        return
+    aside = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        os.rename(folder, aside)
+    except OSError:  # gone already, or a read-only store
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _linked(folder: Path) -> bool:
+    """Whether the snapshot folder, the view and encoder folders above it or its files are links:
+    in a store from elsewhere they could point anywhere, and writing a snapshot deletes the
+    other entries of its encoder folder."""
+    return any(p.is_symlink() for p in (folder.parent.parent, folder.parent, folder, folder / ROWS_FILE, folder / VECTORS_FILE))
 
 
 def write_snapshot(folder: Path, schema: pa.Schema, num_rows: int, dim: int, batches: Iterable[tuple[pa.RecordBatch, np.ndarray]]) -> bool:
@@ -74,6 +100,8 @@ def write_snapshot(folder: Path, schema: pa.Schema, num_rows: int, dim: int, bat
     ``num_rows`` goes into the .npy header before the first batch; a mismatch at the end, or any
     error from ``batches``, discards the temporary folder.
     """
+    if _linked(folder):
+        return False
     tmp = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.mkdir(parents=True)

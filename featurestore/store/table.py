@@ -7,7 +7,9 @@ buffers, and the kept columns.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import unquote
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ import pyarrow.compute as pc
 from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.store.remote import describe
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
-from featurestore.store.snapshot import Snapshot, read_snapshot, snapshot_dir, write_snapshot
+from featurestore.store.snapshot import Snapshot, discard_snapshot, read_snapshot, snapshot_dir, write_snapshot
 
 AsOf = int | datetime | str | None
 
@@ -131,7 +133,7 @@ class FeatureTable:
         except TableNotFoundError:
             raise StoreError(f"no feature table at {self.uri}; materialize the view first") from None
         except (DeltaError, OSError) as exc:
-            raise StoreError(f"cannot load {self.uri}: {describe(exc)}") from None
+            raise StoreError(f"cannot load {self.uri}: {describe(exc)}; if its _delta_log is damaged: {_RESTORE.lower()}") from None
         if self._meta is None:
             self._meta = TableMeta.from_json(dt.metadata().description, self.uri)
         if as_of is not None:
@@ -216,9 +218,10 @@ class FeatureTable:
         parts = []
         paths, fs = self.data_files(dt)
         for path in paths:
-            names = pq.read_schema(path, filesystem=fs).names
-            cols = [c for c in columns if c in names] if columns else None
-            parts.append(pq.read_table(path, columns=cols, memory_map=True, filesystem=fs))
+            with _reading(path):
+                names = pq.read_schema(path, filesystem=fs).names
+                cols = [c for c in columns if c in names] if columns else None
+                parts.append(pq.read_table(path, columns=cols, memory_map=True, filesystem=fs))
         if not parts:
             schema = base_schema()
             return schema.empty_table().select([c for c in (columns or schema.names) if c in schema.names]), version
@@ -272,6 +275,8 @@ class FeatureTable:
         snap = read_snapshot(folder, self.meta.dim)
         if snap is not None:
             return snap
+        if folder.is_dir():  # there but does not read (damaged): written again
+            discard_snapshot(folder)
         paths, fs = self.data_files(dt)
         mask = _latest_mask_of_files(paths, fs)
         schema = _snapshot_schema(paths, fs)
@@ -310,7 +315,8 @@ class FeatureTable:
             return pa.table({c: [] for c in ["content_hash", *columns]})
         paths, fs = self.data_files(self.delta())
         for path in paths:
-            hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True, filesystem=fs).column("content_hash")
+            with _reading(path):
+                hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True, filesystem=fs).column("content_hash")
             wanted = pc.is_in(hashes_here, value_set=pa.array(sorted(remaining), pa.string()))
             index = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
             if not len(index):
@@ -319,7 +325,8 @@ class FeatureTable:
             first: dict[str, int] = {}
             for i, h in zip(index.tolist(), values):
                 first.setdefault(h, i)
-            part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True, filesystem=fs).take(pa.array(list(first.values())))
+            with _reading(path):
+                part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True, filesystem=fs).take(pa.array(list(first.values())))
             found.append(part)
             remaining -= set(first)
             if not remaining:
@@ -358,7 +365,11 @@ class FeatureTable:
         if not before <= set(current):
             return None
         columns = ["entity_id", "content_hash", "created_at", "deleted", "embedding"]
-        parts = [pq.read_table(path, columns=columns, filesystem=fs) for path in current if path not in before]
+        parts = []
+        for path in current:
+            if path not in before:
+                with _reading(path):
+                    parts.append(pq.read_table(path, columns=columns, filesystem=fs))
         table = pa.concat_tables(parts, promote_options="default") if parts else base_schema().empty_table().select(columns)
         table = table.take(pa.array(newest_rows(table)))
         deleted = np.asarray(pc.fill_null(table.column("deleted"), False), dtype=bool)
@@ -375,7 +386,7 @@ class FeatureTable:
         """The data files of a table version in log order, and the filesystem that opens them
         (None for local paths; deltalake's storage handler, with the table's options, for a remote table)."""
         if _is_local(self.uri):
-            return _local_files(dt), None
+            return _local_files(dt, self.uri), None
         if self._fs is None:
             import pyarrow.fs as pafs
             from deltalake.fs import DeltaStorageHandler
@@ -384,9 +395,10 @@ class FeatureTable:
         prefix = dt.table_uri.rstrip("/") + "/"  # deltalake's spelling of the root (percent-encoded)
         paths = []
         for uri in dt.file_uris():
-            if not uri.startswith(prefix):
-                raise StoreError(f"{self.uri}: data file {uri} lies outside the table; it cannot be read here")
-            paths.append(unquote(uri[len(prefix) :]))
+            relative = unquote(uri[len(prefix) :])
+            if not uri.startswith(prefix) or ".." in relative.split("/"):
+                raise StoreError(_outside(self.uri, uri))
+            paths.append(relative)
         return paths, self._fs
 
 
@@ -450,16 +462,45 @@ def vectors_to_binary(vectors: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(vectors)])
 
 
-def _local_files(dt: Any) -> list[str]:
-    """The data files of a local table version as paths (the log percent-encodes spaces and non-ASCII)."""
-    return [unquote(path.removeprefix("file://")) for path in dt.file_uris()]
+def _local_files(dt: Any, uri: str) -> list[str]:
+    """The data files of a local table version as paths (the log percent-encodes spaces and non-ASCII).
+
+    Each must lie in the table's folder once links and ``..`` are resolved: the log is a file of
+    the store, and a log written elsewhere could name ``../../x`` (deltalake encodes it as
+    ``%2E%2E``, which decodes back) or a link to any file on the machine.
+    """
+    root = os.path.realpath(unquote(dt.table_uri.removeprefix("file://"))) + os.sep
+    paths = [unquote(path.removeprefix("file://")) for path in dt.file_uris()]
+    for path in paths:
+        if not os.path.realpath(path).startswith(root):
+            raise StoreError(_outside(uri, path))
+    return paths
+
+
+def _outside(uri: str, path: str) -> str:
+    return f"{uri}: its Delta log names the data file {path}, which lies outside the table; it is not read. {_RESTORE}"
+
+
+_RESTORE = "Restore the table from a copy, or remove it and materialize the view again"
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """What a missing, damaged or foreign data file raises, as one StoreError naming the file."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise StoreError(f"the data file {path} cannot be read as this table's Parquet ({describe(exc)}). {_RESTORE}") from None
 
 
 def _latest_mask_of_files(paths: Sequence[str], fs: Any = None) -> np.ndarray:
     """The latest-row mask over the files in order, from the three small columns only."""
     import pyarrow.parquet as pq
 
-    parts = [pq.read_table(path, columns=["entity_id", "created_at", "deleted"], filesystem=fs) for path in paths]
+    parts = []
+    for path in paths:
+        with _reading(path):
+            parts.append(pq.read_table(path, columns=["entity_id", "created_at", "deleted"], filesystem=fs))
     if not parts:
         return np.zeros(0, dtype=bool)
     return np.asarray(latest_mask(pa.concat_tables(parts, promote_options="default")), dtype=bool)
@@ -469,7 +510,10 @@ def _snapshot_schema(paths: Sequence[str], fs: Any = None) -> pa.Schema:
     """entity_id, content_hash, then every kept column any file has (older files read as nulls)."""
     import pyarrow.parquet as pq
 
-    schemas = [pq.read_schema(path, filesystem=fs) for path in paths]
+    schemas = []
+    for path in paths:
+        with _reading(path):
+            schemas.append(pq.read_schema(path, filesystem=fs))
     merged = pa.unify_schemas(schemas, promote_options="default") if paths else base_schema()
     kept = [pa.field(f.name, f.type) for f in merged if f.name not in SYSTEM_COLUMNS]
     return pa.schema([pa.field("entity_id", pa.string()), pa.field("content_hash", pa.string()), *kept])
@@ -488,17 +532,18 @@ def _snapshot_batches(
     batch_rows = max(1024, SNAPSHOT_BATCH_BYTES // (dim * 4))
     offset = 0
     for path in paths:
-        source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, filesystem=fs)
-        names = source.schema_arrow.names
-        for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
-            keep = mask[offset : offset + batch.num_rows]
-            offset += batch.num_rows
-            if not keep.any():
-                continue
-            if not keep.all():
-                batch = batch.filter(pa.array(keep))
-            vectors = embeddings_to_numpy(pa.chunked_array([batch.column("embedding")]), dim)
-            yield _conform(batch, schema), vectors
+        with _reading(path):
+            source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, filesystem=fs)
+            names = source.schema_arrow.names
+            for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
+                keep = mask[offset : offset + batch.num_rows]
+                offset += batch.num_rows
+                if not keep.any():
+                    continue
+                if not keep.all():
+                    batch = batch.filter(pa.array(keep))
+                vectors = embeddings_to_numpy(pa.chunked_array([batch.column("embedding")]), dim)
+                yield _conform(batch, schema), vectors
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -55,8 +55,10 @@ def train(
 
         summary = train_and_register(task, view, encoder, store, name or task, options)
     else:
+        from flows.prefect_server import tie_to_this_process
         from flows.train import train_flow
 
+        tie_to_this_process()  # Prefect's server stops when this process dies: see flows.prefect_server
         summary = train_flow(task, view, encoder, store, name, options)
     if json_out:
         print_json(summary)
