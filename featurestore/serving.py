@@ -220,6 +220,9 @@ class Searcher:
             frame = old.frame
         else:
             frame = self.table.latest()
+            # one chunk: a take of 10 hits from a 1M-row table of 5 chunks costs 1.3 ms, from one 0.02 ms
+            # (the kept columns are copied out of the memory-mapped snapshot once per generation)
+            frame.columns = frame.columns.combine_chunks()
             frame.keep_row_map()
         files = (index.info.files or {}) if index is not None else {}
         token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
