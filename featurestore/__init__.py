@@ -16,6 +16,7 @@ from featurestore.errors import (
     StoreError,
 )
 from featurestore.materialization import materialize, plan
+from featurestore.serving import search, searcher
 from featurestore.sources import TextSource
 from featurestore.store import FeatureFrame, FeatureTable, Store
 from featurestore.training import TrainingSet, training_set
@@ -40,5 +41,7 @@ __all__ = [
     "list_encoders",
     "materialize",
     "plan",
+    "search",
+    "searcher",
     "training_set",
 ]

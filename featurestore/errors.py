@@ -4,6 +4,7 @@
      ├── SourceError             the input file: missing, unreadable, malformed, bad column
      ├── EncoderError            unknown encoder, missing weights, wrong input for it
      ├── StoreError              the store: unwritable, view or version not found
+     │    ├── NotFoundError        no such view, encoder, entity id, index or model
      │    └── SchemaMismatchError  a table written with another dimension or encoder
      └── DependencyError         an optional extra is not installed
 
@@ -17,6 +18,7 @@ __all__ = [
     "DependencyError",
     "EncoderError",
     "FeatureStoreError",
+    "NotFoundError",
     "SchemaMismatchError",
     "SourceError",
     "StoreError",
@@ -37,6 +39,10 @@ class EncoderError(FeatureStoreError):
 
 class StoreError(FeatureStoreError):
     """The store cannot be read or written as asked."""
+
+
+class NotFoundError(StoreError):
+    """What was asked for does not exist in the store (the HTTP service answers 404)."""
 
 
 class SchemaMismatchError(StoreError):

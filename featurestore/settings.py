@@ -12,6 +12,11 @@ Explicit argument > environment variable > default.
 - ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
   records, locks, staging, read cache), and the template of Prefect's per-process database;
   default ``~/.cache/featurestore``.
+- ``FEATURESTORE_CACHE_DIR``: this user's caches that belong to no store (the weights digests of
+  encoders); default the work folder above.
+- ``FEATURESTORE_API_TOKEN``: the bearer token ``featurestore api`` requires (unset: none).
+- ``FEATURESTORE_API_MAX_BODY``: the largest request body the service takes, in bytes or with a
+  unit (``16MB``, the default); ``FEATURESTORE_API_MAX_VIEWS``: warm views kept per process (8).
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ def cache_dir() -> Path:
     return Path(base).expanduser().absolute()
 
 
+def user_cache_dir() -> Path:
+    """Caches that belong to no store (encoder weights digests): ``$FEATURESTORE_CACHE_DIR``, else :func:`cache_dir`."""
+    explicit = os.environ.get("FEATURESTORE_CACHE_DIR")
+    return Path(explicit).expanduser().absolute() if explicit else cache_dir()
+
+
 def work_dir(remote_root: str) -> Path:
     """The local folder of a remote store: :func:`cache_dir` plus a readable name made from the
     root URL and a digest of it, so two remote stores never share one."""
@@ -119,3 +130,30 @@ def index_train_seconds(explicit: float | None = None) -> float:
     if isinstance(value, bool) or not seconds > 0 or seconds == float("inf"):
         raise StoreError(f"the index training bound (FEATURESTORE_INDEX_TRAIN_SECONDS) must be a positive number of seconds. Got {value!r} instead.")
     return seconds
+
+
+def api_token() -> str | None:
+    """The bearer token of ``featurestore api`` from ``FEATURESTORE_API_TOKEN`` (None: unset or blank)."""
+    return os.environ.get("FEATURESTORE_API_TOKEN", "").strip() or None
+
+
+def api_max_body(explicit: str | None = None) -> int:
+    """The service's request size limit in bytes: ``explicit``, else ``$FEATURESTORE_API_MAX_BODY``, else 16MB."""
+    from featurestore.index.choice import parse_bytes
+
+    text = explicit or os.environ.get("FEATURESTORE_API_MAX_BODY") or "16MB"
+    try:
+        size = parse_bytes(text)
+    except StoreError:
+        size = None
+    if size is None or size <= 0:
+        raise StoreError(f"FEATURESTORE_API_MAX_BODY must be a positive size such as 16MB or 1048576. Got {text!r} instead.")
+    return size
+
+
+def api_max_views() -> int:
+    """``$FEATURESTORE_API_MAX_VIEWS``: warm view handles one service process keeps (8 when unset)."""
+    text = os.environ.get("FEATURESTORE_API_MAX_VIEWS") or "8"
+    if not text.isdigit() or int(text) < 1:
+        raise StoreError(f"FEATURESTORE_API_MAX_VIEWS must be a positive int. Got {text!r} instead.")
+    return int(text)

@@ -142,7 +142,14 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[s
     an input that cannot be encoded gets ``label`` None and its ``error``; the rest proceed.
     """
     X, errors = encode_inputs(model, inputs)
-    out = [{"id": item.get("id", i), "label": None, "score": None, "error": err} for i, (item, err) in enumerate(zip(inputs, errors))]
+    return predict_features(model, X, [item.get("id", i) for i, item in enumerate(inputs)], errors)
+
+
+def predict_features(model: LoadedModel, X: np.ndarray, ids: Sequence[Any], errors: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    """Per row of ``X`` (``(n, d) float32``, the head's own features: encoded now or read from
+    the store): ``id``, ``label`` and ``score``; a row with an ``errors`` entry gets that error."""
+    errors = list(errors) if errors is not None else [None] * len(ids)
+    out = [{"id": i, "label": None, "score": None, "error": err} for i, err in zip(ids, errors)]
     good = [i for i, err in enumerate(errors) if err is None]
     if good:
         proba = model.head.predict_proba(X[good])

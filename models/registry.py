@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, FeatureStoreError, StoreError
+from featurestore.errors import EncoderError, FeatureStoreError, NotFoundError, StoreError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 from models.base import LoadedModel, TrainResult
@@ -112,6 +112,10 @@ H = TypeVar("H", bound=type)
 
 class ModelError(StoreError):
     """A saved model cannot be found, read or trusted (missing, tampered, unknown type)."""
+
+
+class UnknownModelError(ModelError, NotFoundError):
+    """No model, or no such version of it, in the store."""
 
 
 def torch_head(cls: H) -> H:
@@ -283,10 +287,10 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     versions = model_versions(folder)
     if not versions:
         known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
-        raise ModelError(f"no model {name!r} in {store.root}; models: {known}")
+        raise UnknownModelError(f"no model {name!r} in {store.root}; models: {known}")
     version = versions[-1] if version is None else version
     if version not in versions:
-        raise ModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
+        raise UnknownModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
     path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
     model = f"model {name} v{version}"
     manifest = _read_manifest(model, path)

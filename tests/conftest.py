@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -16,6 +17,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the weights-digest cache of the encoders goes to a folder of this session, not the user's home
+os.environ.setdefault("FEATURESTORE_CACHE_DIR", tempfile.mkdtemp(prefix="featurestore-cache-"))
 
 from featurestore import settings  # noqa: E402
 

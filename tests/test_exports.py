@@ -25,6 +25,8 @@ EXPECTED = {
     "list_encoders",
     "materialize",
     "plan",
+    "search",
+    "searcher",
     "training_set",
 }
 

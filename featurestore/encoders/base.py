@@ -137,20 +137,62 @@ def encoder_id_from_spec(spec: dict[str, Any]) -> str:
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+DIGEST_CACHE = "weights-digests.json"
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a weights file (first 16 hex), cached per (path, size, mtime) in this process."""
+    """sha256 of a weights file (first 16 hex), computed once per (path, size, mtime_ns).
+
+    Kept in this process and in ``weights-digests.json`` under :func:`settings.cache_dir`, so a
+    new process (a one-query ``featurestore search``) does not hash ~90 MB of weights again to
+    confirm an encoder id. A file rewritten in place gets a new mtime, hence a new digest.
+    """
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _DIGESTS:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-        _DIGESTS[key] = h.hexdigest()[:16]
+        cached = _read_digests()
+        name = f"{key[0]}|{key[1]}|{key[2]}"
+        if isinstance(cached.get(name), str):
+            _DIGESTS[key] = cached[name]
+        else:
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            _DIGESTS[key] = h.hexdigest()[:16]
+            _write_digest(name, _DIGESTS[key])
     return _DIGESTS[key]
+
+
+def _read_digests() -> dict[str, Any]:
+    from featurestore import settings
+
+    try:
+        data = json.loads((settings.user_cache_dir() / DIGEST_CACHE).read_text())
+    except (OSError, ValueError):  # none yet, or damaged: hashing again is the safe answer
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_digest(name: str, digest: str) -> None:
+    """Add one entry (temporary file, then renamed: concurrent writers lose an entry, never the file).
+    An unwritable cache folder is no error: the digest is then computed once per process."""
+    import uuid
+
+    from featurestore import settings
+
+    folder = settings.user_cache_dir()
+    entries = {k: v for k, v in _read_digests().items() if not k.startswith(name.rsplit("|", 2)[0] + "|")}  # drop stale versions of the file
+    entries[name] = digest
+    tmp = folder / f".{DIGEST_CACHE}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(entries, indent=0, sort_keys=True))
+        os.replace(tmp, folder / DIGEST_CACHE)
+    except OSError:
+        if tmp.is_file():  # written but not renamed; is_file is False (not an error) under a non-folder
+            tmp.unlink()
 
 
 def check_device(requested: str) -> str:

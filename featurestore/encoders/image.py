@@ -28,7 +28,7 @@ from featurestore.errors import EncoderError
 from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_pixels
 
-__all__ = ["BLOCK_CHANNELS", "EfficientNetEncoder", "make", "packaged_weights"]
+__all__ = ["BLOCK_CHANNELS", "EfficientNetEncoder", "classifier_weights", "make", "packaged_weights"]
 
 MODEL = "efficientnet-lite0"
 HEAD_CHANNELS = 1280
@@ -300,8 +300,21 @@ def _fold_for_inference(model: Any, torch: Any) -> None:
                 module.static_padding = torch.nn.Identity()
 
 
-def _read_state_dict(weights: Path, torch: Any) -> dict[str, Any]:
-    """Tensors only: safetensors, or torch.load(weights_only=True); wrappers and prefixes removed."""
+def classifier_weights(weights: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The checkpoint's own classifier (``_fc``): ``(n_classes, 1280) float32`` weights and
+    ``(n_classes,) float32`` bias; for the packaged weights, ImageNet's 1,000 classes. They take the
+    un-normalised head features (``normalize=False``), which is what "prediction as is" needs."""
+    torch = require("torch", "image")
+    path = weights if weights is not None else packaged_weights()
+    state = _read_state_dict(path, torch, part="_fc.")
+    if "_fc.weight" not in state or "_fc.bias" not in state:
+        raise EncoderError(f"{path} has no classifier (_fc.weight, _fc.bias); only its features can be used")
+    return state["_fc.weight"].float().numpy(), state["_fc.bias"].float().numpy()
+
+
+def _read_state_dict(weights: Path, torch: Any, *, part: str | None = None) -> dict[str, Any]:
+    """Tensors only: safetensors, or torch.load(weights_only=True); wrappers and prefixes removed.
+    The classifier (``_fc.``) is left out, or, with ``part="_fc."``, is all that is kept."""
     if weights.suffix == ".safetensors":
         st = require("safetensors.torch", "models")
         try:
@@ -326,7 +339,7 @@ def _read_state_dict(weights: Path, torch: Any) -> dict[str, Any]:
     return {
         key.removeprefix("module."): value
         for key, value in state.items()
-        if not key.removeprefix("module.").startswith("_fc.")
+        if key.removeprefix("module.").startswith("_fc.") == (part == "_fc.")
     }
 
 

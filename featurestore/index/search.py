@@ -282,55 +282,47 @@ def search(
     kept columns (``label = 'spam'``); a filtered search returns k results whenever k rows match:
     exact search over the matching rows when they are fewer than ``exact_below``, else the index
     restricted to them (and exact search if the index still returns fewer).
+    Answered by this process's warm handle of the view (:func:`featurestore.serving.searcher`):
+    the index, the latest state and the encoder load on the first call and stay loaded; a newer
+    index generation or table version is picked up by the next call.
     """
+    from featurestore.serving import searcher
+
+    check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
+    handle = searcher(view, encoder, store=store)
+    return handle.search(texts=texts, images=images, ids=ids, vectors=vectors, k=k, where=where, exact_below=exact_below)
+
+
+def check_query(
+    *,
+    texts: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    vectors: np.ndarray | None = None,
+    k: int = 10,
+    exact_below: int = 20_000,
+    max_k: int | None = None,
+    max_queries: int | None = None,
+) -> str:
+    """Refuse a query before anything loads and return its kind (``texts``, ``images``, ``ids`` or
+    ``vectors``): ``k`` a positive int (at most ``max_k``), exactly one kind of query, at least one
+    and at most ``max_queries`` queries, no blank entry (:func:`check_queries`). The one check of
+    every search path (Python, CLI, HTTP service, which sets the limits)."""
     positive_int("k", k, error=StoreError)
     non_negative_int("exact_below", exact_below, error=StoreError)
-    kind = check_queries(texts, images, ids, vectors)  # before any read: a blank query is refused at once
-    store = store if isinstance(store, Store) else Store(store)
-    table = store.resolve_table(view, encoder)
-    meta = table.meta
-    if vectors is not None:
-        vectors = query_vectors(vectors, meta.dim, meta.encoder_id)
-    index = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
-    frame = table.latest()
-    if ids is not None:
-        rows = _rows_of(frame, list(ids))
-        unknown = [e for e, r in zip(ids, rows) if r < 0]
-        if unknown:
-            raise StoreError(f"id(s) {', '.join(repr(e) for e in unknown[:5])} are not in view {meta.view!r}")
-        queries = frame.vectors[rows]
-    elif vectors is not None:
-        queries = vectors
-    else:
-        enc = view_encoder(table)
-        wanted = "image" if images is not None else "text"
-        if enc.modality != wanted:
-            raise EncoderError(f"view {meta.view!r} holds {enc.modality} vectors; query it with a{'n' if enc.modality == 'image' else ''} {enc.modality}")
-        given = list(images if images is not None else texts)  # type: ignore[arg-type]
-        result = enc.encode_with_stats(given)
-        failed = [i for i, e in enumerate(result.errors or []) if e]
-        if failed:
-            named = describe_query(kind, given, failed[0], len(given))
-            raise EncoderError(f"cannot encode query {named}: {result.errors[failed[0]]}")  # type: ignore[index]
-        queries = result.vectors
-    check_nonzero(queries, meta.metric, kind, {"texts": texts, "images": images, "ids": ids, "vectors": None}[kind], encoder_id=meta.encoder_id)
-    if where is not None:
-        return _filtered(index, frame, queries, k, where, exact_below)
-    scores, found = index.search(queries, min(k, len(index)))
-    hits = [[(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-            for row_scores, row_found in zip(scores, found)]
-    extras = iter(_kept(frame, _rows_of(frame, [e for query in hits for _, e in query])))  # one lookup for every query
-    return [[{"entity_id": e, "score": round(s, 6), **next(extras)} for s, e in query] for query in hits]
+    if max_k is not None and k > max_k:
+        raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
+    kind = check_queries(texts, images, ids, vectors)
+    value = {"texts": texts, "images": images, "ids": ids, "vectors": vectors}[kind]
+    count = int(np.atleast_2d(np.asarray(value)).shape[0]) if kind == "vectors" and np.ndim(value) >= 1 else (1 if kind == "vectors" else len(value))
+    if max_queries is not None and count > max_queries:
+        raise StoreError(f"at most {max_queries} queries per call here. Got {count} {kind}; send them in smaller batches.")
+    return kind
 
 
 def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
-    """Each entity's row in ``frame`` (-1: not there), by an Arrow hash lookup: a search touches
-    a few rows and must not build a Python map of all of them."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    found = pc.index_in(pa.array(entity_ids, pa.string()), value_set=pa.array(frame.ids, pa.string()))
-    return np.asarray(found.fill_null(-1), dtype=np.int64)
+    """Each entity's row in ``frame`` (-1: not there): see :meth:`FeatureFrame.rows_of`."""
+    return frame.rows_of(entity_ids)
 
 
 def _kept(frame: Any, rows: np.ndarray) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from featurestore import settings
-from featurestore.errors import StoreError
+from featurestore.errors import NotFoundError, StoreError
 from featurestore.store.artifacts import Artifacts
 from featurestore.store.remote import RemoteFolder, check_scheme, is_remote, normalized
 from featurestore.store.schema import TableMeta, check_view_name
@@ -176,7 +176,7 @@ class Store:
         tables = self.tables(view)
         if not tables:
             known = self._subfolders("views")
-            raise StoreError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
+            raise NotFoundError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
         if encoder is None:
             if len(tables) == 1:
                 return tables[0]
@@ -187,7 +187,7 @@ class Store:
         if matches:
             ids = ", ".join(Path(t.uri).name for t in matches)
             raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id")
-        raise StoreError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
+        raise NotFoundError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
 
     def info(self) -> list[TableInfo]:
         """Views, encoders, live row counts, versions and last update of every table."""

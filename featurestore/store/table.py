@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import unquote
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -57,9 +57,30 @@ class FeatureFrame:
     columns: pa.Table
     version: int
     encoder_id: str
+    _row_of: dict[str, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _lookups: int = field(default=-1, init=False, repr=False, compare=False)  # -1: no map wanted
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def keep_row_map(self) -> None:
+        """Answer lookups from an entity id -> row map, built at the second lookup, for a frame
+        that answers many (a warm search handle): a lookup then costs microseconds instead of
+        hashing every id again, and a frame used once never pays for the map."""
+        self._lookups = max(self._lookups, 0)
+
+    def rows_of(self, entity_ids: Sequence[str]) -> np.ndarray:
+        """``(len(entity_ids),) int64``: each entity's row (-1: not in the frame). Without a kept
+        map, an Arrow hash lookup: a one-off search touches a few rows and must not build a
+        Python map of all of them."""
+        if self._lookups >= 0:
+            self._lookups += 1
+            if self._row_of is None and self._lookups > 1:
+                self._row_of = {e: i for i, e in enumerate(self.ids.tolist())}
+        if self._row_of is not None:
+            return np.fromiter((self._row_of.get(e, -1) for e in entity_ids), dtype=np.int64, count=len(entity_ids))
+        found = pc.index_in(pa.array(list(entity_ids), pa.string()), value_set=pa.array(self.ids, pa.string()))
+        return np.asarray(found.fill_null(-1), dtype=np.int64)
 
 
 def _writer_properties():

@@ -1,0 +1,117 @@
+"""The warm search handle in one process: reused, hot-swapped on a newer generation, bounded in
+number; and the weights digest computed once per weights file, across processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from featurestore import TextSource, materialize, search, searcher
+from featurestore.errors import NotFoundError
+from featurestore.index import build_index, update_index
+from featurestore.serving import clear_searchers, loaded_searchers
+
+
+@pytest.fixture
+def two_views(tmp_path, sms_file, word2vec):
+    store = tmp_path / "store"
+    source = TextSource(str(sms_file(150)), format="sms", id_col="@line", keep=("label", "text"))
+    materialize(source, "a", "word2vec", store=store)
+    materialize(source, "b", "word2vec", store=store)
+    build_index("a", store=store)
+    clear_searchers()
+    yield store
+    clear_searchers()
+
+
+def test_search_reuses_one_warm_handle_and_swaps_to_a_newer_generation(two_views, sms_file):
+    first = search("a", store=two_views, ids=["3"], k=3)
+    handle = searcher("a", store=two_views)
+    assert search("a", store=two_views, ids=["3"], k=3) == first and handle.swaps == 0
+    assert loaded_searchers() == [handle] and searcher("a", handle.encoder_id, store=two_views) is handle
+    materialize(TextSource(str(sms_file(200, name="more.sms")), format="sms", id_col="@line", keep=("label", "text")), "a", "word2vec", store=two_views)
+    update_index("a", store=two_views)
+    again = search("a", store=two_views, ids=["180"], k=1)  # an entity the first generation did not have
+    assert again[0][0]["entity_id"] == "180" and again.generation.index_version > first.generation.index_version
+    assert again.generation.table_version == again.generation.index_version and handle.swaps == 1
+
+
+def test_a_view_without_an_index_answers_lookups_and_refuses_searches(two_views):
+    handle = searcher("b", store=two_views)
+    found = handle.features(["3", "nope"])
+    assert [f["entity_id"] for f in found["found"]] == ["3"] and found["unknown"] == ["nope"] and found["vectors"].shape == (1, 100)
+    with pytest.raises(NotFoundError, match="no index at .*featurestore index build"):
+        handle.search(ids=["3"], k=2)
+
+
+def test_the_cache_keeps_at_most_max_views_and_drops_the_least_recently_used(two_views):
+    build_index("b", store=two_views)
+    a = searcher("a", store=two_views, max_views=1)
+    b = searcher("b", store=two_views, max_views=1)
+    assert loaded_searchers() == [b]
+    assert searcher("a", store=two_views, max_views=1) is not a  # loaded again
+
+
+def test_the_weights_digest_is_read_from_the_cache_file_until_the_file_changes(tmp_path, monkeypatch):
+    from featurestore.encoders import base
+
+    monkeypatch.setenv("FEATURESTORE_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(1 << 16))
+    truth = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    monkeypatch.setattr(base, "_DIGESTS", {})
+    assert base.file_digest(weights) == truth
+    cache = tmp_path / "cache" / base.DIGEST_CACHE
+    entries = json.loads(cache.read_text())
+    assert list(entries.values()) == [truth]
+    cache.write_text(json.dumps({k: "from-the-cache" for k in entries}))  # a new process reads it instead of hashing
+    monkeypatch.setattr(base, "_DIGESTS", {})
+    assert base.file_digest(weights) == "from-the-cache"
+    weights.write_bytes(os.urandom(1 << 16))  # rewritten: new size or mtime, so hashed again
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    monkeypatch.setattr(base, "_DIGESTS", {})
+    assert base.file_digest(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    assert len(json.loads(cache.read_text())) == 1  # the stale entry of the same path is dropped
+
+
+def test_the_digest_works_when_the_cache_folder_cannot_be_written(tmp_path, monkeypatch):
+    from featurestore.encoders import base
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FEATURESTORE_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(base, "_DIGESTS", {})
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(np.arange(100, dtype=np.float32).tobytes())
+    assert base.file_digest(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+
+
+def test_a_handle_over_a_bucket_follows_updates_and_each_work_folder_has_its_own(s3_store, sms_file, tmp_path, monkeypatch, word2vec):
+    """Over ``s3://`` the check runs at most once a second (it costs requests); an update
+    published by another machine is served after it, and a second work folder on the same
+    bucket (another machine) gets its own handle and its own copy of the index."""
+    clear_searchers()
+    source = TextSource(str(sms_file(120)), format="sms", id_col="@line", keep=("label", "text"))
+    materialize(source, "a", "word2vec", store=s3_store)
+    build_index("a", store=s3_store)
+    first = search("a", store=s3_store, ids=["3"], k=2)
+    handle = searcher("a", store=s3_store)
+    assert handle.check_every == 1.0 and first.generation.index_version >= 0
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
+    other = searcher("a", store=s3_store)
+    assert other is not handle and (tmp_path / "machine-b").is_dir()
+    materialize(TextSource(str(sms_file(160, name="more.sms")), format="sms", id_col="@line", keep=("label", "text")), "a", "word2vec", store=s3_store)
+    update_index("a", store=s3_store)  # published from machine b
+    monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))
+    deadline = time.monotonic() + 10
+    while search("a", store=s3_store, ids=["3"], k=1).generation.index_version == first.generation.index_version:
+        assert time.monotonic() < deadline, "the published index was not picked up"
+        time.sleep(0.2)
+    assert search("a", store=s3_store, ids=["150"], k=1)[0][0]["entity_id"] == "150"
+    clear_searchers()
