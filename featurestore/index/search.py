@@ -14,7 +14,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
-from featurestore.index.queries import check_nonzero, check_queries, describe_query, query_vectors
+from featurestore.index.queries import check_queries
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction, non_negative_int, positive_int
