@@ -29,6 +29,7 @@ class TrainResult:
     training_manifest: dict[str, Any]  # from training_set(): rebuilds the identical set
     encoders: list[dict[str, Any]]  # per feature source: {"view", "encoder_id", "encoder_ref", "encoder_options", "dim"}
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
+    novelty: Any = None  # models.novelty.Novelty: the training features predict compares inputs with (None: not kept)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LoadedModel:
     head: Any
     manifest: dict[str, Any]
     store: str | None = None  # the root of the store it lives in (None: the folder above models/)
+    novelty: Any = None  # models.novelty.Novelty of its training features (None: saved without one)
 
     @property
     def task(self) -> str:

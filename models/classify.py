@@ -17,6 +17,7 @@ import numpy as np
 
 from featurestore.errors import FeatureStoreError, SourceError
 from featurestore.training import TrainingSet, training_set
+from models import novelty
 from models.base import LoadedModel, TrainResult
 from models.registry import model_encoders
 
@@ -73,7 +74,7 @@ def train(
     final = _fit(estimator, ts.X, ts.y)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(cv_seconds, 3), warnings=ts.warnings)
     metrics = {k: report[k] for k in ("accuracy", "macro_f1", "majority_accuracy")}
-    return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params)
+    return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params, novelty=novelty.describe(ts.X, seed=seed))
 
 
 def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0, hidden: Sequence[int] = (256,), seed: int = 0) -> Any:
@@ -147,7 +148,8 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[s
 
 def predict_features(model: LoadedModel, X: np.ndarray, ids: Sequence[Any], errors: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
     """Per row of ``X`` (``(n, d) float32``, the head's own features: encoded now or read from
-    the store): ``id``, ``label`` and ``score``; a row with an ``errors`` entry gets that error."""
+    the store): ``id``, ``label``, ``score``, and ``ood`` / ``ood_distance`` (:mod:`models.novelty`:
+    beyond the training data's threshold?); a row with an ``errors`` entry gets that error."""
     errors = list(errors) if errors is not None else [None] * len(ids)
     out = [{"id": i, "label": None, "score": None, "error": err} for i, err in zip(ids, errors)]
     good = [i for i, err in enumerate(errors) if err is None]
@@ -158,6 +160,7 @@ def predict_features(model: LoadedModel, X: np.ndarray, ids: Sequence[Any], erro
             best = int(proba[row].argmax())
             out[i].update(label=_plain(classes[best]), score=float(proba[row, best]))
             del out[i]["error"]
+    novelty.annotate(model.novelty, X, out, good)
     return out
 
 

@@ -77,8 +77,9 @@ class Heads:
         images: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        """Predictions of one kind of input: raw ``texts``, image paths (``images``) or stored ``ids``."""
-        from models import tasks
+        """Predictions of one kind of input: raw ``texts``, image paths (``images``) or stored ``ids``;
+        ``ood``: the share of them beyond the head's training-distance threshold (:func:`models.novelty.summary`)."""
+        from models import novelty, tasks
         from models.classify import predict_features
 
         given = [n for n, v in (("texts", texts), ("images", images), ("ids", ids)) if v is not None]
@@ -96,7 +97,8 @@ class Heads:
             rows = [{"id": str(i), field: v} for i, v in enumerate(values or [])]
             with ENCODE_LOCK:  # the encoders are shared with the search handles of this process
                 predictions = tasks.predict(loaded, rows)
-        return {"model": loaded.name, "version": loaded.version, "task": loaded.task, "predictions": predictions}
+        ood = novelty.summary(predictions, loaded.novelty)
+        return {"model": loaded.name, "version": loaded.version, "task": loaded.task, "predictions": predictions, "ood": ood}
 
 
 def stored_features(store: Store, loaded: LoadedModel, ids: list[str]) -> np.ndarray:

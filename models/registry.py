@@ -7,6 +7,8 @@ Each version folder holds::
     manifest.json                  task, name, version, training-set manifest, encoders, params,
                                    metrics, created_at, head format and class, sha256 of every file
     report.json                    the whole evaluation
+    novelty.safetensors            the training features predict measures inputs against (models.novelty;
+                                   spam, image and classify heads), their distances in manifest.json
 
 Loading never runs code a model folder brings. A sha256 in the manifest only catches accidents
 (whoever can rewrite a head can rewrite its manifest too), so a version folder is treated as
@@ -61,6 +63,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import EncoderError, FeatureStoreError, NotFoundError, StoreError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
+from models import novelty
 from models.base import LoadedModel, TrainResult
 
 __all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encoders", "save_model", "skops_refusals", "torch_head"]
@@ -69,7 +72,7 @@ SKOPS_FILE = "head.skops"
 TORCH_FILE = "head.safetensors"
 TORCH_CONFIG = "head.json"
 LISTED = ("manifest.json", "report.json")  # what listing a remote store's models fetches (not the heads)
-MODEL_FILES = frozenset({SKOPS_FILE, TORCH_FILE, TORCH_CONFIG, "report.json"})  # what a version's manifest may list
+MODEL_FILES = frozenset({SKOPS_FILE, TORCH_FILE, TORCH_CONFIG, "report.json", novelty.FILE})  # what a version's manifest may list
 # Every type a saved scikit-learn head holds, by full name: what the heads this project trains save
 # (classify/spam/image logistic and mlp pipelines, the ranking pipeline, TokenLogisticRegression).
 # tests/security/test_skops_trust.py trains each kind and checks its archive against these sets, so a
@@ -140,6 +143,8 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
         try:
             head_info = _write_head(tmp, result.head)
             (tmp / "report.json").write_text(_json(result.report))
+            if result.novelty is not None:
+                novelty.save(tmp, result.novelty)
             while True:  # another writer may take a version number first: take the next one
                 version = _next_version(folder)
                 manifest = _manifest(result, name, version, head_info, tmp)
@@ -154,7 +159,8 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     store.publish(f"models/{name}/{version}")
-    return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root)
+    return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root,
+                       novelty=result.novelty)
 
 
 @contextmanager
@@ -250,6 +256,7 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
         "params": result.params,
         "metrics": result.metrics,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({"novelty": result.novelty.record()} if result.novelty is not None else {}),
         "files": {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != "manifest.json"},
     }
 
@@ -296,7 +303,8 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     manifest = _read_manifest(model, path)
     _verify(model, path, manifest["files"])
     head = _read_head(model, path, manifest["head"])
-    return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root)
+    return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root,
+                       novelty=novelty.load(model, path, manifest))
 
 
 def _read_manifest(model: str, path: Path) -> dict[str, Any]:

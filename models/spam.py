@@ -17,6 +17,7 @@ import numpy as np
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource
 from featurestore.training import TrainingSet, training_set
+from models import novelty
 from models.base import TrainResult
 from models.classify import (
     classification_metrics,
@@ -76,7 +77,7 @@ def train(
     if "f1" in report["baseline"]:
         metrics["baseline_f1"] = report["baseline"]["f1"]
     final = head.fit(ts.X, ts.y)
-    return TrainResult("spam", final, metrics, report, ts.manifest, encoders_of(ts), params)
+    return TrainResult("spam", final, metrics, report, ts.manifest, encoders_of(ts), params, novelty=novelty.describe(ts.X, seed=seed))
 
 
 def binary_metrics(y: np.ndarray, score: np.ndarray, classes: np.ndarray, positive: str) -> dict[str, Any]:

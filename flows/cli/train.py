@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -79,7 +80,7 @@ def predict(
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder."""
     from featurestore.errors import SourceError
-    from models import registry, tasks
+    from models import novelty, registry, tasks
 
     if bool(inputs) == bool(input_file):
         raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
@@ -88,11 +89,20 @@ def predict(
     field = "path" if loaded.task == "image" else "text"
     rows = _read_inputs(input_file, id_col, text_col or field, field) if input_file else [{"id": str(i), field: v} for i, v in enumerate(inputs or [])]
     results = tasks.predict(loaded, rows)
+    ood = novelty.summary(results, loaded.novelty)
+    if ood["warning"]:
+        sys.stderr.write(f"featurestore: warning: {ood['warning']}\n")
     if json_out:
         print_json(results)
         return
     columns = ["id", "label", "score"] + [c for c in ("entities", "error") if any(c in r for r in results)]
+    columns += ["ood", "ood_distance"] if ood["recorded"] else []
     print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", [_short(r) for r in results], columns)
+    if ood["recorded"] and ood["inputs"]:
+        console().print(
+            f"{ood['beyond']} of {ood['inputs']} inputs ({ood['share']:.1%}) are beyond the training data's threshold "
+            f"(cosine distance {ood['threshold']:.3f} to the nearest training row; expected about {ood['expected_share']:.0%})"
+        )
 
 
 def evaluate(
@@ -184,7 +194,8 @@ def _read_inputs(path: Path, id_col: str | None, value_col: str, field: str) -> 
 def _short(row: dict) -> dict:
     if "entities" in row:
         row = {**row, "entities": "; ".join(f"{e['text']} ({e['type']})" for e in row["entities"])}
-    return {**row, "score": _fmt(row.get("score"))}
+    distance = row.get("ood_distance")
+    return {**row, "score": _fmt(row.get("score")), "ood_distance": None if distance is None else _fmt(distance)}
 
 
 def _fmt(value: object) -> str:
