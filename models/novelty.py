@@ -126,7 +126,7 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     except (SafetensorError, OSError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{model}: {FILE} is damaged or not a safetensors file ({_first_line(exc)}); retrain it") from None
     rows = tensors.get(_TENSOR)
-    dim = _feature_dim(manifest)
+    dim = _feature_dim(manifest) or entry.get("dim")  # (encoders that are not records are refused when they are rebuilt)
     if set(tensors) != {_TENSOR} or rows is None or rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != dim:
         shape = "none" if rows is None else f"{rows.dtype} {tuple(rows.shape)}"
         raise ModelError(f"{model}: {FILE} does not hold the training rows the manifest describes (float32 rows x {dim}; it holds {shape}); retrain it")

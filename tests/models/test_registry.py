@@ -52,7 +52,7 @@ def saved(store, trained, tmp_path):
 
 def test_save_then_load_gives_the_same_predictions_and_versions_count_up(saved, trained):
     root, first = saved
-    assert first.version == 1 and sorted(p.name for p in first.path.iterdir()) == ["head.skops", "manifest.json", "report.json"]
+    assert first.version == 1 and sorted(p.name for p in first.path.iterdir()) == ["head.skops", "manifest.json", "novelty.safetensors", "report.json"]
     second = save_model(root, "spam", trained)
     assert second.version == 2 and not [p for p in (root / "models" / "spam").iterdir() if p.name.startswith(".")]
     loaded = load_model(root, "spam")
@@ -69,7 +69,7 @@ def test_predict_encodes_raw_text_with_the_models_own_encoder(saved):
     root, _ = saved
     out = spam.predict(load_model(root, "spam", 1), [{"id": "x", "text": "Sorry, I'll call you later"}, {"id": "y", "text": " "}])
     assert out[0]["id"] == "x" and out[0]["label"] == "ham" and 0.5 <= out[0]["score"] <= 1
-    assert out[1] == {"id": "y", "label": None, "score": None, "error": "empty text"}
+    assert out[1] == {"id": "y", "label": None, "score": None, "error": "empty text", "ood": None, "ood_distance": None}
 
 
 @pytest.mark.parametrize("file", ["head.skops", "report.json"])
