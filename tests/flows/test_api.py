@@ -214,6 +214,24 @@ def test_predict_on_texts_and_on_stored_ids(server, store):
         assert a["label"] == b["label"] and a["score"] == pytest.approx(b["score"], abs=1e-4)
 
 
+def test_predict_reports_how_far_inputs_are_from_the_training_data(server, store):
+    """Added fields only: per prediction ``ood`` and ``ood_distance``, and the summary ``ood``."""
+    from featurestore import Store
+
+    _, client = server
+    frame = Store(store).resolve_table("sms").latest(["text"])
+    cranfield = DATA / "search" / "cranfield" / "cran.all.1400"
+    need(cranfield)
+    abstracts = [" ".join(doc.split("\n.W\n", 1)[1].split()) for doc in cranfield.read_text(encoding="utf-8").split("\n.I ")[1:11]]
+    far = client.post("/v1/predict/spam", json={"texts": abstracts}).json()
+    assert {"model", "version", "task", "predictions"} <= set(far) and all({"id", "label", "score"} <= set(p) for p in far["predictions"])
+    assert far["ood"]["recorded"] and far["ood"]["inputs"] == 10 and far["ood"]["beyond"] == sum(p["ood"] for p in far["predictions"]) >= 8
+    assert far["ood"]["warning"].startswith(f"{far['ood']['beyond']} of 10 inputs are farther from the training data than 99%")
+    stored = client.post("/v1/predict/spam", json={"ids": frame.ids[:4].tolist()}).json()  # training rows: distance 0
+    assert [p["ood"] for p in stored["predictions"]] == [False] * 4 and stored["ood"]["share"] == 0 and stored["ood"]["warning"] is None
+    assert all(p["ood_distance"] < far["ood"]["threshold"] < q["ood_distance"] for p in stored["predictions"] for q in far["predictions"] if q["ood"])
+
+
 def test_prediction_as_is_imagenet_labels_and_zero_shot_texts(server, store):
     _, client = server
     ants = sorted((store.parent / "photos" / "ants").glob("*.jpg"))
