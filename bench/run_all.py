@@ -29,6 +29,7 @@ SCRIPTS = (
     "index_speed.py",
     "index_train.py",
     "train_speed.py",
+    "ood_warning.py",
     "prefect_overhead.py",
     "dask_scaling.py",
     "refresh_speed.py",
