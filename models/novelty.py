@@ -114,11 +114,14 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     entry = manifest.get("novelty")
     if entry is None:
         return None
-    threshold = entry.get("threshold") if isinstance(entry, dict) else None
-    quantiles = entry.get("quantiles") if isinstance(entry, dict) else None
-    if (not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold)
-            or not isinstance(quantiles, dict) or entry.get("file") != FILE):
-        raise ModelError(f"{model}: manifest.json's novelty entry is not a training-distance record (file {FILE}, a finite threshold, quantiles); retrain it")
+    fields = entry if isinstance(entry, dict) else {}
+    threshold, quantiles, counts = fields.get("threshold"), fields.get("quantiles"), (fields.get("training_rows"), fields.get("seed"))
+    if (not _number(threshold) or not math.isfinite(threshold) or not isinstance(quantiles, dict) or fields.get("file") != FILE
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
+        raise ModelError(
+            f"{model}: manifest.json's novelty entry is not a training-distance record (file {FILE}, a finite threshold, "
+            "quantiles, row counts); retrain it"
+        )
     if FILE not in manifest.get("files", {}):
         raise ModelError(f"{model}: manifest.json's novelty entry names {FILE}, which the manifest does not list; retrain it")
     try:
@@ -126,14 +129,14 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     except (SafetensorError, OSError, ValueError, TypeError, KeyError) as exc:
         raise ModelError(f"{model}: {FILE} is damaged or not a safetensors file ({_first_line(exc)}); retrain it") from None
     rows = tensors.get(_TENSOR)
-    dim = _feature_dim(manifest) or entry.get("dim")  # (encoders that are not records are refused when they are rebuilt)
+    dim = _feature_dim(manifest) or fields.get("dim")  # (encoders that are not records are refused when they are rebuilt)
     if set(tensors) != {_TENSOR} or rows is None or rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != dim:
         shape = "none" if rows is None else f"{rows.dtype} {tuple(rows.shape)}"
         raise ModelError(f"{model}: {FILE} does not hold the training rows the manifest describes (float32 rows x {dim}; it holds {shape}); retrain it")
     if not np.isfinite(rows).all():
         raise ModelError(f"{model}: {FILE} holds values that are not finite numbers; retrain it")
     return Novelty(rows=rows, threshold=float(threshold), quantiles={str(k): v for k, v in quantiles.items()},
-                   training_rows=int(entry.get("training_rows") or rows.shape[0]), seed=int(entry.get("seed") or 0))
+                   training_rows=counts[0], seed=counts[1])
 
 
 def annotate(novelty: Novelty | None, X: np.ndarray, out: list[dict[str, Any]], good: Sequence[int]) -> None:
@@ -175,6 +178,10 @@ def _warning(beyond: int, inputs: int) -> str | None:
         return None
     return (f"{beyond} of {inputs} inputs are farther from the training data than {QUANTILE}% of the training rows are "
             "from each other; the head's predictions may not hold for them")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _feature_dim(manifest: dict[str, Any]) -> int | None:

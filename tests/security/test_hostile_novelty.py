@@ -73,6 +73,8 @@ ENTRIES = {
     "a-list": lambda entry: [entry],
     "another-file": lambda entry: {**entry, "file": "../../outside.safetensors"},
     "quantiles-not-an-object": lambda entry: {**entry, "quantiles": 3},
+    "training-rows-a-string": lambda entry: {**entry, "training_rows": "many"},
+    "seed-missing": lambda entry: {k: v for k, v in entry.items() if k != "seed"},
 }
 
 
