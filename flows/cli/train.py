@@ -76,9 +76,13 @@ def predict(
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
 ) -> None:
-    """Predict with a registered model: raw inputs are encoded with the model's own encoder."""
+    """Predict with a registered model: raw inputs are encoded with the model's own encoder.
+
+    Each input also gets its cosine distance to the nearest training row and whether it is
+    beyond the training data's threshold; a warning on stderr when many inputs are.
+    """
     from featurestore.errors import SourceError
     from models import novelty, registry, tasks
 
