@@ -80,8 +80,7 @@ def predict(
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder.
 
-    Each input also gets its cosine distance to the nearest training row and whether it is
-    beyond the training data's threshold; a warning on stderr when many inputs are.
+    Each input also gets ood_distance (to its nearest training row) and ood (beyond the training threshold?).
     """
     from featurestore.errors import SourceError
     from models import novelty, registry, tasks
