@@ -28,6 +28,15 @@ W2V = DATA / "wordvecs" / "word2vec_100d" / "word2vec-100d.bin"
 GLOVE = DATA / "wordvecs" / "glove_50d_5k"
 
 
+@pytest.fixture(autouse=True)
+def _no_warm_handles_across_tests():
+    """Each test starts with an empty per-process cache of search handles: two tests' stores can
+    hold byte-identical index files and versions, which the handles' freshness check cannot tell apart."""
+    yield
+    if "featurestore.serving" in sys.modules:
+        sys.modules["featurestore.serving"].clear_searchers()
+
+
 def need(path: Path) -> None:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared evaluation data beside the project)")
