@@ -429,6 +429,9 @@ def test_the_api_command_refuses_bad_options_with_one_line(cli, store, tmp_path)
     empty = tmp_path / "empty-token"
     empty.write_text("\n")
     cases.append((("api", "--store", str(store), "--token-file", str(empty)), "is empty"))
+    from flows.prefect_env import apply_defaults
+
+    apply_defaults()  # what the command line sets once per process (its offline defaults) is not a leak
     for args, message in cases:
         before, env = snapshot(store), dict(os.environ)
         code, _, err = cli(*args)
