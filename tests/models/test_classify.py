@@ -65,7 +65,7 @@ def test_generic_classifier_reports_per_class_metrics_and_an_mlp_option(sms_stor
     assert set(report["per_class"]) == {"ham", "spam"} and report["folds"] == 3
     assert np.sum(report["confusion_matrix"]) == 1500
     assert result.metrics["accuracy"] >= 0.93 and result.params["head"] == "mlp"
-    with pytest.raises(FeatureStoreError, match=r"^head must be 'logistic' or 'mlp'. Got 'svm' instead.$"):
+    with pytest.raises(FeatureStoreError, match=r"^head must be 'logistic', 'mlp' or 'logistic-cv'. Got 'svm' instead.$"):
         classify.train(sms_store, "sms", head="svm")
 
 
