@@ -80,6 +80,8 @@ def test_the_library_side_does_not_import_prefect():
         (lambda d: d["views"][0].update(layers="last4"), "views[0]: layers apply to granularity: token only"),
         (lambda d: d["views"][0].update(granularity="token", long_text="windows"), "views[0]: long_text applies to granularity: sentence only"),
         (lambda d: d["views"][0].update(long_text="chunks"), "views[0].long_text: Input should be 'truncate' or 'windows'"),
+        (lambda d: d["views"][0].update(tta="flip"), "views[0]: tta applies to image encoders (efficientnet-lite0) only"),
+        (lambda d: d["views"][0].update(tta="rotate"), "views[0].tta: Input should be 'none', 'flip' or 'flip5crop'"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(write, edit, message):
