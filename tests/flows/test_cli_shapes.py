@@ -139,7 +139,8 @@ def test_long_text_windows_reaches_the_table_and_its_queries(tmp_path, cli, mini
 
 def test_tta_reaches_the_table_and_its_queries_and_bad_values_are_one_line(tmp_path, image_folder, cli):
     """`--tta flip`: the table records the option and its own encoder id, stores the flip-averaged
-    vectors, and a query image is encoded the same way; a bad value or a text encoder is refused."""
+    vectors, and a query image is encoded the same way; a bad value or a text encoder is refused,
+    and so is a fixed C for the image head that chooses its own."""
     from featurestore.encoders.image import EfficientNetEncoder
     from featurestore.index.search import view_encoder
 
@@ -162,4 +163,6 @@ def test_tta_reaches_the_table_and_its_queries_and_bad_values_are_one_line(tmp_p
     texts.write_text("a line\n", encoding="utf-8")
     assert_user_error(cli("materialize", texts, "--view", "t", "--encoder", "word2vec", "--store", store, "--tta", "flip"),
                       "--tta applies to image encoders (efficientnet-lite0); not to 'word2vec'")
+    assert_user_error(cli("train", "image", "--view", "bees", "--store", store, "--option", "C=5", "--runner", "inline"),
+                      "head 'logistic-cv' chooses C by inner cross-validation; to fix C=5, use head 'logistic'")
     assert snapshot(store) == before
