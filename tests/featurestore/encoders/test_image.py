@@ -244,6 +244,7 @@ def test_tta_flip_is_the_mean_of_the_image_and_its_mirror_through_the_encoder(li
     assert np.abs(plain - flipped).max() > 0.1  # the mirror image is another input: the check has teeth
 
 
+@pytest.mark.slow
 def test_tta_flip5crop_is_the_mean_of_its_ten_crops_and_does_not_depend_on_batching(some_files, tmp_path):
     """flip5crop of a 256 x 256 image = the mean of ten 224 x 224 files (centre, corners, mirrors)
     through a single-crop encoder that takes them as they are (resize 224: no resampling)."""
@@ -256,9 +257,9 @@ def test_tta_flip5crop_is_the_mean_of_its_ten_crops_and_does_not_depend_on_batch
             view.save(crops[-1])
     single = EfficientNetEncoder(device="cpu", resize=224).encode(crops)
     tta = EfficientNetEncoder(device="cpu", tta="flip5crop")
-    vectors = tta.encode([path, *some_files])
+    vectors = tta.encode([path, some_files[2]])  # and a JPEG of another shape, resized as it comes
     np.testing.assert_allclose(vectors[0], single.mean(axis=0), rtol=1e-4, atol=1e-5)
-    one_image_per_pass = EfficientNetEncoder(device="cpu", tta="flip5crop", batch_size=4).encode([path, *some_files])
+    one_image_per_pass = EfficientNetEncoder(device="cpu", tta="flip5crop", batch_size=4).encode([path, some_files[2]])
     np.testing.assert_allclose(one_image_per_pass, vectors, rtol=1e-4, atol=1e-5)
     assert np.abs(vectors[0] - single[0]).max() > 0.05  # the mean is not just the centre crop
 
