@@ -52,6 +52,18 @@ def test_a_heads_file_options_resolve_against_the_projects_folder(write, tmp_pat
     assert options == {"queries": str(tmp_path / "cran.qry"), "qrels": "/abs/cranqrel", "n_splits": 2}
 
 
+def test_an_image_views_tta_reaches_the_encoder_options_materialize_would_pass(write, tmp_path):
+    """refresh builds a view's encoder keywords where `materialize --tta` does: the same table."""
+    from flows.refresh import _materialize_options
+    from flows.runner import encoder_options
+
+    (tmp_path / "photos").mkdir()
+    project = load_project(write(lambda d: (d["sources"].append({"name": "photos", "path": "photos"}),
+                                            d["views"].append({"name": "bees", "source": "photos", "encoders": ["efficientnet-lite0"], "tta": "flip5crop"}))))
+    options = _materialize_options(project.views[1], "efficientnet-lite0")["encoder_options"]
+    assert options == encoder_options("efficientnet-lite0", tta="flip5crop") and options["tta"] == "flip5crop"
+
+
 def test_the_library_side_does_not_import_prefect():
     import subprocess
     import sys
