@@ -24,6 +24,7 @@ SCRIPTS = (
     "materialize_memory.py",
     "image_encode.py",
     "image_flow.py",
+    "image_tta.py",
     "token_speed.py",
     "token_materialize.py",
     "index_speed.py",

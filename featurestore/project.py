@@ -161,6 +161,7 @@ class ViewConfig(_Strict):
     layers: Literal["last", "last4"] | None = None  # token level, contextual encoders: as `materialize --layers`
     subword: Literal["first", "mean"] | None = None  # token level, contextual encoders: as `materialize --subword`
     long_text: Literal["truncate", "windows"] | None = None  # sentence level, contextual encoders: as `materialize --long-text`
+    tta: Literal["none", "flip", "flip5crop"] | None = None  # image encoders: as `materialize --tta`
     index: IndexConfig | None = None  # true: the default options; false or absent: no index
     schedule: Schedule | None = None
     full_sync: bool = False
@@ -184,6 +185,11 @@ class ViewConfig(_Strict):
             raise ValueError(f"{' and '.join(given)} apply to granularity: token only")
         if self.long_text is not None and self.granularity != "sentence":
             raise ValueError("long_text applies to granularity: sentence only")
+        if self.tta is not None:
+            from featurestore.encoders.image import MODEL
+
+            if any(ref.split(":")[0].strip().lower() != MODEL for ref in self.encoders):
+                raise ValueError(f"tta applies to image encoders ({MODEL}) only")
         return self
 
     @field_validator("index", mode="before")

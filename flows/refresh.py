@@ -132,7 +132,7 @@ def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) 
 
 def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
     """The keywords ``featurestore materialize`` would pass for this view, so both write the same table."""
-    options = encoder_options(ref, granularity=view.granularity, layers=view.layers, subword=view.subword, long_text=view.long_text)
+    options = encoder_options(ref, granularity=view.granularity, layers=view.layers, subword=view.subword, long_text=view.long_text, tta=view.tta)
     return {"encoder_options": options, "full_sync": view.full_sync, "on_duplicate": view.on_duplicate,
             "strict": view.strict, "shard_size": view.shard_size}
 

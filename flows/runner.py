@@ -19,6 +19,7 @@ from flows.progress import ProgressFn, progress_hook
 RUNNERS = ("local", "inline", "dask")
 DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # the encoders that take a device
 CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take layers / subword
+TTA_ENCODERS = ("efficientnet-lite0",)  # the image encoders that take test-time augmentation
 
 
 def encoder_options(
@@ -28,9 +29,10 @@ def encoder_options(
     layers: str | None = None,
     subword: str | None = None,
     long_text: str | None = None,
+    tta: str | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """The encoder keywords a materialize of ``encoder`` passes: granularity, token or long-text options, device.
+    """The encoder keywords a materialize of ``encoder`` passes: granularity, token, long-text or TTA options, device.
 
     ``featurestore materialize`` and the project file's views both build them here, so the
     same options write the same table (the same encoder_id).
@@ -53,6 +55,15 @@ def encoder_options(
             raise EncoderError(f"--long-text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
         if long_text == "windows":  # truncate is the default: left out, so the table keeps its encoder id
             options["long_text"] = "windows"
+    if tta is not None:
+        from featurestore.encoders.image import TTA_VIEWS
+
+        if name not in TTA_ENCODERS:
+            raise EncoderError(f"--tta applies to image encoders ({', '.join(TTA_ENCODERS)}); not to {encoder!r}")
+        if tta not in TTA_VIEWS:
+            raise EncoderError(f"--tta must be one of: {', '.join(TTA_VIEWS)}. Got {tta!r} instead.")
+        if tta != "none":  # none is the default: left out, so the table keeps its encoder id
+            options["tta"] = tta
     if name in DEVICE_ENCODERS:
         options["device"] = settings.device(device)
     return options

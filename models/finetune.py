@@ -160,6 +160,11 @@ def _head_for(table: FeatureTable, unfreeze_last: int, **params: Any) -> FineTun
             f"view {meta.view!r} is encoded with {meta.encoder_name} ({meta.encoder_id}), which has no layers to fine-tune; "
             "fine-tuning takes an efficientnet-lite0 view or a minilm (sentence-transformers) sentence view"
         )
+    if "tta" in meta.encoder_spec:  # the fine-tuned network reads one centre crop per image
+        raise FineTuneError(
+            f"view {meta.view!r} is encoded with test-time augmentation (tta {meta.encoder_spec['tta']['views']}); "
+            "fine-tuning reads the centre crop: fine-tune a view materialized without --tta"
+        )
     ref = meta.encoder_ref or meta.encoder_name  # tables written before refs were kept: the name; its id is checked
     head = cls(ref, meta.encoder_id, unfreeze_last, encoder_options=meta.encoder_options or {}, **params)
     head.check_params()

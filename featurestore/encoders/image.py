@@ -10,6 +10,13 @@ penultimate layer, before dropout and the classifier), or the output of MBConv b
 ``block`` (0-15). Decoding (:mod:`featurestore.sources.imaging`) runs in a thread pool one
 batch ahead of the forward pass: batch i+1 decodes while the model runs batch i. That hides
 decoding behind a GPU; on a small CPU, where both share the cores, it gains little (~2% on 2).
+
+Test-time augmentation (``tta``) averages the pooled features of several views of each image,
+all run in one batched forward pass: ``flip`` (the centre crop and its mirror image, 2 views)
+or ``flip5crop`` (the centre and the four corner crops of the ``resize`` x ``resize`` centre
+square, each with its mirror image: torchvision's ``TenCrop``, 10 views). A view costs one
+forward pass of a crop, so ``flip`` doubles the encoding time and ``flip5crop`` multiplies it
+by ten; the views are part of the spec, hence of the encoder id.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import pickle
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
@@ -28,12 +35,15 @@ from featurestore.errors import EncoderError
 from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_pixels
 
-__all__ = ["BLOCK_CHANNELS", "EfficientNetEncoder", "classifier_weights", "make", "packaged_weights"]
+__all__ = ["BLOCK_CHANNELS", "TTA_VIEWS", "EfficientNetEncoder", "classifier_weights", "make", "packaged_weights"]
 
 MODEL = "efficientnet-lite0"
 HEAD_CHANNELS = 1280
 # Output channels of the 16 MBConv blocks of EfficientNet-Lite0 (stages of 1, 2, 2, 3, 3, 4, 1 blocks).
 BLOCK_CHANNELS: tuple[int, ...] = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
+Tta = Literal["none", "flip", "flip5crop"]
+# Views whose pooled features are averaged, per test-time augmentation ("none": the centre crop alone).
+TTA_VIEWS: dict[str, int] = {"none": 1, "flip": 2, "flip5crop": 10}
 
 _MODELS: dict[tuple[str, int, str, bool], Any] = {}
 _LOCK = threading.Lock()
@@ -64,6 +74,10 @@ class EfficientNetEncoder(BaseEncoder):
         channels_last on CUDA and on CPU too (1.75x on 2 CPU cores, bench/image_encode.py). It
         does not change the vectors beyond float rounding, nor the spec.
     workers : decoding threads (default: the CPU count, between 2 and 4).
+    tta : test-time augmentation: ``none`` (default, the centre crop), ``flip`` (mean of the
+        centre crop and its mirror image) or ``flip5crop`` (mean of the centre and four corner
+        ``size`` crops of the ``resize`` x ``resize`` centre square and their mirror images).
+        Each view is a forward pass (``TTA_VIEWS``), run together in one batch; part of the spec.
     """
 
     name = MODEL
@@ -83,6 +97,7 @@ class EfficientNetEncoder(BaseEncoder):
         normalize: bool = False,
         channels_last: bool | None = None,
         workers: int | None = None,
+        tta: Tta | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.block = _check_block(block)
@@ -95,6 +110,9 @@ class EfficientNetEncoder(BaseEncoder):
         self.normalize = normalize
         self.channels_last = channels_last
         self.workers = positive_int("workers", workers, error=EncoderError) if workers is not None else min(4, max(2, os.cpu_count() or 2))
+        if tta is not None and tta not in TTA_VIEWS:
+            raise EncoderError(f"tta must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
+        self.tta: Tta = tta or "none"
         if self.path is not None and not self.path.is_file():
             raise EncoderError(f"checkpoint not found: {self.path}; give a .pth/.pt state dict or a .safetensors file")
 
@@ -112,7 +130,7 @@ class EfficientNetEncoder(BaseEncoder):
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {
+        spec = {
             "kind": self.name,
             "family": "efficientnet-lite",
             "model": MODEL,
@@ -130,6 +148,9 @@ class EfficientNetEncoder(BaseEncoder):
             "normalize": self.normalize,
             "dim": self.dim,
         }
+        if self.tta != "none":  # recorded only when set: tables written before keep their id
+            spec["tta"] = {"views": self.tta, "n_views": TTA_VIEWS[self.tta], "pooling": "mean"}
+        return spec
 
     def model(self) -> Any:
         """The loaded network, once per process, weights, crop size and device (eval mode)."""
@@ -196,17 +217,21 @@ class EfficientNetEncoder(BaseEncoder):
                 yield start, arrays
 
     def _decode_one(self, path: str) -> np.ndarray | str:
+        # flip5crop crops the corners in the forward pass, out of the resize x resize centre square
+        crop = self.resize if self.tta == "flip5crop" else self.size
         try:
-            return decode_pixels(path, size=self.size, resize=self.resize)
+            return decode_pixels(path, size=crop, resize=self.resize)
         except ImageDecodeError as exc:
             return str(exc)
 
     def _forward(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-        """Pixels -> ``(b, dim) float32`` pooled features.
+        """Pixels -> ``(b, dim) float32`` pooled features (the mean over the ``tta`` views).
 
-        ``pixels`` is a ``(b, size, size, 3) uint8`` batch of crops (normalised here, in one
-        vectorised pass; NHWC viewed as NCHW is already channels_last) or a ``(b, 3, size, size)
-        float32`` batch normalised by :func:`~featurestore.sources.imaging.decode_image`.
+        ``pixels`` is a ``(b, h, w, 3) uint8`` batch (normalised here, in one vectorised pass;
+        NHWC viewed as NCHW is already channels_last) or a ``(b, 3, h, w) float32`` batch
+        normalised by :func:`~featurestore.sources.imaging.decode_image`: ``size`` x ``size``
+        crops, or ``resize`` x ``resize`` squares for ``flip5crop``. With views, each forward
+        pass takes at most ``batch_size`` views (and at least one image's).
         """
         torch = require("torch", "image")
         param = next(model.parameters())
@@ -215,21 +240,39 @@ class EfficientNetEncoder(BaseEncoder):
             x = x.to(param.device).permute(0, 3, 1, 2).to(param.dtype).sub_(127.0).div_(128.0)
         else:
             x = x.to(param.device, dtype=param.dtype)
-        if self._channels_last():
-            x = x.contiguous(memory_format=torch.channels_last)
-        else:
-            x = x.contiguous()
+        n_views = TTA_VIEWS[self.tta]
+        step = max(1, self.batch_size // n_views)
         with torch.inference_mode():
-            if self.block is None:
-                features = model.extract_features(x)
-            else:
-                features = model._swish(model._bn0(model._conv_stem(x)))
-                for layer in model._blocks[: self.block + 1]:
-                    features = layer(features)
-            pooled = features.float().mean(dim=(2, 3))
+            pooled = torch.cat([self._pooled(model, self._views(x[i : i + step])) for i in range(0, len(x), step)])
+            pooled = pooled.view(len(x), n_views, -1).mean(dim=1)
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=1)
         return pooled.cpu().numpy()
+
+    def _views(self, x: Any) -> Any:
+        """``(b, 3, h, w)`` -> ``(b * n_views, 3, size, size)``, the views of image i at rows ``i * n_views ...``."""
+        torch = require("torch", "image")
+        if self.tta == "none":
+            return x
+        if self.tta == "flip5crop":
+            s, far = self.size, self.resize - self.size
+            centre = int(round(far / 2.0))  # where decode_pixels puts the centre crop
+            corners = [(centre, centre), (0, 0), (0, far), (far, 0), (far, far)]  # (top, left)
+            x = torch.stack([x[:, :, t : t + s, left : left + s] for t, left in corners], dim=1).flatten(0, 1)
+        views = torch.stack([x, x.flip(-1)], dim=1)  # each crop beside its mirror image
+        return views.flatten(0, 1)
+
+    def _pooled(self, model: Any, x: Any) -> Any:
+        """One forward pass of ``(n, 3, size, size)`` crops -> ``(n, dim) float32`` global averages."""
+        torch = require("torch", "image")
+        x = x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x.contiguous()
+        if self.block is None:
+            features = model.extract_features(x)
+        else:
+            features = model._swish(model._bn0(model._conv_stem(x)))
+            for layer in model._blocks[: self.block + 1]:
+                features = layer(features)
+        return features.float().mean(dim=(2, 3))
 
 
 def make(arg: str | None, **options: Any) -> EfficientNetEncoder:

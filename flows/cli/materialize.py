@@ -23,6 +23,7 @@ def materialize(
     layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last (default) or last4 (mean of the last four layers)."),
     subword: Optional[str] = typer.Option(None, "--subword", help="--granularity token, minilm/st: first (default) or mean of a word's pieces."),
     long_text: Optional[str] = typer.Option(None, "--long-text", help="Sentence vectors, minilm/st: truncate (default) texts past the model's length, or read them in windows and mean-pool every piece."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Images, efficientnet-lite0: none (default, the centre crop), flip (mean with its mirror image, 2x the time) or flip5crop (centre and corner crops and their mirrors, 10x)."),
     path_col: str = typer.Option("path", "--path-col", help="For a CSV/Parquet list of images: the column of image paths."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV/TSV has no header: columns are col0, col1 ..."),
     full_sync: bool = typer.Option(False, "--full-sync", help="Tombstone entities that are missing from this source."),
@@ -54,7 +55,7 @@ def materialize(
         header=not no_header,
         path_col=path_col,
     )
-    options = encoder_options(encoder, granularity=granularity, layers=layers, subword=subword, long_text=long_text, device=device)
+    options = encoder_options(encoder, granularity=granularity, layers=layers, subword=subword, long_text=long_text, tta=tta, device=device)
     with progress_bar(f"materialize {view}", enabled=not json_out) as update:
         summary = run(
             src,

@@ -52,6 +52,18 @@ def test_a_heads_file_options_resolve_against_the_projects_folder(write, tmp_pat
     assert options == {"queries": str(tmp_path / "cran.qry"), "qrels": "/abs/cranqrel", "n_splits": 2}
 
 
+def test_an_image_views_tta_reaches_the_encoder_options_materialize_would_pass(write, tmp_path):
+    """refresh builds a view's encoder keywords where `materialize --tta` does: the same table."""
+    from flows.refresh import _materialize_options
+    from flows.runner import encoder_options
+
+    (tmp_path / "photos").mkdir()
+    project = load_project(write(lambda d: (d["sources"].append({"name": "photos", "path": "photos"}),
+                                            d["views"].append({"name": "bees", "source": "photos", "encoders": ["efficientnet-lite0"], "tta": "flip5crop"}))))
+    options = _materialize_options(project.views[1], "efficientnet-lite0")["encoder_options"]
+    assert options == encoder_options("efficientnet-lite0", tta="flip5crop") and options["tta"] == "flip5crop"
+
+
 def test_the_library_side_does_not_import_prefect():
     import subprocess
     import sys
@@ -80,6 +92,8 @@ def test_the_library_side_does_not_import_prefect():
         (lambda d: d["views"][0].update(layers="last4"), "views[0]: layers apply to granularity: token only"),
         (lambda d: d["views"][0].update(granularity="token", long_text="windows"), "views[0]: long_text applies to granularity: sentence only"),
         (lambda d: d["views"][0].update(long_text="chunks"), "views[0].long_text: Input should be 'truncate' or 'windows'"),
+        (lambda d: d["views"][0].update(tta="flip"), "views[0]: tta applies to image encoders (efficientnet-lite0) only"),
+        (lambda d: d["views"][0].update(tta="rotate"), "views[0].tta: Input should be 'none', 'flip' or 'flip5crop'"),
     ],
 )
 def test_each_mistake_names_the_file_and_the_key(write, edit, message):

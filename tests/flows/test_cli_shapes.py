@@ -135,3 +135,34 @@ def test_long_text_windows_reaches_the_table_and_its_queries(tmp_path, cli, mini
     order = [frame.ids.tolist().index(d["id"]) for d in docs]
     np.testing.assert_allclose(frame.vectors[order], windows.encode([d["text"] for d in docs]), atol=1e-5)
     assert not np.allclose(frame.vectors[order[0]], minilm.encode([docs[0]["text"]])[0], atol=1e-3)
+
+
+def test_tta_reaches_the_table_and_its_queries_and_bad_values_are_one_line(tmp_path, image_folder, cli):
+    """`--tta flip`: the table records the option and its own encoder id, stores the flip-averaged
+    vectors, and a query image is encoded the same way; a bad value or a text encoder is refused,
+    and so is a fixed C for the image head that chooses its own."""
+    from featurestore.encoders.image import EfficientNetEncoder
+    from featurestore.index.search import view_encoder
+
+    store = tmp_path / "s"
+    code, out, err = cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0", "--tta", "flip",
+                         "--store", store, "--runner", "inline", "--json")
+    assert code == 0, err
+    table = Store(store).resolve_table("bees")
+    flip = EfficientNetEncoder(device="cpu", tta="flip")
+    assert table.meta.encoder_options == {"tta": "flip"} and json.loads(out)["encoder_id"] == flip.encoder_id
+    assert view_encoder(table).encoder_id == flip.encoder_id
+    frame = table.latest([])
+    files = [str(image_folder / entity) for entity in frame.ids.tolist()]
+    np.testing.assert_allclose(frame.vectors, flip.encode(files), rtol=1e-4, atol=1e-5)
+    before = snapshot(store)
+    common = ("--view", "bees", "--encoder", "efficientnet-lite0", "--store", store, "--runner", "inline")
+    assert_user_error(cli("materialize", image_folder, *common, "--tta", "rotate"),
+                      "--tta must be one of: none, flip, flip5crop. Got 'rotate' instead.")
+    texts = tmp_path / "t.txt"
+    texts.write_text("a line\n", encoding="utf-8")
+    assert_user_error(cli("materialize", texts, "--view", "t", "--encoder", "word2vec", "--store", store, "--tta", "flip"),
+                      "--tta applies to image encoders (efficientnet-lite0); not to 'word2vec'")
+    assert_user_error(cli("train", "image", "--view", "bees", "--store", store, "--option", "C=5", "--runner", "inline"),
+                      "head 'logistic-cv' chooses C by inner cross-validation; to fix C=5, use head 'logistic'")
+    assert snapshot(store) == before

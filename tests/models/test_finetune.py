@@ -114,3 +114,17 @@ def test_minilm_finetune_on_200_messages_reads_texts_from_the_run_record(tmp_pat
     assert out[0]["label"] == result.head.classes_[expected.argmax()] and out[0]["score"] == pytest.approx(expected.max())
     with pytest.raises(FineTuneError, match=r"^unfreeze_last must be an int from 1 to 6 \(the transformer layers of minilm\)\. Got 7 instead\.$"):
         finetune(store, "sms", unfreeze_last=7)
+
+
+def test_a_tta_view_is_refused_the_network_reads_one_centre_crop(tmp_path):
+    need(IMAGES)
+    from featurestore.sources.images import ImageSource
+
+    for label in ("ants", "bees"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for photo in sorted((IMAGES / label).glob("*.jpg"))[:2]:
+            (tmp_path / "photos" / label / photo.name).symlink_to(photo)
+    materialize(ImageSource(str(tmp_path / "photos")), "bees", "efficientnet-lite0", store=tmp_path / "store",
+                encoder_options={"device": "cpu", "tta": "flip"})
+    with pytest.raises(FineTuneError, match=r"^view 'bees' is encoded with test-time augmentation \(tta flip\); fine-tuning reads the centre crop"):
+        finetune(tmp_path / "store", "bees", unfreeze_last=1, **SMALL)

@@ -28,6 +28,7 @@ def _heads() -> dict[str, object]:
         "classify-logistic": classify.make_head("logistic").fit(X, y),
         "classify-logistic-balanced": classify.make_head("logistic", class_weight="balanced").fit(X, y),
         "classify-mlp": classify.make_head("mlp", hidden=(4,)).fit(X, y),
+        "classify-logistic-cv": classify.make_head("logistic-cv").fit(X, y),
         "classify-int-labels": classify.make_head("logistic").fit(X, np.arange(40) % 3),
         "ranking": ranking.make_head(0).fit(X, np.arange(40) % 2),
         "ner-logistic": ner.make_head("logreg", {"max_iter": 50}).fit(tokens, tags),

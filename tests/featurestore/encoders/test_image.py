@@ -19,7 +19,7 @@ from featurestore.errors import EncoderError
 torch = pytest.importorskip("torch", reason="torch is part of the image extra")
 Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image extra")
 
-from featurestore.encoders.image import BLOCK_CHANNELS, EfficientNetEncoder, make, packaged_weights  # noqa: E402
+from featurestore.encoders.image import BLOCK_CHANNELS, TTA_VIEWS, EfficientNetEncoder, make, packaged_weights  # noqa: E402
 from featurestore.sources.images import ImageSource  # noqa: E402
 
 ROOT = settings.data_dir() / "images" / "hymenoptera_train"
@@ -208,6 +208,60 @@ def test_bad_options_are_refused_with_the_allowed_values(tmp_path):
             EfficientNetEncoder(device="cuda")  # refused when built, before any work
     with pytest.raises(EncoderError, match="device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead."):
         EfficientNetEncoder(device="gpu")
+    with pytest.raises(EncoderError, match=r"^tta must be one of: none, flip, flip5crop. Got 'rotate' instead.$"):
+        EfficientNetEncoder(tta="rotate")
+
+
+# -- test-time augmentation ---------------------------------------------------------------------
+
+
+def test_tta_is_part_of_the_encoder_id_and_none_keeps_the_default_one(lite0):
+    assert "tta" not in lite0.spec and EfficientNetEncoder(tta="none").encoder_id == lite0.encoder_id
+    flip, crops = EfficientNetEncoder(tta="flip"), EfficientNetEncoder(tta="flip5crop")
+    assert flip.spec["tta"] == {"views": "flip", "n_views": 2, "pooling": "mean"} and crops.spec["tta"]["n_views"] == 10
+    assert len({lite0.encoder_id, flip.encoder_id, crops.encoder_id}) == 3
+    assert EfficientNetEncoder(tta="flip", resize=288).encoder_id != flip.encoder_id  # the views' geometry counts too
+    assert TTA_VIEWS == {"none": 1, "flip": 2, "flip5crop": 10}
+
+
+def _square_photo(src: str, folder: Path, side: int) -> tuple[Path, Image.Image]:
+    """A real photo resized to ``side`` x ``side`` and saved losslessly, so crops of it are exact."""
+    with Image.open(src) as im:
+        square = im.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
+    path = folder / f"{Path(src).stem}-{side}.png"
+    square.save(path)
+    return path, square
+
+
+def test_tta_flip_is_the_mean_of_the_image_and_its_mirror_through_the_encoder(lite0, some_files, tmp_path):
+    """The flip view is the plain encoder's forward pass of the mirrored file, not an approximation."""
+    path, square = _square_photo(some_files[1], tmp_path, 256)  # 256 - 224 is even: the centre crop of the mirror mirrors the crop
+    mirror = tmp_path / "mirror.png"
+    square.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirror)
+    plain, flipped = lite0.encode([path, mirror])
+    averaged = EfficientNetEncoder(device="cpu", tta="flip").encode([path])[0]
+    np.testing.assert_allclose(averaged, (plain + flipped) / 2, rtol=1e-4, atol=1e-5)
+    assert np.abs(plain - flipped).max() > 0.1  # the mirror image is another input: the check has teeth
+
+
+@pytest.mark.slow
+def test_tta_flip5crop_is_the_mean_of_its_ten_crops_and_does_not_depend_on_batching(some_files, tmp_path):
+    """flip5crop of a 256 x 256 image = the mean of ten 224 x 224 files (centre, corners, mirrors)
+    through a single-crop encoder that takes them as they are (resize 224: no resampling)."""
+    path, square = _square_photo(some_files[0], tmp_path, 256)
+    crops = []
+    for top, left in [(16, 16), (0, 0), (0, 32), (32, 0), (32, 32)]:
+        crop = square.crop((left, top, left + 224, top + 224))
+        for k, view in enumerate((crop, crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT))):
+            crops.append(tmp_path / f"crop-{top}-{left}-{k}.png")
+            view.save(crops[-1])
+    single = EfficientNetEncoder(device="cpu", resize=224).encode(crops)
+    tta = EfficientNetEncoder(device="cpu", tta="flip5crop")
+    vectors = tta.encode([path, some_files[2]])  # and a JPEG of another shape, resized as it comes
+    np.testing.assert_allclose(vectors[0], single.mean(axis=0), rtol=1e-4, atol=1e-5)
+    one_image_per_pass = EfficientNetEncoder(device="cpu", tta="flip5crop", batch_size=4).encode([path, some_files[2]])
+    np.testing.assert_allclose(one_image_per_pass, vectors, rtol=1e-4, atol=1e-5)
+    assert np.abs(vectors[0] - single[0]).max() > 0.05  # the mean is not just the centre crop
 
 
 # -- checkpoints from a path --------------------------------------------------------------------
