@@ -69,6 +69,9 @@ class _State:
     index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
     index_stamp: Any  # what the cheap check compares: index.json's identity (local) or text (remote)
+    id_at: np.ndarray  # (max FAISS id + 2,) object: the entity id behind each FAISS id (None: none; -1 reads the last)
+    row_at: np.ndarray  # (max FAISS id + 2,) int64: the frame row of each FAISS id's entity (-1: not in the frame)
+    complete: bool  # every indexed entity is in the frame (the usual case: no row of -1 behind a hit)
 
 
 class Searcher:
@@ -77,9 +80,11 @@ class Searcher:
     Parameters
     ----------
     store, table : where the view lives (``Store.resolve_table`` gives the table).
-    check_every : seconds between freshness checks; 0 checks on every call (a stat and an
-        incremental read of the Delta log locally, ~0.2 ms). A remote store's check costs
-        requests to the bucket, so it defaults to 1 s there.
+    check_every : seconds between freshness checks (default
+        :func:`featurestore.settings.search_check_seconds`: 0.01 locally, where a check is a
+        ``stat`` of ``index.json`` and of the Delta log folder, ~10 us; 1 over a bucket, where it
+        costs requests); 0 checks on every call. A generation published by another process is
+        served from the first call that starts ``check_every`` after it.
     """
 
     def __init__(self, store: "Store", table: "FeatureTable", *, check_every: float | None = None) -> None:
@@ -89,7 +94,9 @@ class Searcher:
         self.table = table
         self.view = table.meta.view
         self.encoder_id = table.meta.encoder_id
-        self.check_every = check_every if check_every is not None else (1.0 if store.remote else 0.0)
+        from featurestore import settings
+
+        self.check_every = check_every if check_every is not None else settings.search_check_seconds(remote=store.remote is not None)
         self._lock = threading.Lock()  # one loader at a time; the others answer from the current state
         self._encoder: BaseEncoder | None = None
         self._delta: Any = None
@@ -98,6 +105,11 @@ class Searcher:
         self._checked = 0.0
         self._state: _State | None = None
         self._as_of: OrderedDict[str, "FeatureFrame"] = OrderedDict()
+        from featurestore.index.search import index_dir
+
+        # what the local check stats, as strings: building the paths per call would cost more than the stats
+        self._index_json = os.path.join(index_dir(store, table, fetch=False), "index.json")
+        self._log_dir = os.path.join(table.uri, "_delta_log")
         self.swaps = 0  # how many times a newer generation replaced the one served
         self.refresh()
 
@@ -152,13 +164,11 @@ class Searcher:
 
     def _index_stamp(self) -> Any:
         """index.json's identity locally (replaced on every save), its text in a bucket; None: no index."""
-        from featurestore.index.search import index_dir
-
         if self.store.remote:
             relative = f"indexes/{self.view}/{self.encoder_id}"
             return self.store.read_current(relative, "index.json")[1]
         try:
-            st = os.stat(index_dir(self.store, self.table, fetch=False) / "index.json")
+            st = os.stat(self._index_json)
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -200,7 +210,7 @@ class Searcher:
         if self.store.remote:
             return None
         try:
-            st = os.stat(os.path.join(self.table.uri, "_delta_log"))
+            st = os.stat(self._log_dir)
         except OSError:
             return None
         return (st.st_ino, st.st_mtime_ns)
@@ -220,14 +230,13 @@ class Searcher:
             frame = old.frame
         else:
             frame = self.table.latest()
-            # one chunk: a take of 10 hits from a 1M-row table of 5 chunks costs 1.3 ms, from one 0.02 ms
-            # (the kept columns are copied out of the memory-mapped snapshot once per generation)
-            frame.columns = frame.columns.combine_chunks()
-            frame.keep_row_map()
+            frame.prepare_lookups()  # the id map and the kept columns' values, once per generation
         files = (index.info.files or {}) if index is not None else {}
         token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
         generation = Generation(index=token, index_version=index.info.table_version if index is not None else -1, table_version=frame.version)
-        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp)
+        id_at, row_at = _hit_maps(index, frame)
+        complete = index is None or bool((row_at[index.positions] >= 0).all())
+        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, id_at=id_at, row_at=row_at, complete=complete)
 
     # ---------------------------------------------------------------- encoder
     def encoder(self) -> "BaseEncoder":
@@ -269,7 +278,7 @@ class Searcher:
         :func:`featurestore.index.search.search` for the arguments. Every hit comes from the
         generation in ``result.generation``."""
         from featurestore.index.queries import check_nonzero, describe_query, query_vectors
-        from featurestore.index.search import _filtered, _kept, check_query
+        from featurestore.index.search import _filtered, check_query
 
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
         state = self._current()  # read once: this call sees one generation, whatever swaps meanwhile
@@ -295,10 +304,7 @@ class Searcher:
         if where is not None:
             return SearchResults(_filtered(index, frame, queries, k, where, exact_below), state.generation)
         scores, found = index.search(queries, min(k, len(index)))
-        hits = [[(float(s), e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-                for row_scores, row_found in zip(scores, found)]
-        extras = iter(_kept(frame, frame.rows_of([e for query in hits for _, e in query])))  # one lookup for every query
-        return SearchResults([[{"entity_id": e, "score": round(s, 6), **next(extras)} for s, e in query] for query in hits], state.generation)
+        return SearchResults(_hits(state, scores, found), state.generation)
 
     def features(self, ids: Sequence[str], *, as_of: int | str | None = None) -> dict[str, Any]:
         """Online lookup: each known entity's stored vector and kept columns in the latest state
@@ -312,11 +318,9 @@ class Searcher:
         wanted = list(ids)
         rows = frame.rows_of(wanted)
         found = [(e, r) for e, r in zip(wanted, rows.tolist()) if r >= 0]
-        from featurestore.index.search import _kept
-
         taken = np.array([r for _, r in found], dtype=np.int64)
         return {
-            "found": [{"entity_id": e, **extra} for (e, _), extra in zip(found, _kept(frame, taken))],
+            "found": [{"entity_id": e, **extra} for (e, _), extra in zip(found, frame.kept(taken))],
             "vectors": np.asarray(frame.vectors[taken], dtype=np.float32) if len(taken) else np.zeros((0, self.table.meta.dim), np.float32),
             "unknown": [e for e, r in zip(wanted, rows.tolist()) if r < 0],
             "table_version": frame.version,
@@ -352,6 +356,43 @@ class Searcher:
             "generation": state.generation.to_dict(),
             "swaps": self.swaps,
         }
+
+
+def _hits(state: _State, scores: np.ndarray, found: np.ndarray) -> list[list[dict[str, Any]]]:
+    """FAISS's ``(scores, ids)`` of one generation as hits with their kept columns: the entity
+    ids and frame rows are read from the generation's maps (array indexing, no lookups)."""
+    flat = found.ravel()
+    try:
+        entity_ids = state.id_at[flat]
+    except IndexError:  # an id past the map (a foreign index file) names no entity
+        flat = np.clip(flat, -1, len(state.id_at) - 1)
+        entity_ids = state.id_at[flat]
+    rows = state.row_at[flat]
+    columns, values = state.frame.kept_values(rows)
+    keys = ("entity_id", "score", *columns)
+    names = entity_ids.tolist()
+    records = [dict(zip(keys, row)) for row in zip(names, [round(s, 6) for s in scores.ravel().tolist()], *values)]
+    if not state.complete:  # an entity deleted since the index was saved: no kept columns
+        for i in np.flatnonzero(rows < 0).tolist():
+            records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
+    k = found.shape[1] if found.ndim == 2 else 0
+    if not k:
+        return [[] for _ in found]
+    if None in names:  # fewer hits than k (FAISS's -1)
+        return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
+    return [records[i : i + k] for i in range(0, len(records), k)]
+
+
+def _hit_maps(index: "VectorIndex | None", frame: "FeatureFrame") -> tuple[np.ndarray, np.ndarray]:
+    """The entity id and frame row behind every FAISS id of ``index`` (see :class:`_State`), so
+    that a search names its hits by indexing two arrays; FAISS's -1 (no hit) reads the last slot."""
+    top = int(index.positions.max()) if index is not None and len(index.positions) else -1
+    id_at = np.full(top + 2, None, dtype=object)
+    row_at = np.full(top + 2, -1, dtype=np.int64)
+    if index is not None and len(index.positions):
+        id_at[index.positions] = index.entity_ids
+        row_at[index.positions] = frame.rows_of(index.entity_ids.tolist())
+    return id_at, row_at
 
 
 # -------------------------------------------------------------------- per-process cache
