@@ -33,6 +33,7 @@ SCRIPTS = (
     "dask_scaling.py",
     "refresh_speed.py",
     "prefect_busy.py",
+    "search_cli.py",
 )
 
 
