@@ -2,7 +2,8 @@
 
 Every route is a few lines over the library: searches, lookups and encodes go through the warm
 search handle of the view (:mod:`featurestore.serving`), predictions through the warm heads
-(:mod:`models.predictor`). Errors are the library's one-line messages as JSON
+(:mod:`models.predictor`). Bodies are JSON, a form (image files uploaded as multipart, beside
+the other fields) or one raw image (:func:`_payload`). Errors are the library's one-line messages as JSON
 (``{"error": ..., "type": ...}``) with a 4xx code: 404 for an unknown view, model, entity id or
 index, 400 for other bad input, 422 for a body of the wrong shape, 401 without the token, 413
 over the size limit. The service holds no state beyond caches: several processes (``--workers``,
@@ -253,9 +254,9 @@ async def _payload(request: Request, model: type[_Body]) -> Any:
     string (``?view=photos&k=5``)."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        data = await _form(request, model)
+        data = await _form(request)
     elif kind.startswith("image/") or kind == "application/octet-stream":
-        data = _fields(request.query_params.multi_items(), model)
+        data = _fields(request.query_params.multi_items())
         data["images"] = [base64.b64encode(await request.body()).decode("ascii")]
     elif kind in ("application/json", ""):
         raw = await request.body()
@@ -273,7 +274,7 @@ async def _payload(request: Request, model: type[_Body]) -> Any:
         raise HTTPException(422, _validation_message(exc, model)) from None
 
 
-async def _form(request: Request, model: type[_Body]) -> dict[str, Any]:
+async def _form(request: Request) -> dict[str, Any]:
     """A form's fields (and the query string's) as a body: every file of the field
     ``images`` base64-encoded into ``images``, as a JSON body carries them. The size limit holds
     on the bytes uploaded (:class:`~flows.api_guard.Guard`); parts are spooled by Starlette."""
@@ -286,7 +287,7 @@ async def _form(request: Request, model: type[_Body]) -> dict[str, Any]:
                 raise HTTPException(422, f"file field {key!r} is not accepted; send image files in the form field 'images'")
             else:
                 images.append(base64.b64encode(await value.read()).decode("ascii"))
-    data = _fields(fields, model)
+    data = _fields(fields)
     if images:
         if "images" in data:
             raise HTTPException(422, "field 'images' came both as files and as text; send image files only")
@@ -294,9 +295,9 @@ async def _form(request: Request, model: type[_Body]) -> dict[str, Any]:
     return data
 
 
-def _fields(items: list[tuple[str, str]], model: type[_Body]) -> dict[str, Any]:
-    """Text fields of a form or query string as body fields: a list field (``texts``, ``ids``)
-    from every value given, ``vectors`` and ``labels`` as JSON text, a number as a number."""
+def _fields(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """Text fields of a form or query string as body fields: a list field (``texts``, ``ids``,
+    ``images``) from every value given, ``vectors`` and ``labels`` as JSON text, a number as a number."""
     values: dict[str, list[str]] = {}
     for key, value in items:
         values.setdefault(key, []).append(value)
