@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -216,6 +217,7 @@ def main() -> None:
     # reference, 38 ms, is with one torch thread too).
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a kill still stops the servers (the finally below)
     work = Path(tempfile.mkdtemp(prefix="fs-bench-serve-"))
     os.environ.setdefault("FEATURESTORE_CACHE_DIR", str(work / "cache"))
     try:

@@ -69,8 +69,7 @@ class _State:
     index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
     index_stamp: Any  # what the cheap check compares: index.json's identity (local) or text (remote)
-    id_at: np.ndarray  # (max FAISS id + 2,) object: the entity id behind each FAISS id (None: none; -1 reads the last)
-    row_at: np.ndarray  # (max FAISS id + 2,) int64: the frame row of each FAISS id's entity (-1: not in the frame)
+    row_at: np.ndarray  # (len(index),) int64: the frame row of each indexed entity, in the index's id order (-1: not in the frame)
     complete: bool  # every indexed entity is in the frame (the usual case: no row of -1 behind a hit)
 
 
@@ -234,9 +233,8 @@ class Searcher:
         files = (index.info.files or {}) if index is not None else {}
         token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
         generation = Generation(index=token, index_version=index.info.table_version if index is not None else -1, table_version=frame.version)
-        id_at, row_at = _hit_maps(index, frame)
-        complete = index is None or bool((row_at[index.positions] >= 0).all())
-        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, id_at=id_at, row_at=row_at, complete=complete)
+        row_at = _frame_rows(index, frame)
+        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, row_at=row_at, complete=bool((row_at >= 0).all()))
 
     # ---------------------------------------------------------------- encoder
     def encoder(self) -> "BaseEncoder":
@@ -359,40 +357,53 @@ class Searcher:
 
 
 def _hits(state: _State, scores: np.ndarray, found: np.ndarray) -> list[list[dict[str, Any]]]:
-    """FAISS's ``(scores, ids)`` of one generation as hits with their kept columns: the entity
-    ids and frame rows are read from the generation's maps (array indexing, no lookups)."""
+    """FAISS's ``(scores, ids)`` of one generation as hits with their kept columns: each FAISS id
+    is found in the index's sorted ids (one ``searchsorted``), its entity and frame row read
+    from the generation's arrays (no lookups)."""
+    index = state.index
+    assert index is not None  # searches are refused without an index
     flat = found.ravel()
-    try:
-        entity_ids = state.id_at[flat]
-    except IndexError:  # an id past the map (a foreign index file) names no entity
-        flat = np.clip(flat, -1, len(state.id_at) - 1)
-        entity_ids = state.id_at[flat]
-    rows = state.row_at[flat]
+    slots = np.minimum(np.searchsorted(index.positions, flat), max(len(index.positions) - 1, 0))
+    names = index.entity_ids[slots].tolist() if len(index.positions) else [None] * len(flat)
+    rows = state.row_at[slots] if len(index.positions) else np.full(len(flat), -1, np.int64)
+    known = index.positions[slots] == flat if len(index.positions) else np.zeros(len(flat), bool)
+    every = bool(known.all())
+    if not every:  # FAISS's -1 (fewer hits than k), or an id the id map does not hold
+        names = [e if ok else None for e, ok in zip(names, known.tolist())]
     columns, values = state.frame.kept_values(rows)
-    keys = ("entity_id", "score", *columns)
-    names = entity_ids.tolist()
-    records = [dict(zip(keys, row)) for row in zip(names, [round(s, 6) for s in scores.ravel().tolist()], *values)]
+    records = _records(names, [round(s, 6) for s in scores.ravel().tolist()], columns, values)
     if not state.complete:  # an entity deleted since the index was saved: no kept columns
         for i in np.flatnonzero(rows < 0).tolist():
             records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
     k = found.shape[1] if found.ndim == 2 else 0
     if not k:
         return [[] for _ in found]
-    if None in names:  # fewer hits than k (FAISS's -1)
+    if not every:
         return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
     return [records[i : i + k] for i in range(0, len(records), k)]
 
 
-def _hit_maps(index: "VectorIndex | None", frame: "FeatureFrame") -> tuple[np.ndarray, np.ndarray]:
-    """The entity id and frame row behind every FAISS id of ``index`` (see :class:`_State`), so
-    that a search names its hits by indexing two arrays; FAISS's -1 (no hit) reads the last slot."""
-    top = int(index.positions.max()) if index is not None and len(index.positions) else -1
-    id_at = np.full(top + 2, None, dtype=object)
-    row_at = np.full(top + 2, -1, dtype=np.int64)
-    if index is not None and len(index.positions):
-        id_at[index.positions] = index.entity_ids
-        row_at[index.positions] = frame.rows_of(index.entity_ids.tolist())
-    return id_at, row_at
+def _records(names: list[Any], scores: list[float], columns: list[str], values: list[list[Any]]) -> list[dict[str, Any]]:
+    """One dict per hit: ``entity_id``, ``score``, then the kept columns. Written as dict displays
+    for up to two columns, which build ~3.5x faster than ``dict(zip(keys, row))`` (10 hits: 2 us vs 7.5 us)."""
+    if not columns:
+        return [{"entity_id": e, "score": s} for e, s in zip(names, scores)]
+    if len(columns) == 1:
+        (a,), (va,) = columns, values
+        return [{"entity_id": e, "score": s, a: x} for e, s, x in zip(names, scores, va)]
+    if len(columns) == 2:
+        (a, b), (va, vb) = columns, values
+        return [{"entity_id": e, "score": s, a: x, b: y} for e, s, x, y in zip(names, scores, va, vb)]
+    keys = ("entity_id", "score", *columns)
+    return [dict(zip(keys, row)) for row in zip(names, scores, *values)]
+
+
+def _frame_rows(index: "VectorIndex | None", frame: "FeatureFrame") -> np.ndarray:
+    """``(len(index),) int64``: the frame row of each indexed entity, in the index's id order
+    (-1: not in the frame), so that a search reads its hits' kept columns by position."""
+    if index is None or not len(index.positions):
+        return np.zeros(0, dtype=np.int64)
+    return frame.rows_of(index.entity_ids.tolist())
 
 
 # -------------------------------------------------------------------- per-process cache
