@@ -187,7 +187,7 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, fl
         best = {k: min(r[k] for r in rounds) for k in rounds[0] if k != "qps"}
         best["qps"] = max(r["qps"] for r in rounds)
         best["p50_ms_median"] = statistics.median(r["p50_ms"] for r in rounds)
-        out[name] = {k: round(v, 4 if k.endswith("_ms") or k.endswith("median") else 1) for k, v in best.items()}
+        out[name] = {k: round(v, 1 if k == "qps" else 4) for k, v in best.items()}
     return out
 
 
