@@ -484,6 +484,9 @@ def test_two_worker_processes_serve_one_store_without_nagle_delays(store):
 
 
 def test_the_api_command_refuses_bad_options_with_one_line(cli, store, tmp_path):
+    from flows.prefect_env import apply_defaults
+
+    apply_defaults()  # what every command sets first, whichever test ran before: the api command itself must add nothing
     cases = [
         (("api", "--store", str(tmp_path / "none")), "no store at"),
         (("api", "--store", str(store), "--workers", "0"), "--workers, --max-views and --threads must be at least 1"),
