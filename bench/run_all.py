@@ -35,6 +35,7 @@ SCRIPTS = (
     "dask_scaling.py",
     "refresh_speed.py",
     "prefect_busy.py",
+    "search_cli.py",
 )
 
 

@@ -132,6 +132,25 @@ def index_train_seconds(explicit: float | None = None) -> float:
     return seconds
 
 
+SEARCH_CHECK_SECONDS = {"local": 0.01, "remote": 1.0}
+
+
+def search_check_seconds(*, remote: bool) -> float:
+    """How often a warm search handle looks for a newer index or table version, in seconds:
+    ``$FEATURESTORE_SEARCH_CHECK_SECONDS``, else 0.01 for a local store (two ``stat`` calls) and
+    1 for a bucket (requests); 0 checks on every query."""
+    text = os.environ.get("FEATURESTORE_SEARCH_CHECK_SECONDS", "").strip()
+    if not text:
+        return SEARCH_CHECK_SECONDS["remote" if remote else "local"]
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 <= seconds < float("inf"):
+        raise StoreError(f"FEATURESTORE_SEARCH_CHECK_SECONDS must be a number of seconds >= 0 (0: check on every query). Got {text!r} instead.")
+    return seconds
+
+
 def api_token() -> str | None:
     """The bearer token of ``featurestore api`` from ``FEATURESTORE_API_TOKEN`` (None: unset or blank)."""
     return os.environ.get("FEATURESTORE_API_TOKEN", "").strip() or None

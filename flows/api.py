@@ -2,7 +2,8 @@
 
 Every route is a few lines over the library: searches, lookups and encodes go through the warm
 search handle of the view (:mod:`featurestore.serving`), predictions through the warm heads
-(:mod:`models.predictor`). Errors are the library's one-line messages as JSON
+(:mod:`models.predictor`). Bodies are JSON, a form (image files uploaded as multipart, beside
+the other fields) or one raw image (:func:`_payload`). Errors are the library's one-line messages as JSON
 (``{"error": ..., "type": ...}``) with a 4xx code: 404 for an unknown view, model, entity id or
 index, 400 for other bad input, 422 for a body of the wrong shape, 401 without the token, 413
 over the size limit. The service holds no state beyond caches: several processes (``--workers``,
@@ -38,6 +39,9 @@ from flows.api_guard import Guard, Metrics, error_response
 
 MAX_K = 1000
 MAX_QUERIES = 1024
+MAX_FIELD_BYTES = 1 << 20  # one text field of a multipart form (files are bounded by --max-body only)
+LIST_FIELDS = {"texts", "ids", "images"}  # repeated form fields (or query parameters) make the list
+JSON_FIELDS = {"vectors": "[[0.1, 0.2, ...]]", "labels": '{"spam": "an advert", "ham": "a message"}'}  # JSON text in a form
 
 
 # ------------------------------------------------------------------------------ request bodies
@@ -210,7 +214,7 @@ def _as_is(name: str, body: PredictRequest, paths: list[str] | None, store: Stor
 
     if name == "imagenet":
         if paths is None or body.texts is not None or body.ids is not None:
-            raise HTTPException(422, "@imagenet takes images (base64, or one image as the body)")
+            raise HTTPException(422, "@imagenet takes images (base64, files of a multipart form, or one image as the body)")
         predictions = pretrained.imagenet(paths, k=5 if body.k is None else body.k)
     elif name == "zero-shot":
         if body.texts is None or body.view is None or body.labels is None:
@@ -244,14 +248,18 @@ def _views(store: Store) -> list[dict[str, Any]]:
 
 
 async def _payload(request: Request, model: type[_Body]) -> Any:
-    """The request body as ``model``: JSON, or one raw image (``Content-Type: image/*``) with the
-    other fields in the query string (``?view=photos&k=5``)."""
+    """The request body as ``model``: JSON; a form (``multipart/form-data``: image files in the
+    field ``images``, repeatable, beside the other fields; or URL-encoded fields); or one raw
+    image (``Content-Type: image/*``). Outside a JSON body, fields may also come in the query
+    string (``?view=photos&k=5``)."""
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    raw = await request.body()
-    if kind.startswith("image/") or kind == "application/octet-stream":
-        data: Any = {key: _number(value) for key, value in request.query_params.items()}
-        data["images"] = [base64.b64encode(raw).decode("ascii")]
+    if kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        data = await _form(request)
+    elif kind.startswith("image/") or kind == "application/octet-stream":
+        data = _fields(request.query_params.multi_items())
+        data["images"] = [base64.b64encode(await request.body()).decode("ascii")]
     elif kind in ("application/json", ""):
+        raw = await request.body()
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -259,11 +267,55 @@ async def _payload(request: Request, model: type[_Body]) -> Any:
         if not isinstance(data, dict):
             raise HTTPException(422, f"the body must be a JSON object of fields. Got {type(data).__name__} instead.")
     else:
-        raise HTTPException(415, f"content type {kind!r} is not accepted; send application/json, or one image as image/*")
+        raise HTTPException(415, f"content type {kind!r} is not accepted; send application/json, a form (multipart/form-data with image files as 'images'), or one image as image/*")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise HTTPException(422, _validation_message(exc, model)) from None
+
+
+async def _form(request: Request) -> dict[str, Any]:
+    """A form's fields (and the query string's) as a body: every file of the field
+    ``images`` base64-encoded into ``images``, as a JSON body carries them. The size limit holds
+    on the bytes uploaded (:class:`~flows.api_guard.Guard`); parts are spooled by Starlette."""
+    async with request.form(max_files=MAX_QUERIES, max_fields=MAX_QUERIES + 16, max_part_size=MAX_FIELD_BYTES) as form:
+        fields, images = [], []
+        for key, value in [*request.query_params.multi_items(), *form.multi_items()]:
+            if isinstance(value, str):
+                fields.append((key, value))
+            elif key != "images":
+                raise HTTPException(422, f"file field {key!r} is not accepted; send image files in the form field 'images'")
+            else:
+                images.append(base64.b64encode(await value.read()).decode("ascii"))
+    data = _fields(fields)
+    if images:
+        if "images" in data:
+            raise HTTPException(422, "field 'images' came both as files and as text; send image files only")
+        data["images"] = images
+    return data
+
+
+def _fields(items: list[tuple[str, str]]) -> dict[str, Any]:
+    """Text fields of a form or query string as body fields: a list field (``texts``, ``ids``,
+    ``images``) from every value given, ``vectors`` and ``labels`` as JSON text, a number as a number."""
+    values: dict[str, list[str]] = {}
+    for key, value in items:
+        values.setdefault(key, []).append(value)
+    data: dict[str, Any] = {}
+    for key, given in values.items():
+        if key in LIST_FIELDS:
+            data[key] = given
+            continue
+        if len(given) > 1:
+            raise HTTPException(422, f"field {key!r} came {len(given)} times; give it once")
+        if key in JSON_FIELDS:
+            try:
+                data[key] = orjson.loads(given[0])
+            except orjson.JSONDecodeError:
+                raise HTTPException(422, f"field {key!r} must be JSON text in a form, e.g. {JSON_FIELDS[key]}. Got {given[0][:80]!r} instead.") from None
+        else:
+            data[key] = _number(given[0])
+    return data
 
 
 def _validation_message(exc: ValidationError, model: type[_Body]) -> str:

@@ -51,7 +51,8 @@ def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
         raise StoreError(f"query vectors must be an array of shape (n, {dim}); rows of different lengths were given") from None
     if array.dtype.kind not in "fiu":
         raise StoreError(f"query vectors must be numbers (float32). Got an array of {array.dtype} instead.")
-    array = np.atleast_2d(array)
+    if array.ndim < 2:
+        array = array.reshape(1, -1) if array.ndim == 1 else array.reshape(1, 1)
     if array.ndim != 2 or array.shape[1] != dim:
         raise SchemaMismatchError(
             f"query vectors must have dimension {dim} for {encoder_id}, in an array of shape (n, {dim}). "
@@ -59,10 +60,14 @@ def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
         )
     if array.shape[0] == 0:
         raise StoreError("the query vectors are empty (0 rows): give at least one vector")
-    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-    if len(bad):
+    if array.dtype != np.float32:
+        with np.errstate(over="ignore", invalid="ignore"):  # a value past float32's range becomes inf: refused below
+            array = array.astype(np.float32)
+    array = np.ascontiguousarray(array)  # the same array when it already is (no copy)
+    if not np.isfinite(array).all():  # after the cast: a float64 past float32's range is infinite here
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
         raise StoreError(f"query vector {bad[0] + 1} of {len(array)} holds NaN or infinite values; every value must be a finite number")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return array
 
 
 def check_nonzero(queries: np.ndarray, metric: str, kind: str, values: Any, *, encoder_id: str) -> None:
@@ -70,9 +75,9 @@ def check_nonzero(queries: np.ndarray, metric: str, kind: str, values: Any, *, e
     and ``values`` (the texts, paths or ids given; None for vectors) name the query in the message."""
     if metric != "cosine":
         return
-    zero = np.flatnonzero(~np.any(queries != 0, axis=1))
-    if len(zero):
-        i = int(zero[0])
+    nonzero = queries.any(axis=1)
+    if not nonzero.all():
+        i = int(np.flatnonzero(~nonzero)[0])
         why = ": none of its words is in the encoder's vocabulary" if kind == "texts" else ""
         raise EncoderError(
             f"query {describe_query(kind, values, i, len(queries))} is the zero vector for {encoder_id}{why}, "

@@ -184,7 +184,7 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
         sims = q @ sub.T if index.info.metric == "cosine" else -((q[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
         top = np.argsort(-sims, axis=1)[:, :k]
         results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
-    extras = iter(_kept(frame, np.array([r for hits in results for _, r in hits], np.int64)))
+    extras = iter(frame.kept(np.array([r for hits in results for _, r in hits], np.int64)))
     return [[{"entity_id": frame.ids[r], "score": round(s, 6), **next(extras)} for s, r in hits] for hits in results]
 
 
@@ -314,7 +314,10 @@ def check_query(
         raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
     kind = check_queries(texts, images, ids, vectors)
     value = {"texts": texts, "images": images, "ids": ids, "vectors": vectors}[kind]
-    count = int(np.atleast_2d(np.asarray(value)).shape[0]) if kind == "vectors" and np.ndim(value) >= 1 else (1 if kind == "vectors" else len(value))
+    if kind != "vectors":
+        count = len(value)
+    else:
+        count = (value.shape[0] if value.ndim == 2 else 1) if isinstance(value, np.ndarray) else int(np.atleast_2d(np.asarray(value)).shape[0]) if np.ndim(value) >= 1 else 1
     if max_queries is not None and count > max_queries:
         raise StoreError(f"at most {max_queries} queries per call here. Got {count} {kind}; send them in smaller batches.")
     return kind
@@ -323,9 +326,3 @@ def check_query(
 def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
     """Each entity's row in ``frame`` (-1: not there): see :meth:`FeatureFrame.rows_of`."""
     return frame.rows_of(entity_ids)
-
-
-def _kept(frame: Any, rows: np.ndarray) -> list[dict[str, Any]]:
-    """The kept columns of ``rows`` (an empty dict for -1)."""
-    taken = frame.columns.take(np.clip(rows, 0, None)).to_pylist() if len(rows) and frame.columns.num_columns else [{} for _ in rows]
-    return [extra if r >= 0 else {} for r, extra in zip(rows.tolist(), taken)]

@@ -91,8 +91,7 @@ def _normalise(x: np.ndarray, metric: str) -> np.ndarray:
     """Normalise a float32 array this code owns in place: a training sample is large enough that
     a second copy would count against the memory budget."""
     if metric == "cosine":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        np.divide(x, norms, out=x, where=norms > 0)
+        _faiss().normalize_L2(x)  # in place, rows of norm 0 left as they are
     return x
 
 

@@ -41,6 +41,51 @@ def test_search_reuses_one_warm_handle_and_swaps_to_a_newer_generation(two_views
     assert again.generation.table_version == again.generation.index_version and handle.swaps == 1
 
 
+def test_the_freshness_check_runs_at_most_every_check_every_seconds(two_views, sms_file, monkeypatch):
+    """Between checks a handle answers from the generation it holds; the next check swaps."""
+    from featurestore import Store
+    from featurestore.serving import Searcher
+
+    store = Store(two_views)
+    lazy = Searcher(store, store.resolve_table("a"), check_every=3600)
+    first = lazy.search(ids=["3"], k=2)
+    materialize(TextSource(str(sms_file(200, name="more.sms")), format="sms", id_col="@line", keep=("label", "text")), "a", "word2vec", store=two_views)
+    update_index("a", store=two_views)
+    assert lazy.search(ids=["3"], k=2).generation == first.generation
+    with pytest.raises(NotFoundError, match="'180'"):
+        lazy.search(ids=["180"], k=1)  # not in the generation held
+    assert lazy.refresh(force=True) and lazy.search(ids=["180"], k=1)[0][0]["entity_id"] == "180"
+    monkeypatch.setenv("FEATURESTORE_SEARCH_CHECK_SECONDS", "0")
+    assert Searcher(store, store.resolve_table("a")).check_every == 0
+    monkeypatch.delenv("FEATURESTORE_SEARCH_CHECK_SECONDS")
+    assert Searcher(store, store.resolve_table("a")).check_every == 0.01
+
+
+def test_a_bad_check_interval_is_one_line_and_exit_2(two_views, cli, monkeypatch):
+    from tests.conftest import snapshot
+
+    before = snapshot(two_views)
+    monkeypatch.setenv("FEATURESTORE_SEARCH_CHECK_SECONDS", "soon")
+    code, _, err = cli("search", "--view", "a", "--id", "3", "--store", str(two_views))
+    assert code == 2 and err == "featurestore: error: FEATURESTORE_SEARCH_CHECK_SECONDS must be a number of seconds >= 0 (0: check on every query). Got 'soon' instead.\n"
+    assert snapshot(two_views) == before
+
+
+def test_hits_carry_the_kept_columns_of_their_own_rows(two_views):
+    from featurestore import Store
+
+    frame = Store(two_views).resolve_table("a").latest(["label", "text"])
+    row = {e: i for i, e in enumerate(frame.ids.tolist())}
+    hits = search("a", store=two_views, vectors=frame.vectors[[5, 40]], k=7)
+    assert [len(q) for q in hits] == [7, 7]
+    for query in hits:
+        for hit in query:
+            i = row[hit["entity_id"]]
+            assert list(hit) == ["entity_id", "score", "label", "text"]
+            assert (hit["label"], hit["text"]) == (frame.columns.column("label")[i].as_py(), frame.columns.column("text")[i].as_py())
+    assert frame.columns.column("text")[5].as_py() == hits[0][0]["text"] and hits[0][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
 def test_a_view_without_an_index_answers_lookups_and_refuses_searches(two_views):
     handle = searcher("b", store=two_views)
     found = handle.features(["3", "nope"])

@@ -262,3 +262,33 @@ def test_shards_that_create_a_table_at_once_all_land_exactly_once(tmp_path):
     history, _ = table.scan(["entity_id"])
     assert history.num_rows == 100 and len(table.latest()) == 100
     assert commit(table, rows(["0-0"], np.zeros((1, DIM), np.float32)), meta(), "run-0") == table.version()  # a retried shard is a no-op
+
+
+def test_prepared_lookups_answer_what_an_arrow_take_answers():
+    """A warm frame (:meth:`FeatureFrame.prepare_lookups`) reads kept columns from per-column
+    value arrays; for every column type a view keeps, the values are Arrow's own, and row -1 is {}."""
+    from featurestore.store import FeatureFrame
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    columns = pa.table({
+        "label": pa.array(["spam", None, "ham", "ham"]),
+        "count": pa.array([1, 2, 3, 4], pa.int64()),
+        "maybe": pa.array([1, None, 3, None], pa.int32()),
+        "score": pa.array([0.5, float("nan"), -1.0, 2.0]),
+        "flag": pa.array([True, False, True, False]),
+        "seen": pa.array([when, None, when, when], TIMESTAMP),
+        "tags": pa.array([[1], [], None, [2, 3]], pa.list_(pa.int64())),
+    })
+    frames = [FeatureFrame(np.array(list("abcd"), dtype=object), np.zeros((4, DIM), np.float32), columns, 0, "test-0000000000") for _ in range(2)]
+    frames[1].prepare_lookups()
+    wanted = np.array([3, -1, 0, 1, 1, 2], np.int64)
+    expected = columns.take([3, 0, 0, 1, 1, 2]).to_pylist()
+    expected[1] = {}
+    for got in (frames[0].kept(wanted), frames[1].kept(wanted)):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert list(a) == list(b)
+            for key in a:
+                nan = isinstance(b[key], float) and np.isnan(b[key])
+                assert (np.isnan(a[key]) if nan else a[key] == b[key]) and type(a[key]) is type(b[key]), (key, a[key], b[key])
+    assert frames[1].rows_of(["d", "nope", "a"]).tolist() == [3, -1, 0]
