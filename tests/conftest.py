@@ -136,7 +136,10 @@ def s3_store(s3_endpoint, monkeypatch, tmp_path):
     it: AWS_* variables), a work folder in tmp_path; returns the store root URL."""
     import boto3
 
-    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint, "FEATURESTORE_WORK_DIR": str(tmp_path / "work")}
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint, "FEATURESTORE_WORK_DIR": str(tmp_path / "work"),
+           # a warm handle looks for a newer generation on every query (1 s by default on a bucket): the
+           # tests publish and query within a second; the interval itself is tested in test_serving
+           "FEATURESTORE_SEARCH_CHECK_SECONDS": "0"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     bucket = f"fs-{uuid.uuid4().hex[:12]}"
