@@ -29,6 +29,7 @@ class TrainResult:
     training_manifest: dict[str, Any]  # from training_set(): rebuilds the identical set
     encoders: list[dict[str, Any]]  # per feature source: {"view", "encoder_id", "encoder_ref", "encoder_options", "dim"}
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
+    choice: dict[str, Any] | None = None  # a head chosen by cross-validation: each candidate's score, the choice and why
 
 
 @dataclass
