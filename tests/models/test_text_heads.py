@@ -147,3 +147,28 @@ def test_evaluate_bad_input_is_one_line_exit_2_and_the_store_is_unchanged(text_s
     before = snapshot(store)
     assert_user_error(cli("evaluate", model, "--input", path, "--store", store), message)
     assert snapshot(store) == before
+
+
+def test_evaluate_an_image_head_on_a_folder_of_class_folders(tmp_path, cli):
+    import shutil
+
+    from featurestore import settings
+    from featurestore.sources import ImageSource
+
+    photos = settings.data_dir() / "images" / "hymenoptera_train"
+    need(photos)
+    for kind in ("ants", "bees"):
+        files = sorted((photos / kind).iterdir())
+        for part, chosen in (("train", files[:12]), ("new", files[12:17])):
+            (tmp_path / part / kind).mkdir(parents=True)
+            for file in chosen:
+                shutil.copy(file, tmp_path / part / kind / file.name)
+    store = tmp_path / "store"
+    materialize(ImageSource(str(tmp_path / "train")), "bees", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
+    train_and_register("image", "bees", None, str(store), "bees", {"n_splits": 3})
+    code, out, err = cli("evaluate", "bees", "--input", tmp_path / "new", "--store", store, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["task"], result["rows"], set(result["baselines"])) == ("image", 10, {"majority"})
+    assert result["metrics"]["accuracy"] >= 0.7 and result["baselines"]["majority"]["accuracy"] == 0.5
+    assert_user_error(cli("evaluate", "bees", "--input", tmp_path / "new" / "ants", "--store", store), "has no class folders holding images")
