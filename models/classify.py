@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -85,7 +86,7 @@ def train(
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
     metrics = {k: report[k] for k in ("accuracy", "macro_f1", "majority_accuracy")}
     if texts is not None:
-        report["baselines"] = lexical_baselines(ts, texts, lambda proba, classes: _classify_scores(ts.y, proba, classes), class_weight=class_weight, seed=seed)
+        report["baselines"] = lexical_baselines(ts, texts, partial(_classify_scores, ts.y), class_weight=class_weight, seed=seed)
         metrics.update({f"baseline_{_short(name)}macro_f1": b["macro_f1"] for name, b in report["baselines"].items()})
     return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params, choice=choice.record)
 

@@ -77,8 +77,11 @@ def train(
         result = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
         return {k: result[k] for k in _HEADLINE}
 
+    def f1(proba: np.ndarray, classes: np.ndarray) -> float:
+        return scores(proba, classes)["f1"]
+
     dense = make_head("logistic", class_weight="balanced", C=C, seed=seed)
-    choice = choose_head(head, ts, raw, dense, lambda p, c: scores(p, c)["f1"], metric="f1", class_weight="balanced", seed=seed)
+    choice = choose_head(head, ts, raw, dense, f1, metric="f1", class_weight="balanced", seed=seed)
     report = binary_metrics(ts.y, choice.proba[:, list(choice.classes).index(positive)], choice.classes, positive)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
     metrics = {k: report[k] for k in _HEADLINE}

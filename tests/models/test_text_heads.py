@@ -106,6 +106,15 @@ def test_evaluate_scores_held_out_messages_beside_the_baselines_and_the_report_s
     assert code == 0, err
     html = page.read_text()
     assert "evaluated on new data" in html and str(text_store["held_out"]) in html and "highest cross-validated f1" in html
+    evaluations = store / "models" / "spam" / "1" / "evaluations.json"
+    kept = evaluations.read_bytes()
+    try:  # a damaged evaluations.json is data: the model still loads, the report says so
+        evaluations.write_text('{"not": [json')
+        registry.load_model(store, "spam", 1)
+        code, _, err = cli("report", "--out", page, "--store", store)
+        assert code == 0 and "evaluations.json cannot be read" in page.read_text(), err
+    finally:
+        evaluations.write_bytes(kept)
 
 
 def test_classify_on_a_text_view_chooses_by_macro_f1_beside_both_baselines(text_store):
