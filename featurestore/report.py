@@ -216,7 +216,7 @@ def _heads_section(s: Store) -> tuple[str, int]:
 
 def _model_folders(s: Store) -> list[Path]:
     """The newest version folder of each model in the registry."""
-    base = s.fetch("models", marker="manifest.json", names=("manifest.json", "report.json"))
+    base = s.fetch("models", marker="manifest.json", names=("manifest.json", "report.json", "evaluations.json"))
     newest = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
         versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
@@ -247,7 +247,38 @@ def _head_part(folder: Path) -> str:
         plots.append(_bars([(k, v.get("f1", 0.0)) for k, v in report["per_type"].items()], "entity F1 per type", f"plot-ner-{slug}", "F1 per entity type (seqeval)"))
     metrics = [{"metric": k, "value": round(v, 4) if isinstance(v, float) else v} for k, v in (manifest.get("metrics") or {}).items()]
     title = f"{name} v{version}: {manifest.get('task')}, {manifest.get('training_set', {}).get('rows')} rows, created {manifest.get('created_at')}"
-    return f'<div class="model" id="model-{_e(slug)}"><h3>{_e(title)}</h3>{_table(metrics)}{"".join(plots)}</div>'
+    return f'<div class="model" id="model-{_e(slug)}"><h3>{_e(title)}</h3>{_table(metrics)}{_choice(manifest)}{"".join(plots)}{_evaluations(folder)}</div>'
+
+
+def _choice(manifest: dict[str, Any]) -> str:
+    """How the head was chosen, when it was: each candidate's cross-validated score and why."""
+    choice = manifest.get("head_choice")
+    if not isinstance(choice, dict) or not isinstance(choice.get("candidates"), list):
+        return ""
+    metric = str(choice.get("metric", "score"))
+    rows = [{"head": c.get("head"), f"CV {metric}": round(c[metric], 4) if isinstance(c.get(metric), float) else "",
+             "chosen": "yes" if c.get("head") == choice.get("chosen") else ""} for c in choice["candidates"] if isinstance(c, dict)]
+    return f"<p>head {_e(choice.get('chosen'))} (asked: {_e(choice.get('asked'))}): {_e(choice.get('reason'))}</p>{_table(rows)}"
+
+
+def _evaluations(folder: Path) -> str:
+    """The version's scores on new labelled data (``evaluations.json``, from ``featurestore evaluate --input``)."""
+    path = folder / "evaluations.json"
+    if not path.is_file():
+        return ""
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        return "<h4>evaluated on new data</h4>" + _empty(f"evaluations.json cannot be read ({exc}); evaluate again")
+    parts = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), dict):
+            continue
+        baselines = {k: v for k, v in (entry.get("baselines") or {}).items() if isinstance(v, dict) and "skipped" not in v}
+        rows = [{"metric": k, "head": round(v, 4), **{b: round(x[k], 4) if isinstance(x.get(k), float) else "" for b, x in baselines.items()}}
+                for k, v in entry["metrics"].items() if isinstance(v, float)]
+        parts.append(f"<p>{_e(entry.get('rows'))} rows of <code>{_e(entry.get('input'))}</code>, {_e(entry.get('evaluated_at'))}</p>{_table(rows)}")
+    return "<h4>evaluated on new data</h4>" + ("".join(parts) or _empty("evaluations.json holds no evaluation; evaluate again"))
 
 
 def _pr_curve(report: dict[str, Any], slug: str) -> str:

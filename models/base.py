@@ -30,6 +30,7 @@ class TrainResult:
     encoders: list[dict[str, Any]]  # per feature source: {"view", "encoder_id", "encoder_ref", "encoder_options", "dim"}
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
     novelty: Any = None  # models.novelty.Novelty: the training features predict compares inputs with (None: not kept)
+    choice: dict[str, Any] | None = None  # a head chosen by cross-validation: each candidate's score, the choice and why
 
 
 @dataclass

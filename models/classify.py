@@ -10,7 +10,9 @@ metrics, encoding raw inputs for ``predict``) live here and serve ``models.spam`
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -21,11 +23,12 @@ from models import novelty
 from models.base import LoadedModel, TrainResult
 from models.registry import model_encoders
 
-__all__ = ["classification_metrics", "make_head", "out_of_fold_proba", "predict", "train"]
+__all__ = ["HeadChoice", "choose_head", "classification_metrics", "lexical_baselines", "make_head", "out_of_fold_proba", "predict", "train"]
 
 HeadKind = Literal["logistic", "mlp", "logistic-cv"]
 # logistic-cv: the grid of C over L2-normalised features (unit rows need a weak penalty: 316-1000 won on EfficientNet features).
 LOGISTIC_CV_CS = tuple(float(c) for c in np.logspace(-1, 4, 11))
+TextHeadKind = Literal["auto", "logistic", "mlp", "logistic-cv", "lexical", "hybrid"]
 
 
 def train(
@@ -35,7 +38,7 @@ def train(
     *,
     labels: Any = "label",
     label_col: str = "label",
-    head: HeadKind = "logistic",
+    head: TextHeadKind = "auto",
     class_weight: str | None = None,
     C: float = 1.0,
     hidden: Sequence[int] = (256,),
@@ -50,8 +53,12 @@ def train(
     """Fit a head on ``view``'s features for the labels, with ``n_splits``-fold cross-validation.
 
     ``head``: ``logistic`` (logistic regression, ``class_weight`` "balanced" or None), ``mlp``
-    (scikit-learn's MLPClassifier with ``hidden`` layer sizes and early stopping) or
-    ``logistic-cv`` (see :func:`make_head`).
+    (scikit-learn's MLPClassifier with ``hidden`` layer sizes and early stopping), ``logistic-cv``
+    (see :func:`make_head`), ``lexical`` or
+    ``hybrid`` (TF-IDF of the raw texts, alone or beside the dense features: :mod:`models.lexical`),
+    or ``auto``: the best of logistic, lexical and hybrid by cross-validated macro F1 on the same
+    folds (logistic alone when the view gives no raw texts, e.g. an image view). The word and
+    character TF-IDF baselines are fitted on the same folds whenever the raw texts are known.
     """
     params = {
         "labels": str(labels) if not hasattr(labels, "columns") else "<DataFrame>",
@@ -65,19 +72,55 @@ def train(
         "seed": seed,
         "extra_encoders": list(extra_encoders),
     }
-    estimator = make_head(head, class_weight=class_weight, C=C, hidden=hidden, seed=seed)
+    from models.lexical import raw_texts, view_source
+
+    estimator = make_head("logistic" if head in ("auto", "lexical", "hybrid") else head, class_weight=class_weight, C=C, hidden=hidden, seed=seed)
     ts = training_set(
         view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
         n_splits=n_splits, seed=seed, strict=strict, extra_encoders=extra_encoders,
     )
-    started = time.perf_counter()
-    proba, classes = out_of_fold_proba(estimator, ts)
-    cv_seconds = time.perf_counter() - started
-    report = classification_metrics(ts.y, classes[proba.argmax(axis=1)], classes)
-    final = _fit(estimator, ts.X, ts.y)
-    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(cv_seconds, 3), warnings=ts.warnings)
+    texts = raw_texts(ts, view_source(store, ts))
+
+    def macro_f1(proba: np.ndarray, classes: np.ndarray) -> float:
+        return classification_metrics(ts.y, classes[proba.argmax(axis=1)], classes)["macro_f1"]
+
+    choice = choose_head(head, ts, texts, estimator, macro_f1, metric="macro_f1", class_weight=class_weight, seed=seed)
+    report = classification_metrics(ts.y, choice.classes[choice.proba.argmax(axis=1)], choice.classes)
+    final = _fit(choice.estimator, choice.X, ts.y)
+    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
     metrics = {k: report[k] for k in ("accuracy", "macro_f1", "majority_accuracy")}
-    return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params, novelty=novelty.describe(ts.X, seed=seed))
+    if texts is not None:
+        report["baselines"] = lexical_baselines(ts, texts, partial(_classify_scores, ts.y), class_weight=class_weight, seed=seed)
+        metrics.update({f"baseline_{_short(name)}macro_f1": b["macro_f1"] for name, b in report["baselines"].items()})
+    return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params,
+                       novelty=novelty.describe(ts.X, seed=seed), choice=choice.record)
+
+
+def lexical_baselines(
+    ts: TrainingSet, texts: Sequence[str], scores: Callable[[np.ndarray, np.ndarray], dict[str, Any]], *, class_weight: str | None, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Each TF-IDF baseline of :data:`models.lexical.BASELINES` cross-validated on ``ts.splits()``:
+    ``scores(proba, classes)`` of its out-of-fold probabilities, with its name and seconds."""
+    from models.lexical import BASELINES, baseline_model
+
+    docs = np.asarray(texts, dtype=object)
+    out = {}
+    for name in BASELINES:
+        model = baseline_model(name, class_weight=class_weight, binary=len(np.unique(ts.y)) == 2, seed=seed)
+        started = time.perf_counter()
+        proba, classes = out_of_fold_proba(model, ts, docs)
+        out[name] = {**scores(proba, classes), "name": name, "cv_seconds": round(time.perf_counter() - started, 3)}
+    return out
+
+
+def _classify_scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+    report = classification_metrics(y, classes[proba.argmax(axis=1)], classes)
+    return {k: report[k] for k in ("accuracy", "macro_f1")}
+
+
+def _short(baseline: str) -> str:
+    """The metric prefix of a baseline: ``""`` for word TF-IDF (``baseline_f1``), ``char_`` for character TF-IDF."""
+    return "" if baseline == "tfidf+logistic" else baseline.split("-")[0] + "_"
 
 
 def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0, hidden: Sequence[int] = (256,), seed: int = 0) -> Any:
@@ -110,15 +153,100 @@ def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0
     raise FeatureStoreError(f"head must be 'logistic', 'mlp' or 'logistic-cv'. Got {head!r} instead.")
 
 
-def out_of_fold_proba(estimator: Any, ts: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, n_classes) float`` probabilities of each row from the fold that did not train on it, and the classes."""
+def out_of_fold_proba(estimator: Any, ts: TrainingSet, X: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, n_classes) float`` probabilities of each row from the fold that did not train on it, and the classes.
+
+    ``X`` is what the estimator reads, one row per row of ``ts`` (default ``ts.X``; an array of
+    texts for a TF-IDF baseline, a :func:`models.lexical.head_input` frame for a text head).
+    """
+    X = ts.X if X is None else X
     classes = np.unique(ts.y)
     proba = np.zeros((len(ts), len(classes)))
     for train_index, test_index in ts.splits():
-        fitted = _fit(estimator, ts.X[train_index], ts.y[train_index])
+        fitted = _fit(estimator, _rows(X, train_index), ts.y[train_index])
         columns = np.searchsorted(classes, fitted.classes_)
-        proba[np.ix_(test_index, columns)] = fitted.predict_proba(ts.X[test_index])
+        proba[np.ix_(test_index, columns)] = fitted.predict_proba(_rows(X, test_index))
     return proba, classes
+
+
+@dataclass
+class HeadChoice:
+    """The head a text task fits, chosen by cross-validation on the training set's own folds."""
+
+    name: str  # logistic, mlp, lexical or hybrid
+    estimator: Any  # unfitted
+    X: Any  # what it reads for every row of the training set
+    proba: np.ndarray  # its out-of-fold probabilities
+    classes: np.ndarray
+    seconds: float  # its cross-validation
+    record: dict[str, Any]  # what the manifest and report keep: each candidate's score, the choice and why
+
+
+def choose_head(
+    head: str,
+    ts: TrainingSet,
+    texts: Sequence[str] | None,
+    dense: Any,
+    score: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    metric: str,
+    class_weight: str | None,
+    seed: int = 0,
+) -> HeadChoice:
+    """Cross-validate the candidate heads on ``ts.splits()`` and keep the best by ``score``.
+
+    ``head`` ``auto`` tries the dense head (``dense``, an unfitted estimator of ``ts.X``), then,
+    when the raw ``texts`` are known, the lexical and hybrid heads (:mod:`models.lexical`); the
+    highest ``score(proba, classes)`` wins, a tie going to the earlier (the dense head predicts
+    from stored vectors alone). Any other ``head`` is that head alone.
+    """
+    from models.lexical import head_input, make_text_head
+
+    names = ["dense", "lexical", "hybrid"] if head == "auto" else [head]
+    if texts is None:
+        if head in ("lexical", "hybrid"):
+            raise SourceError(
+                f"head {head!r} reads the raw texts, which view {ts.manifest['tables'][0]['view']!r} does not give: "
+                "keep a text column, or materialize it from a text source that is still in place"
+            )
+        names = names[:1]
+    binary = len(np.unique(ts.y)) == 2
+    candidates: list[dict[str, Any]] = []
+    best: HeadChoice | None = None
+    for name in names:
+        if name in ("lexical", "hybrid"):
+            estimator, X = make_text_head(name, ts.X.shape[1], class_weight=class_weight, binary=binary, seed=seed), head_input(ts.X, texts or [])
+        else:
+            estimator, X = dense, ts.X
+        started = time.perf_counter()
+        proba, classes = out_of_fold_proba(estimator, ts, X)
+        seconds = time.perf_counter() - started
+        value = float(score(proba, classes))
+        label = _head_name(name, dense)
+        candidates.append({"head": label, metric: value, "cv_seconds": round(seconds, 3)})
+        if best is None or value > best.record["score"]:
+            best = HeadChoice(label, estimator, X, proba, classes, seconds, {"score": value})
+    assert best is not None  # names is never empty
+    if head != "auto":
+        reason = "asked for"
+    elif len(candidates) == 1:
+        reason = "the only candidate: the view gives no raw texts for the lexical and hybrid heads"
+    else:
+        ranked = ", ".join(f"{c['head']} {c[metric]:.4f}" for c in candidates)
+        reason = f"highest cross-validated {metric} on the same folds ({ranked}; a tie goes to the earlier)"
+    best.record = {"asked": head, "chosen": best.name, "metric": metric, "candidates": candidates, "reason": reason}  # candidates in the order tried
+    return best
+
+
+def _head_name(name: str, dense: Any) -> str:
+    """``dense`` names the dense estimator given: logistic, logistic-cv or mlp."""
+    if name != "dense":
+        return name
+    return {"MLPClassifier": "mlp", "LogisticRegressionCV": "logistic-cv"}.get(type(dense[-1]).__name__, "logistic")
+
+
+def _rows(X: Any, index: np.ndarray) -> Any:
+    return X.iloc[index] if hasattr(X, "iloc") else X[index]
 
 
 def classification_metrics(y: np.ndarray, predicted: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
@@ -156,19 +284,33 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[s
     Inputs are encoded with the model's own encoders (refused when one is missing or differs);
     an input that cannot be encoded gets ``label`` None and its ``error``; the rest proceed.
     """
+    from models.lexical import takes_text
+
     X, errors = encode_inputs(model, inputs)
-    return predict_features(model, X, [item.get("id", i) for i, item in enumerate(inputs)], errors)
+    texts = [str(item.get("text") or "") for item in inputs] if takes_text(model.head) else None
+    return predict_features(model, X, [item.get("id", i) for i, item in enumerate(inputs)], errors, texts=texts)
 
 
-def predict_features(model: LoadedModel, X: np.ndarray, ids: Sequence[Any], errors: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+def predict_features(
+    model: LoadedModel, X: np.ndarray, ids: Sequence[Any], errors: Sequence[str | None] | None = None, *, texts: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Per row of ``X`` (``(n, d) float32``, the head's own features: encoded now or read from
     the store): ``id``, ``label``, ``score``, and ``ood`` / ``ood_distance`` (:mod:`models.novelty`:
-    beyond the training data's threshold?); a row with an ``errors`` entry gets that error."""
+    beyond the training data's threshold?); a row with an ``errors`` entry gets that error.
+
+    A lexical or hybrid head also reads each row's raw text (``texts``, one per row).
+    """
+    from models.lexical import head_input, takes_text
+
     errors = list(errors) if errors is not None else [None] * len(ids)
     out = [{"id": i, "label": None, "score": None, "error": err} for i, err in zip(ids, errors)]
     good = [i for i, err in enumerate(errors) if err is None]
+    text_head = takes_text(model.head)
+    if text_head and texts is None:
+        raise SourceError(f"model {model.name} v{model.version} reads the raw text beside the features (a lexical or hybrid head); send texts")
     if good:
-        proba = model.head.predict_proba(X[good])
+        rows = head_input(X[good], [texts[i] for i in good]) if text_head and texts is not None else X[good]
+        proba = model.head.predict_proba(rows)
         classes = model.head.classes_
         for row, i in enumerate(good):
             best = int(proba[row].argmax())

@@ -41,7 +41,8 @@ from featurestore.store import FeatureTable, Store
 from featurestore.training import TrainingSet, training_set
 from models.base import LoadedModel, TrainResult
 from models.classify import classification_metrics, make_head, out_of_fold_proba
-from models.spam import binary_metrics, raw_texts
+from models.lexical import raw_texts
+from models.spam import binary_metrics
 from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier, FineTuneError
 from models.torch_utils import require_torch, seeded
 

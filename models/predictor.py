@@ -22,7 +22,7 @@ from featurestore.serving import ENCODE_LOCK, searcher
 from featurestore.store import Store
 from models.base import LoadedModel
 
-__all__ = ["Heads", "stored_features"]
+__all__ = ["Heads", "stored_features", "stored_texts"]
 
 STORED_ID_TASKS = ("spam", "image", "classify")  # heads over one vector per entity, as the views store them
 
@@ -88,7 +88,7 @@ class Heads:
         loaded = self.get(name, version)
         if ids is not None:
             X = stored_features(self.store, loaded, list(ids))
-            predictions = predict_features(loaded, X, list(ids))
+            predictions = predict_features(loaded, X, list(ids), texts=stored_texts(self.store, loaded, list(ids)))
         else:
             field, values = ("path", images) if images is not None else ("text", texts)
             wanted = "image" if loaded.task == "image" else "text"
@@ -119,3 +119,21 @@ def stored_features(store: Store, loaded: LoadedModel, ids: list[str]) -> np.nda
         blocks.append(found["vectors"])
     return np.hstack(blocks).astype(np.float32, copy=False)
 
+
+
+def stored_texts(store: Store, loaded: LoadedModel, ids: list[str]) -> list[str] | None:
+    """The raw texts of stored entities for a lexical or hybrid head (None for other heads): the
+    kept ``text`` column of the view it was trained on. A view that keeps no text column cannot
+    give them, which is an error that says to send the texts."""
+    from models.lexical import TEXT_COLUMN, takes_text
+
+    if not takes_text(loaded.head):
+        return None
+    entry = loaded.manifest["encoders"][0]
+    found = searcher(entry["view"], entry["encoder_id"], store=store).features(ids)["found"]
+    if any(TEXT_COLUMN not in row for row in found):
+        raise SourceError(
+            f"model {loaded.name} v{loaded.version} reads the raw text beside the stored vectors, and view {entry['view']!r} keeps no "
+            f"{TEXT_COLUMN!r} column; send texts instead of ids (or materialize the view with --keep {TEXT_COLUMN})"
+        )
+    return [str(row[TEXT_COLUMN]) for row in found]

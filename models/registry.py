@@ -9,6 +9,9 @@ Each version folder holds::
     report.json                    the whole evaluation
     novelty.safetensors            the training features predict measures inputs against (models.novelty;
                                    spam, image and classify heads), their distances in manifest.json
+    evaluations.json               scores on new labelled data (``featurestore evaluate --input``),
+                                   added after the save: outside the manifest, plain JSON, read
+                                   by the report only
 
 Loading never runs code a model folder brings. A sha256 in the manifest only catches accidents
 (whoever can rewrite a head can rewrite its manifest too), so a version folder is treated as
@@ -66,26 +69,42 @@ from featurestore.store.schema import check_view_name
 from models import novelty
 from models.base import LoadedModel, TrainResult
 
-__all__ = ["ModelError", "head_files", "list_models", "load_model", "model_encoders", "save_model", "skops_refusals", "torch_head"]
+__all__ = [
+    "ModelError",
+    "head_files",
+    "list_models",
+    "load_model",
+    "model_encoders",
+    "save_evaluation",
+    "save_model",
+    "skops_refusals",
+    "torch_head",
+]
 
 SKOPS_FILE = "head.skops"
 TORCH_FILE = "head.safetensors"
 TORCH_CONFIG = "head.json"
+EVALUATIONS_FILE = "evaluations.json"
 LISTED = ("manifest.json", "report.json")  # what listing a remote store's models fetches (not the heads)
 MODEL_FILES = frozenset({SKOPS_FILE, TORCH_FILE, TORCH_CONFIG, "report.json", novelty.FILE})  # what a version's manifest may list
 # Every type a saved scikit-learn head holds, by full name: what the heads this project trains save
-# (classify/spam/image logistic and mlp pipelines, the ranking pipeline, TokenLogisticRegression).
+# (classify/spam/image logistic and mlp pipelines, the lexical and hybrid text pipelines, the ranking
+# pipeline, TokenLogisticRegression).
 # tests/security/test_skops_trust.py trains each kind and checks its archive against these sets, so a
 # head that needs another type fails a test instead of widening trust. None of them runs code when
 # built: skops makes them with ``cls.__new__`` and sets their attributes.
 SKOPS_TYPES = frozenset({
     "builtins.dict",
     "builtins.list",
+    "builtins.slice",
     "builtins.str",
     "builtins.tuple",
     "numpy.float64",
     "numpy.ndarray",
     "numpy.random.mtrand.RandomState",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.feature_extraction.text.TfidfTransformer",
+    "sklearn.feature_extraction.text.TfidfVectorizer",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.linear_model._logistic.LogisticRegressionCV",
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
@@ -97,9 +116,10 @@ SKOPS_TYPES = frozenset({
     "models.tagging.TokenLogisticRegression",
     "models.ner.TokenLogisticRegression",  # saved before the heads moved to models.tagging
 })
-# The skops node kinds those heads are written with. Not among them: FunctionNode, MethodNode,
+# The skops node kinds those heads are written with (SliceNode: a ColumnTransformer's column slices,
+# built from three JSON integers). Not among them: FunctionNode, MethodNode,
 # PartialNode, OperatorFuncNode and ConstructorFromReduceNode (they hand out or call callables).
-SKOPS_NODES = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "RandomStateNode", "TupleNode", "TypeNode"})
+SKOPS_NODES = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "RandomStateNode", "SliceNode", "TupleNode", "TypeNode"})
 TORCH_HEAD_CLASSES = (
     "models.tagging.TorchTokenClassifier",
     "models.ner.TorchTokenClassifier",  # saved before the heads moved to models.tagging
@@ -163,6 +183,34 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
     store.publish(f"models/{name}/{version}")
     return LoadedModel(name=name, version=version, path=folder / str(version), head=result.head, manifest=manifest, store=store.root,
                        novelty=result.novelty)
+
+
+def save_evaluation(store: Store | str | None, model: LoadedModel, evaluation: dict[str, Any]) -> Path:
+    """Add ``evaluation`` (one :func:`models.evaluation.evaluate` result) to the version's
+    ``evaluations.json``, replacing an earlier one of the same input (``input_sha256``).
+
+    The file is written beside the version folder under the model's writer lock and renamed
+    into place, so a reader sees the old list or the new one; a list that cannot be read is
+    replaced. Returns the file's path.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    store.ensure_writable()
+    folder = store.path / "models" / model.name
+    target = folder / str(model.version) / EVALUATIONS_FILE
+    try:
+        earlier = json.loads(target.read_text()) if target.is_file() else []
+    except (OSError, ValueError, RecursionError):
+        earlier = []
+    kept = [e for e in earlier if isinstance(e, dict) and e.get("input_sha256") != evaluation.get("input_sha256")] if isinstance(earlier, list) else []
+    with _writing(folder):
+        tmp = folder / f".tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.write_text(_json([*kept, evaluation]))
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    store.publish(f"models/{model.name}/{model.version}/{EVALUATIONS_FILE}")
+    return target
 
 
 @contextmanager
@@ -257,6 +305,7 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
         "training_set": result.training_manifest,
         "params": result.params,
         "metrics": result.metrics,
+        **({"head_choice": result.choice} if result.choice is not None else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **({"novelty": result.novelty.record()} if result.novelty is not None else {}),
         "files": {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != "manifest.json"},
@@ -334,7 +383,7 @@ def _verify(model: str, path: Path, files: dict[str, Any]) -> None:
     foreign = sorted(str(f) for f in files if f not in MODEL_FILES)
     if foreign:
         raise ModelError(f"{model}: manifest.json lists {foreign[0]!r}, which is not a model file ({', '.join(sorted(MODEL_FILES))}); retrain it")
-    present = {p.name for p in path.iterdir()} - {"manifest.json"}
+    present = {p.name for p in path.iterdir()} - {"manifest.json", EVALUATIONS_FILE}
     added = sorted(present - set(files))
     if added:
         raise ModelError(f"{model}: {added[0]} was added after it was saved; remove it or retrain")

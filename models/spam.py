@@ -1,36 +1,41 @@
-"""Spam: logistic regression with balanced class weights on sentence features.
+"""Spam: a balanced logistic regression on sentence features, the raw text's n-grams, or both.
 
 Evaluated by 5-fold cross-validation grouped by exact text (the SMS collection repeats messages;
-a repeat on both sides of a split would inflate every number). Beside it, a TF-IDF + logistic
-regression baseline trained from scratch on the raw texts of the same folds, so the report
-shows what the stored embeddings add over bag-of-words.
+a repeat on both sides of a split would inflate every number). The head is chosen on those folds
+(``head="auto"``): the dense features alone, word and character TF-IDF of the raw text
+(``lexical``), or both in one model (``hybrid``, :mod:`models.lexical`), whichever has the highest
+F1 of the positive class. Beside it, the word and character TF-IDF + logistic regression
+baselines trained from scratch on the raw texts of the same folds, so the report shows what the
+stored embeddings add over bag-of-words.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource
-from featurestore.training import TrainingSet, training_set
+from featurestore.training import training_set
 from models import novelty
 from models.base import TrainResult
 from models.classify import (
+    choose_head,
     classification_metrics,
     encoders_of,
+    lexical_baselines,
     make_head,
-    out_of_fold_proba,
     predict,
 )
+from models.lexical import raw_texts, view_source
 
-__all__ = ["binary_metrics", "predict", "tfidf_baseline", "train"]
+__all__ = ["binary_metrics", "predict", "train"]
 
 PR_POINTS = 101
-BASELINE_C = 10.0  # TF-IDF features are sparse and many: weaker regularisation than the default fits them best
+SpamHead = Literal["auto", "logistic", "lexical", "hybrid"]
+_HEADLINE = ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")
 
 
 def train(
@@ -41,6 +46,7 @@ def train(
     labels: Any = "label",
     label_col: str = "label",
     positive: str = "spam",
+    head: SpamHead = "auto",
     C: float = 1.0,
     split: str = "text",
     n_splits: int = 5,
@@ -50,14 +56,15 @@ def train(
     strict: bool = False,
     extra_encoders: Sequence[str] = (),
 ) -> TrainResult:
-    """Fit the spam head with cross-validated metrics of the ``positive`` class and the TF-IDF baseline.
+    """Fit the spam head with cross-validated metrics of the ``positive`` class and the TF-IDF baselines.
 
-    The baseline needs the raw texts: a kept ``text`` column of the view, else ``texts`` (the
-    source the view was materialized from; each text must hash to the stored content_hash).
-    Without either, the report says the baseline was skipped.
+    The lexical and hybrid heads and the baselines need the raw texts: a kept ``text`` column of
+    the view, else ``texts`` (the source the view was materialized from; each text must hash to
+    the stored content_hash), else the source its run record names. Without them ``auto`` is the
+    dense head and the report says the baselines were skipped.
     """
     params = {"labels": "<DataFrame>" if hasattr(labels, "columns") else str(labels), "label_col": label_col, "positive": positive,
-              "C": C, "split": split, "n_splits": n_splits, "seed": seed,
+              "head": head, "C": C, "split": split, "n_splits": n_splits, "seed": seed,
               "extra_encoders": list(extra_encoders)}
     ts = training_set(
         view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
@@ -65,19 +72,31 @@ def train(
     )
     if positive not in set(ts.y.tolist()):
         raise SourceError(f"positive class {positive!r} is not among the labels ({', '.join(map(str, np.unique(ts.y)))}); pass positive=")
-    head = make_head("logistic", class_weight="balanced", C=C, seed=seed)
-    started = time.perf_counter()
-    proba, classes = out_of_fold_proba(head, ts)
-    seconds = time.perf_counter() - started
-    report = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
-    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(seconds, 3), warnings=ts.warnings)
-    raw = raw_texts(ts, texts if texts is not None else _view_source(store, ts))
-    report["baseline"] = tfidf_baseline(ts, raw, positive) if raw is not None else {"skipped": "no raw texts: keep a text column or pass texts="}
-    metrics = {k: report[k] for k in ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")}
-    if "f1" in report["baseline"]:
-        metrics["baseline_f1"] = report["baseline"]["f1"]
-    final = head.fit(ts.X, ts.y)
-    return TrainResult("spam", final, metrics, report, ts.manifest, encoders_of(ts), params, novelty=novelty.describe(ts.X, seed=seed))
+    raw = raw_texts(ts, texts if texts is not None else view_source(store, ts))
+
+    def scores(proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
+        result = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
+        return {k: result[k] for k in _HEADLINE}
+
+    def f1(proba: np.ndarray, classes: np.ndarray) -> float:
+        return scores(proba, classes)["f1"]
+
+    dense = make_head("logistic", class_weight="balanced", C=C, seed=seed)
+    choice = choose_head(head, ts, raw, dense, f1, metric="f1", class_weight="balanced", seed=seed)
+    report = binary_metrics(ts.y, choice.proba[:, list(choice.classes).index(positive)], choice.classes, positive)
+    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
+    metrics = {k: report[k] for k in _HEADLINE}
+    if raw is None:
+        report["baseline"] = {"skipped": "no raw texts: keep a text column or pass texts="}
+    else:
+        report["baselines"] = lexical_baselines(ts, raw, scores, class_weight="balanced", seed=seed)
+        report["baseline"] = report["baselines"]["tfidf+logistic"]
+        metrics.update(baseline_f1=report["baselines"]["tfidf+logistic"]["f1"], baseline_char_f1=report["baselines"]["char-tfidf+logistic"]["f1"])
+    from sklearn.base import clone
+
+    final = clone(choice.estimator).fit(choice.X, ts.y)
+    return TrainResult("spam", final, metrics, report, ts.manifest, encoders_of(ts), params,
+                       novelty=novelty.describe(ts.X, seed=seed), choice=choice.record)
 
 
 def binary_metrics(y: np.ndarray, score: np.ndarray, classes: np.ndarray, positive: str) -> dict[str, Any]:
@@ -104,61 +123,3 @@ def binary_metrics(y: np.ndarray, score: np.ndarray, classes: np.ndarray, positi
         pr_curve=[{"threshold": float(thresholds[i]), "precision": float(precision[i]), "recall": float(recall[i])} for i in keep],
     )
     return report
-
-
-def tfidf_baseline(ts: TrainingSet, texts: list[str], positive: str, *, C: float = BASELINE_C) -> dict[str, Any]:
-    """TF-IDF (word 1-2 grams, sublinear tf) + balanced logistic regression, fitted per fold from scratch."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    docs = np.asarray(texts, dtype=object)
-    score = np.zeros(len(ts))
-    started = time.perf_counter()
-    for train_index, test_index in ts.splits():
-        model = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-            LogisticRegression(C=C, class_weight="balanced", solver="liblinear"),
-        )
-        model.fit(docs[train_index], ts.y[train_index])
-        score[test_index] = model.predict_proba(docs[test_index])[:, list(model.classes_).index(positive)]
-    seconds = time.perf_counter() - started
-    result = binary_metrics(ts.y, score, np.unique(ts.y), positive)
-    return {k: result[k] for k in ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")} | {
-        "name": "tfidf+logistic",
-        "cv_seconds": round(seconds, 3),
-    }
-
-
-def _view_source(store: Any, ts: TrainingSet) -> TextSource | None:
-    """The text source the view was materialized from (its run record), or None when it is unknown or gone."""
-    from featurestore.errors import StoreError
-    from featurestore.store import Store
-
-    table = ts.manifest["tables"][0]
-    try:
-        source = (store if isinstance(store, Store) else Store(store)).view_source(table["view"], table["encoder_id"])
-    except StoreError:
-        return None
-    return source if isinstance(source, TextSource) else None
-
-
-def raw_texts(ts: TrainingSet, source: TextSource | None) -> list[str] | None:
-    """The raw text of each row: the view's kept ``text`` column, else read from ``source`` and
-    checked against the stored content hashes (the baseline must see the texts that were encoded)."""
-    if "text" in ts.columns.columns:
-        return ts.columns["text"].astype(str).tolist()
-    if source is None:
-        return None
-    by_id: dict[str, tuple[str, str]] = {}
-    for batch in source.batches():
-        by_id.update(zip(batch.entity_id, zip(batch.content, batch.content_hash)))
-    texts = []
-    for entity, digest in zip(ts.ids.tolist(), ts.columns["content_hash"].tolist()):
-        text, have = by_id.get(entity, (None, None))
-        if have != digest:
-            state = "is not in" if text is None else "has another text in"
-            raise SourceError(f"entity {entity!r} {state} {source.path} than the one stored; pass the source the view was materialized from")
-        texts.append(text)
-    return texts
-

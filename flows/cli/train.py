@@ -20,7 +20,7 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="The label column (default: label)."),
-    head: Optional[str] = typer.Option(None, "--head", help="logistic or mlp; image: logistic-cv (default), logistic or mlp (ner: logistic, mlp, bilstm)."),
+    head: Optional[str] = typer.Option(None, "--head", help="spam, classify: auto (default: the best by cross-validation), logistic, lexical, hybrid (classify: mlp, logistic-cv too); image: logistic-cv (default), logistic or mlp; ner: logistic, mlp, bilstm."),
     split: Optional[str] = typer.Option(None, "--split", help="stratified, text (grouped by exact text) or group:COLUMN."),
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
@@ -110,13 +110,22 @@ def predict(
 
 def evaluate(
     model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION)."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="New labelled data to score the head on: CSV/TSV/JSONL/Parquet with text and label columns, the SMSSpamCollection layout (label<TAB>text), or a folder of class folders for image heads."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="The format of --input when its name does not say: csv, tsv, jsonl, parquet, sms."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: the line number)."),
+    text_col: Optional[str] = typer.Option(None, "--text-col", help="The text column of --input (default: text)."),
+    label_col: str = typer.Option("label", "--label-col", help="The label column of --input."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Show a model's evaluation, and train it again from its manifest to check it reproduces exactly."""
+    """Score a model on new labelled data (--input) beside its baselines; without --input, train it
+    again from its manifest to check it reproduces exactly."""
     from models import registry, tasks
 
     name, version = _model_ref(model)
+    if input_file is not None:
+        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out)
+        return
     loaded = registry.load_model(store, name, version)
     check = tasks.reproduce(store, loaded)
     if json_out:
@@ -128,6 +137,26 @@ def evaluate(
         f"identical metrics: {check['identical_metrics']}, identical head bytes: {check['identical_head']} "
         f"(trained again in {check['seconds']:.1f} s)"
     )
+
+
+def _evaluate_input(store: Optional[str], loaded: object, path: Path, fmt: Optional[str], id_col: Optional[str],
+                    text_col: Optional[str], label_col: str, json_out: bool) -> None:
+    from models.evaluation import evaluate as evaluate_input
+
+    result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
+    if json_out:
+        print_json(result)
+        return
+    shown = [k for k, v in result["metrics"].items() if isinstance(v, float)]
+    baselines = {k: v for k, v in result["baselines"].items() if "skipped" not in v}
+    rows = [{"metric": k, "head": _fmt(result["metrics"][k]), **{b: _fmt(v.get(k, "")) for b, v in baselines.items()}} for k in shown]
+    print_table(f"{result['name']} v{result['version']} ({result['task']}) on {result['rows']} new rows of {path}", rows,
+                ["metric", "head", *baselines])
+    for name, value in result["baselines"].items():
+        if "skipped" in value:
+            console().print(f"baseline {name} skipped: {value['skipped']}")
+    if result["skipped"]:
+        console().print(f"{len(result['skipped'])} input(s) not predicted (first: {result['skipped'][0]['error']})")
 
 
 def models(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "--json")) -> None:

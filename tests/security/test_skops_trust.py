@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from models import classify, ner, ranking
+from models import classify, lexical, ner, ranking
 from models.registry import SKOPS_NODES, SKOPS_TYPES, head_files, skops_refusals
 
 
@@ -22,6 +22,7 @@ def _tiny(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def _heads() -> dict[str, object]:
     X, y = _tiny()
+    texts = ["WINNER! claim your prize", "see you at lunch", "call 0800 now", "ok thanks"] * 10
     tokens = [X[:20], X[20:]]
     tags = [["O"] * 18 + ["B-PER", "I-PER"], ["B-LOC"] + ["O"] * 19]
     return {
@@ -32,6 +33,8 @@ def _heads() -> dict[str, object]:
         "classify-int-labels": classify.make_head("logistic").fit(X, np.arange(40) % 3),
         "ranking": ranking.make_head(0).fit(X, np.arange(40) % 2),
         "ner-logistic": ner.make_head("logreg", {"max_iter": 50}).fit(tokens, tags),
+        "text-hybrid": lexical.make_text_head("hybrid", 6, class_weight="balanced", binary=True).fit(lexical.head_input(X, texts), y),
+        "text-lexical": lexical.make_text_head("lexical", 6, class_weight=None, binary=False).fit(lexical.head_input(X, texts), np.arange(40) % 3),
     }
 
 
