@@ -20,7 +20,7 @@ def materialize(
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Column of event times (ISO 8601 or epoch seconds)."),
     keep: str = typer.Option("", "--keep", help="Comma-separated columns to keep beside the vectors, e.g. label."),
     granularity: str = typer.Option("sentence", "--granularity", help="sentence (one vector per record) or token (one row per word; text encoders)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last (default) or last4 (mean of the last four layers)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last4 (default: mean of the last four layers) or last."),
     subword: Optional[str] = typer.Option(None, "--subword", help="--granularity token, minilm/st: first (default) or mean of a word's pieces."),
     long_text: Optional[str] = typer.Option(None, "--long-text", help="Sentence vectors, minilm/st: truncate (default) texts past the model's length, or read them in windows and mean-pool every piece."),
     path_col: str = typer.Option("path", "--path-col", help="For a CSV/Parquet list of images: the column of image paths."),

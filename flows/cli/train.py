@@ -19,7 +19,7 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="The label column (default: label)."),
-    head: Optional[str] = typer.Option(None, "--head", help="logistic or mlp (ner: logistic, mlp, bilstm)."),
+    head: Optional[str] = typer.Option(None, "--head", help="logistic or mlp (ner: bilstm-crf, the default, bilstm, mlp or logreg)."),
     split: Optional[str] = typer.Option(None, "--split", help="stratified, text (grouped by exact text) or group:COLUMN."),
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
