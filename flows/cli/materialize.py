@@ -10,11 +10,11 @@ from flows.cli.output import console, print_json, progress_bar
 
 
 def materialize(
-    source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms)."),
+    source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms, cranfield, beir, conll, or a folder of images)."),
     view: str = typer.Option(..., "--view", help="The feature view to write."),
     encoder: str = typer.Option(..., "--encoder", help="minilm, word2vec, st:/path/to/model, w2v:/path/to/vectors or a plugin."),
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, conll or images (default: from the name; a folder is images)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, cranfield (cran.all.1400), beir (corpus.jsonl), conll or images (default: from the name; a folder is images)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column of entity ids; @line for line numbers (default: ids from content)."),
     text_col: str = typer.Option("text", "--text-col", help="Column of the text to encode."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Column of event times (ISO 8601 or epoch seconds)."),

@@ -25,8 +25,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
     extra_encoder: Optional[List[str]] = typer.Option(None, "--extra-encoder", help="Concatenate another encoder's features of the same view (repeatable)."),
     eval_view: Optional[str] = typer.Option(None, "--eval-view", help="ner: the view to evaluate on (e.g. CoNLL eng.testa)."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file."),
-    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file (cran.qry, BEIR queries.jsonl, TSV or JSONL)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
+    qrels_by: Optional[str] = typer.Option(None, "--qrels-by", help="ranking: the judgments name queries by their id (default) or by their position in the queries file (Cranfield's cranqrel)."),
     docs: Optional[Path] = typer.Option(None, "--docs", help="ranking: the documents' texts (default: the view's source)."),
     word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", help="ranking: a word2vec view of the same documents."),
     unfreeze_last: Optional[int] = typer.Option(None, "--unfreeze-last", help="Fine-tune the encoder's last K layers with the head (image, spam, classify)."),
@@ -46,7 +47,7 @@ def train(
         "labels": labels, "label_col": label_col, "head": head, "split": split, "n_splits": folds, "seed": seed,
         "extra_encoders": extra_encoder or None, "eval_view": eval_view, "queries": queries and str(queries),
         "qrels": qrels and str(qrels), "docs": docs and str(docs), "word2vec_view": word2vec_view,
-        "unfreeze_last": unfreeze_last, "strict": strict or None,
+        "unfreeze_last": unfreeze_last, "strict": strict or None, "qrels_by": qrels_by,
     }
     options.update(_head_options(option or []))
     options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
@@ -74,6 +75,7 @@ def predict(
     input_file: Optional[Path] = typer.Option(None, "--input", help="A CSV/TSV/JSONL/Parquet file, or a text file of one input per line."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="ranking: the documents to return per query, best first, with their scores (default 10)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
 ) -> None:
@@ -87,11 +89,11 @@ def predict(
     loaded = registry.load_model(store, name, version)
     field = "path" if loaded.task == "image" else "text"
     rows = _read_inputs(input_file, id_col, text_col or field, field) if input_file else [{"id": str(i), field: v} for i, v in enumerate(inputs or [])]
-    results = tasks.predict(loaded, rows)
+    results = tasks.predict(loaded, rows, top_k=top_k)
     if json_out:
         print_json(results)
         return
-    columns = ["id", "label", "score"] + [c for c in ("entities", "error") if any(c in r for r in results)]
+    columns = ["id", "label", "score"] + [c for c in ("entities", "documents", "error") if any(c in r for r in results)]
     print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", [_short(r) for r in results], columns)
 
 
@@ -184,6 +186,8 @@ def _read_inputs(path: Path, id_col: str | None, value_col: str, field: str) -> 
 def _short(row: dict) -> dict:
     if "entities" in row:
         row = {**row, "entities": "; ".join(f"{e['text']} ({e['type']})" for e in row["entities"])}
+    if "documents" in row:
+        row = {**row, "documents": "; ".join(f"{d['entity_id']} ({d['score']:.3f})" for d in row["documents"])}
     return {**row, "score": _fmt(row.get("score"))}
 
 
