@@ -167,9 +167,35 @@ def check_query_numbering(
     some = "match no query" if len(unknown) == len(judged) else f"{len(unknown)} of them match no query"
     message = f"{where}: qrels query ids {_id_range(judged)}: {some} {kind}; {name}'s {kind}s run {_id_range(list(queries))}"
     if fits_other:
-        why = "Cranfield's cranqrel numbers queries by position" if other == "position" else "the qrels name queries by their ids"
+        if other == "id":
+            why = "the judgments name queries by their ids"
+        else:
+            why = "Cranfield's cranqrel numbers queries by position" if _is_cranfield(Path(queries_path)) else "the judgments number queries by position"
         message += f": {why}, use --qrels-by {other}"
     raise SourceError(message)
+
+
+def check_qrels(
+    judgments: Sequence[tuple[str, str, float]], queries: Mapping[str, str], doc_ids: set[str], *, strict: bool, where: str
+) -> tuple[Qrels, dict[str, int]]:
+    """Keep the judgments whose query and document exist; count (or, strict, refuse) the others."""
+    if not judgments:
+        raise SourceError(f"{where} has no judgments; a ranking head needs (query_id, doc_id, gain) rows")
+    qrels: Qrels = {}
+    dropped = {"unknown_query": 0, "unknown_doc": 0}
+    for qid, doc, gain in judgments:
+        reason = "unknown_query" if qid not in queries else "unknown_doc" if doc not in doc_ids else None
+        if reason and strict:
+            noun = f"query {qid!r}, which is not in the queries file" if reason == "unknown_query" else None
+            noun = noun or f"doc {doc!r}, which is not in the view"
+            raise SourceError(f"{where} judges {noun}; fix the file or run without strict to skip such rows")
+        if reason:
+            dropped[reason] += 1
+        else:
+            qrels.setdefault(qid, {})[doc] = gain
+    if not qrels:
+        raise SourceError(f"{where}: none of its {len(judgments)} judgments names a known query and a doc of the view")
+    return qrels, dropped
 
 
 # ------------------------------------------------------------------------------------ metrics
