@@ -57,11 +57,11 @@ def test_sentence_encoder_ids_are_unchanged_and_token_ids_differ(minilm, word2ve
     spec = minilm_tokens.spec
     assert minilm_tokens.granularity == "token"
     assert {k: spec[k] for k in ("granularity", "layers", "subword", "stride", "normalize")} == {
-        "granularity": "token", "layers": "last", "subword": "first", "stride": 127, "normalize": False,
+        "granularity": "token", "layers": "last4", "subword": "first", "stride": 127, "normalize": False,  # last4: the default NER recipe's
     }
     assert "pooling" not in spec and minilm_tokens.encoder_id != minilm.encoder_id
     assert word2vec_tokens.spec["granularity"] == "token" and word2vec_tokens.encoder_id != word2vec.encoder_id
-    options = ({}, {"layers": "last4"}, {"subword": "mean"}, {"stride": 64})
+    options = ({}, {"layers": "last"}, {"subword": "mean"}, {"stride": 64})
     ids = {get_encoder("minilm", granularity="token", **o).encoder_id for o in options}
     assert len(ids) == 4
 
