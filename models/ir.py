@@ -91,7 +91,7 @@ def load_queries(path: str | Path, by: QrelsBy = "id") -> dict[str, str]:
     if _is_cranfield(path):
         pairs = read_cranfield(path, (".W",))
     elif _is_beir(path):
-        pairs = [(r["id"], r["text"]) for _, r in formats.read_beir(path)[1]]
+        pairs = [(str(r["id"]), r["text"]) for _, r in formats.read_beir(path)[1]]
     else:
         pairs = [(qid, text) for _, (qid, text) in _rows(path, ("query_id", "text"))]
     if by == "position":
