@@ -187,3 +187,10 @@ def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline
     assert model.head.module_.crf is not None
     mlp = ner.make_head("mlp", {})
     assert (mlp.arch, mlp.context, mlp.crf) == ("mlp", 1, False)  # the quick head, by name
+
+
+def test_top_k_is_refused_for_a_model_that_does_not_rank(trained):
+    from models import tasks
+
+    with pytest.raises(FeatureStoreError, match="--top-k applies to ranking models; model 'ner' is a ner model"):
+        tasks.predict(loaded(trained["logreg"]), [{"id": "a", "text": "Paris"}], top_k=3)
