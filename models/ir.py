@@ -1,7 +1,8 @@
 """Retrieval evaluation data and metrics: query, document and judgment files; nDCG, MRR, recall; query folds.
 
 Readers take the Cranfield layout (``.I`` records with ``.T``/``.W`` fields, ``cranqrel`` with
-graded relevance) and plain TSV or JSON Lines; metrics follow the usual IR definitions (nDCG
+graded relevance), BEIR's (``corpus.jsonl``, ``queries.jsonl``, ``qrels/*.tsv``) and plain TSV or
+JSON Lines; metrics follow the usual IR definitions (nDCG
 with exponential gains over graded judgments, MRR and recall at a cut-off).
 """
 
@@ -11,33 +12,25 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from typing import Literal
+
 import numpy as np
 
 from featurestore.errors import SourceError
+from featurestore.sources import formats
 
 CRANFIELD_GAIN = {1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0, -1: 0.0}  # grade 1 = complete answer ... -1 = no interest
 Qrels = dict[str, dict[str, float]]  # query id -> doc id -> gain
 
 
 # ------------------------------------------------------------------------------- file formats
+QrelsBy = Literal["id", "position"]
+
+
 def read_cranfield(path: Path, fields: Sequence[str] = (".T", ".W")) -> list[tuple[str, str]]:
-    """``(.I id, text)`` records of a Cranfield file, the text joining the given fields' lines."""
-    records: list[tuple[str, str]] = []
-    current: str | None = None
-    key: str | None = None
-    lines: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(".I "):
-            if current is not None:
-                records.append((current, " ".join(lines)))
-            current, key, lines = line.split()[1], None, []
-        elif line.startswith(".") and len(line.rstrip()) == 2:
-            key = line.rstrip()
-        elif key in fields:
-            lines.append(line.strip())
-    if current is not None:
-        records.append((current, " ".join(lines)))
-    return records
+    """``(.I id, text)`` records of a Cranfield file, the text joining the given fields' lines
+    (the reader ``materialize --format cranfield`` uses)."""
+    return [(r["id"], r["text"]) for _, r in formats.read_cranfield(path, tuple(fields))[1]]
 
 
 def _is_cranfield(path: Path) -> bool:
@@ -45,8 +38,21 @@ def _is_cranfield(path: Path) -> bool:
         return handle.readline().startswith(".I ")
 
 
-def _rows(path: Path, names: Sequence[str]) -> list[tuple[int, list[str]]]:
-    """``(line, values)`` of a TSV (an optional header naming the columns) or JSONL file."""
+def _is_beir(path: Path) -> bool:
+    """A JSON Lines file whose first record has BEIR's ``_id``."""
+    if path.suffix != ".jsonl":
+        return False
+    with path.open(encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        return isinstance(record := json.loads(first), dict) and "_id" in record
+    except ValueError:
+        return False
+
+
+def _rows(path: Path, names: Sequence[str], headers: Sequence[str] = ()) -> list[tuple[int, list[str]]]:
+    """``(line, values)`` of a TSV (an optional header: the first column named ``id``, ``names[0]``
+    or one of ``headers``) or JSONL file."""
     rows: list[tuple[int, list[str]]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -59,7 +65,7 @@ def _rows(path: Path, names: Sequence[str]) -> list[tuple[int, list[str]]]:
                 raise SourceError(f"{path}: line {number} is not a JSON object with {', '.join(names)}") from None
         else:
             values = line.split("\t")
-            if number == 1 and values[0].strip() in ("id", names[0]):
+            if number == 1 and values[0].strip() in ("id", names[0], *headers):
                 continue
             if len(values) < len(names):
                 raise SourceError(f"{path}: line {number} has {len(values)} TAB-separated columns; expected {', '.join(names)}")
@@ -74,30 +80,44 @@ def existing_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def load_queries(path: str | Path) -> dict[str, str]:
-    """Query id -> text. Cranfield ``cran.qry`` ids are positions (1, 2 ...), as its qrels use them;
-    a TSV (``query_id<TAB>text``) or JSONL (``{"query_id", "text"}``) file keeps its own ids."""
+def load_queries(path: str | Path, by: QrelsBy = "id") -> dict[str, str]:
+    """Query id -> text, in file order: Cranfield ``cran.qry`` (``.I`` ids), BEIR ``queries.jsonl``
+    (``_id``), a TSV (``query_id<TAB>text``) or JSONL (``{"query_id", "text"}``) file.
+
+    ``by="position"`` numbers the queries 1, 2 ... in file order instead, as Cranfield's
+    ``cranqrel`` does (its query 3 is the third query of ``cran.qry``, whose ``.I`` is 004).
+    """
     path = existing_file(path, "queries")
     if _is_cranfield(path):
-        return {str(n): text for n, (_, text) in enumerate(read_cranfield(path, (".W",)), start=1)}
-    return {qid: text for _, (qid, text) in _rows(path, ("query_id", "text"))}
+        pairs = read_cranfield(path, (".W",))
+    elif _is_beir(path):
+        pairs = [(str(r["id"]), r["text"]) for _, r in formats.read_beir(path)[1]]
+    else:
+        pairs = [(qid, text) for _, (qid, text) in _rows(path, ("query_id", "text"))]
+    if by == "position":
+        return {str(n): text for n, (_, text) in enumerate(pairs, start=1)}
+    return dict(pairs)
 
 
 def load_docs(path: str | Path) -> dict[str, str]:
-    """Doc id -> text: Cranfield ``cran.all.1400`` (title and text, as the view encodes them), or a
-    TSV (``id<TAB>text``) / JSONL (``{"id", "text"}``) file such as the one a view was materialized from."""
+    """Doc id -> text: Cranfield ``cran.all.1400`` and BEIR ``corpus.jsonl`` (title and text, read
+    as ``materialize --format cranfield|beir`` reads them), or a TSV (``id<TAB>text``) / JSONL
+    (``{"id", "text"}``) file such as the one a view was materialized from."""
     path = existing_file(path, "docs")
     if _is_cranfield(path):
         return dict(read_cranfield(path))
+    if _is_beir(path):
+        return {str(r["id"]): r["text"] for _, r in formats.read_beir(path)[1]}
     return {doc: text for _, (doc, text) in _rows(path, ("id", "text"))}
 
 
 def load_qrels(path: str | Path) -> list[tuple[str, str, float]]:
-    """``(query_id, doc_id, gain)``: ``.tsv``/``.jsonl`` files give the gain; any other name is read as
+    """``(query_id, doc_id, gain)``: ``.tsv``/``.jsonl`` files give the gain (BEIR's ``qrels/*.tsv``
+    with their ``query-id corpus-id score`` header included); any other name is read as
     Cranfield's ``query doc grade`` lines with gain = 5 - grade for 1..4 and 0 for -1."""
     path = existing_file(path, "qrels")
     if path.suffix in (".tsv", ".jsonl"):
-        rows = _rows(path, ("query_id", "doc_id", "gain"))
+        rows = _rows(path, ("query_id", "doc_id", "gain"), headers=("query-id",))
         try:
             return [(q, d, float(g)) for _, (q, d, g) in rows]
         except ValueError:
@@ -112,6 +132,47 @@ def load_qrels(path: str | Path) -> list[tuple[str, str, float]]:
             raise SourceError(f"{path}: line {number} is not 'query doc grade' with a grade in 1..4 or -1")
         judgments.append((values[0], values[1], CRANFIELD_GAIN[grade]))
     return judgments
+
+
+def _id_range(ids: Sequence[str]) -> str:
+    """``1..150``, ``001..223 with gaps`` or the first few ids: how a file numbers its queries."""
+    unique = list(dict.fromkeys(ids))
+    if unique and all(i.isdigit() for i in unique):
+        low, high = min(unique, key=int), max(unique, key=int)
+        gaps = len(set(map(int, unique))) < int(high) - int(low) + 1
+        return f"{low}..{high}{' with gaps' if gaps else ''}"
+    return ", ".join(unique[:3]) + (f" ... ({len(unique)} ids)" if len(unique) > 3 else "")
+
+
+def check_query_numbering(
+    judgments: Sequence[tuple[str, str, float]], queries_path: str | Path, by: QrelsBy, *, where: str
+) -> None:
+    """Refuse judgments numbered otherwise than ``by`` numbers the queries file.
+
+    Refused: none of the judged query ids names a query, or some do not while the other
+    numbering names them all (Cranfield's ``cranqrel`` read by ``.I`` id matches queries 100..150
+    by accident, the wrong ones). The line says how each file numbers its queries and, when the
+    other numbering fits, which option to use.
+    """
+    queries = load_queries(queries_path, by)
+    judged = list(dict.fromkeys(q for q, _, _ in judgments))
+    unknown = [q for q in judged if q not in queries]
+    if not unknown:
+        return
+    other: QrelsBy = "position" if by == "id" else "id"
+    fits_other = set(judged) <= set(load_queries(queries_path, other))
+    if len(unknown) < len(judged) and not fits_other:
+        return  # a few unknown queries: counted and dropped (or refused with strict) by check_qrels
+    name, kind = Path(queries_path).name, "id" if by == "id" else "position"
+    some = "match no query" if len(unknown) == len(judged) else f"{len(unknown)} of them match no query"
+    message = f"{where}: qrels query ids {_id_range(judged)}: {some} {kind}; {name}'s {kind}s run {_id_range(list(queries))}"
+    if fits_other:
+        if other == "id":
+            why = "the judgments name queries by their ids"
+        else:
+            why = "Cranfield's cranqrel numbers queries by position" if _is_cranfield(Path(queries_path)) else "the judgments number queries by position"
+        message += f": {why}, use --qrels-by {other}"
+    raise SourceError(message)
 
 
 def check_qrels(

@@ -35,7 +35,9 @@ from featurestore.store import FeatureTable, Store
 from models.base import LoadedModel, TrainResult
 from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)
     Qrels,
+    QrelsBy,
     check_qrels,
+    check_query_numbering,
     evaluate,
     existing_file,
     load_docs,
@@ -279,14 +281,21 @@ def train(
     n_splits: int = 5,
     seed: int = 0,
     strict: bool = False,
+    qrels_by: QrelsBy = "id",
 ) -> TrainResult:
-    """Fit the re-ranker on every judged query after measuring it with query-level cross-validation."""
+    """Fit the re-ranker on every judged query after measuring it with query-level cross-validation.
+
+    ``qrels_by`` says how the judgments name queries: by the queries file's ids (``id``) or by
+    their position in it, 1, 2 ... (``position``, what Cranfield's ``cranqrel`` does).
+    """
     started = time.perf_counter()
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     docs_path = _docs_path(store, table, docs)
-    texts = load_queries(queries)
-    judged, dropped = check_qrels(load_qrels(qrels), texts, set(table.state()), strict=strict, where=str(qrels))
+    texts = load_queries(queries, qrels_by)
+    judgments = load_qrels(qrels)
+    check_query_numbering(judgments, queries, qrels_by, where=str(qrels))
+    judged, dropped = check_qrels(judgments, texts, set(table.state()), strict=strict, where=str(qrels))
     retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=n_candidates, word2vec_view=word2vec_view)
     cands = retriever.candidates(list(judged), [texts[q] for q in judged])
     features_s = time.perf_counter() - started
@@ -340,8 +349,16 @@ def train(
             "n_splits": n_splits,
             "seed": seed,
             "strict": strict,
+            "qrels_by": qrels_by,
         },
     )
+
+
+def check_train_options(options: Mapping[str, Any]) -> None:
+    """What training would refuse in the queries and judgments files alone (read, not scored):
+    run before a training flow starts, so a mismatched numbering is one quick line."""
+    if options.get("queries") is not None and options.get("qrels") is not None:
+        check_query_numbering(load_qrels(options["qrels"]), options["queries"], options.get("qrels_by", "id"), where=str(options["qrels"]))
 
 
 def headline(systems: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -363,8 +380,11 @@ def _judgments_hash(judged: Qrels, texts: Mapping[str, str]) -> str:
 def predict(model: LoadedModel, inputs: Sequence[Mapping[str, Any]], *, top_k: int = 10) -> list[dict[str, Any]]:
     """Each input ``{"id", "text"}`` is a query: retrieve, re-rank, return its top ``top_k`` docs.
 
-    The store is the one the registry lives in (``<store>/models/<name>/<version>``).
+    The store is the one the registry lives in (``<store>/models/<name>/<version>``). At most
+    the candidates (the union of BM25's and the dense index's top ``n_candidates``) come back.
     """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise SourceError(f"top_k (--top-k) must be a whole number >= 1; got {top_k!r}")
     params = model.manifest["params"]
     store = Store(model.store or model.path.parents[2])
     table = store.resolve_table(params["view"], params["encoder_id"])

@@ -92,6 +92,9 @@ def check_train(task: str, store: Store | str | None, view: str, encoder: str | 
     for key in ("queries", "qrels", "docs"):
         if given.get(key) is not None and not Path(given[key]).is_file():
             raise FeatureStoreError(f"{_flag(key)} file not found: {given[key]}")
+    task_check = getattr(task_module(task), "check_train_options", None)  # a task's own checks of its files
+    if task_check is not None:
+        task_check(given)
     check_view_name(name)
     store.ensure_writable()
     return given
@@ -117,9 +120,15 @@ def train(task: str, store: Store | str | None, view: str, encoder: str | None =
     return _train_function(module)(store, view, encoder, **given)
 
 
-def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per input: its id, label and score (entities for ner, documents for ranking)."""
-    return task_module(model.task).predict(model, inputs)
+def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int | None = None) -> list[dict[str, Any]]:
+    """Per input: its id, label and score (entities for ner, documents for ranking: the top
+    ``top_k``, default 10); ``top_k`` is refused for a task that does not rank."""
+    module = task_module(model.task)
+    if top_k is None:
+        return module.predict(model, inputs)
+    if "top_k" not in inspect.signature(module.predict).parameters:
+        raise FeatureStoreError(f"--top-k applies to ranking models; model {model.name!r} is a {model.task} model")
+    return module.predict(model, inputs, top_k=top_k)
 
 
 def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:

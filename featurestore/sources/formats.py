@@ -16,7 +16,9 @@ from typing import Any, Iterator
 
 from featurestore.errors import SourceError
 
-FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "text", "sms")
+FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "text", "sms", "cranfield", "beir")
+# formats whose records carry their own document id, in the column "id" (the default --id-col)
+ID_FORMATS: tuple[str, ...] = ("cranfield", "beir")
 _SUFFIXES = {
     ".csv": "csv",
     ".tsv": "tsv",
@@ -172,6 +174,53 @@ def read_sms(path: Path) -> tuple[list[str], Iterator[Record]]:
     return ["label", "text"], records()
 
 
+def read_cranfield(path: Path, fields: tuple[str, ...] = (".T", ".W")) -> tuple[list[str], Iterator[Record]]:
+    """Cranfield's ``.I`` records (``cran.all.1400``, ``cran.qry``): ``{"id": the .I number, "text"}``.
+
+    The text joins the lines of the given fields in order (documents: title then body; queries:
+    ``(".W",)``); the record's line is that of its ``.I`` line.
+    """
+    def records() -> Iterator[Record]:
+        current: tuple[int, str] | None = None
+        key: str | None = None
+        lines: list[str] = []
+        for n, line in enumerate(decoded_lines(path), 1):
+            line = line.rstrip("\r\n")
+            if line.startswith(".I ") or line.rstrip() == ".I":
+                if current is not None:
+                    yield current[0], {"id": current[1], "text": " ".join(lines)}
+                parts = line.split()
+                if len(parts) != 2:
+                    raise SourceError(f"{path}: line {n}: expected '.I <id>', got {line[:40]!r}")
+                current, key, lines = (n, parts[1]), None, []
+            elif line.startswith(".") and len(line.rstrip()) == 2:
+                key = line.rstrip()
+            elif current is None:
+                if line.strip():
+                    raise SourceError(f"{path}: line {n} comes before the first '.I' record; is this a Cranfield file?")
+            elif key in fields and line.strip():
+                lines.append(line.strip())
+        if current is not None:
+            yield current[0], {"id": current[1], "text": " ".join(lines)}
+
+    return ["id", "text"], records()
+
+
+def read_beir(path: Path) -> tuple[list[str], Iterator[Record]]:
+    """A BEIR ``corpus.jsonl`` (``_id``, ``title``, ``text``) or ``queries.jsonl`` (``_id``, ``text``):
+    ``{"id": _id, "text": title and text joined by a space}``."""
+    _, rows = read_jsonl(path)
+
+    def records() -> Iterator[Record]:
+        for n, obj in rows:
+            if "_id" not in obj or not isinstance(obj.get("text", ""), str) or not isinstance(obj.get("title") or "", str):
+                raise SourceError(f"{path}: line {n} is not a BEIR record: {{\"_id\", \"title\" (optional), \"text\"}} with string texts")
+            parts = [obj.get("title") or "", obj.get("text") or ""]
+            yield n, {"id": obj["_id"], "text": " ".join(p.strip() for p in parts if p.strip())}
+
+    return ["id", "text"], records()
+
+
 # What each role of a column needs, said in words for the error, and the Parquet types that give it.
 ROLE_NEEDS = {
     "text": "text (a string column)",
@@ -259,4 +308,8 @@ def open_records(path: Path, fmt: str, *, header: bool, batch_size: int) -> tupl
         return read_parquet(path, batch_size=batch_size)
     if fmt == "text":
         return read_text(path)
+    if fmt == "cranfield":
+        return read_cranfield(path)
+    if fmt == "beir":
+        return read_beir(path)
     return read_sms(path)

@@ -51,6 +51,9 @@ def open_source(
         from featurestore.sources.images import ImageSource
 
         return ImageSource(str(path), id_col=id_col, keep=tuple(keep or ()), path_col=path_col)
+    from featurestore.sources.formats import ID_FORMATS
     from featurestore.sources.text import TextSource
 
+    if fmt in ID_FORMATS and id_col is None:
+        id_col = "id"  # a document's own id (Cranfield's .I number, BEIR's _id), not a content hash
     return TextSource(str(path), format=fmt, id_col=id_col, text_col=text_col, time_col=time_col, keep=tuple(keep or ()), header=header)

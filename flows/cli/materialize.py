@@ -10,17 +10,17 @@ from flows.cli.output import console, print_json, progress_bar
 
 
 def materialize(
-    source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms)."),
+    source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms, cranfield, beir, conll, or a folder of images)."),
     view: str = typer.Option(..., "--view", help="The feature view to write."),
     encoder: str = typer.Option(..., "--encoder", help="minilm, word2vec, st:/path/to/model, w2v:/path/to/vectors or a plugin."),
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, conll or images (default: from the name; a folder is images)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, cranfield (cran.all.1400), beir (corpus.jsonl), conll or images (default: from the name; a folder is images)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column of entity ids; @line for line numbers (default: ids from content)."),
     text_col: str = typer.Option("text", "--text-col", help="Column of the text to encode."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Column of event times (ISO 8601 or epoch seconds)."),
     keep: str = typer.Option("", "--keep", help="Comma-separated columns to keep beside the vectors, e.g. label."),
     granularity: str = typer.Option("sentence", "--granularity", help="sentence (one vector per record) or token (one row per word; text encoders)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last (default) or last4 (mean of the last four layers)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="--granularity token, minilm/st: last4 (default: mean of the last four layers) or last."),
     subword: Optional[str] = typer.Option(None, "--subword", help="--granularity token, minilm/st: first (default) or mean of a word's pieces."),
     long_text: Optional[str] = typer.Option(None, "--long-text", help="Sentence vectors, minilm/st: truncate (default) texts past the model's length, or read them in windows and mean-pool every piece."),
     tta: Optional[str] = typer.Option(None, "--tta", help="Images, efficientnet-lite0: none (default, the centre crop), flip (mean with its mirror image, 2x the time) or flip5crop (centre and corner crops and their mirrors, 10x)."),

@@ -20,14 +20,15 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="The label column (default: label)."),
-    head: Optional[str] = typer.Option(None, "--head", help="spam, classify: auto (default: the best by cross-validation), logistic, lexical, hybrid (classify: mlp, logistic-cv too); image: logistic-cv (default), logistic or mlp; ner: logistic, mlp, bilstm."),
+    head: Optional[str] = typer.Option(None, "--head", help="spam, classify: auto (default: the best by cross-validation), logistic, lexical, hybrid (classify: mlp, logistic-cv too); image: logistic-cv (default), logistic or mlp; ner: bilstm-crf (default), bilstm, mlp or logreg."),
     split: Optional[str] = typer.Option(None, "--split", help="stratified, text (grouped by exact text) or group:COLUMN."),
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
     extra_encoder: Optional[List[str]] = typer.Option(None, "--extra-encoder", help="Concatenate another encoder's features of the same view (repeatable)."),
     eval_view: Optional[str] = typer.Option(None, "--eval-view", help="ner: the view to evaluate on (e.g. CoNLL eng.testa)."),
-    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file."),
-    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file (cran.qry, BEIR queries.jsonl, TSV or JSONL)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
+    qrels_by: Optional[str] = typer.Option(None, "--qrels-by", help="ranking: the judgments name queries by their id (default) or by their position in the queries file (Cranfield's cranqrel)."),
     docs: Optional[Path] = typer.Option(None, "--docs", help="ranking: the documents' texts (default: the view's source)."),
     word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", help="ranking: a word2vec view of the same documents."),
     unfreeze_last: Optional[int] = typer.Option(None, "--unfreeze-last", help="Fine-tune the encoder's last K layers with the head (image, spam, classify)."),
@@ -47,7 +48,7 @@ def train(
         "labels": labels, "label_col": label_col, "head": head, "split": split, "n_splits": folds, "seed": seed,
         "extra_encoders": extra_encoder or None, "eval_view": eval_view, "queries": queries and str(queries),
         "qrels": qrels and str(qrels), "docs": docs and str(docs), "word2vec_view": word2vec_view,
-        "unfreeze_last": unfreeze_last, "strict": strict or None,
+        "unfreeze_last": unfreeze_last, "strict": strict or None, "qrels_by": qrels_by,
     }
     options.update(_head_options(option or []))
     options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
@@ -75,6 +76,7 @@ def predict(
     input_file: Optional[Path] = typer.Option(None, "--input", help="A CSV/TSV/JSONL/Parquet file, or a text file of one input per line."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="ranking: the documents to return per query, best first, with their scores (default 10)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
 ) -> None:
@@ -91,14 +93,14 @@ def predict(
     loaded = registry.load_model(store, name, version)
     field = "path" if loaded.task == "image" else "text"
     rows = _read_inputs(input_file, id_col, text_col or field, field) if input_file else [{"id": str(i), field: v} for i, v in enumerate(inputs or [])]
-    results = tasks.predict(loaded, rows)
+    results = tasks.predict(loaded, rows, top_k=top_k)
     ood = novelty.summary(results, loaded.novelty)
     if ood["warning"]:
         sys.stderr.write(f"featurestore: warning: {ood['warning']}\n")
     if json_out:
         print_json(results)
         return
-    columns = ["id", "label", "score"] + [c for c in ("entities", "error") if any(c in r for r in results)]
+    columns = ["id", "label", "score"] + [c for c in ("entities", "documents", "error") if any(c in r for r in results)]
     columns += ["ood", "ood_distance"] if ood["recorded"] else []
     print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", [_short(r) for r in results], columns)
     if ood["recorded"] and ood["inputs"]:
@@ -226,6 +228,8 @@ def _read_inputs(path: Path, id_col: str | None, value_col: str, field: str) -> 
 def _short(row: dict) -> dict:
     if "entities" in row:
         row = {**row, "entities": "; ".join(f"{e['text']} ({e['type']})" for e in row["entities"])}
+    if "documents" in row:
+        row = {**row, "documents": "; ".join(f"{d['entity_id']} ({d['score']:.3f})" for d in row["documents"])}
     distance = row.get("ood_distance")
     return {**row, "score": _fmt(row.get("score")), "ood_distance": None if distance is None else _fmt(distance)}
 

@@ -150,3 +150,47 @@ def test_bio_decode_never_starts_an_entity_with_i():
     classes = ["B-PER", "I-LOC", "I-PER", "O"]
     proba = np.array([[0.1, 0.0, 0.6, 0.3], [0.0, 0.5, 0.4, 0.1]])  # argmax: I-PER I-LOC
     assert [classes[i] for i in ner.bio_decode(proba, classes)] == ["B-PER", "I-PER"]
+
+
+def test_dictionary_baseline_tags_each_word_with_its_most_frequent_training_tag_in_valid_bio():
+    words = [["John", "Smith", "visited", "Paris"], ["Paris", "Hilton", "smiled"], ["Smith", "left", "Paris"]]
+    tags = [["B-PER", "I-PER", "O", "B-LOC"], ["B-PER", "I-PER", "O"], ["B-PER", "O", "B-LOC"]]
+    # Paris: B-LOC twice, B-PER once; Smith: I-PER once, B-PER once (a tie: the first seen wins)
+    out = ner.dictionary_tags(words, tags, [["Smith", "Paris", "Smith", "John", "Smith", "Rome"]])
+    assert out == [["B-PER", "B-LOC", "B-PER", "B-PER", "I-PER", "O"]]  # the first I-PER after O and after LOC repaired
+    assert ner.bio_repair(["I-ORG", "I-ORG", "I-PER", "O", "I-LOC"]) == ["B-ORG", "I-ORG", "B-PER", "O", "B-LOC"]
+
+
+@pytest.mark.parametrize("head", ["logreg", "torch"])
+def test_the_dictionary_baseline_is_scored_beside_the_head(trained, sentences, head):
+    result = trained[head]
+    baseline = result.report["baselines"]["dictionary"]
+    # measured on these slices: 0.081 (a dictionary of 300 sentences knows few testa names; on all
+    # of eng.train it scores 0.654), below both heads
+    assert 0.04 < result.metrics["baseline_f1"] == baseline["f1"] < 0.2 < result.metrics["f1"]
+    assert set(baseline["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
+    assert trained["logreg"].metrics["baseline_f1"] == trained["torch"].metrics["baseline_f1"]  # same test sentences
+
+
+def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline(ner_store, cli):
+    assert ner.DEFAULT_HEAD == "bilstm-crf"
+    code, out, err = cli("train", "ner", "--view", "train", "--eval-view", "testa", "--option", "max_epochs=1",
+                         "--name", "ner-default", "--store", ner_store.path, "--runner", "inline", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert 0.04 < summary["metrics"]["baseline_f1"] < 0.2 and 0.0 <= summary["metrics"]["f1"] <= 1.0
+    from models.registry import load_model
+
+    model = load_model(ner_store, "ner-default")
+    params = model.manifest["params"]
+    assert (params["head"], params["arch"], params["crf"], params["hidden"]) == ("bilstm-crf", "bilstm", True, 128)
+    assert model.head.module_.crf is not None
+    mlp = ner.make_head("mlp", {})
+    assert (mlp.arch, mlp.context, mlp.crf) == ("mlp", 1, False)  # the quick head, by name
+
+
+def test_top_k_is_refused_for_a_model_that_does_not_rank(trained):
+    from models import tasks
+
+    with pytest.raises(FeatureStoreError, match="--top-k applies to ranking models; model 'ner' is a ner model"):
+        tasks.predict(loaded(trained["logreg"]), [{"id": "a", "text": "Paris"}], top_k=3)

@@ -12,7 +12,7 @@ import pytest
 
 from featurestore.errors import EncoderError, SourceError, StoreError
 from featurestore.materialization import materialize
-from featurestore.sources import TextSource
+from featurestore.sources import TextSource, open_source
 from models.base import LoadedModel
 from models.ranking import (
     check_qrels,
@@ -34,18 +34,16 @@ QUERIES, QRELS, DOCS = CRAN / "cran.qry", CRAN / "cranqrel", CRAN / "cran.all.14
 
 @pytest.fixture(scope="session")
 def cran_store(tmp_path_factory, word2vec) -> Path:
-    """The 1,400 Cranfield docs (title + text) as a word2vec view, from a JSONL source in tmp."""
+    """The 1,400 Cranfield docs (title + text) as a word2vec view, read from cran.all.1400 itself."""
     need(CRAN)
     root = tmp_path_factory.mktemp("ranking")
-    source = root / "cran.jsonl"
-    source.write_text("".join(json.dumps({"id": d, "text": t}) + "\n" for d, t in load_docs(DOCS).items()))
-    materialize(TextSource(str(source), id_col="id"), "cran", "word2vec", store=root / "store")
+    materialize(open_source(DOCS, format="cranfield"), "cran", "word2vec", store=root / "store")
     return root / "store"
 
 
 @pytest.fixture(scope="session")
 def trained(cran_store):
-    return train(cran_store, "cran", queries=QUERIES, qrels=QRELS)
+    return train(cran_store, "cran", queries=QUERIES, qrels=QRELS, qrels_by="position")
 
 
 def loaded(result, store: Path) -> LoadedModel:
@@ -89,11 +87,13 @@ def test_query_folds_never_split_a_query_and_test_each_once():
 
 
 # ------------------------------------------------------------------------------- file formats
-def test_cranfield_files_read_by_position_with_graded_gains():
+def test_cranfield_files_read_by_id_or_position_with_graded_gains():
     need(CRAN)
-    queries = load_queries(QUERIES)
-    assert len(queries) == 150 and list(queries)[:3] == ["1", "2", "3"]  # positions, not the .I ids 001 002 004
+    queries = load_queries(QUERIES, "position")
+    assert len(queries) == 150 and list(queries)[:3] == ["1", "2", "3"]  # positions, as cranqrel numbers them
     assert queries["3"].startswith("what problems of heat conduction in composite slabs")
+    by_id = load_queries(QUERIES)
+    assert list(by_id)[:3] == ["001", "002", "004"] and by_id["004"] == queries["3"]
     judgments = load_qrels(QRELS)
     assert len(judgments) == 1154 and judgments[0] == ("1", "184", 3.0)
     assert {g for _, _, g in judgments} == {0.0, 1.0, 2.0, 3.0, 4.0}
@@ -143,7 +143,7 @@ def test_empty_qrels_and_strict_unknown_query_fail_before_any_work(cran_store, t
         train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "empty.tsv")
     (tmp_path / "extra.tsv").write_text("1\t184\t3\n151\t12\t2\n")
     with pytest.raises(SourceError, match="judges query '151', which is not in the queries file"):
-        train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "extra.tsv", strict=True)
+        train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "extra.tsv", strict=True, qrels_by="position")
 
 
 def test_docs_come_from_the_views_run_record_or_a_clear_error(tmp_path, word2vec):
@@ -154,11 +154,11 @@ def test_docs_come_from_the_views_run_record_or_a_clear_error(tmp_path, word2vec
     materialize(TextSource(str(source), id_col="id"), "few", "word2vec", store=store)
     source.rename(tmp_path / "moved.jsonl")
     with pytest.raises(SourceError, match=r"the source of view 'few' \(.*docs.jsonl\) is gone; pass the source path as docs=PATH"):
-        train(store, "few", queries=QUERIES, qrels=QRELS)
+        train(store, "few", queries=QUERIES, qrels=QRELS, qrels_by="position")
     for run in (store / "runs").glob("*.json"):
         run.unlink()
     with pytest.raises(SourceError, match="view 'few' has no run record naming its source; pass the source path as docs=PATH"):
-        train(store, "few", queries=QUERIES, qrels=QRELS)
+        train(store, "few", queries=QUERIES, qrels=QRELS, qrels_by="position")
 
 
 # ---------------------------------------------------------------------------- train / predict
@@ -169,13 +169,13 @@ def test_cross_validated_reranker_against_bm25_and_dense(trained):
     assert 0.3 < m["bm25_ndcg@10"] < 0.5 and m["dense_ndcg@10"] < m["bm25_ndcg@10"]
     assert m["ndcg@10"] >= m["bm25_ndcg@10"] - 0.02 and m["recall@100"] >= m["bm25_recall@100"] - 0.02
     assert sum(f["test_queries"] for f in trained.report["folds"]) == 150
-    assert trained.params["docs"].endswith("cran.jsonl")  # the view's own materialize source
+    assert trained.params["docs"] == str(DOCS.absolute())  # the view's own materialize source
     json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest, trained.encoders])
 
 
 def test_predict_returns_ranked_documents(trained, cran_store):
     model = loaded(trained, cran_store)
-    queries = load_queries(QUERIES)
+    queries = load_queries(QUERIES, "position")
     out = predict(model, [{"id": "a", "text": queries["1"]}, {"id": "a", "text": queries["2"]}])
     assert [o["id"] for o in out] == ["a", "a"]
     for o in out:
@@ -188,8 +188,8 @@ def test_predict_returns_ranked_documents(trained, cran_store):
 
 
 def test_predict_refuses_changed_docs_or_encoders(trained, cran_store, tmp_path):
-    changed = tmp_path / "cran.jsonl"
-    changed.write_text(Path(trained.params["docs"]).read_text() + '{"id": "new", "text": "a new doc"}\n')
+    changed = tmp_path / "cran.all.1400"
+    changed.write_text(Path(trained.params["docs"]).read_text() + ".I 1401\n.T\na new doc\n")
     model = loaded(trained, cran_store)
     model.manifest["params"] = {**trained.params, "docs": str(changed)}
     with pytest.raises(StoreError, match="changed since model 'cran-rank' v1 was trained; retrain it"):
@@ -210,6 +210,6 @@ def test_minilm_view_with_a_word2vec_view_beside_it(tmp_path, minilm, cran_store
     source.write_text("".join(json.dumps({"id": d, "text": docs[d]}) + "\n" for d in keep))
     (tmp_path / "qrels.tsv").write_text("".join(f"{q}\t{d}\t{g}\n" for q, d, g in judgments))
     materialize(TextSource(str(source), id_col="id"), "cran-minilm", "minilm", store=cran_store, encoder_options={"device": "cpu"})
-    result = train(cran_store, "cran-minilm", queries=QUERIES, qrels=tmp_path / "qrels.tsv", word2vec_view="cran")
+    result = train(cran_store, "cran-minilm", queries=QUERIES, qrels=tmp_path / "qrels.tsv", word2vec_view="cran", qrels_by="position")
     assert result.report["queries"] == 20 and [e["view"] for e in result.encoders] == ["cran-minilm", "cran"]
     assert result.metrics["dense_ndcg@10"] > 0.3 and result.metrics["recall@100"] >= result.metrics["dense_recall@100"]

@@ -57,11 +57,11 @@ def test_sentence_encoder_ids_are_unchanged_and_token_ids_differ(minilm, word2ve
     spec = minilm_tokens.spec
     assert minilm_tokens.granularity == "token"
     assert {k: spec[k] for k in ("granularity", "layers", "subword", "stride", "normalize")} == {
-        "granularity": "token", "layers": "last", "subword": "first", "stride": 127, "normalize": False,
+        "granularity": "token", "layers": "last4", "subword": "first", "stride": 127, "normalize": False,  # last4: the default NER recipe's
     }
     assert "pooling" not in spec and minilm_tokens.encoder_id != minilm.encoder_id
     assert word2vec_tokens.spec["granularity"] == "token" and word2vec_tokens.encoder_id != word2vec.encoder_id
-    options = ({}, {"layers": "last4"}, {"subword": "mean"}, {"stride": 64})
+    options = ({}, {"layers": "last"}, {"subword": "mean"}, {"stride": 64})
     ids = {get_encoder("minilm", granularity="token", **o).encoder_id for o in options}
     assert len(ids) == 4
 
@@ -111,14 +111,14 @@ def test_subword_and_layer_options_change_the_vectors(minilm_tokens, conll):
         enc = get_encoder("minilm", device="cpu", granularity="token", **options)
         return np.concatenate(enc.encode_tokens(texts, sents).vectors)
 
-    first, mean, last4 = vectors(), vectors(subword="mean"), vectors(layers="last4")
+    first, mean, last = vectors(), vectors(subword="mean"), vectors(layers="last")  # the default: last4
     tokenizer = minilm_tokens.model().tokenizer
     pieces = np.array([len(tokenizer.tokenize(w)) for s in sents for w in s])
     single = pieces == 1
     assert single.any() and (~single).any()
     np.testing.assert_allclose(first[single], mean[single], atol=1e-6)  # one piece: first == mean
     assert not np.allclose(first[~single], mean[~single], atol=1e-3)
-    assert np.median(cosines(first, last4)) < 0.99
+    assert np.median(cosines(first, last)) < 0.99
 
 
 def test_normalize_option_gives_unit_token_vectors(conll):
