@@ -17,7 +17,17 @@ from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier
 
-__all__ = ["predict", "train"]
+__all__ = ["check_train_options", "predict", "train"]
+
+
+def check_train_options(given: dict[str, Any]) -> None:
+    """What ``train`` refuses of the options alone, checked before any flow starts (models.tasks.check_train)."""
+    _check_c(given.get("head", "logistic-cv"), given.get("C"))
+
+
+def _check_c(head: str, C: float | None) -> None:
+    if head == "logistic-cv" and C is not None:
+        raise FeatureStoreError(f"head 'logistic-cv' chooses C by inner cross-validation; to fix C={C}, use head 'logistic'")
 
 
 def train(
@@ -40,8 +50,7 @@ def train(
     ``head``: ``logistic-cv`` (default; ``C`` chosen by inner CV, the chosen value in the
     report as ``chosen_C``), ``logistic`` (standardised features, ``C`` default 1.0) or ``mlp``.
     """
-    if head == "logistic-cv" and C is not None:
-        raise FeatureStoreError(f"head 'logistic-cv' chooses C by inner cross-validation; to fix C={C}, use head 'logistic'")
+    _check_c(head, C)
     result = train_classifier(
         store, view, encoder, labels=labels, label_col=label_col, head=head, C=1.0 if C is None else C, hidden=hidden,
         split="stratified", n_splits=n_splits, seed=seed, as_of=as_of, strict=strict, task="image",

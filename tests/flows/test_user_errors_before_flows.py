@@ -95,6 +95,7 @@ def cases(folder: Path) -> list[tuple[list[str], str]]:
         ([*train, "--runner", "dask"], "runner must be one of"),
         ([*train, "--name", "../up"], "../up"),
         (["train", "classify", "--view", "sms", "--head", "forest", *store], "--head must be one of: auto, logistic, mlp, logistic-cv, lexical, hybrid"),
+        (["train", "image", "--view", "sms", "--option", "C=5", *store], "head 'logistic-cv' chooses C by inner cross-validation"),
         (["train", "ranking", "--view", "sms", "--queries", missing, "--qrels", missing, *store], "--queries file not found"),
         (["train", "ranking", "--view", "sms", "--queries", src, "--qrels", src, "--word2vec-view", "nosuch", *store],
          "view 'nosuch' does not exist"),
