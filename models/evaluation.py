@@ -23,7 +23,7 @@ from featurestore.errors import FeatureStoreError, SourceError
 from featurestore.store import Store
 from models.base import LoadedModel
 
-__all__ = ["EVALUATED_TASKS", "evaluate", "labelled_inputs"]
+__all__ = ["EVALUATED_TASKS", "evaluate", "evaluate_ner", "labelled_inputs"]
 
 EVALUATED_TASKS = ("spam", "classify", "image")
 _SPAM_METRICS = ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")
@@ -57,7 +57,7 @@ def evaluate(
     if model.task not in EVALUATED_TASKS:
         raise FeatureStoreError(
             f"evaluate --input scores {', '.join(EVALUATED_TASKS)} heads; model {model.name} v{model.version} is a {model.task} head "
-            "(run evaluate without --input to train it again from its manifest)"
+            "(an NER head: evaluate --view TOKEN_VIEW; run evaluate without --input to train it again from its manifest)"
         )
     path = Path(path)
     field = "path" if model.task == "image" else "text"
@@ -96,6 +96,36 @@ def evaluate(
     if save:
         save_evaluation(store, model, return_value)
     return return_value
+
+
+def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> dict[str, Any]:
+    """Entity F1 of an NER head on a token view of new labelled sentences (a CoNLL file
+    materialized with the head's encoder and ``--granularity token``), beside the dictionary
+    baseline fitted on the head's own training sentences (:func:`models.ner.evaluate_view`); the
+    same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
+    from models import ner
+    from models.registry import save_evaluation
+
+    store = store if isinstance(store, Store) else Store(store)
+    if model.task != "ner":
+        raise FeatureStoreError(f"evaluate --view scores NER heads on a token view; model {model.name} v{model.version} is a {model.task} head (use --input)")
+    scored = ner.evaluate_view(store, model, view)
+    result = {
+        "name": model.name,
+        "version": model.version,
+        "task": model.task,
+        "input": scored["input"],
+        "input_sha256": scored["content_hash"],
+        "rows": scored["rows"],
+        "tokens": scored["tokens"],
+        "skipped": [],
+        "metrics": scored["metrics"],
+        "baselines": scored["baselines"],
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if save:
+        save_evaluation(store, model, result)
+    return result
 
 
 def labelled_inputs(

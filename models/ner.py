@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, NotFoundError
 from featurestore.store import FeatureTable, Store
 from models.base import LoadedModel, TrainResult
 # the heads live in models.tagging; models saved earlier name them models.ner.*, and tests use bio_decode from here
@@ -87,9 +87,9 @@ def token_table(store: Store, view: str, encoder: str | None = None) -> FeatureT
     return table
 
 
-def read_sentences(table: FeatureTable) -> tuple[Sentences, int]:
-    """Sentences of the table's latest state, sorted by entity id, and the table version read."""
-    frame = table.latest([*TOKEN_COLUMNS, "token"])
+def read_sentences(table: FeatureTable, as_of: int | None = None) -> tuple[Sentences, int]:
+    """Sentences of the table's latest state (or ``as_of`` a version), sorted by entity id, and the table version read."""
+    frame = table.latest([*TOKEN_COLUMNS, "token"], as_of=as_of)
     ids = frame.ids.astype(str)
     order = np.lexsort((frame.columns.column("token_index").to_numpy(), ids))
     ids = ids[order]
@@ -239,6 +239,57 @@ def train(
     encoders = [{"view": view, "encoder_id": meta.encoder_id, "encoder_ref": meta.encoder_ref, "encoder_options": meta.encoder_options, "dim": meta.dim}]
     params = {"eval_view": eval_view, "head": head, "test_size": test_size, "random_state": random_state, **model.get_params()}
     return TrainResult(TASK, model, metrics, report, manifest, encoders, params)
+
+
+def training_sentences(store: Store, model: LoadedModel) -> Sentences:
+    """The sentences ``model`` was fitted on, read back through its training manifest: the view at
+    the recorded table version, less the document split's test side when it had no eval view."""
+    training = model.manifest.get("training_set") or {}
+    table = token_table(store, training["view"], training["encoder_id"])
+    data, _ = read_sentences(table, as_of=int(training["table_version"]))
+    split = training.get("split")
+    if split is not None:
+        fit_rows, _ = document_split(data.ids, float(split["test_size"]), int(split["random_state"]))
+        data = data.take(fit_rows)
+    return data
+
+
+def evaluate_view(store: Store | str | None, model: LoadedModel, view: str) -> dict[str, Any]:
+    """Entity F1 of ``model`` on the token rows of ``view`` (new CoNLL data materialized with
+    ``--granularity token`` and the head's own encoder), beside the dictionary baseline fitted on
+    the head's own training sentences and scored on the same sentences.
+
+    Returns ``input`` (the view and version read), ``content_hash`` (of its sentence ids and
+    tags), ``rows`` (sentences), ``tokens``, ``metrics`` and ``baselines``.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    encoder_id = model.manifest["encoders"][0]["encoder_id"]
+    try:
+        table = token_table(store, view, encoder_id)
+    except NotFoundError:
+        store.resolve_table(view)  # the view itself is missing: that message
+        raise NotFoundError(
+            f"view {view!r} has no table for model {model.name}'s encoder {encoder_id}; materialize the new CoNLL file "
+            "with the head's encoder and --granularity token (and the same --layers)"
+        ) from None
+    data, version = read_sentences(table)
+    if not data.ids:
+        raise FeatureStoreError(f"view {view!r} holds no sentences to score")
+    report = entity_report(data.tags, model.head.predict(data.vectors))
+    fit = training_sentences(store, model)
+    baseline = entity_report(data.tags, dictionary_tags(fit.words, fit.tags, data.words))
+    metrics = {k: report[k] for k in ("f1", "precision", "recall", "f1_strict")}
+    metrics.update({f"f1_{t}": report["per_type"][t]["f1"] for t in ENTITY_TYPES if t in report["per_type"]})
+    scored = {k: baseline[k] for k in ("f1", "precision", "recall", "f1_strict")}
+    scored.update({f"f1_{t}": baseline["per_type"][t]["f1"] for t in ENTITY_TYPES if t in baseline["per_type"]})
+    return {
+        "input": f"view {view} (table version {version})",
+        "content_hash": _content_hash(data),
+        "rows": len(data.ids),
+        "tokens": data.n_tokens,
+        "metrics": metrics,
+        "baselines": {"dictionary": {"name": "dictionary", "description": "each training word's most frequent tag (O if unseen), BIO-repaired", **scored}},
+    }
 
 
 def _content_hash(*parts: Sentences) -> str:

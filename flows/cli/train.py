@@ -117,16 +117,20 @@ def evaluate(
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: the line number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The text column of --input (default: text)."),
     label_col: str = typer.Option("label", "--label-col", help="The label column of --input."),
+    view: Optional[str] = typer.Option(None, "--view", help="ner: a token view of new labelled sentences (a CoNLL file materialized with the head's encoder and --granularity token)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score a model on new labelled data (--input) beside its baselines; without --input, train it
     again from its manifest to check it reproduces exactly."""
+    from featurestore.errors import SourceError
     from models import registry, tasks
 
     name, version = _model_ref(model)
-    if input_file is not None:
-        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out)
+    if input_file is not None and view is not None:
+        raise SourceError("give the new labelled data with --input FILE or, for an NER head, --view TOKEN_VIEW (one of the two)")
+    if input_file is not None or view is not None:
+        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out, view)
         return
     loaded = registry.load_model(store, name, version)
     check = tasks.reproduce(store, loaded)
@@ -141,11 +145,16 @@ def evaluate(
     )
 
 
-def _evaluate_input(store: Optional[str], loaded: object, path: Path, fmt: Optional[str], id_col: Optional[str],
-                    text_col: Optional[str], label_col: str, json_out: bool) -> None:
+def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], fmt: Optional[str], id_col: Optional[str],
+                    text_col: Optional[str], label_col: str, json_out: bool, view: Optional[str] = None) -> None:
     from models.evaluation import evaluate as evaluate_input
+    from models.evaluation import evaluate_ner
 
-    result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
+    if view is not None:
+        result = evaluate_ner(store, loaded, view)
+    else:
+        result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
+    path = path if path is not None else result["input"]
     if json_out:
         print_json(result)
         return

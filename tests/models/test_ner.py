@@ -194,3 +194,36 @@ def test_top_k_is_refused_for_a_model_that_does_not_rank(trained):
 
     with pytest.raises(FeatureStoreError, match="--top-k applies to ranking models; model 'ner' is a ner model"):
         tasks.predict(loaded(trained["logreg"]), [{"id": "a", "text": "Paris"}], top_k=3)
+
+
+def test_evaluate_scores_an_ner_head_on_a_token_view_beside_its_dictionary_baseline(ner_store, cli):
+    from tests.conftest import snapshot
+
+    root = ner_store.path
+    code, out, err = cli("train", "ner", "--view", "train", "--eval-view", "testa", "--head", "logreg",
+                         "--name", "ner-eval", "--store", root, "--runner", "inline", "--json")
+    assert code == 0, err
+    recorded = json.loads(out)["metrics"]
+    code, out, err = cli("evaluate", "ner-eval", "--view", "testa", "--store", root, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    # the same sentences the head was scored on at training: the same figures, head and baseline
+    assert result["task"] == "ner" and result["rows"] == 150 and result["tokens"] > 1000
+    assert result["metrics"]["f1"] == pytest.approx(recorded["f1"]) and result["metrics"]["f1"] > MIN_F1["logreg"]
+    assert result["baselines"]["dictionary"]["f1"] == pytest.approx(recorded["baseline_f1"])
+    saved = json.loads((root / "models" / "ner-eval" / "1" / "evaluations.json").read_text())
+    assert [e["input"] for e in saved] == [result["input"]] and "table version" in result["input"]
+    code, out, err = cli("evaluate", "ner-eval", "--view", "testa", "--store", root)
+    assert code == 0 and "dictionary" in out and "f1_PER" in out, err
+
+    before = snapshot(root)
+    cases = [
+        (("--view", "sentences"), "view 'sentences' has no table for model ner-eval's encoder word2vec-"),
+        (("--view", "untagged"), "no ner_tags column"),
+        (("--view", "nosuch"), "view 'nosuch' does not exist"),
+        (("--view", "testa", "--input", str(root)), "one of the two"),
+    ]
+    for args, message in cases:
+        code, _, err = cli("evaluate", "ner-eval", *args, "--store", root)
+        assert code == 2 and err.startswith("featurestore: error: ") and message in err and err.count("\n") == 1, (args, err)
+    assert snapshot(root) == before
