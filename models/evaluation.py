@@ -23,7 +23,7 @@ from featurestore.errors import FeatureStoreError, SourceError
 from featurestore.store import Store
 from models.base import LoadedModel
 
-__all__ = ["EVALUATED_TASKS", "evaluate", "evaluate_ner", "labelled_inputs"]
+__all__ = ["EVALUATED_TASKS", "evaluate", "evaluate_ner", "evaluate_ranking", "labelled_inputs"]
 
 EVALUATED_TASKS = ("spam", "classify", "image")
 _SPAM_METRICS = ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")
@@ -57,7 +57,7 @@ def evaluate(
     if model.task not in EVALUATED_TASKS:
         raise FeatureStoreError(
             f"evaluate --input scores {', '.join(EVALUATED_TASKS)} heads; model {model.name} v{model.version} is a {model.task} head "
-            "(an NER head: evaluate --view TOKEN_VIEW; run evaluate without --input to train it again from its manifest)"
+            "(an NER head: evaluate --view TOKEN_VIEW; a ranking head: --queries FILE --qrels FILE; without them, evaluate trains it again from its manifest)"
         )
     path = Path(path)
     field = "path" if model.task == "image" else "text"
@@ -96,6 +96,38 @@ def evaluate(
     if save:
         save_evaluation(store, model, return_value)
     return return_value
+
+
+def evaluate_ranking(
+    store: Store | str | None, model: LoadedModel, queries: str | Path, qrels: str | Path, *, qrels_by: str = "id", save: bool = True
+) -> dict[str, Any]:
+    """nDCG@10, MRR@10 and recall@100 of a ranking head on new judged queries, beside BM25 and
+    dense retrieval alone on the same queries (:func:`models.ranking.evaluate_queries`); the
+    same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
+    from models import ranking
+    from models.registry import save_evaluation
+
+    store = store if isinstance(store, Store) else Store(store)
+    if model.task != "ranking":
+        raise FeatureStoreError(f"evaluate --queries/--qrels scores ranking heads; model {model.name} v{model.version} is a {model.task} head")
+    scored = ranking.evaluate_queries(model, queries, qrels, qrels_by=qrels_by)  # type: ignore[arg-type]
+    digest = hashlib.sha256(Path(queries).read_bytes() + b"\0" + Path(qrels).read_bytes() + qrels_by.encode())
+    result = {
+        "name": model.name,
+        "version": model.version,
+        "task": model.task,
+        "input": f"{queries} + {qrels}",
+        "input_sha256": digest.hexdigest(),
+        "rows": scored["rows"],
+        "skipped": [],
+        "dropped_judgments": scored["dropped_judgments"],
+        "metrics": scored["metrics"],
+        "baselines": scored["baselines"],
+        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if save:
+        save_evaluation(store, model, result)
+    return result
 
 
 def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> dict[str, Any]:

@@ -118,6 +118,9 @@ def evaluate(
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The text column of --input (default: text)."),
     label_col: str = typer.Option("label", "--label-col", help="The label column of --input."),
     view: Optional[str] = typer.Option(None, "--view", help="ner: a token view of new labelled sentences (a CoNLL file materialized with the head's encoder and --granularity token)."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: new queries (Cranfield cran.qry, BEIR queries.jsonl, TSV or JSONL), judged by --qrels."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the judgments of --queries (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
+    qrels_by: str = typer.Option("id", "--qrels-by", help="ranking: the judgments name queries by id or by position in --queries."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -127,10 +130,16 @@ def evaluate(
     from models import registry, tasks
 
     name, version = _model_ref(model)
-    if input_file is not None and view is not None:
-        raise SourceError("give the new labelled data with --input FILE or, for an NER head, --view TOKEN_VIEW (one of the two)")
-    if input_file is not None or view is not None:
-        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out, view)
+    given = [flag for flag, value in (("--input", input_file), ("--view", view), ("--queries/--qrels", queries or qrels)) if value is not None]
+    if len(given) > 1:
+        raise SourceError(f"give the new labelled data one way: --input FILE, --view TOKEN_VIEW (ner) or --queries and --qrels (ranking); got {' and '.join(given)}")
+    if (queries is None) != (qrels is None):
+        raise SourceError("a ranking head is evaluated on --queries FILE and --qrels FILE together")
+    if qrels_by not in ("id", "position"):
+        raise SourceError(f"--qrels-by must be one of: id, position. Got {qrels_by!r} instead.")
+    if given:
+        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out,
+                        view, (queries, qrels, qrels_by) if queries is not None else None)
         return
     loaded = registry.load_model(store, name, version)
     check = tasks.reproduce(store, loaded)
@@ -146,11 +155,14 @@ def evaluate(
 
 
 def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], fmt: Optional[str], id_col: Optional[str],
-                    text_col: Optional[str], label_col: str, json_out: bool, view: Optional[str] = None) -> None:
+                    text_col: Optional[str], label_col: str, json_out: bool, view: Optional[str] = None,
+                    judged: Optional[tuple[Path, Path, str]] = None) -> None:
     from models.evaluation import evaluate as evaluate_input
-    from models.evaluation import evaluate_ner
+    from models.evaluation import evaluate_ner, evaluate_ranking
 
-    if view is not None:
+    if judged is not None:
+        result = evaluate_ranking(store, loaded, judged[0], judged[1], qrels_by=judged[2])
+    elif view is not None:
         result = evaluate_ner(store, loaded, view)
     else:
         result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)

@@ -4,6 +4,7 @@ numbering check, and predict --top-k (100 Cranfield documents, word2vec, no Pref
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,32 @@ def test_cranqrel_by_position_trains_on_the_cranfield_view(store, cli):
     assert code == 0, err
     summary = json.loads(out)
     assert summary["task"] == "ranking" and 0.0 < summary["metrics"]["ndcg@10"] <= 1.0
+
+
+def test_evaluate_scores_a_ranking_head_on_judged_queries_beside_bm25_and_dense(files, store, cli):
+    from models.registry import load_model
+
+    root = files["root"]
+    new = ("--queries", root / "queries.jsonl", "--qrels", root / "qrels" / "test.tsv")
+    code, out, err = cli("evaluate", "beir-rank", *new, "--store", store, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    recorded = load_model(store, "beir-rank", 1).manifest["metrics"]
+    assert result["task"] == "ranking" and result["rows"] == 47
+    assert set(result["metrics"]) == {"ndcg@10", "mrr@10", "recall@100"} and 0.0 < result["metrics"]["ndcg@10"] <= 1.0
+    # BM25 and dense retrieval alone do not train: on the training queries they score what training recorded
+    assert result["baselines"]["bm25"]["ndcg@10"] == pytest.approx(recorded["bm25_ndcg@10"])
+    assert result["baselines"]["dense"]["ndcg@10"] == pytest.approx(recorded["dense_ndcg@10"])
+    saved = json.loads((Path(store) / "models" / "beir-rank" / "1" / "evaluations.json").read_text())
+    assert [e["input_sha256"] for e in saved] == [result["input_sha256"]]
+    code, out, err = cli("evaluate", "beir-rank", *new, "--store", store)
+    assert code == 0 and "bm25" in out and "ndcg@10" in out, err
+
+    before = snapshot(store)
+    assert_user_error(cli("evaluate", "beir-rank", "--qrels", root / "qrels" / "test.tsv", "--store", store),
+                      "a ranking head is evaluated on --queries FILE and --qrels FILE together")
+    assert_user_error(cli("evaluate", "beir-rank", *new, "--qrels-by", "position", "--store", store),
+                      "match no query position; queries.jsonl's positions run 1..47: the judgments name queries by their ids, use --qrels-by id")
+    assert_user_error(cli("evaluate", "beir-rank", "--view", "corpus", "--store", store),
+                      "evaluate --view scores NER heads on a token view; model beir-rank v1 is a ranking head")
+    assert snapshot(store) == before

@@ -221,7 +221,8 @@ def test_evaluate_scores_an_ner_head_on_a_token_view_beside_its_dictionary_basel
         (("--view", "sentences"), "view 'sentences' has no table for model ner-eval's encoder word2vec-"),
         (("--view", "untagged"), "no ner_tags column"),
         (("--view", "nosuch"), "view 'nosuch' does not exist"),
-        (("--view", "testa", "--input", str(root)), "one of the two"),
+        (("--view", "testa", "--input", str(root)), "give the new labelled data one way"),
+        (("--view", "testa", "--queries", str(root), "--qrels", str(root)), "got --view and --queries/--qrels"),
     ]
     for args, message in cases:
         code, _, err = cli("evaluate", "ner-eval", *args, "--store", root)
