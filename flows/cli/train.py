@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import console, print_json, print_table
+from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -76,6 +76,7 @@ def predict(
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
     store: Optional[str] = StoreOpt,
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder.
@@ -85,6 +86,7 @@ def predict(
     from featurestore.errors import SourceError
     from models import novelty, registry, tasks
 
+    use_backend(backend)
     if bool(inputs) == bool(input_file):
         raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
     name, version = _model_ref(model)
