@@ -245,12 +245,20 @@ class OnnxSentenceModel:
 # ------------------------------------------------------------------------------------ the cache
 
 
-def export_key(weights_digest: str) -> str:
-    """What an export depends on: the weights, the exporter (torch's version) and onnxruntime's version.
-    Read from package metadata, so finding a cached export imports neither torch nor onnxruntime."""
+def export_key(weights_digest: str, plan: Plan) -> str:
+    """What an export and its check depend on: the weights, the tokenizer and pooling around them,
+    the exporter (torch's version) and onnxruntime's version. Versions are read from package
+    metadata, so finding a cached export imports neither torch nor onnxruntime."""
+    from featurestore.encoders.base import file_digest
+
     parts = {
         "format": FORMAT,
         "weights": weights_digest,
+        "tokenizer": file_digest(plan.folder / "tokenizer.json"),
+        "pooling": plan.pooling,
+        "normalize": plan.normalize,
+        "max_length": plan.max_length,
+        "lowercase": plan.lowercase,
         "exporter": EXPORTER,
         "opset": OPSET,
         "torch": _version("torch"),
@@ -266,11 +274,16 @@ def _version(package: str) -> str:
         return "none"
 
 
-def cache_folder(model: str, weights_digest: str) -> Path:
+def cache_root() -> Path:
     from featurestore import settings
 
+    return settings.user_cache_dir() / "onnx"
+
+
+def cache_folder(model: str, weights_digest: str, plan: Plan) -> Path:
+    """``<user cache>/onnx/<model>-<key>``: the folder of one export (:func:`export_key`)."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)[:60] or "model"
-    return settings.user_cache_dir() / "onnx" / f"{safe}-{export_key(weights_digest)}"
+    return cache_root() / f"{safe}-{export_key(weights_digest, plan)}"
 
 
 def load_cached(folder: Path, plan_: Plan, weights_digest: str) -> OnnxSentenceModel | None:
@@ -370,6 +383,8 @@ def _replace_folder(new: Path, target: Path) -> None:
 
 def _export_transformer(model: Any, path: Path) -> None:
     """The SentenceTransformer's transformer, ids and mask in, token embeddings out, dynamic batch and length."""
+    import warnings
+
     import torch
 
     transformer = model[0].auto_model
@@ -386,7 +401,8 @@ def _export_transformer(model: Any, path: Path) -> None:
     ids = torch.ones((2, 8), dtype=torch.int64)
     mask = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "sequence"}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notices: the check below is what tells
         torch.onnx.export(
             wrapper,
             (ids, mask),

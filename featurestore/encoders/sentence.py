@@ -226,7 +226,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
         try:
             plan = onnx_backend.plan(self.path, self._config)
-            folder = onnx_backend.cache_folder(self.name, digest)
+            folder = onnx_backend.cache_folder(self.name, digest, plan)
             try:
                 model = onnx_backend.load_cached(folder, plan, digest)
             except onnx_backend.Tampered as exc:
@@ -240,7 +240,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         except onnx_backend.Unsupported as exc:
             reason = f"{self.path.name}: {exc}"
         except OSError as exc:
-            reason = f"the ONNX export cannot be written under {onnx_backend.cache_folder(self.name, digest).parent} ({exc.strerror or exc})"
+            reason = f"the ONNX export cannot be written under {onnx_backend.cache_root()} ({exc.strerror or exc})"
         except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on models it cannot trace; torch still runs them
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             reason = f"torch.onnx.export could not export it ({type(exc).__name__}: {first})"
