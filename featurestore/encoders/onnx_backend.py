@@ -12,8 +12,8 @@ torch, transformers or sentence-transformers.
 An export is kept only when its vectors match torch's on :data:`CHECK_TEXTS` (max
 ``|cos - 1| <= 1e-5``); the figure is recorded in the folder's ``onnx.json`` beside the sha256
 of ``model.onnx``, which is checked on every load (a changed file is refused and exported again).
-A model with modules this file does not reproduce, or an export that fails its check, stays on
-torch, with the reason said once on stderr.
+A model with modules this file does not reproduce stays on torch (the reason in the encoder's
+``backend_reason``); so does one whose export fails or fails its check, said once on stderr.
 """
 
 from __future__ import annotations

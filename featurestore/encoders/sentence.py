@@ -18,7 +18,7 @@ import numpy as np
 from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, FeatureStoreError
 from featurestore.params import positive_int
 
 TextGranularity = Literal["sentence", "token"]
@@ -224,8 +224,11 @@ class SentenceTransformerEncoder(BaseEncoder):
 
     def _load_onnx(self, onnx_backend: Any, digest: str) -> tuple[Any, str | None]:
         """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
-        try:
+        try:  # a model the backend does not reproduce is a normal case: recorded in backend_reason, not said
             plan = onnx_backend.plan(self.path, self._config)
+        except onnx_backend.Unsupported as exc:
+            return None, f"{self.path.name}: {exc}"
+        try:
             folder = onnx_backend.cache_folder(self.name, digest, plan)
             try:
                 model = onnx_backend.load_cached(folder, plan, digest)
@@ -239,6 +242,8 @@ class SentenceTransformerEncoder(BaseEncoder):
             return model, None
         except onnx_backend.Unsupported as exc:
             reason = f"{self.path.name}: {exc}"
+        except FeatureStoreError:  # torch cannot load the model either (a refused folder): that error is the user's answer
+            raise
         except OSError as exc:
             reason = f"the ONNX export cannot be written under {onnx_backend.cache_root()} ({exc.strerror or exc})"
         except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on models it cannot trace; torch still runs them

@@ -121,7 +121,7 @@ def test_a_module_stack_the_backend_does_not_reproduce_stays_on_torch_with_the_r
     dense = [*modules[:2], {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}]
     enc = get_encoder(f"st:{_model_copy(tmp_path, modules=dense)}")
     assert enc.backend_reason == "model: its modules are Transformer -> Pooling -> Dense; the ONNX backend runs Transformer -> Pooling [-> Normalize] only"
-    assert capsys.readouterr().err.count("runs on torch, not ONNX Runtime") == 1
+    assert capsys.readouterr().err == ""  # recorded, not said: such a model simply runs on torch
     with pytest.raises(EncoderError, match="st cannot run through ONNX Runtime here: model: its modules are"):
         get_encoder(f"st:{_model_copy(tmp_path / 'b', modules=dense)}", backend="onnx").load()
 
