@@ -26,6 +26,7 @@ SCRIPTS = (
     "image_flow.py",
     "image_tta.py",
     "token_speed.py",
+    "onnx_encode.py",
     "token_materialize.py",
     "index_speed.py",
     "index_train.py",

@@ -31,7 +31,7 @@ from featurestore.errors import StoreError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 
-__all__ = ["ViewBusyError", "view_lock"]
+__all__ = ["ViewBusyError", "cache_lock", "view_lock"]
 
 _HELD = threading.local()  # the lock folders this thread holds: a nested take is a no-op
 
@@ -84,3 +84,16 @@ def _remove_if_empty(created: Path | None) -> None:
     """Remove the store root this lock created when the run wrote no file into it (it failed early)."""
     if created is not None and not any(p.is_file() for p in created.rglob("*")):
         shutil.rmtree(created, ignore_errors=True)
+
+
+@contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` for the block, waiting for another process
+    that holds it (one writer of a cache entry at a time; the others then use what it wrote)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

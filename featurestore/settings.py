@@ -7,6 +7,9 @@ Explicit argument > environment variable > default.
   beside the project checkout).
 - ``FEATURESTORE_WORD2VEC``: the vectors behind the ``word2vec`` encoder name.
 - ``FEATURESTORE_DEVICE``: ``auto`` (default), ``cpu`` or ``cuda``.
+- ``FEATURESTORE_ENCODER_BACKEND``: what runs the sentence encoders (``minilm``, ``st:``):
+  ``auto`` (default: ONNX Runtime on CPU when installed and its export passed its check, else
+  torch), ``torch`` or ``onnx``; the command line's ``--backend`` sets it.
 - ``FEATURESTORE_STORAGE_OPTIONS``: a JSON object of deltalake storage options for a remote
   store root (``s3://`` ...), added to what the object store reads from ``AWS_*`` variables.
 - ``FEATURESTORE_WORK_DIR``: where a remote store keeps its local files (indexes, heads, run
@@ -112,6 +115,20 @@ def word2vec_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 def device(explicit: str | None = None) -> str:
     """The requested device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
     return explicit or os.environ.get("FEATURESTORE_DEVICE") or "auto"
+
+
+ENCODER_BACKENDS = ("auto", "torch", "onnx")
+
+
+def encoder_backend(explicit: str | None = None) -> str:
+    """The sentence encoders' backend: ``explicit``, else ``$FEATURESTORE_ENCODER_BACKEND``, else ``auto``."""
+    from featurestore.errors import EncoderError
+
+    value = explicit if explicit is not None else (os.environ.get("FEATURESTORE_ENCODER_BACKEND", "").strip() or "auto")
+    if value not in ENCODER_BACKENDS:
+        source = "backend" if explicit is not None else "FEATURESTORE_ENCODER_BACKEND"
+        raise EncoderError(f"{source} must be one of {', '.join(ENCODER_BACKENDS)}. Got {value!r} instead.")
+    return value
 
 
 INDEX_TRAIN_SECONDS = 600.0

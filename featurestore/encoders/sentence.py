@@ -18,7 +18,7 @@ import numpy as np
 from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, FeatureStoreError
 from featurestore.params import positive_int
 
 TextGranularity = Literal["sentence", "token"]
@@ -30,6 +30,8 @@ TOKEN_DEFAULTS: dict[str, Any] = {"layers": "last4", "subword": "first"}  # last
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
+_ONNX: dict[tuple[str, str], tuple[Any, str | None]] = {}  # (folder, weights digest) -> (ONNX model or None, why torch)
+_ONNX_LOCK = threading.Lock()
 
 
 def minilm_path() -> Path:
@@ -56,6 +58,13 @@ class SentenceTransformerEncoder(BaseEncoder):
         ``max_seq_length`` pieces (special tokens included). Default and maximum: half a window
         (127 for MiniLM), so a word keeps about a quarter window of context on a cut side; a
         smaller stride costs fewer windows and gives less context.
+    backend : how sentence vectors are computed, never what they are (not part of the spec):
+        ``auto`` (default: :func:`featurestore.settings.encoder_backend`, i.e.
+        ``$FEATURESTORE_ENCODER_BACKEND``, else auto) runs the model through ONNX Runtime on CPU
+        when onnxruntime is installed and the model's checked export is cached or can be made
+        (:mod:`featurestore.encoders.onnx_backend`), else torch; ``torch`` always torch; ``onnx``
+        refuses a model that cannot run through ONNX. Token vectors and ``long_text="windows"``
+        always run on torch, as does CUDA.
     long_text : sentence level: what happens to a text longer than ``max_seq_length`` pieces.
         ``truncate`` (default, what sentence-transformers does) keeps its first window;
         ``windows`` reads it in overlapping windows (half a window shared, as token level) and
@@ -80,8 +89,13 @@ class SentenceTransformerEncoder(BaseEncoder):
         subword: Subword | None = None,
         stride: int | None = None,
         long_text: LongText | None = None,
+        backend: str | None = None,
     ) -> None:
+        from featurestore import settings
+
         self.path = Path(path)
+        self.requested_backend = settings.encoder_backend(backend)
+        self._backend: tuple[Any, str | None] | None = None  # (ONNX model or None, why torch), decided on first use
         self.model_name = model_name
         self.name = name
         self.device = check_device(device)
@@ -163,8 +177,84 @@ class SentenceTransformerEncoder(BaseEncoder):
                 _MODELS[key] = model
             return _MODELS[key]
 
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch``: what computes this encoder's vectors (decided, and weights loaded, on first call)."""
+        return "onnx" if self._onnx() is not None else "torch"
+
+    @property
+    def backend_reason(self) -> str | None:
+        """Why this encoder runs on torch (None when it runs through ONNX)."""
+        self._onnx()
+        return self._backend[1] if self._backend else None
+
+    def _onnx(self) -> Any:
+        """The checked ONNX model this encoder's sentence vectors come from, or None (torch)."""
+        if self._backend is None:
+            self._backend = self._choose_backend()
+        return self._backend[0]
+
+    def _choose_backend(self) -> tuple[Any, str | None]:
+        from featurestore.encoders import onnx_backend
+
+        if self.requested_backend == "torch":
+            return None, "the torch backend was asked for"
+        blocker = self._onnx_blocker(onnx_backend)
+        if blocker is None:
+            key = (str(self.path.resolve()), file_digest(self._config["weights"]))
+            with _ONNX_LOCK:
+                if key not in _ONNX:
+                    _ONNX[key] = self._load_onnx(onnx_backend, key[1])
+                model, blocker = _ONNX[key]
+            if model is not None:
+                return model, None
+        if self.requested_backend == "onnx":
+            raise EncoderError(f"{self.name} cannot run through ONNX Runtime here: {blocker}; use --backend auto or torch")
+        return None, blocker
+
+    def _onnx_blocker(self, onnx_backend: Any) -> str | None:
+        """Why this encoder cannot use ONNX whatever its model is, or None."""
+        if self.granularity == "token":
+            return "token vectors run on torch"
+        if self.long_text == "windows":
+            return "long_text='windows' runs on torch"
+        if self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present()):
+            return "CUDA is used through torch"
+        return onnx_backend.available()
+
+    def _load_onnx(self, onnx_backend: Any, digest: str) -> tuple[Any, str | None]:
+        """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
+        try:  # a model the backend does not reproduce is a normal case: recorded in backend_reason, not said
+            plan = onnx_backend.plan(self.path, self._config)
+        except onnx_backend.Unsupported as exc:
+            return None, f"{self.path.name}: {exc}"
+        try:
+            folder = onnx_backend.cache_folder(self.name, digest, plan)
+            try:
+                model = onnx_backend.load_cached(folder, plan, digest)
+            except onnx_backend.Tampered as exc:
+                onnx_backend.say_once(f"warning: {exc}; exporting it again")
+                model = None
+            if model is None:
+                model = onnx_backend.export(folder, plan, digest, self.name, self.model)
+            if model is None:
+                return None, "its ONNX export failed the check against torch"
+            return model, None
+        except onnx_backend.Unsupported as exc:
+            reason = f"{self.path.name}: {exc}"
+        except FeatureStoreError:  # torch cannot load the model either (a refused folder): that error is the user's answer
+            raise
+        except OSError as exc:
+            reason = f"the ONNX export cannot be written under {onnx_backend.cache_root()} ({exc.strerror or exc})"
+        except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on models it cannot trace; torch still runs them
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            reason = f"torch.onnx.export could not export it ({type(exc).__name__}: {first})"
+        onnx_backend.say_once(f"warning: {self.name} runs on torch, not ONNX Runtime: {reason}")
+        return None, reason
+
     def load(self) -> None:
-        self.model()
+        if self._onnx() is None:
+            self.model()
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         if self.granularity == "token":
@@ -175,6 +265,9 @@ class SentenceTransformerEncoder(BaseEncoder):
         texts = list(batch)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        onnx = self._onnx()  # None with long_text='windows'
+        if onnx is not None:
+            return onnx.encode(texts, batch_size=self.batch_size, normalize=self.normalize)
         is_long = np.zeros(len(texts), dtype=bool)
         if self.long_text == "windows":
             tokenizer = self.model().tokenizer
@@ -232,10 +325,15 @@ class SentenceTransformerEncoder(BaseEncoder):
     def encode_with_stats(self, batch: Sequence[str]) -> EncodeResult:
         texts = list(batch)
         vectors = self.encode(texts)
-        tokenizer = self.model().tokenizer
-        ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        onnx = self._onnx()
+        if onnx is not None:
+            ids, unk = (onnx.tokenizer.pieces(texts) if texts else []), onnx.tokenizer.unk_id
+        else:
+            tokenizer = self.model().tokenizer
+            ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+            unk = tokenizer.unk_token_id
         n_tokens = np.array([len(row) for row in ids], dtype=np.int64)
-        n_oov = np.array([row.count(tokenizer.unk_token_id) for row in ids], dtype=np.int64)
+        n_oov = np.array([row.count(unk) for row in ids], dtype=np.int64)
         return EncodeResult(vectors, n_tokens, n_oov, np.zeros(len(texts), dtype=bool))
 
     def encode_tokens(self, texts: Sequence[str], tokens: Sequence[Sequence[str] | None] | None = None) -> TokenEncodeResult:

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from flows.cli.output import BACKEND_HELP
+
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore); local or s3://.")
 
 
@@ -21,6 +23,7 @@ def api(
     max_views: int = typer.Option(8, "--max-views", help="Warm views kept per process; the least recently used is dropped."),
     threads: Optional[int] = typer.Option(None, "--threads", help="OpenMP threads per process for FAISS and torch (default: $OMP_NUM_THREADS, else 1; scale with --workers)."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
 ) -> None:
     """Serve search, online features, embeddings and predictions of one store over HTTP."""
     from featurestore import settings
@@ -35,8 +38,9 @@ def api(
     the_store = Store(store)
     if the_store.remote is None and not (the_store.path / "views").is_dir():
         raise FeatureStoreError(f"no store at {the_store.root} (no views/ folder); materialize a view first or pass --store")
+    env_backend = {"FEATURESTORE_ENCODER_BACKEND": settings.encoder_backend(backend.strip().lower())} if backend is not None else {}
     settings.api_max_body(max_body)  # a bad --max-body is a one-line error now, not in every worker
-    env = {"FEATURESTORE_HOME": the_store.root, "FEATURESTORE_API_MAX_BODY": max_body, "FEATURESTORE_API_MAX_VIEWS": str(max_views)}
+    env = {"FEATURESTORE_HOME": the_store.root, "FEATURESTORE_API_MAX_BODY": max_body, "FEATURESTORE_API_MAX_VIEWS": str(max_views), **env_backend}
     if token_file is not None:
         try:
             token = token_file.read_text(encoding="utf-8").strip()

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import console, print_json, print_table
+from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
@@ -68,12 +68,14 @@ def search(
     k: int = typer.Option(10, "-k", "--k", help="Results per query."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter on kept columns, e.g. \"label = 'spam'\"."),
     store: Optional[str] = StoreOpt,
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
 ) -> None:
     """Find the k stored entities most similar to each query (encoded with the view's own encoder)."""
     from featurestore.errors import SourceError
     from featurestore.index import search as run_search
 
+    use_backend(backend)
     vectors = None
     if vector_file is not None:
         import numpy as np

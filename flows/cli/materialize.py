@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import console, print_json, progress_bar
+from flows.cli.output import BACKEND_HELP, console, print_json, progress_bar, use_backend
 
 
 def materialize(
@@ -31,6 +31,7 @@ def materialize(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad record instead of recording it."),
     shard_size: int = typer.Option(4096, "--shard-size", help="Rows per encode task and commit."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu or cuda."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     runner: str = typer.Option("local", "--runner", help="local (Prefect flow), inline (no Prefect) or dask (shard tasks on a Dask cluster)."),
     address: Optional[str] = typer.Option(None, "--address", help="--runner dask: the scheduler, e.g. tcp://host:8786 (default: a local cluster)."),
     dask_workers: int = typer.Option(2, "--dask-workers", help="--runner dask without --address: worker processes of the local cluster."),
@@ -45,6 +46,7 @@ def materialize(
     from flows.runner import encoder_options, run
 
     quiet_user_errors()
+    use_backend(backend)
     src = open_source(
         source,
         format=fmt,

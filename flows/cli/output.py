@@ -9,6 +9,21 @@ from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 
+BACKEND_HELP = (
+    "What runs minilm/st: sentence encoders: auto (default: ONNX Runtime on CPU when installed and its "
+    "checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."
+)
+
+
+def use_backend(backend: str | None) -> None:
+    """Check ``--backend`` and make it the process's (and its workers') ``FEATURESTORE_ENCODER_BACKEND``."""
+    if backend is None:
+        return
+    from featurestore import settings
+
+    os.environ["FEATURESTORE_ENCODER_BACKEND"] = settings.encoder_backend(backend.strip().lower())
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import console, print_json, print_table
+from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -78,6 +78,7 @@ def predict(
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="ranking: the documents to return per query, best first, with their scores (default 10)."),
     store: Optional[str] = StoreOpt,
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder.
@@ -87,6 +88,7 @@ def predict(
     from featurestore.errors import SourceError
     from models import novelty, registry, tasks
 
+    use_backend(backend)
     if bool(inputs) == bool(input_file):
         raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
     name, version = _model_ref(model)

@@ -1,0 +1,453 @@
+"""ONNX Runtime execution of sentence-transformers models (``minilm``, ``st:/path``) on CPU.
+
+An execution detail of :class:`~featurestore.encoders.sentence.SentenceTransformerEncoder`: the
+same weights give the same vectors and the same ``encoder_id`` through either backend. The
+transformer is exported once per weights file (and exporter and onnxruntime version) with
+``torch.onnx.export`` into ``<user cache>/onnx/<model>-<key>/``; what follows it in the model's
+module stack (``Pooling``, ``Normalize``) runs in numpy as sentence-transformers computes it,
+and texts are tokenized with the ``tokenizers`` library from the folder's ``tokenizer.json``. So
+a process that encodes with a cached export imports onnxruntime, tokenizers and numpy, never
+torch, transformers or sentence-transformers.
+
+An export is kept only when its vectors match torch's on :data:`CHECK_TEXTS` (max
+``|cos - 1| <= 1e-5``); the figure is recorded in the folder's ``onnx.json`` beside the sha256
+of ``model.onnx``, which is checked on every load (a changed file is refused and exported again).
+A model with modules this file does not reproduce stays on torch (the reason in the encoder's
+``backend_reason``); so does one whose export fails or fails its check, said once on stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+FORMAT = 1  # bump when the export or its sidecar changes: old folders are then ignored
+OPSET = 17
+EXPORTER = "torch.onnx.export(dynamo=False)"
+TOLERANCE = 1e-5  # max |cos - 1| between ONNX and torch vectors on CHECK_TEXTS
+SIDECAR = "onnx.json"
+MODEL_FILE = "model.onnx"
+POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens")
+# What the export is checked on: short, long (past 256 word pieces: truncated), unicode, punctuation,
+# nearly empty, and enough of them for batches with padding.
+CHECK_TEXTS: tuple[str, ...] = (
+    "hello",
+    "a",
+    " ",
+    "?!",
+    "Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005. Text FA to 87121 to receive entry question(std txt rate)",
+    "Ok lar... Joking wif u oni...",
+    "U dun say so early hor... U c already then say...",
+    "Héllo wörld — naïve café, São Paulo, Zürich, Ελληνικά, русский текст, 中文字符, 日本語のテキスト, 한국어 🙂🚀",
+    "\tTabs\tand\nnew lines\r\n and    spaces   ",
+    "WINNER!! As a valued network customer you have been selected to receivea £900 prize reward! To claim call 09061701461.",
+    "The boundary layer on a flat plate at zero incidence, with suction and heat transfer, in supersonic flow. " * 12,
+    " ".join(f"word{i} and some more text, numbers {i * 7} and punctuation;" for i in range(120)),
+    "x" * 600,
+    "I'm gonna be home soon and i don't want to talk about this stuff anymore tonight, k? I've cried enough today.",
+    "EU rejects German call to boycott British lamb .",
+    "Peter Blackburn",
+)
+
+_SEEN: set[str] = set()  # what was already said on stderr in this process
+
+
+def say_once(message: str) -> None:
+    """One line on stderr, once per process."""
+    if message not in _SEEN:
+        _SEEN.add(message)
+        sys.stderr.write(f"featurestore: {message}\n")
+        sys.stderr.flush()
+
+
+class Unsupported(Exception):
+    """The model cannot run through ONNX here; the message says why (it stays on torch)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs around the exported transformer: tokenization, pooling, normalisation."""
+
+    folder: Path
+    pooling: str  # one of POOLINGS
+    normalize: bool  # the model stack ends with Normalize
+    max_length: int
+    lowercase: bool
+
+
+def plan(folder: Path, config: dict[str, Any]) -> Plan:
+    """The ONNX plan of a sentence-transformers folder, or :class:`Unsupported` with the reason.
+
+    Only ``Transformer -> Pooling [-> Normalize]`` is reproduced; a Dense layer, a custom module
+    or a pooling mode other than one of :data:`POOLINGS` keeps the model on torch.
+    """
+    modules = list(config["modules"])
+    if modules not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise Unsupported(f"its modules are {' -> '.join(modules) or 'none'}; the ONNX backend runs Transformer -> Pooling [-> Normalize] only")
+    if not (folder / "tokenizer.json").is_file():
+        raise Unsupported("it has no tokenizer.json (a fast tokenizer's file)")
+    pooling = _pooling_mode(folder)
+    return Plan(folder=folder, pooling=pooling, normalize=modules[-1] == "Normalize", max_length=int(config["max_seq_length"]), lowercase=bool(config["lowercase"]))
+
+
+def _pooling_mode(folder: Path) -> str:
+    """The one pooling mode of the folder's Pooling config (old ``pooling_mode_*`` flags or ``pooling_mode``)."""
+    modules = json.loads((folder / "modules.json").read_text())
+    path = next((m.get("path", "") for m in modules if str(m.get("type", "")).endswith("Pooling")), "")
+    try:
+        cfg = json.loads((folder / path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise Unsupported(f"its pooling config cannot be read ({exc})") from None
+    legacy = {
+        "pooling_mode_cls_token": "cls",
+        "pooling_mode_mean_tokens": "mean",
+        "pooling_mode_max_tokens": "max",
+        "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+        "pooling_mode_weightedmean_tokens": "weightedmean",
+        "pooling_mode_lasttoken": "lasttoken",
+    }
+    if "pooling_mode" in cfg:
+        given = cfg["pooling_mode"]
+        modes = [given] if isinstance(given, str) else list(given)
+    else:
+        modes = [name for key, name in legacy.items() if cfg.get(key) is True]
+    if cfg.get("include_prompt", True) is not True:
+        raise Unsupported("its pooling leaves out prompt tokens (include_prompt false)")
+    if len(modes) != 1 or modes[0] not in POOLINGS:
+        raise Unsupported(f"its pooling is {'+'.join(map(str, modes)) or 'none'}; the ONNX backend pools with one of {', '.join(POOLINGS)}")
+    return modes[0]
+
+
+class Tokenizer:
+    """The folder's ``tokenizer.json`` through the ``tokenizers`` library, truncated to the
+    model's ``max_seq_length`` as sentence-transformers does (padding is done per batch)."""
+
+    def __init__(self, plan: Plan) -> None:
+        from tokenizers import Tokenizer as RustTokenizer
+
+        try:
+            tok = RustTokenizer.from_file(str(plan.folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises its own exception type on a bad file
+            raise Unsupported(f"its tokenizer.json cannot be read ({str(exc)[:200]})") from None
+        tok.no_padding()
+        tok.no_truncation()
+        self.plain = tok  # no truncation, no special tokens: counts for the store's n_tokens / n_oov
+        self._tok = RustTokenizer.from_str(tok.to_str())
+        self._tok.enable_truncation(max_length=plan.max_length)
+        self.lowercase = plan.lowercase
+        self.pad_id = _special_id(plan.folder, tok, "pad_token", "[PAD]")
+        self.unk_id = _special_id(plan.folder, tok, "unk_token", "[UNK]")
+
+    def ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's ids with special tokens, truncated to the model's window."""
+        texts = [t.lower() for t in texts] if self.lowercase else list(texts)
+        return [enc.ids for enc in self._tok.encode_batch(texts, add_special_tokens=True)]
+
+    def pieces(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's word-piece ids without special tokens or truncation."""
+        texts = [t.lower() for t in texts] if self.lowercase else list(texts)
+        return [enc.ids for enc in self.plain.encode_batch(texts, add_special_tokens=False)]
+
+
+def _special_id(folder: Path, tok: Any, key: str, default: str) -> int | None:
+    token: Any = default
+    try:
+        cfg = json.loads((folder / "tokenizer_config.json").read_text())
+        token = cfg.get(key) or default
+    except (OSError, ValueError):
+        pass
+    if isinstance(token, dict):
+        token = token.get("content", default)
+    found = tok.token_to_id(str(token))
+    return int(found) if found is not None else (0 if key == "pad_token" else None)
+
+
+def pool(states: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
+    """sentence-transformers' Pooling (and Normalize) in numpy: ``states (n, L, d)``, ``mask (n, L)``."""
+    m = mask[:, :, None].astype(np.float32)
+    if mode == "cls":
+        out = states[:, 0]
+    elif mode == "max":
+        out = np.where(m > 0, states, -np.inf).max(axis=1)
+    else:
+        total = (states * m).sum(axis=1)
+        count = np.maximum(m.sum(axis=1), 1e-9)
+        out = total / (np.sqrt(count) if mode == "mean_sqrt_len_tokens" else count)
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    if normalize:  # torch.nn.functional.normalize(p=2, eps=1e-12)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def threads() -> int:
+    """Intra-op threads: the cores this process may use, or fewer when ``OMP_NUM_THREADS`` says so
+    (the service's ``--threads``, Dask's workers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return max(1, min(cores, int(omp))) if omp.isdigit() and int(omp) > 0 else cores
+
+
+class OnnxSentenceModel:
+    """An exported transformer with its tokenizer and pooling: ``encode(texts) -> (n, dim) float32``."""
+
+    def __init__(self, plan: Plan, model_bytes: bytes, *, n_threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.plan = plan
+        self.tokenizer = Tokenizer(plan)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = n_threads or threads()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
+        # from bytes already checked against the sidecar: no second read between the check and the load
+        self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self.session.get_inputs()}
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, *, normalize: bool = False) -> np.ndarray:
+        """``(n, dim) float32``: the model's own vectors (its Normalize included), L2-normalised
+        again when ``normalize`` (sentence-transformers' ``normalize_embeddings``)."""
+        texts = list(texts)
+        ids = self.tokenizer.ids(texts)
+        out: np.ndarray | None = None
+        order = sorted(range(len(ids)), key=lambda k: -len(ids[k]))  # longest first, as sentence-transformers: little padding
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = len(ids[rows[0]])
+            batch = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, k in enumerate(rows):
+                batch[r, : len(ids[k])] = ids[k]
+                mask[r, : len(ids[k])] = 1
+            feeds = {"input_ids": batch, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(batch)
+            (states,) = self.session.run(["token_embeddings"], feeds)
+            vectors = pool(states, mask, self.plan.pooling, self.plan.normalize or normalize)
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ the cache
+
+
+def export_key(weights_digest: str, plan: Plan) -> str:
+    """What an export and its check depend on: the weights, the tokenizer and pooling around them,
+    the exporter (torch's version) and onnxruntime's version. Versions are read from package
+    metadata, so finding a cached export imports neither torch nor onnxruntime."""
+    from featurestore.encoders.base import file_digest
+
+    parts = {
+        "format": FORMAT,
+        "weights": weights_digest,
+        "tokenizer": file_digest(plan.folder / "tokenizer.json"),
+        "pooling": plan.pooling,
+        "normalize": plan.normalize,
+        "max_length": plan.max_length,
+        "lowercase": plan.lowercase,
+        "exporter": EXPORTER,
+        "opset": OPSET,
+        "torch": _version("torch"),
+        "onnxruntime": _version("onnxruntime"),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_root() -> Path:
+    from featurestore import settings
+
+    return settings.user_cache_dir() / "onnx"
+
+
+def cache_folder(model: str, weights_digest: str, plan: Plan) -> Path:
+    """``<user cache>/onnx/<model>-<key>``: the folder of one export (:func:`export_key`)."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)[:60] or "model"
+    return cache_root() / f"{safe}-{export_key(weights_digest, plan)}"
+
+
+def load_cached(folder: Path, plan_: Plan, weights_digest: str) -> OnnxSentenceModel | None:
+    """The cached export, checked; None when there is none. :class:`Unsupported` when its check
+    failed (recorded, not retried); :class:`Tampered` when its file is not the one recorded."""
+    try:
+        sidecar = json.loads((folder / SIDECAR).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise Tampered(f"{folder / SIDECAR} is not readable JSON ({exc})") from None
+    if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT or sidecar.get("weights_digest") != weights_digest:
+        raise Tampered(f"{folder / SIDECAR} does not describe this export (format or weights digest differ)")
+    check = sidecar.get("check") if isinstance(sidecar.get("check"), dict) else {}
+    if check.get("passed") is not True:
+        raise Unsupported(f"its ONNX export failed the check against torch: {check.get('reason') or 'no figure recorded'}")
+    try:
+        data = (folder / MODEL_FILE).read_bytes()
+    except OSError as exc:
+        raise Tampered(f"{folder / MODEL_FILE} cannot be read ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != sidecar.get("onnx_sha256"):
+        raise Tampered(f"{folder / MODEL_FILE} is not the file exported (its sha256 differs from {SIDECAR})")
+    return OnnxSentenceModel(plan_, data)
+
+
+class Tampered(Exception):
+    """A cached export whose files are not what its sidecar records."""
+
+
+def export(folder: Path, plan_: Plan, weights_digest: str, model_name: str, torch_model: Callable[[], Any]) -> OnnxSentenceModel | None:
+    """Export, check against torch and store the transformer of ``torch_model()`` (a loaded
+    SentenceTransformer) under ``folder``, atomically, under a lock; returns the checked model,
+    or None when the check failed (recorded in the sidecar, said on stderr)."""
+    from featurestore.locks import cache_lock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with cache_lock(folder.parent / f"{folder.name}.lock"):
+        try:  # another process may have exported it while this one waited
+            found = load_cached(folder, plan_, weights_digest)
+            if found is not None:
+                return found
+        except Tampered:
+            pass
+        say_once(f"exporting {model_name} to ONNX (once per weights file)...")
+        tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            model = torch_model()
+            started = time.perf_counter()
+            _export_transformer(model, tmp / MODEL_FILE)
+            data = (tmp / MODEL_FILE).read_bytes()
+            onnx_model = OnnxSentenceModel(plan_, data)
+            worst = _compare(onnx_model, model)
+            passed = bool(worst <= TOLERANCE)
+            check = {
+                "texts": len(CHECK_TEXTS),
+                "max_abs_cos_minus_1": worst,
+                "tolerance": TOLERANCE,
+                "passed": passed,
+                "reason": None if passed else f"max |cos - 1| = {worst:.3g} on {len(CHECK_TEXTS)} texts, above {TOLERANCE:g}",
+            }
+            sidecar = {
+                "format": FORMAT,
+                "model": model_name,
+                "weights_digest": weights_digest,
+                "exporter": EXPORTER,
+                "opset": OPSET,
+                "torch": _version("torch"),
+                "onnxruntime": _version("onnxruntime"),
+                "onnx_sha256": hashlib.sha256(data).hexdigest() if passed else None,
+                "pooling": plan_.pooling,
+                "normalize": plan_.normalize,
+                "max_length": plan_.max_length,
+                "check": check,
+                "export_seconds": round(time.perf_counter() - started, 2),
+            }
+            if not passed:
+                (tmp / MODEL_FILE).unlink()
+            (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=1, sort_keys=True))
+            _replace_folder(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not passed:
+        say_once(f"warning: {model_name} stays on torch: its ONNX export failed the check against torch ({check['reason']})")
+        return None
+    return onnx_model
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put ``new`` at ``target``: a rename; an older folder there is first renamed away, then removed."""
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(new, target)
+
+
+def _export_transformer(model: Any, path: Path) -> None:
+    """The SentenceTransformer's transformer, ids and mask in, token embeddings out, dynamic batch and length."""
+    import warnings
+
+    import torch
+
+    transformer = model[0].auto_model
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    wrapper = TokenEmbeddings(transformer).eval()
+    ids = torch.ones((2, 8), dtype=torch.int64)
+    mask = torch.ones((2, 8), dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's notices: the check below is what tells
+        torch.onnx.export(
+            wrapper,
+            (ids, mask),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["token_embeddings"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_embeddings": axes},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def _compare(onnx_model: OnnxSentenceModel, torch_model: Any) -> float:
+    """max |cos - 1| between the two backends' vectors of :data:`CHECK_TEXTS` (batches of 4: padding included)."""
+    got = onnx_model.encode(CHECK_TEXTS, batch_size=4)
+    want = torch_model.encode(list(CHECK_TEXTS), batch_size=4, convert_to_numpy=True, show_progress_bar=False)
+    cos = (got * want).sum(axis=1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)
+    return float(np.abs(cos - 1.0).max())
+
+
+def available() -> str | None:
+    """None when onnxruntime and tokenizers can be imported, else what is missing."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("onnxruntime", "tokenizers") if find_spec(name) is None]
+    return None if not missing else f"{' and '.join(missing)} not installed (pip install 'featurestore[onnx]')"
+
+
+def cuda_present() -> bool:
+    """Whether torch would run on CUDA here (device ``auto``), without importing torch: a CUDA
+    build of torch (its ``version.py`` names a CUDA version) and an NVIDIA driver. Once torch is
+    imported, it is asked."""
+    import re
+    from importlib.util import find_spec
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return bool(torch.cuda.is_available())
+    if not (os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")):
+        return False
+    spec = find_spec("torch")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        try:
+            text = (Path(folder) / "version.py").read_text()
+        except OSError:
+            continue
+        return re.search(r"^cuda\b[^=\n]*=\s*['\"]", text, re.M) is not None
+    return False
