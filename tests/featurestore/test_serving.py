@@ -141,6 +141,7 @@ def test_a_handle_over_a_bucket_follows_updates_and_each_work_folder_has_its_own
     """Over ``s3://`` the check runs at most once a second (it costs requests); an update
     published by another machine is served after it, and a second work folder on the same
     bucket (another machine) gets its own handle and its own copy of the index."""
+    monkeypatch.delenv("FEATURESTORE_SEARCH_CHECK_SECONDS")  # the bucket default, which the s3_store fixture sets to 0
     clear_searchers()
     source = TextSource(str(sms_file(120)), format="sms", id_col="@line", keep=("label", "text"))
     materialize(source, "a", "word2vec", store=s3_store)
