@@ -113,7 +113,8 @@ class SentenceTransformerEncoder(BaseEncoder):
                 f"pooling and no layers after it (it has {self._config['pooling']} pooling, modules {', '.join(self._config['modules'])})"
             )
         self.normalize = normalize if normalize is not None else granularity == "sentence"
-        self.layers: Layers = layers or TOKEN_DEFAULTS["layers"]
+        # sentence vectors (and their long-text windows) are the model's own last layer, pooled
+        self.layers: Layers = layers or (TOKEN_DEFAULTS["layers"] if self.granularity == "token" else "last")
         self.subword: Subword = subword or TOKEN_DEFAULTS["subword"]
         half = (self.max_seq_length - 2) // 2  # half a window of pieces ([CLS] and [SEP] take two places)
         self.stride = half if stride is None else stride
