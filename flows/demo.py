@@ -117,7 +117,8 @@ def _result_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(task, metric, head, baseline) rows of the results table."""
     m, task = summary["metrics"], summary["task"]
     if task == "spam":
-        base = f"{m['baseline_f1']:.3f} (TF-IDF + logistic regression)" if "baseline_f1" in m else "-"
+        base = f"word TF-IDF {m['baseline_f1']:.3f}, character TF-IDF {m['baseline_char_f1']:.3f}" if "baseline_char_f1" in m else (
+            f"{m['baseline_f1']:.3f} (TF-IDF + logistic regression)" if "baseline_f1" in m else "-")
         return [(task, "F1 of spam, 5-fold CV grouped by text", f"{m['f1']:.3f}", base)]
     if task == "image":
         base = f"{m['majority_accuracy']:.3f} (majority class)" if "majority_accuracy" in m else "-"
