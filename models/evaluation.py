@@ -51,7 +51,6 @@ def evaluate(
     not one of the head's classes.
     """
     from models import tasks
-    from models.registry import save_evaluation
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task not in EVALUATED_TASKS:
@@ -81,21 +80,11 @@ def evaluate(
         metrics = _classify_scores(truth, predicted, classes)
     values = [rows[i][field] for i in good]
     data = path.read_bytes() if path.is_file() else "\n".join(sorted(f"{r['label']}/{r['id']}" for r in rows)).encode()
-    return_value = {
-        "name": model.name,
-        "version": model.version,
-        "task": model.task,
-        "input": str(path),
-        "input_sha256": hashlib.sha256(data).hexdigest(),
-        "rows": len(good),
-        "skipped": [{"id": p["id"], "error": p.get("error")} for p in predictions if p.get("label") is None],
-        "metrics": metrics,
-        "baselines": _baselines(store, model, values, truth, classes, positive),
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if save:
-        save_evaluation(store, model, return_value)
-    return return_value
+    return _result(
+        store, model, save, input=str(path), input_sha256=hashlib.sha256(data).hexdigest(), rows=len(good),
+        skipped=[{"id": p["id"], "error": p.get("error")} for p in predictions if p.get("label") is None],
+        metrics=metrics, baselines=_baselines(store, model, values, truth, classes, positive),
+    )
 
 
 def evaluate_ranking(
@@ -105,29 +94,16 @@ def evaluate_ranking(
     dense retrieval alone on the same queries (:func:`models.ranking.evaluate_queries`); the
     same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
     from models import ranking
-    from models.registry import save_evaluation
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task != "ranking":
         raise FeatureStoreError(f"evaluate --queries/--qrels scores ranking heads; model {model.name} v{model.version} is a {model.task} head")
     scored = ranking.evaluate_queries(model, queries, qrels, qrels_by=qrels_by)  # type: ignore[arg-type]
     digest = hashlib.sha256(Path(queries).read_bytes() + b"\0" + Path(qrels).read_bytes() + qrels_by.encode())
-    result = {
-        "name": model.name,
-        "version": model.version,
-        "task": model.task,
-        "input": f"{queries} + {qrels}",
-        "input_sha256": digest.hexdigest(),
-        "rows": scored["rows"],
-        "skipped": [],
-        "dropped_judgments": scored["dropped_judgments"],
-        "metrics": scored["metrics"],
-        "baselines": scored["baselines"],
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if save:
-        save_evaluation(store, model, result)
-    return result
+    return _result(
+        store, model, save, input=f"{queries} + {qrels}", input_sha256=digest.hexdigest(), rows=scored["rows"], skipped=[],
+        dropped_judgments=scored["dropped_judgments"], metrics=scored["metrics"], baselines=scored["baselines"],
+    )
 
 
 def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> dict[str, Any]:
@@ -136,25 +112,23 @@ def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, sa
     baseline fitted on the head's own training sentences (:func:`models.ner.evaluate_view`); the
     same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
     from models import ner
-    from models.registry import save_evaluation
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task != "ner":
         raise FeatureStoreError(f"evaluate --view scores NER heads on a token view; model {model.name} v{model.version} is a {model.task} head (use --input)")
     scored = ner.evaluate_view(store, model, view)
-    result = {
-        "name": model.name,
-        "version": model.version,
-        "task": model.task,
-        "input": scored["input"],
-        "input_sha256": scored["content_hash"],
-        "rows": scored["rows"],
-        "tokens": scored["tokens"],
-        "skipped": [],
-        "metrics": scored["metrics"],
-        "baselines": scored["baselines"],
-        "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return _result(
+        store, model, save, input=scored["input"], input_sha256=scored["content_hash"], rows=scored["rows"], tokens=scored["tokens"],
+        skipped=[], metrics=scored["metrics"], baselines=scored["baselines"],
+    )
+
+
+def _result(store: Store, model: LoadedModel, save: bool, **scored: Any) -> dict[str, Any]:
+    """One evaluation record (the model, what was scored and when), kept in ``evaluations.json`` with ``save``."""
+    from models.registry import save_evaluation
+
+    result = {"name": model.name, "version": model.version, "task": model.task, **scored,
+              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if save:
         save_evaluation(store, model, result)
     return result

@@ -168,6 +168,8 @@ def test_evaluate_scores_a_ranking_head_on_judged_queries_beside_bm25_and_dense(
                       "a ranking head is evaluated on --queries FILE and --qrels FILE together")
     assert_user_error(cli("evaluate", "beir-rank", *new, "--qrels-by", "position", "--store", store),
                       "match no query position; queries.jsonl's positions run 1..47: the judgments name queries by their ids, use --qrels-by id")
+    assert_user_error(cli("evaluate", "beir-rank", *new, "--qrels-by", "order", "--store", store),
+                      "--qrels-by must be one of: id, position. Got 'order' instead.")
     assert_user_error(cli("evaluate", "beir-rank", "--view", "corpus", "--store", store),
                       "evaluate --view scores NER heads on a token view; model beir-rank v1 is a ranking head")
     assert snapshot(store) == before
