@@ -90,6 +90,17 @@ def sms_path() -> Path:
     return settings.data_dir() / "spam" / "SMSSpamCollection"
 
 
+def photo_files() -> list[str]:
+    """The JPEG files of the data folder's ``images/hymenoptera_train`` (the .gif placeholder left out), sorted."""
+    from featurestore import settings
+
+    root = settings.data_dir() / "images" / "hymenoptera_train"
+    files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"})
+    if not files:
+        raise SystemExit(f"bench: no images under {root}")
+    return files
+
+
 def write_sms_input(rows: int, out: Path) -> dict[str, int]:
     """Write exactly ``rows`` lines of the SMSSpamCollection, repeated, to ``out`` (sms layout)."""
     lines = [line for line in sms_path().read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -27,8 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from _common import emit, log
-from featurestore import settings
+from _common import emit, log, photo_files
 from featurestore.encoders.image import EfficientNetEncoder, packaged_weights
 from featurestore.sources.imaging import decode_image
 
@@ -44,10 +43,7 @@ def main() -> None:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    root = settings.data_dir() / "images" / "hymenoptera_train"
-    files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"})
-    if not files:
-        raise SystemExit(f"bench: no images under {root}")
+    files = photo_files()
     files = files[:64] if args.quick else files
     repeats = 2 if args.quick else args.repeats
     bs = args.batch_size

@@ -26,8 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from _common import emit, log, own_cpu_seconds
-from featurestore import settings
+from _common import emit, log, own_cpu_seconds, photo_files
 from featurestore.encoders.image import EfficientNetEncoder
 
 
@@ -40,10 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    root = settings.data_dir() / "images" / "hymenoptera_train"
-    files = sorted(str(p) for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"})
-    if not files:
-        raise SystemExit(f"bench: no images under {root}")
+    files = photo_files()
     files = files[: 32 if args.quick else args.images]
     repeats = max(2, args.repeats)
     bs = args.batch_size
