@@ -90,6 +90,19 @@ def sms_path() -> Path:
     return settings.data_dir() / "spam" / "SMSSpamCollection"
 
 
+def wall_cpu_summary(runs: Sequence[tuple[float, float]], digits: int = 3) -> dict[str, float]:
+    """Min and median of ``(wall seconds, CPU seconds)`` rounds."""
+    import statistics
+
+    walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+    return {
+        "wall_s_min": round(min(walls), digits),
+        "wall_s_median": round(statistics.median(walls), digits),
+        "cpu_s_min": round(min(cpus), digits),
+        "cpu_s_median": round(statistics.median(cpus), digits),
+    }
+
+
 def photo_files() -> list[str]:
     """The JPEG files of the data folder's ``images/hymenoptera_train`` (the .gif placeholder left out), sorted."""
     from featurestore import settings

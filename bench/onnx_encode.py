@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 
 import numpy as np
-from _common import emit, log, sms_path
+from _common import emit, log, sms_path, wall_cpu_summary
 
 
 def main() -> None:
@@ -64,13 +63,7 @@ def main() -> None:
     a, b = vectors["onnx"], vectors["torch"]
     cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     results = {
-        name: {
-            "wall_s_min": round(min(w for w, _ in r), 2),
-            "wall_s_median": round(statistics.median(w for w, _ in r), 2),
-            "cpu_s_min": round(min(c for _, c in r), 2),
-            "cpu_s_median": round(statistics.median(c for _, c in r), 2),
-            "texts_per_s": round(len(texts) / min(w for w, _ in r), 1),
-        }
+        name: {**wall_cpu_summary(r, 2), "texts_per_s": round(len(texts) / min(w for w, _ in r), 1)}
         for name, r in runs.items()
     }
     emit({

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import PYTHON, emit, log, own_cpu_seconds, write_sms_input
+from _common import PYTHON, emit, log, own_cpu_seconds, wall_cpu_summary, write_sms_input
 
 QUERY = "WINNER!! claim your free prize now, call 0800"
 
@@ -148,12 +147,7 @@ def main() -> None:
             log(f"[search_cli] round {round_ + 1}: " + ", ".join(f"{n} {r[-1][0]:.2f} s" for n, r in runs.items()))
         parts = json.loads(subprocess.run([PYTHON, "-c", PARTS], capture_output=True, text=True, check=True).stdout)
         results = {
-            name: {
-                "wall_s_min": round(min(w for w, _ in r), 3),
-                "wall_s_median": round(statistics.median(w for w, _ in r), 3),
-                "cpu_s_min": round(min(c for _, c in r), 3),
-                "cpu_s_median": round(statistics.median(c for _, c in r), 3),
-            }
+            name: wall_cpu_summary(r)
             for name, r in runs.items()
         }
         best = {name: r["wall_s_min"] for name, r in results.items()}
