@@ -47,10 +47,10 @@ def export_view(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the latest (or ``as_of``) state of ``view`` to ``out``; returns the export.json content."""
-    positive_int("rows_per_file", rows_per_file, error=StoreError)
+    positive_int("rows_per_file", rows_per_file)
     target = Path(out)
     if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not overwrite:
-        raise StoreError(f"{target} already exists and is not an empty folder; choose another --out or pass --overwrite")
+        raise StoreError(f"{target} already exists and is not an empty folder; choose another `out` or pass `overwrite=True`")
     table = (store if isinstance(store, Store) else Store(store)).resolve_table(view, encoder)
     frame = table.latest(None, as_of=as_of)
     meta = table.meta

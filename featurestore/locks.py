@@ -27,17 +27,13 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from featurestore.errors import StoreError
+from featurestore.errors import ViewBusyError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 
-__all__ = ["ViewBusyError", "cache_lock", "view_lock"]
+__all__ = ["cache_lock", "view_lock"]
 
 _HELD = threading.local()  # the lock folders this thread holds: a nested take is a no-op
-
-
-class ViewBusyError(StoreError):
-    """Another run holds the view's lock."""
 
 
 @contextmanager

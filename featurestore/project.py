@@ -52,11 +52,11 @@ from pydantic import (
 from featurestore import settings
 from featurestore.drift import DEFAULT_ALERT
 from featurestore.encoders.registry import BUILTINS, ENTRY_POINT_GROUP
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, ProjectError
 from featurestore.sources import SOURCE_FORMATS, open_source
 from featurestore.store.schema import check_view_name
 
-__all__ = ["DriftConfig", "HeadConfig", "IndexConfig", "Project", "ProjectError", "Schedule", "SourceConfig", "ViewConfig", "load_project"]
+__all__ = ["DriftConfig", "HeadConfig", "IndexConfig", "Project", "Schedule", "SourceConfig", "ViewConfig", "load_project"]
 
 EXAMPLE_NAME = "featurestore.yaml"
 _CRON_FIELD = re.compile(r"^[\w*/,\-?#LW]+$")
@@ -73,10 +73,6 @@ def _name(value: str) -> str:
 
 
 Name = Annotated[str, AfterValidator(_name)]
-
-
-class ProjectError(FeatureStoreError):
-    """The project file is missing, not YAML, or does not validate (file and key path named)."""
 
 
 class _Strict(BaseModel):
@@ -294,7 +290,7 @@ def load_project(path: str | Path) -> Project:
 
     file = Path(path)
     if not file.is_file():
-        raise ProjectError(f"{file}: project file not found; write one with `featurestore init` or pass --config")
+        raise ProjectError(f"{file}: project file not found; write one with `featurestore init` or name an existing project file")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -79,12 +79,12 @@ def write_report(
     page. Returns what was written: path, bytes, and the count of views, models, indexes, runs.
     """
     for name, value in (("sample", sample), ("runs", runs)):
-        positive_int(name, value, error=StoreError)
+        positive_int(name, value)
     s = store if isinstance(store, Store) else Store(store)
     if s.remote is not None:
         s.remote.check_reachable()
     elif not s.path.is_dir():
-        raise StoreError(f"store {s.root} does not exist; pass --store (or set FEATURESTORE_HOME) to a store made by `featurestore materialize`")
+        raise StoreError(f"store {s.root} does not exist; pass `store` (or set FEATURESTORE_HOME) to a store made by `featurestore materialize`")
     target = Path(out)
     if target.is_dir():
         raise StoreError(f"{target} is a folder; name the report file to write, e.g. {target / 'report.html'}")
@@ -455,4 +455,4 @@ def _write_atomic(target: Path, text: str) -> None:
         finally:
             tmp.unlink(missing_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot write the report to {target} ({exc.strerror or exc}); pass a writable --out") from None
+        raise StoreError(f"cannot write the report to {target} ({exc.strerror or exc}); pass a writable `out`") from None

@@ -30,7 +30,7 @@ import os
 import re
 from pathlib import Path
 
-from featurestore.errors import StoreError
+from featurestore.errors import InvalidArgumentError, StoreError
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,7 +180,7 @@ def api_max_body(explicit: str | None = None) -> int:
     text = explicit or os.environ.get("FEATURESTORE_API_MAX_BODY") or "16MB"
     try:
         size = parse_bytes(text)
-    except StoreError:
+    except InvalidArgumentError:
         size = None
     if size is None or size <= 0:
         raise StoreError(f"FEATURESTORE_API_MAX_BODY must be a positive size such as 16MB or 1048576. Got {text!r} instead.")

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestore.errors import SourceError, StoreError
+from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.store import FeatureTable, Store
 from featurestore.store.schema import SYSTEM_COLUMNS
 from featurestore.store.table import AsOf, embeddings_to_numpy, latest_mask
@@ -110,7 +110,7 @@ def training_set(
     extra_encoders : more encoders of the same view whose features are concatenated to ``X``.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise SourceError(f"seed must be an int from 0 to 2**32 - 1 (NumPy's seed range). Got {seed!r} instead.")
+        raise InvalidArgumentError(f"seed must be an int from 0 to 2**32 - 1 (NumPy's seed range). Got {seed!r} instead.")
     arguments = {
         "view": view,
         "encoder": encoder,
@@ -151,7 +151,7 @@ def check_arguments(
     store = store if isinstance(store, Store) else Store(store)
     tables = _tables(store, view, encoder, extra_encoders)
     if isinstance(as_of, int) and len(tables) > 1:
-        raise StoreError(_AS_OF_VERSION_WITH_EXTRAS)
+        raise InvalidArgumentError(_AS_OF_VERSION_WITH_EXTRAS)
     if labels is not None and not hasattr(labels, "columns"):
         path = _labels_file(labels)
         if path is None:
@@ -160,7 +160,7 @@ def check_arguments(
             raise SourceError(f"labels file not found: {path}")
     _check_split_kind(split)
     if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 2:
-        raise SourceError(f"n_splits (--folds) must be a whole number of at least 2 (and at most the number of groups). Got {n_splits!r} instead.")
+        raise InvalidArgumentError(f"`n_splits` must be a whole number of at least 2 (and at most the number of groups). Got {n_splits!r} instead.")
 
 
 def training_set_from_manifest(
@@ -205,7 +205,7 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
     view = arguments["view"]
     tables = _tables(store, view, arguments["encoder"], arguments["extra_encoders"])
     if isinstance(arguments["as_of"], int) and len(tables) > 1 and pins is None:
-        raise StoreError(_AS_OF_VERSION_WITH_EXTRAS)
+        raise InvalidArgumentError(_AS_OF_VERSION_WITH_EXTRAS)
     token_view = tables[0].meta.granularity == "token"
     extra_columns = _HISTORY_COLUMNS + (["token_index"] if token_view else [])
     histories = []
@@ -262,7 +262,7 @@ def _tables(store: Store, view: str, encoder: str | None, extra: Sequence[str]) 
     tables = [store.resolve_table(view, encoder)] + [store.resolve_table(view, e) for e in extra]
     ids = [t.meta.encoder_id for t in tables]
     if len(set(ids)) < len(ids):
-        raise StoreError(f"extra_encoders repeat an encoder of view {view!r} ({', '.join(ids)}); name each encoder once")
+        raise InvalidArgumentError(f"extra_encoders repeat an encoder of view {view!r} ({', '.join(ids)}); name each encoder once")
     kinds = {t.meta.granularity for t in tables}
     if len(kinds) > 1:
         raise StoreError(f"view {view!r} mixes granularities {sorted(kinds)} across encoders; join tables of one granularity")
@@ -479,7 +479,7 @@ def _kept_columns(primary: pa.Table, rows: np.ndarray, frame: pd.DataFrame) -> p
 
 def _check_split_kind(split: str) -> None:
     if split not in ("stratified", "text") and not (isinstance(split, str) and split.startswith("group:") and split != "group:"):
-        raise SourceError(f"split must be 'stratified', 'text' or 'group:COLUMN'. Got {split!r} instead.")
+        raise InvalidArgumentError(f"split must be 'stratified', 'text' or 'group:COLUMN'. Got {split!r} instead.")
 
 
 def _groups(split: str, ids: np.ndarray, content_hash: np.ndarray, columns: pd.DataFrame) -> np.ndarray:
@@ -501,16 +501,16 @@ def _split(y: np.ndarray, groups: np.ndarray, arguments: dict[str, Any]) -> tupl
 
     n_splits, test_size, seed = arguments["n_splits"], arguments["test_size"], arguments["seed"]
     n_groups = len(set(groups.tolist()))
+    if test_size is not None and not (isinstance(test_size, (int, float)) and not isinstance(test_size, bool) and 0 < test_size < 1):
+        raise InvalidArgumentError(f"test_size must be a fraction between 0 and 1. Got {test_size!r} instead.")
+    if test_size is None and (not isinstance(n_splits, int) or isinstance(n_splits, bool) or not 2 <= n_splits <= n_groups):
+        raise InvalidArgumentError(f"n_splits must be an int from 2 to the number of groups ({n_groups}). Got {n_splits!r} instead.")
     try:
         if test_size is not None:
-            if not 0 < float(test_size) < 1:
-                raise SourceError(f"test_size must be a fraction between 0 and 1. Got {test_size!r} instead.")
             _, test_index = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(y, y, groups))
             test = np.zeros(len(y), bool)
             test[test_index] = True
             return None, ~test, test
-        if not isinstance(n_splits, int) or isinstance(n_splits, bool) or not 2 <= n_splits <= n_groups:
-            raise SourceError(f"n_splits must be an int from 2 to the number of groups ({n_groups}). Got {n_splits!r} instead.")
         folds = np.full(len(y), -1, np.int64)
         cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
         with warnings.catch_warnings():

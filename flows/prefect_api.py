@@ -52,9 +52,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, PrefectUnavailableError
 
-__all__ = ["PrefectUnavailableError", "ProcessServer", "ensure_api", "quiet_user_errors", "template_database", "wait_healthy"]
+__all__ = ["ProcessServer", "ensure_api", "quiet_user_errors", "template_database", "wait_healthy"]
 
 HEALTH_TIMEOUT_S = 5.0  # one health request; the server answers in milliseconds once it is up
 PORT_ATTEMPTS = 3  # a port another process took between our check and the server's bind
@@ -62,10 +62,6 @@ STOP_TIMEOUT_S = 10.0
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b[^:]*: ")  # "sqlalchemy.exc.OperationalError: ..."
 _ADVICE = ("run with --runner inline (no Prefect), or set PREFECT_API_URL to a running Prefect server "
            "(prefect server start)")
-
-
-class PrefectUnavailableError(FeatureStoreError):
-    """No Prefect API to run a flow on: the message says why and names --runner inline and PREFECT_API_URL."""
 
 
 def ensure_api() -> str:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from featurestore.drift import embedding_drift
-from featurestore.errors import FeatureStoreError, StoreError
-from featurestore.locks import ViewBusyError, view_lock
+from featurestore.errors import FeatureStoreError, PrefectUnavailableError, RefreshFailed, StoreError, ViewBusyError
+from featurestore.locks import view_lock
 from featurestore.project import (
     HeadConfig,
     Project,
@@ -39,7 +39,7 @@ from featurestore.project import (
     load_project,
 )
 from featurestore.store import Store
-from flows.prefect_api import PrefectUnavailableError, ensure_api
+from flows.prefect_api import ensure_api
 from flows.runner import encoder_options, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
@@ -78,10 +78,6 @@ def refresh(config: str | Path, view: str | None = None, *, runner: str = "local
         "views": results,
         "seconds": round(time.perf_counter() - started, 3),
     }
-
-
-class RefreshFailed(FeatureStoreError):
-    """Some views of a refresh failed (the others were refreshed); the message names them and why."""
 
 
 def failure_message(summary: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from featurestore import materialization as lib
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, InvalidArgumentError
 from featurestore.locks import view_lock
 from featurestore.sources import Source, to_dict
 from flows.dask_runner import DaskOptions
@@ -41,7 +41,7 @@ def encoder_options(
     from featurestore.errors import EncoderError
 
     if granularity not in ("sentence", "token"):
-        raise EncoderError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+        raise InvalidArgumentError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
     name = encoder.split(":")[0]
     token = {k: v for k, v in (("layers", layers), ("subword", subword)) if v is not None}
     if token and (granularity != "token" or name not in CONTEXTUAL_ENCODERS):
@@ -52,7 +52,7 @@ def encoder_options(
         if granularity != "sentence" or name not in CONTEXTUAL_ENCODERS:
             raise EncoderError("--long-text applies to sentence vectors of minilm or an st: encoder (token level reads every word already)")
         if long_text not in ("truncate", "windows"):
-            raise EncoderError(f"--long-text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
+            raise InvalidArgumentError(f"--long-text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
         if long_text == "windows":  # truncate is the default: left out, so the table keeps its encoder id
             options["long_text"] = "windows"
     if tta is not None:
@@ -61,7 +61,7 @@ def encoder_options(
         if name not in TTA_ENCODERS:
             raise EncoderError(f"--tta applies to image encoders ({', '.join(TTA_ENCODERS)}); not to {encoder!r}")
         if tta not in TTA_VIEWS:
-            raise EncoderError(f"--tta must be one of: {', '.join(TTA_VIEWS)}. Got {tta!r} instead.")
+            raise InvalidArgumentError(f"--tta must be one of: {', '.join(TTA_VIEWS)}. Got {tta!r} instead.")
         if tta != "none":  # none is the default: left out, so the table keeps its encoder id
             options["tta"] = tta
     if name in DEVICE_ENCODERS:
@@ -88,7 +88,7 @@ def run(
     ``runner="dask"`` runs the shard tasks on a Dask cluster (``dask``, default a LocalCluster).
     """
     if runner not in RUNNERS:
-        raise FeatureStoreError(f"runner must be one of: {', '.join(RUNNERS)}. Got {runner!r} instead.")
+        raise InvalidArgumentError(f"runner must be one of: {', '.join(RUNNERS)}. Got {runner!r} instead.")
     if dask is not None and runner != "dask":
         raise FeatureStoreError(f"Dask options (--address, --dask-workers, --dask-threads) need --runner dask, not {runner!r}")
     cluster = (dask or DaskOptions()) if runner == "dask" else None

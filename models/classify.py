@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.training import TrainingSet, training_set
 from models import novelty
 from models.base import LoadedModel, TrainResult
@@ -136,7 +136,7 @@ def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0
     from sklearn.preprocessing import Normalizer, StandardScaler
 
     if class_weight not in (None, "balanced"):
-        raise FeatureStoreError(f"class_weight must be 'balanced' or None. Got {class_weight!r} instead.")
+        raise InvalidArgumentError(f"class_weight must be 'balanced' or None. Got {class_weight!r} instead.")
     if head == "logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight=class_weight, max_iter=5000))
     if head == "logistic-cv":
@@ -147,10 +147,10 @@ def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0
         return make_pipeline(Normalizer(), search)
     if head == "mlp":
         if class_weight is not None:
-            raise FeatureStoreError("the mlp head has no class weights; use head='logistic' for class_weight='balanced'")
+            raise InvalidArgumentError("the mlp head has no class weights; use head='logistic' for class_weight='balanced'")
         mlp = MLPClassifier(hidden_layer_sizes=tuple(hidden), early_stopping=True, max_iter=500, random_state=seed)
         return make_pipeline(StandardScaler(), mlp)
-    raise FeatureStoreError(f"head must be 'logistic', 'mlp' or 'logistic-cv'. Got {head!r} instead.")
+    raise InvalidArgumentError(f"head must be 'logistic', 'mlp' or 'logistic-cv'. Got {head!r} instead.")
 
 
 def out_of_fold_proba(estimator: Any, ts: TrainingSet, X: Any = None) -> tuple[np.ndarray, np.ndarray]:

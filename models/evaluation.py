@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from featurestore.errors import FeatureStoreError, SourceError
+from featurestore.errors import FeatureStoreError, InvalidArgumentError, SourceError
 from featurestore.store import Store
 from models.base import LoadedModel
 
@@ -54,9 +54,9 @@ def evaluate(
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task not in EVALUATED_TASKS:
-        raise FeatureStoreError(
-            f"evaluate --input scores {', '.join(EVALUATED_TASKS)} heads; model {model.name} v{model.version} is a {model.task} head "
-            "(an NER head: evaluate --view TOKEN_VIEW; a ranking head: --queries FILE --qrels FILE; without them, evaluate trains it again from its manifest)"
+        raise InvalidArgumentError(
+            f"labelled inputs score {', '.join(EVALUATED_TASKS)} heads; model {model.name} v{model.version} is a {model.task} head "
+            "(an NER head is scored on a token `view`, a ranking head on `queries` and `qrels`; without them, evaluate trains it again from its manifest)"
         )
     path = Path(path)
     field = "path" if model.task == "image" else "text"
@@ -97,7 +97,7 @@ def evaluate_ranking(
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task != "ranking":
-        raise FeatureStoreError(f"evaluate --queries/--qrels scores ranking heads; model {model.name} v{model.version} is a {model.task} head")
+        raise InvalidArgumentError(f"`queries` and `qrels` score ranking heads; model {model.name} v{model.version} is a {model.task} head")
     scored = ranking.evaluate_queries(model, queries, qrels, qrels_by=qrels_by)  # type: ignore[arg-type]
     digest = hashlib.sha256(Path(queries).read_bytes() + b"\0" + Path(qrels).read_bytes() + qrels_by.encode())
     return _result(
@@ -115,7 +115,7 @@ def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, sa
 
     store = store if isinstance(store, Store) else Store(store)
     if model.task != "ner":
-        raise FeatureStoreError(f"evaluate --view scores NER heads on a token view; model {model.name} v{model.version} is a {model.task} head (use --input)")
+        raise InvalidArgumentError(f"a token `view` scores NER heads; model {model.name} v{model.version} is a {model.task} head (score it on labelled inputs)")
     scored = ner.evaluate_view(store, model, view)
     return _result(
         store, model, save, input=scored["input"], input_sha256=scored["content_hash"], rows=scored["rows"], tokens=scored["tokens"],
@@ -149,7 +149,7 @@ def labelled_inputs(
     columns, records = open_records(path, fmt, header=True, batch_size=10_000)
     for role, column in (("label", label_col), ("text", value_col), ("id", id_col)):
         if column is not None and column not in columns:
-            flag = {"label": "--label-col", "text": "--text-col", "id": "--id-col"}[role]
+            flag = {"label": "`label_col`", "text": "`text_col`", "id": "`id_col`"}[role]
             raise SourceError(f"{path} has no {role} column {column!r} (columns: {', '.join(columns) or 'none'}); pass {flag}")
     rows = []
     for line, record in records:

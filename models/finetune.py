@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from featurestore.errors import SourceError
+from featurestore.errors import FineTuneError, SourceError
 from featurestore.sources import open_source
 from featurestore.store import FeatureTable, Store
 from featurestore.training import TrainingSet, training_set
@@ -43,10 +43,10 @@ from models.base import LoadedModel, TrainResult
 from models.classify import classification_metrics, make_head, out_of_fold_proba
 from models.lexical import raw_texts
 from models.spam import binary_metrics
-from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier, FineTuneError
+from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier
 from models.torch_utils import require_torch, seeded
 
-__all__ = ["FineTuneError", "FineTunedImageClassifier", "FineTunedTextClassifier", "finetune", "predict"]
+__all__ = ["FineTunedImageClassifier", "FineTunedTextClassifier", "finetune", "predict"]
 HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "roc_auc", "average_precision")
 
 
@@ -164,7 +164,7 @@ def _head_for(table: FeatureTable, unfreeze_last: int, **params: Any) -> FineTun
     if "tta" in meta.encoder_spec:  # the fine-tuned network reads one centre crop per image
         raise FineTuneError(
             f"view {meta.view!r} is encoded with test-time augmentation (tta {meta.encoder_spec['tta']['views']}); "
-            "fine-tuning reads the centre crop: fine-tune a view materialized without --tta"
+            "fine-tuning reads the centre crop: fine-tune a view materialized without `tta`"
         )
     ref = meta.encoder_ref or meta.encoder_name  # tables written before refs were kept: the name; its id is checked
     head = cls(ref, meta.encoder_id, unfreeze_last, encoder_options=meta.encoder_options or {}, **params)

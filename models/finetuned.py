@@ -17,23 +17,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.encoders.base import encoder_id_from_spec, require, resolve_device
-from featurestore.errors import EncoderError, FeatureStoreError
+from featurestore.errors import EncoderError, FineTuneError, ImageDecodeError, InvalidArgumentError
 from featurestore.params import positive_int
-from featurestore.sources.imaging import ImageDecodeError, decode_pixels
+from featurestore.sources.imaging import decode_pixels
 from models.torch_utils import length_batches, require_torch, seeded
 
 
 ENCODER_LR_FACTOR = 0.1
 DROPOUT = 0.2
 Activations = Any  # images: (n, C, H, W) float32 tensor; texts: list of (n_pieces, hidden) float32 tensors
-
-
-class FineTuneError(FeatureStoreError):
-    """Fine-tuning cannot run as asked: an encoder with no layers to tune, or K out of range."""
 
 
 class FineTunedClassifier(BaseEstimator):
@@ -164,9 +160,9 @@ class FineTunedClassifier(BaseEstimator):
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= depth:
             raise FineTuneError(f"unfreeze_last must be an int from 1 to {depth} (the {what} of {self.encoder_ref}). Got {k!r} instead.")
         for name in ("max_epochs", "patience", "batch_size"):
-            positive_int(name, getattr(self, name), error=FineTuneError)
+            positive_int(name, getattr(self, name))
         if self.class_weight not in (None, "balanced"):
-            raise FineTuneError(f"class_weight must be 'balanced' or None. Got {self.class_weight!r} instead.")
+            raise InvalidArgumentError(f"class_weight must be 'balanced' or None. Got {self.class_weight!r} instead.")
 
     # -- internals shared by both kinds
     def _device(self) -> str:
@@ -316,7 +312,7 @@ def _validation_split(y: np.ndarray, groups: np.ndarray | None, fraction: float,
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < fraction < 0.5:
-        raise FineTuneError(f"validation_fraction must be between 0 and 0.5. Got {fraction!r} instead.")
+        raise InvalidArgumentError(f"validation_fraction must be between 0 and 0.5. Got {fraction!r} instead.")
     cv = StratifiedGroupKFold(max(2, round(1 / fraction)), shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)

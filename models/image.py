@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import InvalidArgumentError
 from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier
@@ -27,7 +27,7 @@ def check_train_options(given: dict[str, Any]) -> None:
 
 def _check_c(head: str, C: float | None) -> None:
     if head == "logistic-cv" and C is not None:
-        raise FeatureStoreError(f"head 'logistic-cv' chooses C by inner cross-validation; to fix C={C}, use head 'logistic'")
+        raise InvalidArgumentError(f"head 'logistic-cv' chooses C by inner cross-validation; to fix C={C}, use head 'logistic'")
 
 
 def train(

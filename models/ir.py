@@ -171,7 +171,7 @@ def check_query_numbering(
             why = "the judgments name queries by their ids"
         else:
             why = "Cranfield's cranqrel numbers queries by position" if _is_cranfield(Path(queries_path)) else "the judgments number queries by position"
-        message += f": {why}, use --qrels-by {other}"
+        message += f": {why}, use `qrels_by='{other}'`"
     raise SourceError(message)
 
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from featurestore.errors import FeatureStoreError, NotFoundError
+from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError
 from featurestore.store import FeatureTable, Store
 from models.base import LoadedModel, TrainResult
 # the heads live in models.tagging; models saved earlier name them models.ner.*, and tests use bio_decode from here
@@ -75,14 +75,14 @@ def token_table(store: Store, view: str, encoder: str | None = None) -> FeatureT
     if table.meta.granularity != "token":
         raise FeatureStoreError(
             f"view {view!r} has granularity {table.meta.granularity!r}; NER trains on token rows: "
-            "materialize a CoNLL file with --granularity token"
+            "materialize a CoNLL file with `granularity='token'`"
         )
     names = [field.name for field in table.delta().schema().fields]
     missing = [c for c in TOKEN_COLUMNS if c not in names]
     if missing:
         raise FeatureStoreError(
             f"view {view!r} has no {', '.join(missing)} column; it has: {', '.join(names)}. "
-            "Materialize a CoNLL file with --keep ner_tags"
+            "Materialize a CoNLL file with `keep='ner_tags'`"
         )
     return table
 
@@ -177,12 +177,12 @@ def make_head(head: str, options: dict[str, Any], random_state: int = 0) -> Base
     (the torch heads), so one seed given to :func:`train` fixes both the split and the weights.
     """
     if head not in HEADS:
-        raise FeatureStoreError(f"head must be one of {', '.join(map(repr, HEADS))}. Got {head!r} instead.")
+        raise InvalidArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}. Got {head!r} instead.")
     cls = TorchTokenClassifier if head in RECIPES else TokenLogisticRegression
     known = cls().get_params()
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise FeatureStoreError(f"{', '.join(unknown)}: not options of the {head} NER head; it takes: {', '.join(known)}")
+        raise InvalidArgumentError(f"{', '.join(unknown)}: not options of the {head} NER head; it takes: {', '.join(known)}")
     seeded = {"random_state": random_state} if "random_state" in known else {}
     return cls(**seeded, **{**RECIPES.get(head, {}), **options})
 
@@ -270,7 +270,7 @@ def evaluate_view(store: Store | str | None, model: LoadedModel, view: str) -> d
         store.resolve_table(view)  # the view itself is missing: that message
         raise NotFoundError(
             f"view {view!r} has no table for model {model.name}'s encoder {encoder_id}; materialize the new CoNLL file "
-            "with the head's encoder and --granularity token (and the same --layers)"
+            "with the head's encoder and `granularity='token'` (and the same `layers`)"
         ) from None
     data, version = read_sentences(table)
     if not data.ids:

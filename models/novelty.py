@@ -19,7 +19,7 @@ the warning. Heads saved before this, and NER and ranking heads, have no descrip
 
 The file and the manifest entry are untrusted like every file of a model folder: a damaged file,
 a wrong shape or dtype, non-finite values or a threshold that is not a number are one
-:class:`~models.registry.ModelError` line.
+:class:`~featurestore.errors.ModelError` line.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from models.registry import ModelError, _first_line
+    from featurestore.errors import ModelError
+    from models.registry import _first_line
 
     entry = manifest.get("novelty")
     if entry is None:

@@ -134,6 +134,6 @@ def stored_texts(store: Store, loaded: LoadedModel, ids: list[str]) -> list[str]
     if any(TEXT_COLUMN not in row for row in found):
         raise SourceError(
             f"model {loaded.name} v{loaded.version} reads the raw text beside the stored vectors, and view {entry['view']!r} keeps no "
-            f"{TEXT_COLUMN!r} column; send texts instead of ids (or materialize the view with --keep {TEXT_COLUMN})"
+            f"{TEXT_COLUMN!r} column; send texts instead of ids (or materialize the view with `keep='{TEXT_COLUMN}'`)"
         )
     return [str(row[TEXT_COLUMN]) for row in found]

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.serving import ENCODE_LOCK
 
 __all__ = ["AS_IS", "imagenet", "imagenet_classes", "zero_shot"]
@@ -79,7 +79,7 @@ def zero_shot(
     if len(labels) < 2 or not all(isinstance(d, str) and d.strip() for d in labels.values()):
         raise SourceError("zero-shot needs at least two labels, each with a non-empty description (label=description)")
     if not isinstance(temperature, (int, float)) or temperature <= 0:
-        raise SourceError(f"temperature must be a positive number. Got {temperature!r} instead.")
+        raise InvalidArgumentError(f"temperature must be a positive number. Got {temperature!r} instead.")
     k = len(labels) if k is None else k
     _check_k(k, len(labels))
     handle = searcher(view, encoder, store=store)
@@ -127,4 +127,4 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def _check_k(k: Any, most: int) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
-        raise SourceError(f"k must be an int from 1 to {most} (the number of labels). Got {k!r} instead.")
+        raise InvalidArgumentError(f"k must be an int from 1 to {most} (the number of labels). Got {k!r} instead.")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import DependencyError, EncoderError, SourceError, StoreError
+from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
 from featurestore.store import FeatureTable, Store
 from models.base import LoadedModel, TrainResult
@@ -384,7 +384,7 @@ def predict(model: LoadedModel, inputs: Sequence[Mapping[str, Any]], *, top_k: i
     the candidates (the union of BM25's and the dense index's top ``n_candidates``) come back.
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise SourceError(f"top_k (--top-k) must be a whole number >= 1; got {top_k!r}")
+        raise InvalidArgumentError(f"`top_k` must be a whole number >= 1; got {top_k!r}")
     ids = [str(item.get("id", n)) for n, item in enumerate(inputs)]
     texts = [item.get("text") for item in inputs]
     empty = next((i for i, t in zip(ids, texts) if not isinstance(t, str) or not t.strip()), None)

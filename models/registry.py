@@ -63,14 +63,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, FeatureStoreError, NotFoundError, StoreError
+from featurestore.errors import EncoderError, FeatureStoreError, ModelError, UnknownModelError
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 from models import novelty
 from models.base import LoadedModel, TrainResult
 
 __all__ = [
-    "ModelError",
     "head_files",
     "list_models",
     "load_model",
@@ -133,14 +132,6 @@ _SKOPS_IDS = re.compile(r'("__id__": )(\d+)|"(\d+)\.npy"')
 _TORCH_HEADS: dict[str, type] = {}
 
 H = TypeVar("H", bound=type)
-
-
-class ModelError(StoreError):
-    """A saved model cannot be found, read or trusted (missing, tampered, unknown type)."""
-
-
-class UnknownModelError(ModelError, NotFoundError):
-    """No model, or no such version of it, in the store."""
 
 
 def torch_head(cls: H) -> H:

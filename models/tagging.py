@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from featurestore.errors import DependencyError, FeatureStoreError
+from featurestore.errors import DependencyError, InvalidArgumentError
 from models.torch_utils import length_batches, require_torch, seeded
 
 
@@ -223,11 +223,11 @@ class TorchTokenClassifier(BaseEstimator):
     # -- internals
     def _check_params(self) -> None:
         if self.arch not in ("mlp", "bilstm"):
-            raise FeatureStoreError(f"arch must be 'mlp' or 'bilstm'. Got {self.arch!r} instead.")
+            raise InvalidArgumentError(f"arch must be 'mlp' or 'bilstm'. Got {self.arch!r} instead.")
         if self.crf and self.arch != "bilstm":
-            raise FeatureStoreError("crf=True needs arch='bilstm'")
+            raise InvalidArgumentError("crf=True needs arch='bilstm'")
         if not (isinstance(self.context, int) and self.context >= 0):
-            raise FeatureStoreError(f"context must be an int >= 0. Got {self.context!r} instead.")
+            raise InvalidArgumentError(f"context must be an int >= 0. Got {self.context!r} instead.")
 
     def _device(self) -> str:
         torch = require_torch()

@@ -1,7 +1,7 @@
 """The head tasks by name, and the three verbs the CLI and flows use on them: train, predict, reproduce.
 
 Each task is a module following :mod:`models.base`. Options reach a task's ``train`` only when
-its signature takes them, so a misplaced option (``--queries`` for spam) is a user error that
+its signature takes them, so a misplaced option (``queries`` for spam) is a user error that
 names the options the task does take, not a silent no-op.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
-from featurestore.errors import FeatureStoreError
+from featurestore.errors import FeatureStoreError, InvalidArgumentError
 from featurestore.store import Store
 from models.base import LoadedModel, TrainResult
 
@@ -43,7 +43,7 @@ def task_module(task: str) -> ModuleType:
     if task == _FINETUNED:
         return importlib.import_module("models.finetune")
     if task not in TASKS:
-        raise FeatureStoreError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+        raise InvalidArgumentError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     return importlib.import_module(TASKS[task])
 
 
@@ -53,7 +53,7 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in options.items() if v is not None}
     if "unfreeze_last" in given:
         if task not in _FINETUNE_PRESETS:
-            raise FeatureStoreError(f"--unfreeze-last applies to tasks {', '.join(_FINETUNE_PRESETS)}; not to {task!r}")
+            raise InvalidArgumentError(f"`unfreeze_last` applies to tasks {', '.join(_FINETUNE_PRESETS)}; not to {task!r}")
         module, given = task_module(_FINETUNED), {**_FINETUNE_PRESETS[task], **given}
     taken = _train_options(module)
     if _takes_any(module):  # the head's own parameters pass through **options; the head checks them
@@ -109,7 +109,7 @@ def _check_choices(train_fn: Any, given: dict[str, Any]) -> None:
     for key, value in given.items():
         choices = typing.get_args(hints.get(key)) if typing.get_origin(hints.get(key)) is typing.Literal else ()
         if choices and value not in choices:
-            raise FeatureStoreError(f"{_flag(key)} must be one of: {', '.join(map(str, choices))}. Got {value!r} instead.")
+            raise InvalidArgumentError(f"{_flag(key)} must be one of: {', '.join(map(str, choices))}. Got {value!r} instead.")
 
 
 def train(task: str, store: Store | str | None, view: str, encoder: str | None = None, **options: Any) -> TrainResult:
@@ -127,7 +127,7 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int 
     if top_k is None:
         return module.predict(model, inputs)
     if "top_k" not in inspect.signature(module.predict).parameters:
-        raise FeatureStoreError(f"--top-k applies to ranking models; model {model.name!r} is a {model.task} model")
+        raise InvalidArgumentError(f"`top_k` applies to ranking models; model {model.name!r} is a {model.task} model")
     return module.predict(model, inputs, top_k=top_k)
 
 
@@ -202,4 +202,4 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _flag(option: str) -> str:
-    return "--" + option.replace("_", "-")
+    return f"`{option}`"

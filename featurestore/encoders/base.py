@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from featurestore.errors import DependencyError
+from featurestore.errors import DependencyError, InvalidArgumentError
 
 Modality = Literal["text", "image", "tokens"]
 Granularity = Literal["sentence", "token", "image"]
@@ -204,10 +204,10 @@ def check_device(requested: str) -> str:
     if requested in ("auto", "cpu"):
         return requested
     if not re.fullmatch(r"cuda(:\d+)?", requested or ""):
-        raise EncoderError(f"device must be one of auto, cpu, cuda, cuda:N. Got {requested!r} instead.")
+        raise InvalidArgumentError(f"device must be one of auto, cpu, cuda, cuda:N. Got {requested!r} instead.")
     torch = require("torch", "text")
     if not torch.cuda.is_available():
-        raise EncoderError(f"device {requested!r} asked for, but torch sees no CUDA device here; use --device auto or cpu")
+        raise EncoderError(f"device {requested!r} asked for, but torch sees no CUDA device here; use `device='auto'` or `device='cpu'`")
     return requested
 
 

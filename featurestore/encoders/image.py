@@ -31,9 +31,9 @@ from typing import Any, Iterator, Literal, Sequence, get_args
 import numpy as np
 
 from featurestore.encoders.base import BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, ImageDecodeError, InvalidArgumentError
 from featurestore.params import positive_int
-from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, ImageDecodeError, decode_pixels
+from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, decode_pixels
 
 __all__ = ["BLOCK_CHANNELS", "TTA_VIEWS", "EfficientNetEncoder", "classifier_weights", "make", "packaged_weights"]
 
@@ -102,16 +102,16 @@ class EfficientNetEncoder(BaseEncoder):
         self.path = Path(path) if path is not None else None
         self.block = _check_block(block)
         self.device = check_device(device)
-        self.batch_size = positive_int("batch_size", batch_size, error=EncoderError)
-        self.size = positive_int("size", size, error=EncoderError)
-        self.resize = positive_int("resize", resize, error=EncoderError)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.size = positive_int("size", size)
+        self.resize = positive_int("resize", resize)
         if self.size > self.resize:
             raise EncoderError(f"size (the crop, {size}) must not exceed resize (the shorter side, {resize})")
         self.normalize = normalize
         self.channels_last = channels_last
-        self.workers = positive_int("workers", workers, error=EncoderError) if workers is not None else min(4, max(2, os.cpu_count() or 2))
+        self.workers = positive_int("workers", workers) if workers is not None else min(4, max(2, os.cpu_count() or 2))
         if tta is not None and tta not in TTA_VIEWS:
-            raise EncoderError(f"tta must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
+            raise InvalidArgumentError(f"tta must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
         self.tta: Tta = tta or "none"
         if self.path is not None and not self.path.is_file():
             raise EncoderError(f"checkpoint not found: {self.path}; give a .pth/.pt state dict or a .safetensors file")
@@ -391,5 +391,5 @@ def _check_block(block: int | None) -> int | None:
         return None
     n = len(BLOCK_CHANNELS)
     if isinstance(block, bool) or not isinstance(block, int) or not -n <= block < n:
-        raise EncoderError(f"block must be an int from 0 to {n - 1} (or -{n} to -1), or None for the head; got {block!r}")
+        raise InvalidArgumentError(f"block must be an int from 0 to {n - 1} (or -{n} to -1), or None for the head; got {block!r}")
     return block % n

@@ -33,7 +33,7 @@ def _st(arg: str | None, **options: Any) -> BaseEncoder:
     from featurestore.encoders.sentence import SentenceTransformerEncoder
 
     if not arg:
-        raise EncoderError("st: needs a model folder, e.g. --encoder st:/path/to/model")
+        raise EncoderError("st: needs a model folder, e.g. `encoder='st:/path/to/model'`")
     return SentenceTransformerEncoder(arg, name="st", **options)
 
 
@@ -52,7 +52,7 @@ def _w2v(arg: str | None, **options: Any) -> BaseEncoder:
     from featurestore.encoders.word2vec import Word2VecEncoder
 
     if not arg:
-        raise EncoderError("w2v: needs a vectors file, e.g. --encoder w2v:/path/to/vectors.bin")
+        raise EncoderError("w2v: needs a vectors file, e.g. `encoder='w2v:/path/to/vectors.bin'`")
     return Word2VecEncoder(arg, name="w2v", **options)
 
 

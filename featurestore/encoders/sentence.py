@@ -18,7 +18,7 @@ import numpy as np
 from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
-from featurestore.errors import EncoderError, FeatureStoreError
+from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
 from featurestore.params import positive_int
 
 TextGranularity = Literal["sentence", "token"]
@@ -99,11 +99,11 @@ class SentenceTransformerEncoder(BaseEncoder):
         self.model_name = model_name
         self.name = name
         self.device = check_device(device)
-        self.batch_size = positive_int("batch_size", batch_size, error=EncoderError)
+        self.batch_size = positive_int("batch_size", batch_size)
         self._config = _read_model_config(self.path)
         self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)
         if long_text is not None and long_text not in ("truncate", "windows"):
-            raise EncoderError(f"long_text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
+            raise InvalidArgumentError(f"long_text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
         if long_text is not None and granularity != "sentence":
             raise EncoderError("long_text applies to granularity='sentence'; token level always reads every word in windows")
         self.long_text: LongText = long_text or "truncate"
@@ -119,7 +119,7 @@ class SentenceTransformerEncoder(BaseEncoder):
         half = (self.max_seq_length - 2) // 2  # half a window of pieces ([CLS] and [SEP] take two places)
         self.stride = half if stride is None else stride
         if granularity == "token" and not (isinstance(self.stride, int) and 0 <= self.stride <= half):
-            raise EncoderError(
+            raise InvalidArgumentError(
                 f"stride must be an int from 0 to {half} pieces (half a window of {self.max_seq_length}). "
                 f"Got {self.stride!r} instead."
             )
@@ -210,7 +210,7 @@ class SentenceTransformerEncoder(BaseEncoder):
             if model is not None:
                 return model, None
         if self.requested_backend == "onnx":
-            raise EncoderError(f"{self.name} cannot run through ONNX Runtime here: {blocker}; use --backend auto or torch")
+            raise EncoderError(f"{self.name} cannot run through ONNX Runtime here: {blocker}; use backend auto or torch (FEATURESTORE_ENCODER_BACKEND)")
         return None, blocker
 
     def _onnx_blocker(self, onnx_backend: Any) -> str | None:
@@ -469,7 +469,7 @@ class SentenceTransformerEncoder(BaseEncoder):
 def _check_token_options(granularity: str, **options: Any) -> TextGranularity:
     """The granularity, after checking that token options come only with ``granularity="token"``."""
     if granularity not in ("sentence", "token"):
-        raise EncoderError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+        raise InvalidArgumentError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
     given = {k: v for k, v in options.items() if v is not None}
     if granularity == "sentence" and given:
         listed = ", ".join(f"{k}={v!r}" for k, v in given.items())
@@ -477,7 +477,7 @@ def _check_token_options(granularity: str, **options: Any) -> TextGranularity:
     allowed = {"layers": ("last", "last4"), "subword": ("first", "mean")}
     for key, choices in allowed.items():
         if key in given and given[key] not in choices:
-            raise EncoderError(f"{key} must be one of {', '.join(map(repr, choices))}. Got {given[key]!r} instead.")
+            raise InvalidArgumentError(f"{key} must be one of {', '.join(map(repr, choices))}. Got {given[key]!r} instead.")
     return granularity  # type: ignore[return-value]
 
 

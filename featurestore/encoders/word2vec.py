@@ -20,7 +20,7 @@ import numpy as np
 
 from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require
 from featurestore.encoders.spans import Span, align_tokens
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, InvalidArgumentError
 
 # The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
 # kept, numbers keep inner "." and ",", other punctuation dropped.
@@ -172,9 +172,9 @@ class Word2VecEncoder(BaseEncoder):
         if not self.path.is_file():
             raise EncoderError(f"word vectors not found: {self.path}; pass an existing file with w2v:/path/to/vectors")
         if weighting not in ("mean", "sif"):
-            raise EncoderError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
+            raise InvalidArgumentError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
         if granularity not in ("sentence", "token"):
-            raise EncoderError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+            raise InvalidArgumentError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
         if granularity == "token" and weighting != "mean":
             raise EncoderError(
                 f"weighting={weighting!r} pools the words of a text; with granularity='token' each word keeps "

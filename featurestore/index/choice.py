@@ -11,7 +11,7 @@ import math
 import re
 from typing import Literal
 
-from featurestore.errors import StoreError
+from featurestore.errors import InvalidArgumentError, StoreError
 
 IndexType = Literal["auto", "flat", "hnsw", "ivf", "ivfpq"]
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
@@ -35,16 +35,16 @@ def parse_bytes(text: str | int | None) -> int | None:
     if text is None:
         return None
     if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise StoreError(f"memory budget must look like 2GB, 512MB or a number of bytes. Got {text!r} instead.")
+        raise InvalidArgumentError(f"memory budget must look like 2GB, 512MB or a number of bytes. Got {text!r} instead.")
     if isinstance(text, int):
         value: float = text
     else:
         match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
         if not match:
-            raise StoreError(f"memory budget must look like 2GB, 512MB or a number of bytes. Got {text!r} instead.")
+            raise InvalidArgumentError(f"memory budget must look like 2GB, 512MB or a number of bytes. Got {text!r} instead.")
         value = float(match.group(1)) * 1024 ** _UNITS.index(match.group(2).upper() or " ")
     if value < 1:
-        raise StoreError(f"memory budget must be a positive size such as 2GB or 512MB. Got {text!r} instead.")
+        raise InvalidArgumentError(f"memory budget must be a positive size such as 2GB or 512MB. Got {text!r} instead.")
     return int(value)
 
 
@@ -117,7 +117,7 @@ def check_trainable(n: int, kind: str) -> None:
     if kind == "ivfpq" and n < PQ_MIN_ROWS:
         raise StoreError(
             f"an ivfpq index needs at least {PQ_MIN_ROWS} vectors to train its codebooks; the view has {n}. "
-            "Use --index-type flat (exact search) or auto."
+            "Use `index_type='flat'` (exact search) or `index_type='auto'`."
         )
 
 
@@ -132,7 +132,7 @@ def choose_factory(n: int, dim: int, *, index_type: IndexType = "auto", memory_b
     too. When nothing fits, a :class:`StoreError` names the smallest budget that does.
     """
     if index_type not in INDEX_TYPES:
-        raise StoreError(f"index type must be one of {', '.join(INDEX_TYPES)}. Got {index_type!r} instead.")
+        raise InvalidArgumentError(f"index type must be one of {', '.join(INDEX_TYPES)}. Got {index_type!r} instead.")
     if n <= 0 or dim <= 0:
         raise StoreError(f"an index needs at least one vector of at least one dimension. Got {n} vectors of {dim} dims.")
     kind = index_type if index_type != "auto" else _auto(n, dim, memory_budget)
@@ -141,7 +141,7 @@ def choose_factory(n: int, dim: int, *, index_type: IndexType = "auto", memory_b
         raise StoreError(
             f"memory budget {format_bytes(memory_budget)} is too small for a {kind} index of "
             f"{n:,} vectors of {dim} dims: it needs {format_bytes(index_bytes(n, dim, kind))}. "
-            f"Pass --memory-budget {format_bytes(index_bytes(n, dim, kind))} or more, or --index-type auto."
+            f"Pass `memory_budget='{format_bytes(index_bytes(n, dim, kind))}'` or more, or `index_type='auto'`."
         )
     return _factory(n, dim, kind)
 
@@ -162,8 +162,8 @@ def _auto(n: int, dim: int, budget: int | None) -> str:
     need = index_bytes(n, dim, smallest)
     raise StoreError(
         f"memory budget {format_bytes(budget)} is below what any index of {n:,} vectors of {dim} dims "
-        f"needs: the smallest, {_factory(n, dim, smallest)}, takes {format_bytes(need)}. Pass --memory-budget "
-        f"{format_bytes(need)} or more."
+        f"needs: the smallest, {_factory(n, dim, smallest)}, takes {format_bytes(need)}. Pass "
+        f"`memory_budget='{format_bytes(need)}'` or more."
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from featurestore.errors import EncoderError, SchemaMismatchError, StoreError
+from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError
 from featurestore.sources.content import normalize_text
 
 SHOWN = 40  # characters of a query text quoted in a message
@@ -25,20 +25,20 @@ def check_queries(texts: Any, images: Any, ids: Any, vectors: Any) -> str:
     or several, an empty batch, a single string where a list belongs, and blank entries."""
     given = [(name, value) for name, value in (("texts", texts), ("images", images), ("ids", ids), ("vectors", vectors)) if value is not None]
     if len(given) != 1:
-        raise StoreError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(n for n, _ in given) or 'none'}.")
+        raise InvalidArgumentError(f"give exactly one kind of query (text, image, id or vector). Got {', '.join(n for n, _ in given) or 'none'}.")
     [(kind, values)] = given
     if kind == "vectors":
         return kind
     if isinstance(values, (str, bytes, os.PathLike)) or not isinstance(values, Sequence):
-        raise StoreError(f"{kind} must be a list of strings, one per query. Got {type(values).__name__} {_quote(values)} instead; pass [{_quote(values)}].")
+        raise InvalidArgumentError(f"{kind} must be a list of strings, one per query. Got {type(values).__name__} {_quote(values)} instead; pass [{_quote(values)}].")
     if not values:
-        raise StoreError(f"{kind} is empty: give at least one query")
+        raise InvalidArgumentError(f"{kind} is empty: give at least one query")
     what = {"texts": "text", "images": "image path", "ids": "id"}[kind]
     for number, value in enumerate(values, 1):
         if not isinstance(value, (str, os.PathLike) if kind == "images" else str):
-            raise StoreError(f"query {what} {number} of {len(values)} is {type(value).__name__} {_quote(value)}, not a string")
+            raise InvalidArgumentError(f"query {what} {number} of {len(values)} is {type(value).__name__} {_quote(value)}, not a string")
         if not normalize_text(os.fspath(value)):
-            raise StoreError(f"query {what} {number} of {len(values)} is empty or only whitespace; give something to search for")
+            raise InvalidArgumentError(f"query {what} {number} of {len(values)} is empty or only whitespace; give something to search for")
     return kind
 
 
@@ -48,9 +48,9 @@ def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
     try:
         array = np.asarray(vectors) if not isinstance(vectors, np.ndarray) else vectors
     except (ValueError, TypeError):  # ragged rows
-        raise StoreError(f"query vectors must be an array of shape (n, {dim}); rows of different lengths were given") from None
+        raise InvalidArgumentError(f"query vectors must be an array of shape (n, {dim}); rows of different lengths were given") from None
     if array.dtype.kind not in "fiu":
-        raise StoreError(f"query vectors must be numbers (float32). Got an array of {array.dtype} instead.")
+        raise InvalidArgumentError(f"query vectors must be numbers (float32). Got an array of {array.dtype} instead.")
     if array.ndim < 2:
         array = array.reshape(1, -1) if array.ndim == 1 else array.reshape(1, 1)
     if array.ndim != 2 or array.shape[1] != dim:
@@ -59,14 +59,14 @@ def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
             f"Got shape {tuple(np.shape(vectors))} instead."
         )
     if array.shape[0] == 0:
-        raise StoreError("the query vectors are empty (0 rows): give at least one vector")
+        raise InvalidArgumentError("the query vectors are empty (0 rows): give at least one vector")
     if array.dtype != np.float32:
         with np.errstate(over="ignore", invalid="ignore"):  # a value past float32's range becomes inf: refused below
             array = array.astype(np.float32)
     array = np.ascontiguousarray(array)  # the same array when it already is (no copy)
     if not np.isfinite(array).all():  # after the cast: a float64 past float32's range is infinite here
         bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-        raise StoreError(f"query vector {bad[0] + 1} of {len(array)} holds NaN or infinite values; every value must be a finite number")
+        raise InvalidArgumentError(f"query vector {bad[0] + 1} of {len(array)} holds NaN or infinite values; every value must be a finite number")
     return array
 
 

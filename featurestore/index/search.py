@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, StoreError
+from featurestore.errors import EncoderError, InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.queries import check_queries
@@ -117,9 +117,9 @@ def update_index(
     Only the files committed since the index's version are read when the table was only appended
     to since; otherwise (compaction, deletes) the full latest state is compared.
     """
-    fraction("rebuild share", rebuild_share, example=0.2, error=StoreError)
+    fraction("rebuild share", rebuild_share, example=0.2)
     if isinstance(max_imbalance, bool) or not isinstance(max_imbalance, (int, float)) or not 1 <= max_imbalance < float("inf"):
-        raise StoreError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
+        raise InvalidArgumentError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
     with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
@@ -252,7 +252,7 @@ def view_encoder(table: FeatureTable) -> BaseEncoder:
     """The encoder that wrote the view, rebuilt from its metadata; refuses one that now differs."""
     meta = table.meta
     if not meta.encoder_ref:
-        raise EncoderError(f"view {meta.view!r} does not record how to rebuild its encoder; query it with --vector-file or --id")
+        raise EncoderError(f"view {meta.view!r} does not record how to rebuild its encoder; query it with `vectors` or `ids`")
     enc = get_encoder(meta.encoder_ref, **(meta.encoder_options or {}))
     if enc.encoder_id != meta.encoder_id:
         raise EncoderError(
@@ -308,8 +308,8 @@ def check_query(
     ``vectors``): ``k`` a positive int (at most ``max_k``), exactly one kind of query, at least one
     and at most ``max_queries`` queries, no blank entry (:func:`check_queries`). The one check of
     every search path (Python, CLI, HTTP service, which sets the limits)."""
-    positive_int("k", k, error=StoreError)
-    non_negative_int("exact_below", exact_below, error=StoreError)
+    positive_int("k", k)
+    non_negative_int("exact_below", exact_below)
     if max_k is not None and k > max_k:
         raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
     kind = check_queries(texts, images, ids, vectors)

@@ -215,7 +215,7 @@ class VectorIndex:
         n, dim = vectors.shape
         if n == 0:
             raise StoreError(f"view {view!r} has no rows for {encoder_id}: nothing to index; materialize it first")
-        fraction("target recall", target_recall, allow_zero=False, example=0.95, error=StoreError)
+        fraction("target recall", target_recall, allow_zero=False, example=0.95)
         bound = settings.index_train_seconds(train_seconds)
         started = time.perf_counter()
         factory = choose_factory(n, dim, index_type=index_type, memory_budget=memory_budget)
@@ -449,7 +449,7 @@ def _train(index: Any, sample: np.ndarray, factory: str, seconds: float) -> None
     if elapsed > seconds or not index.is_trained:
         raise StoreError(
             f"training the {factory} index on {len(sample):,} vectors passed the bound of {seconds:g} s "
-            f"(stopped after {elapsed:.1f} s); nothing was written. Use --index-type flat (it needs no training) "
+            f"(stopped after {elapsed:.1f} s); nothing was written. Use `index_type='flat'` (it needs no training) "
             "or raise FEATURESTORE_INDEX_TRAIN_SECONDS"
         )
 

@@ -80,7 +80,7 @@ def _drop_failed(p: Plan, rows: pa.Table, stats: EncodeResult) -> tuple[pa.Table
     failures = [{"line": lines[i], "entity_id": ids[i], "reason": errors[i]} for i in bad]
     if p.strict:
         first = failures[0]
-        raise SourceError(f"{first['entity_id']}: {first['reason']} (--strict makes this fatal)")
+        raise SourceError(f"{first['entity_id']}: {first['reason']} (`strict=True` makes this fatal)")
     good = np.setdiff1d(np.arange(rows.num_rows), bad)
     kept = EncodeResult(stats.vectors[good], stats.n_tokens[good], stats.n_oov[good], stats.zero[good])
     return rows.take(pa.array(good)), kept, failures
@@ -148,7 +148,7 @@ def _token_rows(p: Plan, rows: pa.Table, enc: BaseEncoder) -> tuple[pa.Table, En
     lines, ids = rows.column("line").to_pylist(), rows.column("entity_id").to_pylist()
     failures = [{"line": lines[i], "entity_id": ids[i], "reason": "no words"} for i in empty]
     if failures and p.strict:
-        raise SourceError(f"{failures[0]['entity_id']}: no words (--strict makes this fatal)")
+        raise SourceError(f"{failures[0]['entity_id']}: no words (`strict=True` makes this fatal)")
     repeat = np.repeat(np.arange(rows.num_rows), counts)
     flat_tokens = [t for sentence in result.tokens for t in sentence]
     oov = np.concatenate(result.oov) if len(flat_tokens) else np.zeros(0, dtype=bool)

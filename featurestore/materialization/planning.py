@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, SourceError
+from featurestore.errors import EncoderError, InvalidArgumentError, SourceError
 from featurestore.locks import view_lock
 from featurestore.params import positive_int
 from featurestore.sources import Source, to_dict
@@ -140,8 +140,8 @@ def plan(
     :func:`~featurestore.materialization.materialize` does), so that no other run clears its staging.
     """
     if on_duplicate not in ("error", "last"):
-        raise SourceError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
-    positive_int("shard size (--shard-size)", shard_size, error=SourceError)
+        raise InvalidArgumentError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
+    positive_int("shard size (`shard_size`)", shard_size)
     store = store if isinstance(store, Store) else Store(store)
     options = dict(encoder_options or {})
     enc = get_encoder(encoder, **options)
@@ -265,7 +265,7 @@ def _stage(
             reason = batch.reason[i]
             if reason is not None:
                 if strict:
-                    raise SourceError(f"{source.path}: line {line}: {reason} (--strict makes this fatal)")
+                    raise SourceError(f"{source.path}: line {line}: {reason} (`strict=True` makes this fatal)")
                 p.failed += 1
                 if len(p.failures) < MAX_FAILURES_LISTED:
                     p.failures.append({"line": line, "entity_id": entity, "reason": reason})
@@ -313,7 +313,7 @@ def _stage(
     if conflicts:
         raise SourceError(
             f"{source.path}: duplicate ids with different content: {', '.join(conflicts)}"
-            f"{' ...' if p.duplicates > len(conflicts) else ''}; make ids unique or pass --on-duplicate last"
+            f"{' ...' if p.duplicates > len(conflicts) else ''}; make ids unique or pass `on_duplicate='last'`"
         )
     shards.flush()
     copies.flush()

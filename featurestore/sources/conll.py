@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.sources.batch import SourceBatch
 from featurestore.sources.content import content_hash
 from featurestore.sources.formats import decoded_lines
@@ -90,9 +90,9 @@ class ConllSource:
 
     def __post_init__(self) -> None:
         if self.columns not in ("auto", *LAYOUTS):
-            raise SourceError(f"columns must be one of 'auto', {', '.join(map(repr, LAYOUTS))}. Got {self.columns!r} instead.")
+            raise InvalidArgumentError(f"columns must be one of 'auto', {', '.join(map(repr, LAYOUTS))}. Got {self.columns!r} instead.")
         if self.scheme not in SCHEMES:
-            raise SourceError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}. Got {self.scheme!r} instead.")
+            raise InvalidArgumentError(f"scheme must be one of {', '.join(map(repr, SCHEMES))}. Got {self.scheme!r} instead.")
         unknown = [c for c in self.keep if c not in KEEPABLE]
         if unknown:
             raise SourceError(f"a CoNLL source keeps {', '.join(KEEPABLE)}; cannot keep {', '.join(map(repr, unknown))}")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 
 FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet", "text", "sms", "cranfield", "beir")
 # formats whose records carry their own document id, in the column "id" (the default --id-col)
@@ -40,14 +40,14 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
     if explicit:
         fmt = explicit.lower()
         if fmt not in FORMATS:
-            raise SourceError(f"unknown format {explicit!r}; choose one of: {', '.join(FORMATS)}")
+            raise InvalidArgumentError(f"unknown format {explicit!r}; choose one of: {', '.join(FORMATS)}")
         return fmt
     if path.name.startswith("SMSSpamCollection"):
         return "sms"
     fmt = _SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise SourceError(
-            f"cannot tell the format of {path} from its name; pass --format with one of: {', '.join(FORMATS)}"
+            f"cannot tell the format of {path} from its name; pass `format` as one of: {', '.join(FORMATS)}"
         )
     return fmt
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.sources.batch import SourceBatch
 from featurestore.sources.formats import check_columns, detect_format, open_records
 
@@ -67,7 +67,7 @@ class ImageSource:
 
     def __post_init__(self) -> None:
         if self.layout is not None and self.layout not in LAYOUTS:
-            raise SourceError(f"unknown image layout {self.layout!r}; choose one of: {', '.join(LAYOUTS)} (or None to detect)")
+            raise InvalidArgumentError(f"unknown image layout {self.layout!r}; choose one of: {', '.join(LAYOUTS)} (or None to detect)")
         wanted = (self.extensions,) if isinstance(self.extensions, str) else self.extensions
         suffixes = tuple(sorted({("." + e.lstrip(".")).lower() for e in wanted}))
         if not suffixes:
@@ -198,7 +198,7 @@ class ImageSource:
         if self.id_col is not None:
             wanted.append(("id", self.id_col))
         wanted += [("keep", c) for c in self.keep]
-        check_columns(table, fmt, columns, wanted, flags={"path": "--path-col", "id": "--id-col", "keep": "--keep"})
+        check_columns(table, fmt, columns, wanted, flags={"path": "`path_col`", "id": "`id_col`", "keep": "`keep`"})
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

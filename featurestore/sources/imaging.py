@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from featurestore.encoders.base import require
-from featurestore.errors import SourceError
+from featurestore.errors import ImageDecodeError
 
-__all__ = ["INTERPOLATION", "NORMALISATION", "ImageDecodeError", "decode_image", "decode_pixels"]
+__all__ = ["INTERPOLATION", "NORMALISATION", "decode_image", "decode_pixels"]
 
 INTERPOLATION = "bicubic"
 NORMALISATION = "(x-127)/128"
@@ -44,10 +44,6 @@ _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 # What Pillow's decoders raise on damaged data (besides OSError for truncation).
 _DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, ZeroDivisionError, struct.error)
-
-
-class ImageDecodeError(SourceError):
-    """One image file cannot be decoded; the message is the short reason kept for its row."""
 
 
 def decode_image(path: str | os.PathLike[str], size: int = 224, resize: int = 256) -> np.ndarray:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError
 from featurestore.sources.formats import FORMATS as TEXT_FORMATS
 
 SOURCE_FORMATS: tuple[str, ...] = (*TEXT_FORMATS, "conll", "images")
@@ -18,7 +18,7 @@ def source_format(path: str | Path, explicit: str | None = None) -> str:
     if explicit:
         fmt = explicit.lower()
         if fmt not in SOURCE_FORMATS:
-            raise SourceError(f"unknown format {explicit!r}; choose one of: {', '.join(SOURCE_FORMATS)}")
+            raise InvalidArgumentError(f"unknown format {explicit!r}; choose one of: {', '.join(SOURCE_FORMATS)}")
         return fmt
     p = Path(path)
     if p.is_dir():

@@ -17,8 +17,8 @@ from featurestore.sources.batch import SourceBatch
 from featurestore.sources.content import content_hash, normalize_text
 from featurestore.sources.formats import check_columns, detect_format, json_kind, open_records
 
-LINE_ID = "@line"  # --id-col value: use the record's line (or row) number as its id
-FLAGS = {"text": "--text-col", "id": "--id-col", "time": "--time-col", "keep": "--keep"}
+LINE_ID = "@line"  # id_col value: use the record's line (or row) number as its id
+FLAGS = {"text": "`text_col`", "id": "`id_col`", "time": "`time_col`", "keep": "`keep`"}
 
 
 @dataclass(frozen=True)

@@ -154,7 +154,7 @@ class Store:
         except OSError as exc:
             raise StoreError(
                 f"cannot write to the store at {self.root} ({exc.strerror or exc}); "
-                "pass a writable folder with --store or FEATURESTORE_HOME"
+                "pass a writable folder as `store` or FEATURESTORE_HOME"
             ) from None
         return created
 
@@ -180,7 +180,7 @@ class Store:
         if encoder is None:
             if len(tables) == 1:
                 return tables[0]
-            raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass --encoder")
+            raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass `encoder`")
         matches = [t for t in tables if Path(t.uri).name == encoder or t.meta.encoder_name == encoder]
         if len(matches) == 1:
             return matches[0]

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.errors import InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.params import non_negative_int
 from featurestore.store.remote import describe
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
@@ -181,8 +181,9 @@ class FeatureTable:
         if self._meta is None:
             self._meta = TableMeta.from_json(dt.metadata().description, self.uri)
         if as_of is not None:
+            version = _parse_as_of(as_of)  # a malformed as_of is the caller's mistake, not the table's
             try:
-                dt.load_as_version(_parse_as_of(as_of))
+                dt.load_as_version(version)
             except (DeltaError, TableNotFoundError, ValueError, OSError) as exc:
                 raise StoreError(f"cannot load {self.uri} as of {as_of!r}: {describe(exc)}") from None
         return dt
@@ -249,7 +250,7 @@ class FeatureTable:
 
     def compact(self, *, vacuum: bool = False, retention_hours: int = 168) -> dict[str, Any]:
         """Merge small files (optimize) and, when asked, delete files older than the retention."""
-        non_negative_int("retention hours (--retention-hours)", retention_hours, error=StoreError)
+        non_negative_int("retention hours (`retention_hours`)", retention_hours)
         dt = self.delta()
         metrics = dt.optimize.compact(writer_properties=_writer_properties())
         removed: list[str] = []
@@ -611,5 +612,5 @@ def _parse_as_of(as_of: AsOf) -> int | datetime:
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise StoreError(f"--as-of must be a table version (an integer) or an ISO 8601 time. Got {as_of!r} instead.") from None
+        raise InvalidArgumentError(f"`as_of` must be a table version (an integer) or an ISO 8601 time. Got {as_of!r} instead.") from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)

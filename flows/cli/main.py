@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns (and exits with) 0, 1 for failures, 2 for user errors."""
     apply_defaults()
     from featurestore.errors import FeatureStoreError
+    from flows.cli.messages import cli_message
 
     _register()
     try:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except FeatureStoreError as exc:
-        sys.stderr.write(f"featurestore: error: {exc}\n")
+        sys.stderr.write(f"featurestore: error: {cli_message(str(exc))}\n")
         code = 2
     if argv is None:
         sys.exit(code)

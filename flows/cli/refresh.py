@@ -45,7 +45,8 @@ def refresh(
     """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
     from featurestore.errors import FeatureStoreError
     from flows.prefect_api import quiet_user_errors
-    from flows.refresh import RefreshFailed, failure_message, run_refresh
+    from featurestore.errors import RefreshFailed
+    from flows.refresh import failure_message, run_refresh
 
     quiet_user_errors()
     if runner not in ("local", "inline"):

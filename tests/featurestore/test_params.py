@@ -8,14 +8,19 @@ import re
 import pytest
 
 from featurestore import settings
-from featurestore.errors import EncoderError, FeatureStoreError, StoreError
+from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.params import fraction, non_negative_int, positive_int
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.0, "3", None])
 def test_positive_int_refuses_what_is_not_an_int_of_at_least_one(value):
-    with pytest.raises(StoreError, match=re.escape(f"k must be a positive int. Got {value!r} instead.")):
-        positive_int("k", value, error=StoreError)
+    with pytest.raises(InvalidArgumentError, match=re.escape(f"k must be a positive int. Got {value!r} instead.")):
+        positive_int("k", value)
+
+
+def test_a_refused_argument_is_also_a_value_error():
+    with pytest.raises(ValueError, match=re.escape("k must be a positive int. Got 0 instead.")):
+        positive_int("k", 0)
 
 
 def test_the_checks_return_the_value_they_accept():
@@ -26,12 +31,12 @@ def test_the_checks_return_the_value_they_accept():
 
 @pytest.mark.parametrize("value", [-0.1, 1.01, math.nan, math.inf, True, "0.5", None])
 def test_fraction_refuses_what_is_not_a_number_in_0_1(value):
-    with pytest.raises(FeatureStoreError, match=re.escape(f"share must be a number in [0, 1], e.g. 0.5. Got {value!r} instead.")):
+    with pytest.raises(InvalidArgumentError, match=re.escape(f"share must be a number in [0, 1], e.g. 0.5. Got {value!r} instead.")):
         fraction("share", value)
 
 
 def test_fraction_without_zero():
-    with pytest.raises(FeatureStoreError, match=re.escape("recall must be a number in (0, 1], e.g. 0.95. Got 0 instead.")):
+    with pytest.raises(InvalidArgumentError, match=re.escape("recall must be a number in (0, 1], e.g. 0.95. Got 0 instead.")):
         fraction("recall", 0, allow_zero=False, example=0.95)
 
 
@@ -39,7 +44,7 @@ def test_fraction_without_zero():
 def test_an_encoder_batch_size_below_one_is_refused_when_the_encoder_is_made(value):
     from featurestore.encoders import get_encoder
 
-    with pytest.raises(EncoderError, match=re.escape(f"batch_size must be a positive int. Got {value!r} instead.")):
+    with pytest.raises(InvalidArgumentError, match=re.escape(f"batch_size must be a positive int. Got {value!r} instead.")):
         get_encoder("minilm", batch_size=value, device="cpu")
 
 

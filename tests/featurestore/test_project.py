@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from featurestore.project import ProjectError, load_project
+from featurestore.errors import ProjectError
+from featurestore.project import load_project
 
 BASE: dict[str, Any] = {
     "store": "store",

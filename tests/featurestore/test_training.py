@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from featurestore.errors import SourceError, StoreError
+from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from featurestore.training import TrainingSet, training_set, training_set_from_manifest
@@ -113,10 +113,10 @@ def test_extra_encoders_concatenate_features_of_the_same_entities(tmp_path, sms_
     [
         ({"labels": "category"}, SourceError, r"label column 'category' is not a kept column of view 'sms'; its columns are: label, text"),
         ({"labels": "missing.csv"}, SourceError, r"labels file not found: missing.csv"),
-        ({"split": "random"}, SourceError, r"split must be 'stratified', 'text' or 'group:COLUMN'. Got 'random'"),
+        ({"split": "random"}, InvalidArgumentError, r"split must be 'stratified', 'text' or 'group:COLUMN'. Got 'random'"),
         ({"split": "group:author"}, SourceError, r"column 'author' not found; the columns are: label, text, content_hash"),
-        ({"n_splits": 1}, SourceError, r"n_splits must be an int from 2"),
-        ({"extra_encoders": ["word2vec"]}, StoreError, r"extra_encoders repeat an encoder"),
+        ({"n_splits": 1}, InvalidArgumentError, r"n_splits must be an int from 2"),
+        ({"extra_encoders": ["word2vec"]}, InvalidArgumentError, r"extra_encoders repeat an encoder"),
     ],
 )
 def test_bad_arguments_fail_with_one_line_and_leave_the_store_unchanged(sms_store, kwargs, error, message):

@@ -116,7 +116,7 @@ def test_predict_ranking_top_k_returns_the_best_n_documents_with_scores(store, c
     code, out, _ = cli("predict", "beir-rank", "shock waves", "--top-k", "2", "--store", store)
     assert code == 0 and out.count("(") >= 2  # the table lists each document with its score
     assert_user_error(cli("predict", "beir-rank", "shock waves", "--top-k", "0", "--store", store),
-                      "top_k (--top-k) must be a whole number >= 1; got 0")
+                      "--top-k must be a whole number >= 1; got 0")
 
 
 def test_judgments_numbered_by_position_are_refused_naming_the_numbering(files, store, cli):
@@ -171,5 +171,5 @@ def test_evaluate_scores_a_ranking_head_on_judged_queries_beside_bm25_and_dense(
     assert_user_error(cli("evaluate", "beir-rank", *new, "--qrels-by", "order", "--store", store),
                       "--qrels-by must be one of: id, position. Got 'order' instead.")
     assert_user_error(cli("evaluate", "beir-rank", "--view", "corpus", "--store", store),
-                      "evaluate --view scores NER heads on a token view; model beir-rank v1 is a ranking head")
+                      "a token --view scores NER heads; model beir-rank v1 is a ranking head")
     assert snapshot(store) == before

@@ -268,7 +268,8 @@ def test_a_failing_view_is_reported_and_the_other_views_still_refresh(tmp_path, 
 
 
 def test_a_scheduled_refresh_with_a_failing_view_publishes_its_artifact_and_ends_failed(prefect_server, tmp_path, sms_file, word2vec):
-    from flows.refresh import RefreshFailed, refresh_flow
+    from featurestore.errors import RefreshFailed
+    from flows.refresh import refresh_flow
 
     config = project(tmp_path, sms_file, 20, index=False, heads=False)
     data = yaml.safe_load(config.read_text())

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from featurestore import settings
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, FineTuneError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
-from models.finetune import FineTuneError, finetune, predict
+from models.finetune import finetune, predict
 from models.registry import load_model, model_encoders, save_model
 from tests.conftest import GLOVE, SMS, need
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from featurestore.errors import EncoderError, FeatureStoreError
+from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
 from featurestore.materialization import materialize
 from featurestore.sources import ConllSource
 from featurestore.store import Store
@@ -115,12 +115,12 @@ def test_torch_head_is_reproducible_and_round_trips_through_its_state(sentences,
 
 
 def test_a_sentence_view_is_refused_naming_its_granularity(ner_store):
-    with pytest.raises(FeatureStoreError, match="granularity 'sentence'.*--granularity token"):
+    with pytest.raises(FeatureStoreError, match="granularity 'sentence'.*`granularity='token'`"):
         ner.train(ner_store, "sentences", head="logreg")
 
 
 def test_a_view_without_ner_tags_is_refused_listing_its_columns(ner_store):
-    with pytest.raises(FeatureStoreError, match="no ner_tags column; it has: .*token_index.*--keep ner_tags"):
+    with pytest.raises(FeatureStoreError, match="no ner_tags column; it has: .*token_index.*`keep='ner_tags'`"):
         ner.train(ner_store, "untagged", head="logreg")
 
 
@@ -192,7 +192,7 @@ def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline
 def test_top_k_is_refused_for_a_model_that_does_not_rank(trained):
     from models import tasks
 
-    with pytest.raises(FeatureStoreError, match="--top-k applies to ranking models; model 'ner' is a ner model"):
+    with pytest.raises(InvalidArgumentError, match="`top_k` applies to ranking models; model 'ner' is a ner model"):
         tasks.predict(loaded(trained["logreg"]), [{"id": "a", "text": "Paris"}], top_k=3)
 
 

@@ -11,7 +11,8 @@ import zipfile
 import pytest
 
 from models.base import TrainResult
-from models.registry import ModelError, load_model, save_model, torch_head
+from featurestore.errors import ModelError
+from models.registry import load_model, save_model, torch_head
 from tests.conftest import snapshot
 from tests.security.tampering import plant, version_folder
 

@@ -14,7 +14,7 @@ import pytest
 
 from featurestore import settings
 from featurestore.encoders import EncodeResult, get_encoder, list_encoders
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, InvalidArgumentError
 
 torch = pytest.importorskip("torch", reason="torch is part of the image extra")
 Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image extra")
@@ -195,20 +195,20 @@ def test_an_earlier_block_gives_its_pooled_output(some_files):
 
 
 def test_bad_options_are_refused_with_the_allowed_values(tmp_path):
-    with pytest.raises(EncoderError, match=r"block must be an int from 0 to 15 \(or -16 to -1\), or None for the head; got 16"):
+    with pytest.raises(InvalidArgumentError, match=r"block must be an int from 0 to 15 \(or -16 to -1\), or None for the head; got 16"):
         EfficientNetEncoder(block=16)
     with pytest.raises(EncoderError, match=r"size \(the crop, 300\) must not exceed resize"):
         EfficientNetEncoder(size=300)
-    with pytest.raises(EncoderError, match="batch_size must be a positive int. Got 0 instead."):
+    with pytest.raises(InvalidArgumentError, match="batch_size must be a positive int. Got 0 instead."):
         EfficientNetEncoder(batch_size=0)
     with pytest.raises(EncoderError, match="checkpoint not found"):
         EfficientNetEncoder(tmp_path / "nope.pth")
     if not torch.cuda.is_available():
-        with pytest.raises(EncoderError, match="torch sees no CUDA device here; use --device auto or cpu"):
+        with pytest.raises(EncoderError, match="torch sees no CUDA device here; use `device='auto'` or `device='cpu'`"):
             EfficientNetEncoder(device="cuda")  # refused when built, before any work
-    with pytest.raises(EncoderError, match="device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead."):
+    with pytest.raises(InvalidArgumentError, match="device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead."):
         EfficientNetEncoder(device="gpu")
-    with pytest.raises(EncoderError, match=r"^tta must be one of: none, flip, flip5crop. Got 'rotate' instead.$"):
+    with pytest.raises(InvalidArgumentError, match=r"^tta must be one of: none, flip, flip5crop. Got 'rotate' instead.$"):
         EfficientNetEncoder(tta="rotate")
 
 

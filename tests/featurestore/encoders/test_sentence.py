@@ -10,7 +10,7 @@ import pytest
 
 from featurestore.encoders import get_encoder, list_encoders
 from featurestore.encoders.sentence import minilm_path
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, InvalidArgumentError
 
 
 def test_minilm_vectors_are_normalised_deterministic_and_semantic(minilm):
@@ -120,7 +120,7 @@ def test_long_text_options_are_checked():
     from featurestore.encoders import get_encoder
     from featurestore.errors import EncoderError
 
-    with pytest.raises(EncoderError, match="long_text must be 'truncate' or 'windows'. Got 'chunks' instead."):
+    with pytest.raises(InvalidArgumentError, match="long_text must be 'truncate' or 'windows'. Got 'chunks' instead."):
         get_encoder("minilm", device="cpu", long_text="chunks")
     with pytest.raises(EncoderError, match="long_text applies to granularity='sentence'"):
         get_encoder("minilm", device="cpu", granularity="token", long_text="windows")

@@ -9,7 +9,7 @@ from featurestore import settings
 from featurestore.encoders import TokenEncodeResult, get_encoder
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.encoders.word2vec import tokenize, tokenize_spans
-from featurestore.errors import EncoderError
+from featurestore.errors import EncoderError, InvalidArgumentError
 from featurestore.sources import ConllSource
 from tests.conftest import need
 
@@ -67,13 +67,13 @@ def test_sentence_encoder_ids_are_unchanged_and_token_ids_differ(minilm, word2ve
 
 
 def test_bad_token_options_are_refused():
-    with pytest.raises(EncoderError, match="granularity must be 'sentence' or 'token'. Got 'word' instead"):
+    with pytest.raises(InvalidArgumentError, match="granularity must be 'sentence' or 'token'. Got 'word' instead"):
         get_encoder("minilm", granularity="word")
     with pytest.raises(EncoderError, match=r"layers='last4' only apply to granularity='token'"):
         get_encoder("minilm", layers="last4")
-    with pytest.raises(EncoderError, match="subword must be one of 'first', 'mean'. Got 'last' instead"):
+    with pytest.raises(InvalidArgumentError, match="subword must be one of 'first', 'mean'. Got 'last' instead"):
         get_encoder("minilm", granularity="token", subword="last")
-    with pytest.raises(EncoderError, match="stride must be an int from 0 to 127"):
+    with pytest.raises(InvalidArgumentError, match="stride must be an int from 0 to 127"):
         get_encoder("minilm", granularity="token", stride=200)
     with pytest.raises(EncoderError, match="weighting='sif' pools the words"):
         get_encoder("word2vec", granularity="token", weighting="sif")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from featurestore.errors import StoreError
+from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index import VectorIndex, choose_factory, parse_bytes
 from featurestore.index.choice import (
     MIN_PER_CENTROID,
@@ -41,7 +41,7 @@ def test_auto_never_picks_an_index_it_cannot_train_or_that_overflows_the_budget(
     try:
         factory = choose_factory(n, 384, memory_budget=limit)
     except StoreError as exc:
-        [need] = re.findall(r"Pass --memory-budget (\S+) or more", str(exc))
+        [need] = re.findall(r"Pass `memory_budget='(\S+)'` or more", str(exc))
         assert limit is not None and parse_bytes(need) > limit
         assert choose_factory(n, 384, memory_budget=parse_bytes(need))  # the budget it names works
         return
@@ -55,7 +55,7 @@ def test_the_issue_case_300_rows_under_100kb_is_one_error_naming_the_smallest_bu
         choose_factory(300, 384, memory_budget=parse_bytes("100KB"))
     assert str(caught.value) == (
         "memory budget 100KB is below what any index of 300 vectors of 384 dims needs: the smallest, Flat, "
-        "takes 453KB. Pass --memory-budget 453KB or more."
+        "takes 453KB. Pass `memory_budget='453KB'` or more."
     )
     assert choose_factory(300, 384, memory_budget=parse_bytes("453KB")) == "Flat"
     assert choose_factory(15_000, 384, memory_budget=parse_bytes("10MB")).endswith(",PQ64,Refine(SQ8)")  # enough rows to train a PQ
@@ -81,7 +81,7 @@ def test_explicit_types_must_fit_the_budget_and_be_trainable():
     ],
 )
 def test_parse_bytes_refuses_what_is_not_a_positive_size(text, message):
-    with pytest.raises(StoreError, match=re.escape(message)):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         parse_bytes(text)
 
 

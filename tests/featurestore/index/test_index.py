@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.errors import InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.index import VectorIndex, build_index, choose_factory, parse_bytes, search, update_index
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
@@ -34,9 +34,9 @@ def test_choice_follows_size_and_budget():
     assert choose_factory(1_000_000, 384, memory_budget=parse_bytes("512MB")).endswith(",PQ64,Refine(SQ8)")
     assert choose_factory(50_000, 100, index_type="hnsw") == "HNSW32"
     assert parse_bytes("1.5GB") == int(1.5 * 1024**3)
-    with pytest.raises(StoreError, match="memory budget must look like 2GB"):
+    with pytest.raises(InvalidArgumentError, match="memory budget must look like 2GB"):
         parse_bytes("lots")
-    with pytest.raises(StoreError, match="index type must be one of auto, flat, hnsw, ivf, ivfpq"):
+    with pytest.raises(InvalidArgumentError, match="index type must be one of auto, flat, hnsw, ivf, ivfpq"):
         choose_factory(10, 4, index_type="annoy")
 
 
@@ -96,8 +96,8 @@ def test_search_by_text_id_and_vector_returns_kept_columns(sms_view, word2vec):
     [
         ({"ids": ["nope"]}, StoreError, "id(s) 'nope' are not in view 'sms'"),
         ({"vectors": np.ones((1, 7), np.float32)}, SchemaMismatchError, "must have dimension 100"),
-        ({"texts": ["x"], "k": 0}, StoreError, "k must be a positive int. Got 0 instead."),
-        ({"texts": ["x"], "ids": ["3"]}, StoreError, "give exactly one kind of query"),
+        ({"texts": ["x"], "k": 0}, InvalidArgumentError, "k must be a positive int. Got 0 instead."),
+        ({"texts": ["x"], "ids": ["3"]}, InvalidArgumentError, "give exactly one kind of query"),
         ({"images": ["x.jpg"]}, Exception, "query it with a text"),
     ],
 )

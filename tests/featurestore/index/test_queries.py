@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.errors import InvalidArgumentError, SchemaMismatchError
 from featurestore.index import build_index, search
 from featurestore.index.queries import check_queries, query_vectors
 from tests.featurestore.index.test_index import sms_view  # noqa: F401 - a fixture
@@ -31,7 +31,7 @@ from tests.featurestore.index.test_index import sms_view  # noqa: F401 - a fixtu
 )
 def test_bad_query_batches_are_refused_naming_the_query(kwargs, message):
     query = {"texts": None, "images": None, "ids": None, "vectors": None, **kwargs}
-    with pytest.raises(StoreError, match=re.escape(message)):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         check_queries(**query)
 
 
@@ -42,9 +42,9 @@ def test_image_paths_may_be_path_objects():
 @pytest.mark.parametrize(
     ("vectors", "error", "message"),
     [
-        (np.ones((2, 3), np.complex64), StoreError, "query vectors must be numbers (float32). Got an array of complex64 instead."),
-        (np.ones((2, 3), bool), StoreError, "Got an array of bool instead."),
-        ([[1.0, 2.0], [3.0]], StoreError, "query vectors must be an array of shape (n, 3); rows of different lengths were given"),
+        (np.ones((2, 3), np.complex64), InvalidArgumentError, "query vectors must be numbers (float32). Got an array of complex64 instead."),
+        (np.ones((2, 3), bool), InvalidArgumentError, "Got an array of bool instead."),
+        ([[1.0, 2.0], [3.0]], InvalidArgumentError, "query vectors must be an array of shape (n, 3); rows of different lengths were given"),
         (np.ones(4, np.float32), SchemaMismatchError, "must have dimension 3 for e-1, in an array of shape (n, 3). Got shape (4,) instead."),
     ],
 )
@@ -60,9 +60,9 @@ def test_one_vector_and_integer_vectors_are_taken_as_float32_rows():
 
 def test_search_refuses_a_single_string_before_reading_the_store(sms_view, tmp_path):
     build_index("sms", store=sms_view)
-    with pytest.raises(StoreError, match=re.escape("texts must be a list of strings, one per query. Got str 'win' instead")):
+    with pytest.raises(InvalidArgumentError, match=re.escape("texts must be a list of strings, one per query. Got str 'win' instead")):
         search("sms", store=sms_view, texts="win")
-    with pytest.raises(StoreError, match=re.escape("query text 1 of 1 is empty")):
+    with pytest.raises(InvalidArgumentError, match=re.escape("query text 1 of 1 is empty")):
         search("nope", store=tmp_path / "nowhere", texts=[""])  # refused before the (missing) view is looked up
     assert not (tmp_path / "nowhere").exists()
     [hits] = search("sms", store=sms_view, texts=["win a prize"], k=3)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from featurestore import settings
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.sources import ConllSource, content_hash, from_dict, iob1_to_bio, to_dict
 from tests.conftest import need
 
@@ -203,7 +203,7 @@ def test_missing_file_and_bad_options(tmp_path):
         list(ConllSource(str(tmp_path / "nope.conll")).batches())
     with pytest.raises(SourceError, match="cannot keep 'label'"):
         ConllSource("x", keep=("label",))
-    with pytest.raises(SourceError, match="scheme must be one of 'bio', 'as-is'. Got 'iob2' instead"):
+    with pytest.raises(InvalidArgumentError, match="scheme must be one of 'bio', 'as-is'. Got 'iob2' instead"):
         ConllSource("x", scheme="iob2")
-    with pytest.raises(SourceError, match="columns must be one of"):
+    with pytest.raises(InvalidArgumentError, match="columns must be one of"):
         ConllSource("x", columns="three")

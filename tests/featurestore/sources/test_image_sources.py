@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore import settings
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.sources import bytes_hash, from_dict, to_dict
 from featurestore.sources.images import IMAGE_EXTENSIONS, ImageSource
 
@@ -221,7 +221,7 @@ def test_a_folder_with_no_images_says_what_was_looked_for(tmp_path):
 
 
 def test_unknown_layout_and_empty_extensions(tmp_path):
-    with pytest.raises(SourceError, match="unknown image layout 'tree'; choose one of: folders, table, flat"):
+    with pytest.raises(InvalidArgumentError, match="unknown image layout 'tree'; choose one of: folders, table, flat"):
         ImageSource(str(tmp_path), layout="tree")
     with pytest.raises(SourceError, match="extensions is empty"):
         ImageSource(str(tmp_path), extensions=())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from featurestore import settings
-from featurestore.errors import SourceError
-from featurestore.sources.imaging import ImageDecodeError, decode_image, decode_pixels
+from featurestore.errors import ImageDecodeError, SourceError
+from featurestore.sources.imaging import decode_image, decode_pixels
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image extra")
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featurestore.errors import SourceError
+from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.sources import TextSource, content_hash
 
 
@@ -92,7 +92,7 @@ def test_batches_stream_in_bounded_chunks(tmp_path):
         (b"", {}, "is empty"),
         (b"id,text\n", {"id_col": "id"}, "has no records"),
         (b"id,text\n1,ok\n2,caf\xe9 bad\n", {"id_col": "id"}, r"line 3 is not valid UTF-8 \(byte 0xe9 at column 6\)"),
-        (b"id,text\n1,ok\n", {"id_col": "id", "text_col": "txt"}, r"text column 'txt' not found \(set --text-col\); the columns are: id, text\. Did you mean 'text'\?"),
+        (b"id,text\n1,ok\n", {"id_col": "id", "text_col": "txt"}, r"text column 'txt' not found \(set `text_col`\); the columns are: id, text\. Did you mean 'text'\?"),
         (b"id,text\n1,ok\n", {"id_col": "ident"}, r"id column 'ident' not found.*Did you mean 'id'"),
         (b"id,text\n1,ok\n", {"id_col": "id", "keep": ("lable",)}, r"keep column 'lable' not found"),
         (b"id,text\n1,ok\n2,a,b\n", {"id_col": "id"}, "line 3 has 3 fields but the header has 2"),
@@ -122,7 +122,7 @@ def test_bad_jsonl_and_sms_lines(tmp_path):
 def test_unknown_format_and_unknown_suffix(tmp_path):
     path = tmp_path / "data.xyz"
     path.write_text("x")
-    with pytest.raises(SourceError, match="pass --format"):
+    with pytest.raises(SourceError, match="pass `format` as one of"):
         rows(TextSource(str(path)))
-    with pytest.raises(SourceError, match="unknown format 'xml'"):
+    with pytest.raises(InvalidArgumentError, match="unknown format 'xml'"):
         rows(TextSource(str(path), format="xml"))

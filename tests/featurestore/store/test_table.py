@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.errors import InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.store import FeatureTable, Store, TableMeta, vectors_to_binary
 from featurestore.store.schema import TIMESTAMP
 
@@ -103,7 +103,7 @@ def test_bad_as_of_and_missing_table(table, tmp_path):
     with pytest.raises(StoreError, match="materialize the view first"):
         table.latest()
     table.append(rows(["a"], np.ones((1, DIM), np.float32)), meta())
-    with pytest.raises(StoreError, match="must be a table version"):
+    with pytest.raises(InvalidArgumentError, match="`as_of` must be a table version"):
         table.latest(as_of="last tuesday")
     with pytest.raises(StoreError, match="cannot load"):
         table.latest(as_of=7)
