@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.encoders.base import encoder_id_from_spec, require, resolve_device
@@ -99,6 +100,7 @@ class FineTunedClassifier(BaseEstimator):
 
     def predict_proba(self, X: Activations) -> np.ndarray:
         """``(n, n_classes) float64`` class probabilities."""
+        check_is_fitted(self, "top_")
         torch = require_torch()
         rows = np.arange(len(X))
         with torch.inference_mode():

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from featurestore.errors import DependencyError, InvalidArgumentError
 from models.torch_utils import length_batches, require_torch, seeded
@@ -87,6 +88,7 @@ class TokenLogisticRegression(BaseEstimator):
         return self
 
     def predict_proba(self, X: Sequence[np.ndarray]) -> list[np.ndarray]:
+        check_is_fitted(self, "pipeline_")
         proba = self.pipeline_.predict_proba(self._flat(X)) if len(X) else np.zeros((0, len(self.classes_)))
         return np.split(proba, np.cumsum([len(x) for x in X])[:-1])
 
@@ -188,9 +190,11 @@ class TorchTokenClassifier(BaseEstimator):
 
     def predict_proba(self, X: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per word, the softmax of the tag scores (with a CRF: of its emissions, not marginals)."""
+        check_is_fitted(self, "module_")
         return [p for p, _ in self._run(X, decode=False)]
 
     def predict(self, X: Sequence[np.ndarray]) -> list[list[str]]:
+        check_is_fitted(self, "module_")
         return [self.classes_[tags].tolist() for _, tags in self._run(X, decode=True)]
 
     def score(self, X: Sequence[np.ndarray], y: Sequence[Sequence[str]]) -> float:
