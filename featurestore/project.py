@@ -58,7 +58,6 @@ from featurestore.store.schema import check_view_name
 
 __all__ = ["DriftConfig", "HeadConfig", "IndexConfig", "Project", "Schedule", "SourceConfig", "ViewConfig", "load_project"]
 
-EXAMPLE_NAME = "featurestore.yaml"
 _CRON_FIELD = re.compile(r"^[\w*/,\-?#LW]+$")
 HEAD_FILE_OPTIONS = ("queries", "qrels", "docs", "labels")  # head options naming files, resolved against the project's folder
 _CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}

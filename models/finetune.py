@@ -44,7 +44,7 @@ from models.classify import classification_metrics, make_head, out_of_fold_proba
 from models.lexical import raw_texts
 from models.spam import binary_metrics
 from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier
-from models.torch_utils import require_torch, seeded
+from models.torch_utils import require_torch
 
 __all__ = ["FineTunedImageClassifier", "FineTunedTextClassifier", "finetune", "predict"]
 HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "roc_auc", "average_precision")

@@ -32,8 +32,7 @@ from sklearn.base import BaseEstimator
 from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError
 from featurestore.store import FeatureTable, Store
 from models.base import LoadedModel, TrainResult
-# the heads live in models.tagging; models saved earlier name them models.ner.*, and tests use bio_decode from here
-from models.tagging import TokenLogisticRegression, TorchTokenClassifier, bio_decode  # noqa: F401
+from models.tagging import TokenLogisticRegression, TorchTokenClassifier
 
 TASK = "ner"
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")

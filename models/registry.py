@@ -113,7 +113,6 @@ SKOPS_TYPES = frozenset({
     "sklearn.preprocessing._data.StandardScaler",
     "sklearn.preprocessing._label.LabelBinarizer",
     "models.tagging.TokenLogisticRegression",
-    "models.ner.TokenLogisticRegression",  # saved before the heads moved to models.tagging
 })
 # The skops node kinds those heads are written with (SliceNode: a ColumnTransformer's column slices,
 # built from three JSON integers). Not among them: FunctionNode, MethodNode,
@@ -121,11 +120,8 @@ SKOPS_TYPES = frozenset({
 SKOPS_NODES = frozenset({"DictNode", "JsonNode", "ListNode", "NdArrayNode", "ObjectNode", "RandomStateNode", "SliceNode", "TupleNode", "TypeNode"})
 TORCH_HEAD_CLASSES = (
     "models.tagging.TorchTokenClassifier",
-    "models.ner.TorchTokenClassifier",  # saved before the heads moved to models.tagging
     "models.finetuned.FineTunedImageClassifier",
     "models.finetuned.FineTunedTextClassifier",
-    "models.finetune.FineTunedImageClassifier",  # saved before the classifiers moved to models.finetuned
-    "models.finetune.FineTunedTextClassifier",
 )
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _SKOPS_IDS = re.compile(r'("__id__": )(\d+)|"(\d+)\.npy"')

@@ -17,3 +17,19 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+def read_artifact(key: str) -> str:
+    """The newest artifact with this key, read over the server's REST API.
+
+    (Prefect 3.8's client sends null filters that this server version rejects, so the body is
+    spelled out in full.)
+    """
+    from prefect.client.orchestration import get_client
+
+    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"}
+    with get_client(sync_client=True) as client:
+        response = client.request("POST", "/artifacts/filter", json=body)
+    artifacts = response.json()
+    assert artifacts, f"no artifact {key}"
+    return artifacts[0]["data"]

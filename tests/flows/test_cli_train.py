@@ -93,7 +93,7 @@ def test_predict_refuses_a_tampered_model(spam_store, cli, tmp_path):
 
 @pytest.mark.slow
 def test_train_flow_publishes_the_metrics_artifact(prefect_server, spam_store, cli):
-    from tests.flows.test_materialize_flow import read_artifact
+    from tests.flows.conftest import read_artifact
 
     code, out, err = cli("train", "spam", "--view", "sms", "--name", "spam-flow", "--folds", "3", "--store", spam_store, "--json")
     assert code == 0, err

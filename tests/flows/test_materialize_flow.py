@@ -13,24 +13,9 @@ import pytest
 
 from featurestore.sources import TextSource, to_dict
 from featurestore.store import Store
+from tests.flows.conftest import read_artifact
 
 pytestmark = pytest.mark.slow
-
-
-def read_artifact(key: str) -> str:
-    """The newest artifact with this key, read over the server's REST API.
-
-    (Prefect 3.8's client sends null filters that this server version rejects, so the body is
-    spelled out in full.)
-    """
-    from prefect.client.orchestration import get_client
-
-    body = {"artifacts": {"key": {"any_": [key]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"}
-    with get_client(sync_client=True) as client:
-        response = client.request("POST", "/artifacts/filter", json=body)
-    artifacts = response.json()
-    assert artifacts, f"no artifact {key}"
-    return artifacts[0]["data"]
 
 
 def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tmp_path, sms_file, word2vec):

@@ -17,7 +17,7 @@ import yaml
 from featurestore.locks import view_lock
 from featurestore.store import Store
 from tests.conftest import bucket_keys, snapshot
-from tests.flows.test_materialize_flow import read_artifact
+from tests.flows.conftest import read_artifact
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,7 @@ from featurestore.sources import ConllSource
 from featurestore.store import Store
 from models import ner
 from models.base import LoadedModel
+from models.tagging import TorchTokenClassifier, bio_decode
 from tests.conftest import DATA, need
 
 CONLL = DATA / "ner" / "conll2003"
@@ -103,12 +104,12 @@ def test_predict_refuses_a_model_whose_encoder_differs(trained):
 @pytest.mark.parametrize("options", [{"arch": "mlp", "context": 1}, {"arch": "bilstm", "crf": True, "hidden": 32}])
 def test_torch_head_is_reproducible_and_round_trips_through_its_state(sentences, options):
     X, y = sentences.vectors[:150], sentences.tags[:150]
-    first = ner.TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
-    again = ner.TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
+    first = TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
+    again = TorchTokenClassifier(max_epochs=2, **options).fit(X, y)
     state = first.state_tensors()
     assert state.keys() == again.state_tensors().keys()
     assert all(bool((state[k] == again.state_tensors()[k]).all()) for k in state)
-    back = ner.TorchTokenClassifier.from_state(state, json.loads(json.dumps(first.config())))
+    back = TorchTokenClassifier.from_state(state, json.loads(json.dumps(first.config())))
     held = sentences.vectors[150:]
     assert back.predict(held) == first.predict(held)
     assert all(np.array_equal(a, b) for a, b in zip(back.predict_proba(held), first.predict_proba(held)))
@@ -149,7 +150,7 @@ def test_saved_heads_load_back_and_predict_the_same(trained, ner_store, head):
 def test_bio_decode_never_starts_an_entity_with_i():
     classes = ["B-PER", "I-LOC", "I-PER", "O"]
     proba = np.array([[0.1, 0.0, 0.6, 0.3], [0.0, 0.5, 0.4, 0.1]])  # argmax: I-PER I-LOC
-    assert [classes[i] for i in ner.bio_decode(proba, classes)] == ["B-PER", "I-PER"]
+    assert [classes[i] for i in bio_decode(proba, classes)] == ["B-PER", "I-PER"]
 
 
 def test_dictionary_baseline_tags_each_word_with_its_most_frequent_training_tag_in_valid_bio():

@@ -15,7 +15,7 @@ import pytest
 
 from featurestore import settings
 from models import novelty
-from tests.conftest import SMS, need
+from tests.conftest import need
 
 TRAIN = 500
 CRANFIELD = settings.data_dir() / "search" / "cranfield" / "cran.all.1400"

@@ -75,14 +75,14 @@ def test_every_head_kind_saves_only_allowed_types_and_node_kinds(archives):
 
 
 def test_the_allow_lists_hold_nothing_that_no_head_saves(archives):
-    """Exact, not generous: every allowed name is used by some head (or is the pre-move name of one)."""
+    """Exact, not generous: every allowed name is used by some head."""
     used_kinds, used_types = set(), set()
     for data in archives.values():
         kinds, types = _schema_types(data)
         used_kinds |= kinds
         used_types |= types
     assert SKOPS_NODES == used_kinds
-    assert SKOPS_TYPES - used_types == {"models.ner.TokenLogisticRegression"}  # heads saved before the move to models.tagging
+    assert SKOPS_TYPES == used_types
 
 
 def test_no_allowed_name_is_a_prefix_or_a_callable():
