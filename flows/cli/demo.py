@@ -14,7 +14,7 @@ def demo(
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
 ) -> None:
     """The whole story: materialize -> index -> search -> train the heads -> results table -> HTML report."""
-    from featurestore.report import write_report
+    from flows.report import write_report
     from featurestore.store import Store
     from flows.cli.info import info
     from flows.demo import run_demo
