@@ -26,7 +26,7 @@ p.empty { color: #777; font-style: italic; }
 div.map { display: flex; gap: 1em; align-items: flex-start; border-top: 1px solid #eee; }
 aside.map-side { flex: 1; font-size: 0.85em; min-width: 0; overflow-wrap: anywhere; }
 aside.map-side img { display: block; margin-top: 0.4em; border: 1px solid #ccc; }
-ol.neighbours li img { height: 32px; vertical-align: middle; margin-right: 0.4em; }
+ol.neighbours li img { display: inline; height: 32px; vertical-align: middle; margin: 0 0.4em 0 0; }
 .hint { color: #777; }
 """
 # Wires every embedding map: hovering a point shows it beside the map (text, or the photo's
