@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from featurestore.errors import FeatureStoreError, StoreError
+from featurestore.errors import FeatureStoreError
 from featurestore.index import index_info, load_index
 from featurestore.index.vector_index import exact_search, prepare
 from featurestore.store import FeatureTable, Store
