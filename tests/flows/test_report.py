@@ -314,3 +314,11 @@ def test_without_plotly_the_command_names_the_extra(cli, store, tmp_path, monkey
     before = snapshot(store)
     assert_user_error(cli("report", "--store", store, "--out", tmp_path / "r.html"), "plotly is not installed; install the extra with: pip install 'featurestore[report]'")
     assert snapshot(store) == before and not (tmp_path / "r.html").exists()
+
+
+def test_a_text_in_a_map_cannot_close_its_data_script():
+    from flows.report.page import json_script
+
+    element = json_script({"entities": [{"id": "1", "text": HOSTILE}]}, "map-data")
+    inner = element.removeprefix('<script type="application/json" class="map-data">').removesuffix("</script>")
+    assert "<" not in inner and json.loads(inner)["entities"][0]["text"] == HOSTILE
