@@ -10,11 +10,11 @@ sides encode the same texts in one process with batches of 64, alternating round
   the texts (per layer 4 x hidden x hidden and 2 x hidden x intermediate multiply-adds, read from
   the model's ``config.json``; MiniLM: 6 x (4 x 384x384 + 2 x 384x1536)), in chunks of 2,048
   token rows, with the same threads (``threadpoolctl``). Attention scores, softmax, LayerNorm,
-  GELU and padding are left out, so the model cannot reach it; ``fraction_of_gemm_ceiling`` is
+  GELU and padding are left out (the ceiling does less work than the model); ``fraction_of_gemm_ceiling`` is
   the ceiling's time over the ONNX side's (tokens/s over the ceiling's tokens/s).
 
-Threads: the same count on both sides (``--threads``, default the cores this process may use):
-torch's ``set_num_threads`` and onnxruntime's ``intra_op_num_threads``. Wall and CPU seconds
+Threads: the same count on every side (``--threads``, default the cores this process may use):
+torch's ``set_num_threads``, onnxruntime's ``intra_op_num_threads`` and numpy's BLAS threads. Wall and CPU seconds
 per round; the ratio is torch's min wall time over ONNX's. The vectors are compared too.
 """
 
