@@ -22,7 +22,6 @@ Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image ext
 from featurestore import settings  # noqa: E402
 from featurestore.encoders import image, onnx_backend  # noqa: E402
 from featurestore.encoders.image import EfficientNetEncoder, OnnxPlan  # noqa: E402
-from featurestore.errors import EncoderError  # noqa: E402
 from featurestore.sources.imaging import _resize_and_crop, decode_pixels  # noqa: E402
 from tests.conftest import snapshot  # noqa: E402
 from tests.flows.test_cli import assert_user_error  # noqa: E402
@@ -99,8 +98,7 @@ def test_the_environment_variable_and_cuda_choose_torch(monkeypatch, onnx_lite0)
     monkeypatch.setattr(onnx_backend, "cuda_present", lambda: True)  # no GPU here: the one thing faked
     assert EfficientNetEncoder(device="auto").backend_reason == "CUDA is used through torch"
     assert EfficientNetEncoder(device="cpu").backend == "onnx"  # an explicit CPU device still uses ONNX Runtime
-    with pytest.raises(EncoderError, match=r"^efficientnet-lite0 cannot run through ONNX Runtime here: CUDA is used through torch; use --backend auto or torch$"):
-        EfficientNetEncoder(device="auto", backend="onnx").load()
+    assert EfficientNetEncoder(device="auto", backend="onnx").backend == "onnx"  # asked for: CPU through ONNX, not the GPU
 
 
 def test_backend_torch_on_the_command_line_is_respected(tmp_path, photos, cli, monkeypatch, onnx_lite0):
@@ -186,11 +184,16 @@ def test_the_decoding_pipeline_gives_the_forward_pass_of_each_file_decoded_alone
 
 
 def test_photos_that_leave_no_smaller_dct_scale_decode_as_a_full_decode_does(photos):
-    """The data's photos (shorter side < 512) decode at full scale: the draft changes nothing."""
+    """A JPEG whose shorter side is under 512 (most of the data's photos) decodes at full scale: the draft changes nothing."""
+    checked = 0
     for f in photos[:3]:
         with Image.open(f) as im:
+            if min(im.size) >= 512:  # 0013035.jpg is 768 x 512: it decodes at 1/2 scale
+                continue
             full = np.asarray(_resize_and_crop(im.convert("RGB"), 224, 256))
         np.testing.assert_array_equal(decode_pixels(f), full)
+        checked += 1
+    assert checked == 2
 
 
 def test_a_large_jpeg_decoded_at_a_reduced_dct_scale_keeps_its_features(onnx_lite0, photos, tmp_path):
