@@ -209,3 +209,28 @@ def test_a_large_jpeg_decoded_at_a_reduced_dct_scale_keeps_its_features(onnx_lit
     assert np.abs(draft.astype(int) - full.astype(int)).mean() > 0  # the reduced scale is in use
     a, b = onnx_lite0._forward(np.stack([draft, full]))
     assert _worst_cos(a[None], b[None]) < 2e-3
+
+
+def test_an_image_search_process_with_a_cached_export_imports_no_torch(tmp_path, photos, onnx_lite0):
+    import os
+    import subprocess
+    import sys
+
+    from flows.cli.main import main
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos[:3]:
+        shutil.copy(p, folder / Path(p).name)
+    store = tmp_path / "store"
+    assert main(["materialize", str(folder), "--view", "p", "--encoder", "efficientnet-lite0", "--store", str(store), "--runner", "inline"]) == 0
+    assert main(["index", "build", "--view", "p", "--store", str(store)]) == 0
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flows.cli.main", "search", "--view", "p", "--store", str(store),
+         "--image", photos[0], "-k", "2", "--json"],
+        capture_output=True, text=True, check=False, env={**os.environ, "FEATURESTORE_ENCODER_BACKEND": ""},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in out.stderr.splitlines() if line.startswith("import time:") and "|" in line}
+    assert "torch" not in imported and "onnxruntime" in imported
+    assert json.loads(out.stdout)[0][0] == {"entity_id": Path(photos[0]).name, "score": pytest.approx(1.0, abs=1e-5)}
