@@ -10,8 +10,8 @@ from contextlib import contextmanager
 
 
 BACKEND_HELP = (
-    "What runs minilm/st: sentence encoders: auto (default: ONNX Runtime on CPU when installed and its "
-    "checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."
+    "What runs the minilm/st: sentence encoders and efficientnet-lite0: auto (default: ONNX Runtime on CPU when "
+    "installed and its checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."
 )
 
 
