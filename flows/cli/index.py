@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
+from flows.cli.completion import complete_view
+from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, set_quiet, use_backend
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
@@ -15,19 +16,21 @@ StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTOR
 
 @index_app.command("build")
 def build(
-    view: str = typer.Option(..., "--view", help="The view to index."),
+    view: str = typer.Option(..., "--view", help="The view to index.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 to reach against exact search."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 2GB: the index must fit in it."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat, hnsw, ivf or ivfpq."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print index.json."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Build (or rebuild) the index of a view's latest state, tuned to the target recall."""
     from dataclasses import asdict
 
     from featurestore.index import build_index
 
+    set_quiet(quiet)
     info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall)
     if json_out:
         print_json(asdict(info))
@@ -41,15 +44,17 @@ def build(
 
 @index_app.command("update")
 def update(
-    view: str = typer.Option(..., "--view", help="The view whose index to bring up to date."),
+    view: str = typer.Option(..., "--view", help="The view whose index to bring up to date.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     rebuild_share: float = typer.Option(0.2, "--rebuild-share", help="Rebuild when more than this share was removed since the build."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: added, removed, rows, rebuilt, table_version ..."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Add rows committed since the index was built and remove replaced or deleted ones."""
     from featurestore.index import update_index
 
+    set_quiet(quiet)
     result = update_index(view, encoder, store=store, rebuild_share=rebuild_share)
     if json_out:
         print_json(result)
@@ -59,7 +64,7 @@ def update(
 
 
 def search(
-    view: str = typer.Option(..., "--view", help="The view to search."),
+    view: str = typer.Option(..., "--view", help="The view to search.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     text: Optional[List[str]] = typer.Option(None, "--text", help="Query text (repeat for a batch)."),
     image: Optional[List[str]] = typer.Option(None, "--image", help="Query image path (repeat for a batch)."),
@@ -70,11 +75,13 @@ def search(
     store: Optional[str] = StoreOpt,
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Find the k stored entities most similar to each query (encoded with the view's own encoder)."""
     from featurestore.errors import SourceError
     from featurestore.index import search as run_search
 
+    set_quiet(quiet)
     use_backend(backend)
     vectors = None
     if vector_file is not None:

@@ -12,7 +12,7 @@ app = typer.Typer(
     name="featurestore",
     help="Embeddings feature store: encode, store, search and train on frozen-encoder features.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; views and models complete from the store
     pretty_exceptions_enable=False,
 )
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import console, print_json
+from flows.cli.output import QuietOpt, console, print_json, set_quiet
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -17,10 +17,12 @@ def report(
     sample: int = typer.Option(2000, "--sample", help="Rows per view in its 2-D projection (a seeded sample)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print what was written as one JSON object."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Write projections of each view, head metrics and curves, index recall/latency and run throughput."""
     from featurestore.report import write_report
 
+    set_quiet(quiet)
     summary = write_report(out, store=store, sample=sample)
     if json_out:
         print_json(summary)

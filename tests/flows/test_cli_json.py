@@ -1,0 +1,150 @@
+"""Every command's ``--json`` is one JSON value on stdout; progress goes to stderr, ``--quiet`` silences it.
+
+One small store (word2vec, 100 SMS in two versions, an index, a spam head) is built once per
+module through the command line; the commands that cost seconds (materialize, index build,
+train, report) are checked on the outputs of that build, the quick ones each in a test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+
+def run_main(*args: object) -> tuple[int, str, str]:
+    from flows.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, sms_lines, word2vec):
+    """The store, its source, and the (code, stdout, stderr) of each costly command that built it."""
+    root = tmp_path_factory.mktemp("json")
+    source = root / "SMSSpamCollection"
+    store = root / "store"
+    common = ["--view", "sms", "--encoder", "word2vec", "--store", store, "--id-col", "@line", "--keep", "label,text", "--runner", "inline"]
+    outputs = {}
+    source.write_text("\n".join(sms_lines[:80]) + "\n", encoding="utf-8")
+    outputs["materialize"] = run_main("materialize", source, *common, "--json")
+    source.write_text("\n".join(sms_lines[:100]) + "\n", encoding="utf-8")
+    outputs["materialize_quiet"] = run_main("materialize", source, *common, "--json", "--quiet")
+    outputs["index build"] = run_main("index", "build", "--view", "sms", "--store", store, "--json")
+    outputs["train"] = run_main("train", "spam", "--view", "sms", "--store", store, "--head", "logistic", "--folds", "3", "--runner", "inline", "--json")
+    outputs["report"] = run_main("report", "--out", root / "report.html", "--sample", "50", "--store", store, "--json")
+    for name, (code, _, err) in outputs.items():
+        assert code == 0, (name, err)
+    return {"store": store, "source": source, "root": root, "outputs": outputs}
+
+
+def parsed(result: tuple[int, str, str]) -> object:
+    code, out, err = result
+    assert code == 0, err
+    value = json.loads(out)  # the whole of stdout is one JSON value
+    assert isinstance(value, (dict, list))
+    return value
+
+
+@pytest.mark.parametrize("name", ["materialize", "materialize_quiet", "index build", "train", "report"])
+def test_costly_commands_print_one_json_value(built, name):
+    value = parsed(built["outputs"][name])
+    assert isinstance(value, dict) and value
+
+
+def test_progress_stays_on_stderr_with_json_and_quiet_silences_it(built):
+    _, out, err = built["outputs"]["materialize"]
+    assert json.loads(out)["encoded"] == 80
+    assert "featurestore: materialize sms: 80/80 rows" in err  # stderr is not a terminal here: progress as lines
+    _, out, err = built["outputs"]["materialize_quiet"]
+    assert json.loads(out)["encoded"] == 20 and err == ""
+
+
+def quick_commands(built) -> dict[str, list[object]]:
+    store, root = built["store"], built["root"]
+    labelled = root / "labelled.csv"
+    if not labelled.exists():
+        labelled.write_text("text,label\nWINNER!! claim your free prize now call 09061701461,spam\nsee you at lunch?,ham\n"
+                            "Free entry in 2 a wkly comp to win FA Cup final tkts,spam\nok thanks,ham\n", encoding="utf-8")
+    project = root / "featurestore.yaml"
+    project.write_text(yaml.safe_dump({
+        "store": str(store),
+        "sources": [{"name": "sms", "path": str(built["source"]), "format": "sms", "id_col": "@line", "keep": ["label", "text"]}],
+        "views": [{"name": "sms", "source": "sms", "encoders": ["word2vec"]}],
+    }), encoding="utf-8")
+    return {
+        "encoders": ["encoders"],
+        "info": ["info", "--store", store],
+        "info --drift": ["info", "--drift", "--store", store],
+        "models": ["models", "--store", store],
+        "search": ["search", "--view", "sms", "--text", "free prize", "-k", "3", "--store", store],
+        "search --ids-only": ["search", "--view", "sms", "--id", "3", "-k", "3", "--ids-only", "--store", store],
+        "index update": ["index", "update", "--view", "sms", "--store", store],
+        "predict": ["predict", "spam", "WINNER!! claim your prize", "lunch at 1?", "--store", store],
+        "evaluate": ["evaluate", "spam", "--input", labelled, "--store", store],
+        "export": ["export", "--view", "sms", "--out", root / "export", "--overwrite", "--store", store],
+        "drift": ["drift", "--view", "sms", "--store", store],
+        "as-is": ["as-is", "zero-shot", "win a prize", "--view", "sms", "--label", "spam=you won a prize", "--label", "ham=see you later", "--store", store],
+        "refresh": ["refresh", "--config", project, "--runner", "inline"],
+        "runs": ["runs", "--store", store],
+        "compact": ["compact", "--view", "sms", "--store", store],
+        "init": ["init", "--config", root / "new" / "featurestore.yaml"],
+    }
+
+
+QUICK = ["encoders", "info", "info --drift", "models", "search", "index update", "predict", "evaluate",
+         "export", "drift", "as-is", "refresh", "compact", "init"]
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_quick_commands_print_one_json_value(built, cli, name):
+    args = quick_commands(built)[name]
+    if name == "init":
+        Path(args[-1]).parent.mkdir(exist_ok=True)
+        Path(args[-1]).unlink(missing_ok=True)
+    value = parsed(cli(*args, "--json"))
+    if name == "compact":
+        assert {"view", "encoder_id", "optimize", "vacuumed_files", "version"} <= set(value)
+    if name == "init":
+        assert value == {"written": str(Path(args[-1]).resolve())}
+
+
+def test_compact_prints_a_line_not_a_python_dict(built, cli):
+    code, out, err = cli("compact", "--view", "sms", "--store", built["store"])
+    assert code == 0, err
+    assert out.startswith("sms / word2vec-") and "merged into" in out and "{" not in out
+
+
+def test_show_completion_prints_the_bash_script():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "flows.cli.main", "--show-completion", "bash"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "_FEATURESTORE_COMPLETE=complete_bash" in out.stdout and "complete -o default -F" in out.stdout
+
+
+def test_view_and_model_names_complete_from_the_store(built):
+    import os
+    import subprocess
+    import sys
+
+    def complete(*words: str) -> list[str]:
+        line = ["featurestore", *words]
+        env = {**os.environ, "_FEATURESTORE_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(line), "COMP_CWORD": str(len(line) - 1)}
+        out = subprocess.run([sys.executable, "-m", "flows.cli.main"], env=env, capture_output=True, text=True, check=False)
+        return out.stdout.split()
+
+    store = str(built["store"])
+    assert complete("search", "--store", store, "--view", "s") == ["sms"]
+    assert complete("search", "--store", store, "--view", "x") == []
+    assert complete("predict", "--store", store, "sp") == ["spam"]
+    assert complete("predict", "--store", store, "spam:") == ["spam:1"]
