@@ -168,6 +168,10 @@ class Store:
             if self._is_table(v, enc)
         ]
 
+    def views(self) -> list[str]:
+        """The names of the store's views (folders under ``views/``), sorted."""
+        return self._subfolders("views")
+
     def encoder_ids(self, view: str) -> list[str]:
         return [Path(t.uri).name for t in self.tables(view)]
 
@@ -175,19 +179,22 @@ class Store:
         """The table of ``view`` for an encoder id or name; the only one when the view has one."""
         tables = self.tables(view)
         if not tables:
-            known = self._subfolders("views")
-            raise NotFoundError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
+            known = self.views()
+            raise NotFoundError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}{did_you_mean(view, known)}")
         if encoder is None:
             if len(tables) == 1:
                 return tables[0]
-            raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass --encoder")
+            named = ", ".join(f"{t.meta.encoder_name} ({Path(t.uri).name})" for t in tables)
+            raise StoreError(f"view {view!r} has several encoders: {named}; choose one with --encoder NAME (or its id)")
         matches = [t for t in tables if Path(t.uri).name == encoder or t.meta.encoder_name == encoder]
         if len(matches) == 1:
             return matches[0]
         if matches:
             ids = ", ".join(Path(t.uri).name for t in matches)
-            raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id")
-        raise NotFoundError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
+            raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id with --encoder")
+        known = sorted({t.meta.encoder_name for t in tables} | {Path(t.uri).name for t in tables})
+        raise NotFoundError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}"
+                            f"{did_you_mean(encoder, known)}")
 
     def info(self) -> list[TableInfo]:
         """Views, encoders, live row counts, versions and last update of every table."""
@@ -277,6 +284,14 @@ class Store:
             return []
         files = sorted(runs.glob("*.json"))[-limit:]
         return [_read_run(f) for f in files]
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to a misspelt one (difflib), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _read_run(path: Path) -> dict[str, Any]:
