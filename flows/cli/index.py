@@ -74,10 +74,14 @@ def search(
     where: Optional[str] = typer.Option(None, "--where", help="Filter on kept columns, e.g. \"label = 'spam'\"."),
     store: Optional[str] = StoreOpt,
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    ids_only: bool = typer.Option(False, "--ids-only", help="Each hit's entity_id and score only (no kept columns, no text read from the source)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
     quiet: bool = QuietOpt,
 ) -> None:
-    """Find the k stored entities most similar to each query (encoded with the view's own encoder)."""
+    """Find the k stored entities most similar to each query (encoded with the view's own encoder).
+
+    Each hit shows its kept columns, and its text (or image path) read from the view's source
+    when no kept column holds it; --ids-only shows ids and scores alone."""
     from featurestore.errors import SourceError
     from featurestore.index import search as run_search
 
@@ -92,12 +96,43 @@ def search(
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot read query vectors from {vector_file}: {exc}") from None
     results = run_search(view, encoder, store=store, texts=text or None, images=image or None, ids=entity or None, vectors=vectors, k=k, where=where)
+    if ids_only:
+        results = [[{"entity_id": h["entity_id"], "score": h["score"]} for h in hits] for hits in results]
+    elif not any(c in hit for hits in results for hit in hits for c in ("text", "path")):
+        results = _with_source_content(store, view, encoder, results)
     if json_out:
         print_json(results)
         return
     for number, hits in enumerate(results, 1):
         columns = ["entity_id", "score", *[c for c in (hits[0] if hits else {}) if c not in ("entity_id", "score")]]
         print_table(f"query {number}", hits, columns)
+
+
+def _with_source_content(store: Optional[str], view: str, encoder: Optional[str], results: list[list[dict]]) -> list[list[dict]]:
+    """The hits with their ``text`` (or image ``path``) from the source the view's last run read,
+    where its content hash is the stored one; unchanged when the source is unknown, gone or moved on."""
+    from featurestore.errors import FeatureStoreError
+    from featurestore.store import Store
+
+    wanted = {hit["entity_id"] for hits in results for hit in hits}
+    if not wanted:
+        return results
+    try:
+        s = Store(store)
+        table = s.resolve_table(view, encoder)
+        source = s.view_source(view, table.meta.encoder_id)
+        stored = table.state()
+        field = "path" if getattr(source, "modality", "text") == "image" else "text"
+        found: dict[str, str] = {}
+        for batch in source.batches():
+            for entity, content, digest in zip(batch.entity_id, batch.content, batch.content_hash):
+                if entity in wanted and stored.get(entity, (None,))[0] == digest:
+                    found[entity] = content
+            if len(found) == len(wanted):
+                break
+    except (FeatureStoreError, OSError):
+        return results
+    return [[{**hit, field: found[hit["entity_id"]]} if hit["entity_id"] in found else hit for hit in hits] for hits in results]
 
 
 def register(app: typer.Typer) -> None:

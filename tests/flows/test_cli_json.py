@@ -100,7 +100,7 @@ def quick_commands(built) -> dict[str, list[object]]:
     }
 
 
-QUICK = ["encoders", "info", "info --drift", "models", "search", "index update", "predict", "evaluate",
+QUICK = ["encoders", "info", "info --drift", "models", "search", "search --ids-only", "index update", "predict", "evaluate",
          "export", "drift", "as-is", "refresh", "compact", "init"]
 
 
@@ -148,3 +148,28 @@ def test_view_and_model_names_complete_from_the_store(built):
     assert complete("search", "--store", store, "--view", "x") == []
     assert complete("predict", "--store", store, "sp") == ["spam"]
     assert complete("predict", "--store", store, "spam:") == ["spam:1"]
+
+
+def test_search_shows_each_hits_text_from_the_source_unless_ids_only(cli, tmp_path, sms_file, sms_lines, word2vec):
+    store, source = tmp_path / "store", sms_file(30)
+    code, _, err = cli("materialize", source, "--view", "bare", "--encoder", "word2vec", "--store", store, "--id-col", "@line",
+                       "--keep", "label", "--runner", "inline")
+    assert code == 0, err
+    assert cli("index", "build", "--view", "bare", "--store", store)[0] == 0
+    code, out, err = cli("search", "--view", "bare", "--id", "3", "-k", "2", "--store", store, "--json")
+    assert code == 0, err
+    hits = json.loads(out)[0]
+    by_line = {str(n): line.partition("\t")[2] for n, line in enumerate(sms_lines[:30], 1)}
+    assert hits and all(h["text"] == by_line[h["entity_id"]] for h in hits)  # the texts that were encoded, read from the source
+    code, out, _ = cli("search", "--view", "bare", "--id", "3", "-k", "2", "--store", store, "--json", "--ids-only")
+    assert code == 0 and all(set(h) == {"entity_id", "score"} for h in json.loads(out)[0])
+    code, out, _ = cli("search", "--view", "bare", "--id", "3", "-k", "2", "--store", store)
+    assert code == 0 and by_line[hits[0]["entity_id"]][:20] in out
+
+
+def test_info_never_cuts_an_id_in_a_narrow_terminal(built, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, err = cli("info", "--store", built["store"])
+    assert code == 0, err
+    encoder_id = json.loads(cli("info", "--store", built["store"], "--json")[1])["tables"][0]["encoder_id"]
+    assert encoder_id in out and "…" not in out.split(encoder_id)[0].splitlines()[-1]
