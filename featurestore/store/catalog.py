@@ -243,16 +243,26 @@ class Store:
         }
 
     # ------------------------------------------------------------- run records
-    def record_run(self, summary: dict[str, Any]) -> Path:
-        """Keep a run's summary as JSON under runs/ (for info, reports and throughput history)."""
-        runs = self.path / "runs"
+    def record_run(self, summary: dict[str, Any], kind: str = "materialize") -> Path:
+        """Keep a run's summary as JSON (for ``featurestore runs``, info, reports and throughput history).
+
+        Materialize runs go to ``runs/`` (``view_source`` reads the newest of a table there), the
+        others to ``runs/<kind>/`` (``index``, ``train``, ``refresh``). Inside a Prefect flow run
+        the record names it (``flow_run_id``, ``flow_run_name``).
+        """
+        if kind not in RUN_KINDS:
+            raise StoreError(f"run kind must be one of: {', '.join(RUN_KINDS)}. Got {kind!r} instead.")
+        relative = "runs" if kind == "materialize" else f"runs/{kind}"
+        runs = self.path / relative
         runs.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         path = runs / f"{stamp}-{summary.get('view')}-{summary.get('encoder_id')}.json"
+        record = {"kind": kind, **summary, **(_prefect_run() or {})}
+        record.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.write_text(json.dumps(record, indent=2, default=str))
         tmp.replace(path)
-        self.publish(f"runs/{path.name}")
+        self.publish(f"{relative}/{path.name}")
         return path
 
     def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
@@ -278,12 +288,39 @@ class Store:
             raise StoreError(f"the source of view {view!r} ({path}) is gone; pass the source path")
         return from_dict(spec)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        runs = self.fetch("runs", pattern="*.json", newest=limit)
-        if not runs.is_dir():
-            return []
-        files = sorted(runs.glob("*.json"))[-limit:]
-        return [_read_run(f) for f in files]
+    def runs(self, limit: int = 20, kinds: tuple[str, ...] = ("materialize",), view: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` run records of ``kinds`` (of ``view`` when given), oldest first."""
+        files: list[Path] = []
+        for kind in kinds:
+            relative = "runs" if kind == "materialize" else f"runs/{kind}"
+            folder = self.fetch(relative, pattern="*.json", newest=limit if view is None else None)
+            if folder.is_dir():
+                files += folder.glob("*.json")
+        files = sorted(files, key=lambda f: f.name)  # names start with the UTC time of the record
+        if view is None:
+            return [_read_run(f) for f in files[-limit:]]
+        records = [r for r in map(_read_run, files) if view in str(r.get("view")).split(",")]  # a refresh names its views
+        return records[-limit:]
+
+
+RUN_KINDS = ("materialize", "index", "train", "refresh")
+
+
+def _prefect_run() -> dict[str, str] | None:
+    """The Prefect flow run this process is working in, when Prefect is loaded and in a run."""
+    import sys
+
+    if "prefect.context" not in sys.modules:
+        return None  # never imported here: no flow run to name
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    flow = FlowRunContext.get()
+    if flow is not None and flow.flow_run is not None:
+        return {"flow_run_id": str(flow.flow_run.id), "flow_run_name": flow.flow_run.name}
+    task = TaskRunContext.get()
+    if task is not None and getattr(task.task_run, "flow_run_id", None):
+        return {"flow_run_id": str(task.task_run.flow_run_id)}
+    return None
 
 
 def did_you_mean(name: str, known: list[str]) -> str:

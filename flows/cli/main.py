@@ -18,9 +18,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from flows.cli import api, demo, encoders, export, index, info, materialize, pretrained, refresh, report, train
+    from flows.cli import api, demo, encoders, export, index, info, materialize, pretrained, refresh, report, runs, train
 
-    for module in (encoders, materialize, info, index, train, export, report, refresh, demo, api, pretrained):
+    for module in (encoders, materialize, info, index, train, export, report, refresh, runs, demo, api, pretrained):
         module.register(app)
 
 

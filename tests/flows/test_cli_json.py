@@ -101,7 +101,7 @@ def quick_commands(built) -> dict[str, list[object]]:
 
 
 QUICK = ["encoders", "info", "info --drift", "models", "search", "search --ids-only", "index update", "predict", "evaluate",
-         "export", "drift", "as-is", "refresh", "compact", "init"]
+         "export", "drift", "as-is", "refresh", "runs", "compact", "init"]
 
 
 @pytest.mark.parametrize("name", QUICK)
@@ -173,3 +173,25 @@ def test_info_never_cuts_an_id_in_a_narrow_terminal(built, cli, monkeypatch):
     assert code == 0, err
     encoder_id = json.loads(cli("info", "--store", built["store"], "--json")[1])["tables"][0]["encoder_id"]
     assert encoder_id in out and "…" not in out.split(encoder_id)[0].splitlines()[-1]
+
+
+def test_runs_lists_materialize_index_and_train_runs_with_their_counts(built, cli):
+    from tests.flows.test_cli import assert_user_error
+
+    store = built["store"]
+    records = parsed(cli("runs", "--store", store, "--json"))
+    kinds = [r["kind"] for r in records]
+    assert kinds[:4] == ["materialize", "materialize", "index", "train"]
+    first, second, index, train = records[:4]
+    assert (first["encoded"], second["encoded"], second["skipped"]) == (80, 20, 80)
+    assert (index["action"], index["rows"], index["added"]) == ("build", 100, 100)
+    assert train["model"] == "spam:1" and train["rows"] == 100 and "f1" in train["metrics"]
+    assert all("flow_run_id" not in r for r in records[:4])  # --runner inline: no Prefect run to name
+    only = parsed(cli("runs", "--store", store, "--kind", "train", "--view", "sms", "--json"))
+    assert [r["kind"] for r in only] == ["train"] * len(only) and only
+    assert parsed(cli("runs", "--store", store, "--view", "other", "--json")) == []
+    code, out, err = cli("runs", "--store", store, "--limit", "2")
+    assert code == 0 and "runs (newest last)" in out and "(no Prefect)" in out
+    before = {p: p.stat().st_mtime for p in store.rglob("*")}
+    assert_user_error(cli("runs", "--store", store, "--kind", "trian"), "--kind must be one of: materialize, index, train, refresh. Got 'trian' instead.")
+    assert {p: p.stat().st_mtime for p in store.rglob("*")} == before
