@@ -63,7 +63,7 @@ def build_index(
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
-    with view_lock(store, table.meta.view, "index build"):  # one writer per view: see featurestore.locks
+    with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _build_index(store, table, index_type, budget, target_recall)
 
 
@@ -130,7 +130,7 @@ def update_index(
         raise StoreError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
+    with view_lock(store, table.meta.view, "index update", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
 
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, set_quiet, use_backend
+from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, print_table, set_quiet, use_backend, use_wait
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
@@ -23,6 +23,7 @@ def build(
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat, hnsw, ivf or ivfpq."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print index.json."),
+    wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Build (or rebuild) the index of a view's latest state, tuned to the target recall."""
@@ -31,6 +32,7 @@ def build(
     from featurestore.index import build_index
 
     set_quiet(quiet)
+    use_wait(wait)
     info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall)
     if json_out:
         print_json(asdict(info))
@@ -49,12 +51,14 @@ def update(
     rebuild_share: float = typer.Option(0.2, "--rebuild-share", help="Rebuild when more than this share was removed since the build."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object: added, removed, rows, rebuilt, table_version ..."),
+    wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Add rows committed since the index was built and remove replaced or deleted ones."""
     from featurestore.index import update_index
 
     set_quiet(quiet)
+    use_wait(wait)
     result = update_index(view, encoder, store=store, rebuild_share=rebuild_share)
     if json_out:
         print_json(result)

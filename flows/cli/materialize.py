@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, progress_bar, set_quiet, use_backend
+from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, progress_bar, set_quiet, use_backend, use_wait
 
 
 def materialize(
@@ -38,10 +38,12 @@ def materialize(
     dask_workers: int = typer.Option(2, "--dask-workers", help="--runner dask without --address: worker processes of the local cluster."),
     dask_threads: int = typer.Option(1, "--dask-threads", help="--runner dask without --address: threads (concurrent shards) per worker."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the run summary."),
+    wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     """Encode SOURCE into VIEW with ENCODER; rows already stored with the same content are skipped."""
     set_quiet(quiet)
+    use_wait(wait)
     from featurestore.sources import open_source
 
     from flows.dask_runner import DaskOptions

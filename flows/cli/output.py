@@ -24,6 +24,19 @@ PROGRESS_EVERY_S = 5.0  # a progress line on a stderr that is not a terminal (a 
 NAME_COLUMNS = frozenset({"view", "encoder_id", "encoder", "name", "entity_id", "id", "model", "path", "flow_run", "flow_run_id"})
 
 
+WaitOpt = typer.Option(None, "--wait", help="Seconds to wait for the table's lock when another run holds it, "
+                       "saying on stderr whom it waits for (default 0: stop at once). Sets $FEATURESTORE_LOCK_WAIT.")
+
+
+def use_wait(wait: float | None) -> None:
+    """Make ``--wait`` the process's ``FEATURESTORE_LOCK_WAIT`` (checked there, when a lock is taken)."""
+    if wait is not None:
+        from featurestore import settings
+
+        os.environ["FEATURESTORE_LOCK_WAIT"] = str(wait)
+        settings.lock_wait()  # a bad value is a one-line error now, not only when a lock is taken
+
+
 def set_quiet(quiet: bool) -> None:
     """The command's ``--quiet``: progress lines and bars off for the rest of the process."""
     _QUIET[0] = bool(quiet)
