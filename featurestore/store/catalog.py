@@ -267,7 +267,7 @@ class Store:
 
     def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
         """The newest recorded materialize run of (view, encoder_id), or None."""
-        pattern = f"*-{view}-{encoder_id}.json"
+        pattern = f"[0-9]*-{view}-{encoder_id}.json"  # named by time: a bucket's listing of runs/ also holds runs/index/... (not these)
         runs = sorted(self.fetch("runs", pattern=pattern, newest=1).glob(pattern))
         return _read_run(runs[-1]) if runs else None
 
@@ -293,9 +293,9 @@ class Store:
         files: list[Path] = []
         for kind in kinds:
             relative = "runs" if kind == "materialize" else f"runs/{kind}"
-            folder = self.fetch(relative, pattern="*.json", newest=limit if view is None else None)
+            folder = self.fetch(relative, pattern="[0-9]*.json", newest=limit if view is None else None)  # not the kinds' subfolders
             if folder.is_dir():
-                files += folder.glob("*.json")
+                files += folder.glob("[0-9]*.json")
         files = sorted(files, key=lambda f: f.name)  # names start with the UTC time of the record
         if view is None:
             return [_read_run(f) for f in files[-limit:]]
