@@ -345,8 +345,10 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED)
     versions = model_versions(folder)
     if not versions:
-        known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
-        raise UnknownModelError(f"no model {name!r} in {store.root}; models: {known}")
+        from featurestore.store.catalog import did_you_mean
+
+        names = sorted({m["name"] for m in list_models(store)})
+        raise UnknownModelError(f"no model {name!r} in {store.root}; models: {', '.join(names) or 'none yet'}{did_you_mean(name, names)}")
     version = versions[-1] if version is None else version
     if version not in versions:
         raise UnknownModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")

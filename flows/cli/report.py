@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import console, print_json
+from flows.cli.output import QuietOpt, console, print_json, set_quiet
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -18,11 +18,13 @@ def report(
     projection: str = typer.Option("auto", "--projection", help="auto (UMAP when umap-learn is installed, else PCA), umap or pca."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print what was written as one JSON object."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Write an interactive page: an embedding map of each view (hover a point, click it for its
     neighbours), each head beside its baselines, index recall/latency, runs and drift."""
     from flows.report import write_report
 
+    set_quiet(quiet)
     summary = write_report(out, store=store, sample=sample, projection=projection)
     if json_out:
         print_json(summary)
