@@ -141,6 +141,17 @@ def timed_run_cpu(cmd: Sequence[str], *, cwd: str | Path | None = None) -> tuple
     return seconds, own_cpu_seconds() - cpu, proc.stdout
 
 
+def timed_process(cmd: Sequence[str], *, expect: int = 0) -> tuple[float, float]:
+    """Wall and CPU seconds of one process, which must exit with ``expect`` (2, a user error: one line on stderr)."""
+    cpu = own_cpu_seconds()
+    started = time.perf_counter()
+    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if proc.returncode != expect or (expect == 2 and proc.stderr.count("\n") != 1):
+        raise SystemExit(f"bench: {' '.join(cmd[:4])} ... exited with {proc.returncode} (expected {expect}): {proc.stderr[-300:]!r}")
+    return wall, own_cpu_seconds() - cpu
+
+
 def last_json(stdout: str) -> dict[str, Any]:
     """The JSON object a command printed (the CLI prints one, possibly indented)."""
     start = stdout.find("{")

@@ -37,7 +37,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
-    import torch
 
     files = photo_files()
     files = files[: 32 if args.quick else args.images]
@@ -45,23 +44,22 @@ def main() -> None:
     bs = args.batch_size
     encoders = {tta: EfficientNetEncoder(device="cpu", batch_size=bs, tta=tta) for tta in ("none", "flip", "flip5crop")}
     batched = encoders["flip5crop"]
-    model = batched.model()
+    batched.load()
 
     def loop_per_view() -> np.ndarray:
         """flip5crop's views from the same decoded squares, one forward pass per view, then the mean."""
         out = []
         for _, arrays in batched._decoded(files):
-            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().sub_(127.0).div_(128.0)
+            x = np.stack(arrays)
             s, far = batched.size, batched.resize - batched.size
             centre = int(round(far / 2.0))
             total = None
-            with torch.inference_mode():
-                for top, left in [(centre, centre), (0, 0), (0, far), (far, 0), (far, far)]:
-                    crop = x[:, :, top : top + s, left : left + s]
-                    for view in (crop, crop.flip(-1)):
-                        pooled = batched._pooled(model, view)
-                        total = pooled if total is None else total + pooled
-            out.append((total / 10).numpy())
+            for top, left in [(centre, centre), (0, 0), (0, far), (far, 0), (far, far)]:
+                crop = x[:, top : top + s, left : left + s]
+                for view in (crop, crop[:, :, ::-1]):
+                    pooled = batched._run(view)
+                    total = pooled if total is None else total + pooled
+            out.append(total / 10)
         return np.concatenate(out)
 
     variants: dict[str, Callable[[], np.ndarray]] = {
@@ -92,7 +90,7 @@ def main() -> None:
             "images": n,
             "rounds": repeats,
             "batch_size": bs,
-            "torch_threads": torch.get_num_threads(),
+            "backend": batched.backend,
             "wall_ms_per_image": {name: per_image(s) for name, s in wall.items()},
             "cpu_ms_per_image": {name: per_image(s) for name, s in cpu.items()},
             "cost_vs_none": {name: round(min(wall[name]) / min(wall["none"]), 2) for name in ("flip", "flip5crop")},

@@ -37,6 +37,7 @@ SCRIPTS = (
     "refresh_speed.py",
     "prefect_busy.py",
     "search_cli.py",
+    "cli_startup.py",
 )
 
 

@@ -25,11 +25,10 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from _common import PYTHON, emit, log, own_cpu_seconds, wall_cpu_summary, write_sms_input
+from _common import PYTHON, emit, log, timed_process as timed, wall_cpu_summary, write_sms_input
 
 QUERY = "WINNER!! claim your free prize now, call 0800"
 
@@ -78,17 +77,6 @@ model.encode(["one query"], normalize_embeddings=True); t.append(time.perf_count
 names = ["import_numpy", "import_torch", "import_transformers", "import_sentence_transformers", "import_faiss", "model_load", "first_encode"]
 print(json.dumps({n: round(b - a, 3) for n, a, b in zip(names, t, t[1:])}))
 """
-
-
-def timed(cmd: list[str], *, expect: int) -> tuple[float, float]:
-    """Wall and CPU seconds of one process, which must exit with ``expect`` (a user error: one line)."""
-    cpu = own_cpu_seconds()
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != expect or (expect == 2 and proc.stderr.count("\n") != 1):
-        raise SystemExit(f"bench: {' '.join(cmd[:4])} ... exited with {proc.returncode} (expected {expect}): {proc.stderr[-300:]!r}")
-    return wall, own_cpu_seconds() - cpu
 
 
 def build(work: Path, rows: int) -> Path:

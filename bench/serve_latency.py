@@ -16,8 +16,12 @@ figure is the best (min) of the rounds, medians beside it:
 - http: ``POST /v1/search`` over keep-alive localhost connections: from one client (the latency
   of a query alone, ``*_1_client``), then from ``--clients`` (4) concurrent client processes,
   ``--requests`` (2,000) in all per variant (p50 / p99 while queries queue, QPS), with the
-  server's CPU seconds beside the wall time; vector, id and text queries, and the vector load
-  again against a server with 2 worker processes.
+  server's CPU seconds (its processes and their children) beside the wall time; vector, id and
+  text queries, and the vector load again against a server with 2 worker processes. Where
+  ApacheBench (``ab``, Debian's apache2-utils) is installed, these loaded rows come from one
+  ``ab`` process with ``--clients`` keep-alive connections (one body repeated; its CPU seconds
+  beside), which leaves the cores to the servers; else from Python client processes, which take
+  about as much CPU as the server they load (``load_generator`` in the JSON says which).
 
 One-query ``featurestore search`` processes are timed by ``bench/search_cli.py``.
 
@@ -87,6 +91,41 @@ def http_load(pool: ProcessPoolExecutor, url: str, bodies: list[bytes], requests
         "p99_ms": float(np.percentile(latencies, 99) * 1e3),
         "qps": len(latencies) / wall,
         "server_cpu_seconds": sum(_cpu(p) for p in servers) - cpu,
+        "wall_seconds": wall,
+    }
+
+
+AB = shutil.which("ab")  # ApacheBench (Debian's apache2-utils): a C load generator, a fraction of the CPU of Python clients
+
+
+def ab_load(url: str, body: bytes, requests: int, clients: int, server_pids: list[int]) -> dict[str, float]:
+    """Like :func:`http_load`, the load from one ``ab`` process (``clients`` concurrent keep-alive
+    connections, the same body each request): p50 / p99 ms (ab gives whole milliseconds), QPS,
+    the servers' CPU seconds and ab's own beside the wall time."""
+    import psutil
+
+    servers = [psutil.Process(pid) for pid in server_pids]
+    with tempfile.NamedTemporaryFile(suffix=".json") as fh:
+        fh.write(body)
+        fh.flush()
+        cpu, client_cpu = sum(_cpu(p) for p in servers), own_cpu_seconds()
+        started = time.perf_counter()
+        done = subprocess.run([AB, "-q", "-k", "-c", str(clients), "-n", str(requests), "-p", fh.name, "-T", "application/json", f"{url}/v1/search"],
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: ab exited with {done.returncode}: {done.stderr.strip()[-300:]}")
+    out = done.stdout
+    failed = [line for line in out.splitlines() if line.startswith(("Failed requests:", "Non-2xx responses:"))]
+    if any(int(line.split(":")[1].split()[0]) for line in failed):
+        raise SystemExit(f"bench: ab saw failed requests: {failed}")
+    percent = {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.strip().startswith(("50%", "99%"))}
+    return {
+        "p50_ms": percent["50%"],
+        "p99_ms": percent["99%"],
+        "qps": requests / wall,
+        "server_cpu_seconds": sum(_cpu(p) for p in servers) - cpu,
+        "client_cpu_seconds": own_cpu_seconds() - client_cpu,
         "wall_seconds": wall,
     }
 
@@ -187,7 +226,8 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, fl
         best = {k: min(r[k] for r in rounds) for k in rounds[0] if k != "qps"}
         best["qps"] = max(r["qps"] for r in rounds)
         best["p50_ms_median"] = statistics.median(r["p50_ms"] for r in rounds)
-        out[name] = {k: round(v, 1 if k == "qps" else 4) for k, v in best.items()}
+        best["qps_median"] = statistics.median(r["qps"] for r in rounds)
+        out[name] = {k: round(v, 1 if k.startswith("qps") else 4) for k, v in best.items()}
     return out
 
 
@@ -198,6 +238,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per variant and round")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--python-clients", action="store_true", help="load from --clients Python processes even where ab is installed")
     parser.add_argument("--quick", action="store_true", help="5,000 rows, 300 texts, 400 requests")
     args = parser.parse_args()
     if args.quick:
@@ -264,6 +305,13 @@ def main() -> None:
             for i in range(5):
                 fn(i)
         runs: dict[str, list[dict[str, float]]] = {}
+
+        def load(pool: ProcessPoolExecutor, url: str, body: list[bytes], requests: int, clients: int, pids: list[int]) -> dict[str, float]:
+            """The throughput rows: from ab when installed (one body, repeated), else the Python clients."""
+            if AB and not args.python_clients:
+                return ab_load(url, body[0], requests, clients, pids)
+            return http_load(pool, url, body, requests, clients, pids)
+
         one_url, one = start_server(store, 1)
         two_url, two = start_server(store, 2)
         try:
@@ -280,8 +328,8 @@ def main() -> None:
                         requests = args.requests if name != "text" else args.requests // 4
                         # one client: the latency of a query alone; then the load: QPS and p99 while queries queue
                         runs.setdefault(f"http_{name}_1_client", []).append(http_load(pool, one_url, body, requests // 4, 1, [one.pid]))
-                        runs.setdefault(f"http_{name}", []).append(http_load(pool, one_url, body, requests, args.clients, [one.pid]))
-                    runs.setdefault("http_vector_2_workers", []).append(http_load(pool, two_url, bodies["vector"], args.requests, args.clients, [two.pid]))
+                        runs.setdefault(f"http_{name}", []).append(load(pool, one_url, body, requests, args.clients, [one.pid]))
+                    runs.setdefault("http_vector_2_workers", []).append(load(pool, two_url, bodies["vector"], args.requests, args.clients, [two.pid]))
                     log(f"[serve_latency] round {round_ + 1}: " + ", ".join(f"{n} p50 {r[-1]['p50_ms']:.2f} ms" for n, r in runs.items()))
         finally:
             stop(one)
@@ -303,6 +351,7 @@ def main() -> None:
             "params": synth.info.params,
             "requests_per_variant": args.requests,
             "clients": args.clients,
+            "load_generator": "ab (apache2-utils), one process, keep-alive" if AB and not args.python_clients else "Python client processes",
             "rounds": args.rounds,
             "faiss_threads": faiss.omp_get_max_threads(),
             "results": best,
@@ -315,6 +364,9 @@ def main() -> None:
                 "handle_qps_over_bare_same_work": round(best["handle_vector"]["qps"] / best["bare_vector_same_work"]["qps"], 3),
                 "handle_text_p50_over_bare_text": round(best["handle_text"]["p50_ms"] / text_budget, 2),
                 "two_workers_qps_over_one": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
+                # where the CPU went under load: the servers' CPU seconds per wall second (2 cores: at most 2.0)
+                "server_cores_busy_1_worker": round(best["http_vector"]["server_cpu_seconds"] / best["http_vector"]["wall_seconds"], 2),
+                "server_cores_busy_2_workers": round(best["http_vector_2_workers"]["server_cpu_seconds"] / best["http_vector_2_workers"]["wall_seconds"], 2),
             },
             "targets": checks,
             "pass": all(checks.values()),

@@ -1,12 +1,14 @@
 """featurestore: frozen encoders -> versioned Delta Lake features -> search -> small heads.
 
 Importing this package is cheap: torch, prefect and faiss load only inside the functions that
-need them.
+need them, and the public names below load their modules on first use.
 """
 
 from __future__ import annotations
 
-from featurestore.encoders import BaseEncoder, Encoder, get_encoder, list_encoders
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from featurestore.errors import (
     DependencyError,
     EncoderError,
@@ -15,11 +17,48 @@ from featurestore.errors import (
     SourceError,
     StoreError,
 )
-from featurestore.materialization import materialize, plan
-from featurestore.serving import search, searcher
-from featurestore.sources import TextSource
-from featurestore.store import FeatureFrame, FeatureTable, Store
-from featurestore.training import TrainingSet, training_set
+
+# Where each public name lives. They load on first use (PEP 562), so that importing a submodule
+# (``featurestore.errors`` for the command line's error handling, ``featurestore.settings``) does not
+# import pyarrow, deltalake and numpy through the whole package.
+_LAZY = {
+    "BaseEncoder": "featurestore.encoders",
+    "Encoder": "featurestore.encoders",
+    "get_encoder": "featurestore.encoders",
+    "list_encoders": "featurestore.encoders",
+    "materialize": "featurestore.materialization",
+    "plan": "featurestore.materialization",
+    "search": "featurestore.serving",
+    "searcher": "featurestore.serving",
+    "TextSource": "featurestore.sources",
+    "FeatureFrame": "featurestore.store",
+    "FeatureTable": "featurestore.store",
+    "Store": "featurestore.store",
+    "TrainingSet": "featurestore.training",
+    "training_set": "featurestore.training",
+}
+
+if TYPE_CHECKING:
+    from featurestore.encoders import BaseEncoder, Encoder, get_encoder, list_encoders
+    from featurestore.materialization import materialize, plan
+    from featurestore.serving import search, searcher
+    from featurestore.sources import TextSource
+    from featurestore.store import FeatureFrame, FeatureTable, Store
+    from featurestore.training import TrainingSet, training_set
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'featurestore' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -1,11 +1,12 @@
-"""One writer per view: a non-blocking ``flock`` on ``<store>/locks/<view>``.
+"""One writer per table: ``flock`` on ``<store>/locks/<view>/<encoder_id>`` (shared on ``locks/<view>``).
 
 Delta commits are atomic, but two runs that plan the same diff at once would both encode it
 and both commit it (duplicates), and two index writers would interleave their files. Every
 writer of a view (refresh, materialize, index build and update, from the command line or
-Python) therefore takes this lock first. A run that finds it taken does
-not wait: it stops at once with a message naming the holder (the next scheduled run picks up
-whatever it would have written), so runs never pile up behind a slow one.
+Python) therefore takes the lock of the table it writes first (a refresh: the whole view). A run
+that finds it taken stops at once with a message naming the holder (the next scheduled run picks
+up whatever it would have written), so runs never pile up behind a slow one, unless it was told
+to wait (``--wait SECONDS``): then it queues, saying on stderr whom it waits for.
 
 The lock is a *folder*, not a file: an idle lock leaves no file in the store, so a run that
 fails leaves the store's files exactly as they were. While held, ``holder`` inside it says who
@@ -21,7 +22,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -37,36 +40,94 @@ _HELD = threading.local()  # the lock folders this thread holds: a nested take i
 
 
 @contextmanager
-def view_lock(store: Store | str | None, view: str, purpose: str) -> Iterator[None]:
-    """Hold the write lock of ``view`` for the block; :class:`ViewBusyError` when another run holds it.
+def view_lock(store: Store | str | None, view: str, purpose: str, *, encoder_id: str | None = None) -> Iterator[None]:
+    """Hold the write lock of ``view``'s table of ``encoder_id`` (or of the whole view when None) for the block.
 
-    Re-entrant within a thread (a refresh holds it while its materialize takes it again).
-    ``purpose`` (``refresh``, ``materialize``, ``index build`` ...) is shown to a run that finds the lock taken.
+    A table lock is a shared ``flock`` on ``locks/<view>`` and an exclusive one on
+    ``locks/<view>/<encoder_id>``: writers of two tables of a view run side by side, two writers of
+    one table exclude each other, and a whole-view lock (a refresh) excludes them all. A lock
+    another run holds raises :class:`ViewBusyError` at once, or after waiting up to
+    ``settings.lock_wait()`` seconds (``--wait``; ``FEATURESTORE_LOCK_WAIT``), saying on stderr
+    every few seconds whom it waits for and for how long. Re-entrant within a thread (a refresh
+    holds the view while its materialize takes a table of it). ``purpose`` (``refresh``,
+    ``materialize``, ``index build`` ...) is shown to a run that finds the lock taken.
     """
     store = store if isinstance(store, Store) else Store(store)
     folder = store.path / "locks" / check_view_name(view)
+    table = folder / check_view_name(encoder_id) if encoder_id is not None else None
     held: set[Path] = _HELD.__dict__.setdefault("folders", set())
-    if folder in held:
+    if folder in held or (table is not None and table in held):
         yield
         return
     created = store.ensure_writable()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
+    what = view if table is None else f"{view}/{encoder_id}"
+    fds: list[int] = []
+    taken: list[Path] = []
     try:
+        (table or folder).mkdir(parents=True, exist_ok=True)
+        fds.append(os.open(folder, os.O_RDONLY))
+        _take(fds[-1], fcntl.LOCK_EX if table is None else fcntl.LOCK_SH, folder, view, view)  # a whole-view holder is the view's
+        if table is not None:
+            fds.append(os.open(table, os.O_RDONLY))
+            _take(fds[-1], fcntl.LOCK_EX, table, what, view)
+        mine = table or folder
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ViewBusyError(f"view {view} is being written by another run ({_holder(folder)}); try again when it finishes") from None
-        try:
-            (folder / "holder").write_text(f"{purpose}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
-            held.add(folder)
+            (mine / "holder").write_text(f"{purpose}, pid {os.getpid()}, since {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+            held.add(mine)
+            taken.append(mine)
             yield
         finally:
-            held.discard(folder)
-            (folder / "holder").unlink(missing_ok=True)
+            held.discard(mine)
+            if taken:
+                (mine / "holder").unlink(missing_ok=True)
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
         _remove_if_empty(created)
+
+
+WAIT_REPORT_S = 5.0  # a waiting writer says so at once, then every this many seconds
+
+
+def _take(fd: int, mode: int, folder: Path, what: str, view: str) -> None:
+    """``flock`` ``fd``; when another run holds it, wait up to ``settings.lock_wait()`` seconds, saying so on stderr."""
+    from featurestore import settings
+
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        wait = settings.lock_wait()
+    subject = f"view {view}" + (f" ({what.partition('/')[2]})" if "/" in what else "")
+    if wait <= 0:
+        raise ViewBusyError(f"{subject} is being written by another run ({_holder_of(folder)}); "
+                            "try again when it finishes, or pass `wait=SECONDS` to queue behind it") from None
+    started = time.monotonic()
+    said = -WAIT_REPORT_S
+    while True:
+        waited = time.monotonic() - started
+        if waited - said >= WAIT_REPORT_S:
+            sys.stderr.write(f"featurestore: waiting for the lock on {what} held by {_holder_of(folder)} ({waited:.0f} s)\n")
+            sys.stderr.flush()
+            said = waited
+        if waited >= wait:
+            raise ViewBusyError(f"{subject} is still being written by another run ({_holder_of(folder)}) after {wait:g} s of waiting; "
+                                "try again when it finishes, or pass a longer `wait`")
+        time.sleep(0.2)
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            continue
+
+
+def _holder_of(folder: Path) -> str:
+    """Who holds the lock of ``folder``: its own holder, else (a whole-view lock) that of a table in it."""
+    found = _holder(folder)
+    if found != "starting":
+        return found
+    tables = [_holder(p) for p in sorted(folder.iterdir()) if p.is_dir()] if folder.is_dir() else []
+    return next((h for h in tables if h != "starting"), "starting")
 
 
 def _holder(folder: Path) -> str:

@@ -14,6 +14,7 @@ Handles live in a per-process, least-recently-used cache (:func:`searcher`) capp
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -69,8 +70,7 @@ class _State:
     index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
     index_stamp: Any  # what the cheap check compares: index.json's identity (local) or text (remote)
-    row_at: np.ndarray  # (len(index),) int64: the frame row of each indexed entity, in the index's id order (-1: not in the frame)
-    complete: bool  # every indexed entity is in the frame (the usual case: no row of -1 behind a hit)
+    hits: "_HitTables"  # the index's id map, frame rows and kept columns, in the index's id order
 
 
 class Searcher:
@@ -173,9 +173,9 @@ class Searcher:
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _index_of(self, state: _State) -> "VectorIndex":
-        from featurestore.index.search import index_dir
-
         if state.index is None:
+            from featurestore.index.search import index_dir
+
             folder = index_dir(self.store, self.table, fetch=False)
             raise NotFoundError(f"no index at {folder}; build one with `featurestore index build`")
         return state.index
@@ -233,8 +233,7 @@ class Searcher:
         files = (index.info.files or {}) if index is not None else {}
         token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
         generation = Generation(index=token, index_version=index.info.table_version if index is not None else -1, table_version=frame.version)
-        row_at = _frame_rows(index, frame)
-        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, row_at=row_at, complete=bool((row_at >= 0).all()))
+        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, hits=_HitTables.of(index, frame))
 
     # ---------------------------------------------------------------- encoder
     def encoder(self) -> "BaseEncoder":
@@ -275,9 +274,7 @@ class Searcher:
         """The ``k`` nearest stored entities of each query with their kept columns; see
         :func:`featurestore.index.search.search` for the arguments. Every hit comes from the
         generation in ``result.generation``."""
-        from featurestore.index.queries import check_nonzero, describe_query, query_vectors
-        from featurestore.index.search import _filtered, check_query
-
+        check_query, query_vectors, check_vectors, describe_query, _filtered = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
         state = self._current()  # read once: this call sees one generation, whatever swaps meanwhile
         index, frame = self._index_of(state), state.frame
@@ -298,11 +295,11 @@ class Searcher:
                 named = describe_query(kind, given, failed[0], len(given))
                 raise EncoderError(f"cannot encode query {named}: {result.errors[failed[0]]}")  # type: ignore[index]
             queries = result.vectors
-        check_nonzero(queries, meta.metric, kind, {"texts": texts, "images": images, "ids": ids, "vectors": None}[kind], encoder_id=meta.encoder_id)
+        check_vectors(queries, meta.metric, kind, None if kind == "vectors" else texts if kind == "texts" else images if kind == "images" else ids, encoder_id=meta.encoder_id)
         if where is not None:
             return SearchResults(_filtered(index, frame, queries, k, where, exact_below), state.generation)
         scores, found = index.search(queries, min(k, len(index)))
-        return SearchResults(_hits(state, scores, found), state.generation)
+        return SearchResults(state.hits.records(scores, found), state.generation)
 
     def features(self, ids: Sequence[str], *, as_of: int | str | None = None) -> dict[str, Any]:
         """Online lookup: each known entity's stored vector and kept columns in the latest state
@@ -356,31 +353,59 @@ class Searcher:
         }
 
 
-def _hits(state: _State, scores: np.ndarray, found: np.ndarray) -> list[list[dict[str, Any]]]:
-    """FAISS's ``(scores, ids)`` of one generation as hits with their kept columns: each FAISS id
-    is found in the index's sorted ids (one ``searchsorted``), its entity and frame row read
-    from the generation's arrays (no lookups)."""
-    index = state.index
-    assert index is not None  # searches are refused without an index
-    flat = found.ravel()
-    slots = np.minimum(np.searchsorted(index.positions, flat), max(len(index.positions) - 1, 0))
-    names = index.entity_ids[slots].tolist() if len(index.positions) else [None] * len(flat)
-    rows = state.row_at[slots] if len(index.positions) else np.full(len(flat), -1, np.int64)
-    known = index.positions[slots] == flat if len(index.positions) else np.zeros(len(flat), bool)
-    every = bool(known.all())
-    if not every:  # FAISS's -1 (fewer hits than k), or an id the id map does not hold
-        names = [e if ok else None for e, ok in zip(names, known.tolist())]
-    columns, values = state.frame.kept_values(rows)
-    records = _records(names, [round(s, 6) for s in scores.ravel().tolist()], columns, values)
-    if not state.complete:  # an entity deleted since the index was saved: no kept columns
-        for i in np.flatnonzero(rows < 0).tolist():
-            records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
-    k = found.shape[1] if found.ndim == 2 else 0
-    if not k:
-        return [[] for _ in found]
-    if not every:
-        return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
-    return [records[i : i + k] for i in range(0, len(records), k)]
+@dataclass(frozen=True)
+class _HitTables:
+    """What turns FAISS's ``(scores, ids)`` into hits, built once per generation: the entity ids,
+    frame rows and kept-column values of the indexed entities in the index's id-map order, each
+    with one extra slot at the end that a FAISS id of -1 (fewer hits than k) reads, so that a
+    query's hits are one numpy take per column, with no per-hit lookups."""
+
+    positions: np.ndarray  # (n,) int64: the id map's sorted FAISS ids
+    dense: bool  # the FAISS ids are 0..n-1, the id map's own slots: no search for them (a fresh build)
+    names: np.ndarray  # (n + 1,) object: entity ids; None in the last slot
+    rows: np.ndarray  # (n + 1,) int64: frame rows (-1: not in the frame); -1 in the last slot
+    columns: list[str]  # the kept columns
+    values: list[np.ndarray]  # per kept column (n + 1,): the values at ``rows``
+    complete: bool  # every indexed entity is in the frame (the usual case: every hit has its kept columns)
+
+    @classmethod
+    def of(cls, index: "VectorIndex | None", frame: "FeatureFrame") -> "_HitTables":
+        if index is None or not len(index.positions):
+            positions, names, rows = np.zeros(0, np.int64), np.array([None], dtype=object), np.array([-1], np.int64)
+            dense = False
+        else:
+            positions = index.positions
+            names = np.append(index.entity_ids, np.array([None], dtype=object))
+            rows = np.append(frame.rows_of(index.entity_ids.tolist()), -1)
+            n = len(positions)
+            # 0..n-1 in order (sorted unique ids from 0 to n-1), and FAISS can return no other id
+            dense = bool(positions[0] == 0 and positions[-1] == n - 1 and not len(index.delta) and index.index.ntotal == n)
+        columns, values = frame.kept_arrays(rows)
+        return cls(positions=positions, dense=dense, names=names, rows=rows, columns=columns, values=values, complete=bool((rows[:-1] >= 0).all()))
+
+    def records(self, scores: np.ndarray, found: np.ndarray) -> list[list[dict[str, Any]]]:
+        """``(n_queries, k)`` scores and FAISS ids as hits, best first: ``entity_id``, ``score``
+        (rounded to 6 decimals) and the kept columns; FAISS's -1 and ids the id map does not
+        hold are dropped; an entity deleted since the index was saved has no kept columns."""
+        k = found.shape[1] if found.ndim == 2 else 0
+        if not k:
+            return [[] for _ in found]
+        flat = found.ravel()
+        if self.dense:
+            slots = flat  # -1 reads the last slot
+        else:
+            n = len(self.positions)
+            slots = np.minimum(np.searchsorted(self.positions, flat), max(n - 1, 0))
+            slots[(self.positions[slots] != flat) if n else slice(None)] = -1
+        names = self.names[slots].tolist()
+        # float32 scores: rounding their float64 values in numpy gives exactly Python's round(s, 6)
+        records = _records(names, scores.astype(np.float64).round(6).ravel().tolist(), self.columns, [v[slots].tolist() for v in self.values])
+        if not self.complete:
+            for i in np.flatnonzero(self.rows[slots] < 0).tolist():
+                records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
+        if None in names:
+            return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
+        return [records[i : i + k] for i in range(0, len(records), k)]
 
 
 def _records(names: list[Any], scores: list[float], columns: list[str], values: list[list[Any]]) -> list[dict[str, Any]]:
@@ -398,12 +423,14 @@ def _records(names: list[Any], scores: list[float], columns: list[str], values: 
     return [dict(zip(keys, row)) for row in zip(names, scores, *values)]
 
 
-def _frame_rows(index: "VectorIndex | None", frame: "FeatureFrame") -> np.ndarray:
-    """``(len(index),) int64``: the frame row of each indexed entity, in the index's id order
-    (-1: not in the frame), so that a search reads its hits' kept columns by position."""
-    if index is None or not len(index.positions):
-        return np.zeros(0, dtype=np.int64)
-    return frame.rows_of(index.entity_ids.tolist())
+@functools.cache
+def _query_tools() -> tuple[Any, ...]:
+    """The library's query checks and filtered search, imported once (importing
+    :mod:`featurestore.index` loads FAISS, which ``import featurestore`` must not)."""
+    from featurestore.index.queries import check_vectors, describe_query, query_vectors
+    from featurestore.index.search import _filtered, check_query
+
+    return check_query, query_vectors, check_vectors, describe_query, _filtered
 
 
 # -------------------------------------------------------------------- per-process cache

@@ -17,6 +17,8 @@ Explicit argument > environment variable > default.
   default ``~/.cache/featurestore``.
 - ``FEATURESTORE_CACHE_DIR``: this user's caches that belong to no store (the weights digests of
   encoders); default the work folder above.
+- ``FEATURESTORE_LOCK_WAIT``: seconds a writer waits for a table's lock another run holds (default
+  0: fail at once, naming the holder); the command line's ``--wait`` sets it.
 - ``FEATURESTORE_API_TOKEN``: the bearer token ``featurestore api`` requires (unset: none).
 - ``FEATURESTORE_API_MAX_BODY``: the largest request body the service takes, in bytes or with a
   unit (``16MB``, the default); ``FEATURESTORE_API_MAX_VIEWS``: warm views kept per process (8).
@@ -33,6 +35,18 @@ from pathlib import Path
 from featurestore.errors import InvalidArgumentError, StoreError
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def lock_wait() -> float:
+    """Seconds a writer waits for a lock another run holds (``FEATURESTORE_LOCK_WAIT``, default 0)."""
+    text = os.environ.get("FEATURESTORE_LOCK_WAIT", "").strip() or "0"
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise InvalidArgumentError(f"the lock wait (`wait`, FEATURESTORE_LOCK_WAIT) must be a number of seconds >= 0, e.g. 60. Got {text!r} instead.")
+    return seconds
 
 
 def store_root(explicit: str | os.PathLike[str] | None = None) -> str:

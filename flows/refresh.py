@@ -70,7 +70,7 @@ def refresh(config: str | Path, view: str | None = None, *, runner: str = "local
     project = load(config)
     views = [project.view(view)] if view else list(project.views)
     results = [refresh_view(project, v, runner) for v in views]
-    return {
+    summary = {
         "config": str(project.path),
         "store": project.store_root,
         "changed": any(r.get("changed") for r in results),
@@ -78,6 +78,15 @@ def refresh(config: str | Path, view: str | None = None, *, runner: str = "local
         "views": results,
         "seconds": round(time.perf_counter() - started, 3),
     }
+    if summary["changed"] or summary["failed"]:  # a refresh with nothing to do leaves the store as it was
+        encoded = sum(e.get("encoded") or 0 for r in results for e in r.get("encoders", []))
+        Store(project.store_root).record_run({
+            "view": ",".join(r["view"] for r in results), "encoder_id": None, "config": summary["config"], "encoded": encoded,
+            "retrained": [h["name"] for r in results for h in r.get("heads", []) if h.get("status") == "retrained"],
+            "failed": len(summary["failed"]), "failures": [{"view": r["view"], "reason": r["failed"]} for r in results if "failed" in r],
+            "seconds": summary["seconds"], "rows_per_second": encoded / summary["seconds"] if summary["seconds"] > 0 else 0.0,
+        }, kind="refresh")
+    return summary
 
 
 def failure_message(summary: dict[str, Any]) -> str:

@@ -94,7 +94,10 @@ def run(
     cluster = (dask or DaskOptions()) if runner == "dask" else None
     if cluster is not None:
         cluster.check()  # before planning: a missing extra or a dead scheduler leaves the store untouched
-    with view_lock(store, view, "materialize"):  # one writer per view: see featurestore.locks
+    from featurestore.encoders import get_encoder
+
+    encoder_id = get_encoder(encoder, **(options.get("encoder_options") or {})).encoder_id  # the table this run writes
+    with view_lock(store, view, "materialize", encoder_id=encoder_id):  # one writer per table: see featurestore.locks
         return _plan_and_run(source, view, encoder, store, runner, progress, options, cluster)
 
 

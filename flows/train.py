@@ -7,6 +7,7 @@ the heads train in seconds, so splitting them into Prefect tasks would only add 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from prefect import flow, task
@@ -25,9 +26,12 @@ def train_and_register(task_name: str, view: str, encoder: str | None, store: st
     """Train, save to the registry, and return what the CLI prints with --json."""
     from models import registry, tasks
 
+    from featurestore.store import Store
+
+    started = time.perf_counter()
     result = tasks.train(task_name, store, view, encoder, **options)
     saved = registry.save_model(store, name, result)
-    return {
+    summary = {
         "name": saved.name,
         "version": saved.version,
         "task": result.task,
@@ -36,6 +40,12 @@ def train_and_register(task_name: str, view: str, encoder: str | None, store: st
         "rows": result.training_manifest.get("rows"),
         "encoders": [e.get("encoder_id") for e in result.encoders],
     }
+    seconds = time.perf_counter() - started
+    Store(store).record_run({"view": view, "encoder_id": summary["encoders"][0] if summary["encoders"] else None,
+                             "model": f"{saved.name}:{saved.version}", "task": result.task, "rows": summary["rows"],
+                             "metrics": registry.headline_metrics(result.metrics), "seconds": round(seconds, 3),
+                             "rows_per_second": (summary["rows"] or 0) / seconds if seconds > 0 else 0.0, "failed": 0}, kind="train")
+    return summary
 
 
 def artifact_markdown(summary: dict[str, Any]) -> str:

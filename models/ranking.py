@@ -238,7 +238,9 @@ def cross_validate(cands: Sequence[Candidates], qrels: Qrels, *, n_splits: int, 
         "dense": evaluate({q: c.dense_ranking for q, c in by_query.items()}, qrels),
         "reranker": evaluate(ranked, qrels),
     }
-    return {"systems": systems, "folds": folds}
+    per_query = {q: {name: ndcg_at_k(ranking, qrels[q]) for name, ranking in (("bm25", c.bm25_ranking), ("dense", c.dense_ranking), ("reranker", ranked[q]))}
+                 for q, c in by_query.items() if any(g > 0 for g in qrels.get(q, {}).values())}
+    return {"systems": systems, "folds": folds, "per_query_ndcg@10": per_query}
 
 
 # ------------------------------------------------------------------------------ train / predict

@@ -74,6 +74,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_encoders",
+    "newest_records",
     "save_evaluation",
     "save_model",
     "skops_refusals",
@@ -331,8 +332,10 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED)
     versions = model_versions(folder)
     if not versions:
-        known = ", ".join(m["name"] for m in list_models(store)) or "none yet"
-        raise UnknownModelError(f"no model {name!r} in {store.root}; models: {known}")
+        from featurestore.store.catalog import did_you_mean
+
+        names = sorted({m["name"] for m in list_models(store)})
+        raise UnknownModelError(f"no model {name!r} in {store.root}; models: {', '.join(names) or 'none yet'}{did_you_mean(name, names)}")
     version = versions[-1] if version is None else version
     if version not in versions:
         raise UnknownModelError(f"model {name!r} has no version {version}; versions: {', '.join(map(str, versions))}")
@@ -512,6 +515,47 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def newest_records(store: Store | str | None) -> list[dict[str, Any]]:
+    """The newest version of each saved model as plain JSON, without reading its head: one dict
+    per model with ``name``, ``version``, ``manifest``, ``report`` (report.json) and
+    ``evaluations`` (evaluations.json, ``[]`` when never evaluated), or ``name``, ``version`` and
+    ``error`` (one line ending in what to do) when a file of the version cannot be read."""
+    store = store if isinstance(store, Store) else Store(store)
+    base = store.fetch("models", marker="manifest.json", names=(*LISTED, EVALUATIONS_FILE))
+    records = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+        versions = model_versions(folder)
+        if not versions:
+            continue
+        name, version, path = folder.name, versions[-1], folder / str(versions[-1])
+        try:
+            manifest = _read_manifest(f"model {name} v{version}", path)
+            report = json.loads((path / "report.json").read_text())
+        except ModelError as exc:
+            records.append({"name": name, "version": version, "error": str(exc).removeprefix(f"model {name} v{version}: ")})
+            continue
+        except (OSError, ValueError, RecursionError) as exc:
+            records.append({"name": name, "version": version, "error": f"report.json cannot be read ({_first_line(exc)}); retrain it"})
+            continue
+        if not isinstance(report, dict):
+            records.append({"name": name, "version": version, "error": "manifest.json or report.json is not a JSON object; retrain it"})
+            continue
+        records.append({"name": name, "version": version, "manifest": manifest, "report": report, "evaluations": _evaluations(path)})
+    return records
+
+
+def _evaluations(path: Path) -> list[dict[str, Any]] | str:
+    """The entries of a version's evaluations.json, or why it cannot be read."""
+    file = path / EVALUATIONS_FILE
+    if not file.is_file():
+        return []
+    try:
+        entries = json.loads(file.read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"evaluations.json cannot be read ({_first_line(exc)}); evaluate again"
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("metrics"), dict)] if isinstance(entries, list) else []
 
 
 # Each task's main metrics first: the manifest's keys are sorted, which would put baselines (bm25_*) first.

@@ -7,16 +7,25 @@ Nothing is fetched at run time and nothing is unpickled beyond tensors.
 
 The vector is the global average of a feature map: the head's 1280 channels by default (the
 penultimate layer, before dropout and the classifier), or the output of MBConv block
-``block`` (0-15). Decoding (:mod:`featurestore.sources.imaging`) runs in a thread pool one
-batch ahead of the forward pass: batch i+1 decodes while the model runs batch i. That hides
-decoding behind a GPU; on a small CPU, where both share the cores, it gains little (~2% on 2).
+``block`` (0-15). Decoding (:mod:`featurestore.sources.imaging`) runs in a thread pool two
+batches ahead of the forward pass: batches i+1 and i+2 decode while the network runs batch i
+(Pillow and ONNX Runtime both release the GIL). The network takes ``(b, size, size, 3) uint8``
+crops and normalises them as ``(x - 127) / 128`` itself.
+
+On CPU the network runs through ONNX Runtime (:mod:`featurestore.encoders.onnx_backend`) when
+the ``onnx`` extra is installed: the BatchNorm-folded network is exported once per weights file,
+layer and crop size, kept only if its features match torch's on real photos (scikit-learn's two
+sample photos at four scales and mirrored: max ``|cos - 1| <= 1e-5``), and checked by sha256 on
+every load. Same vectors, same ``encoder_id``; ``backend="torch"`` (``--backend torch``,
+``FEATURESTORE_ENCODER_BACKEND=torch``) opts out, and CUDA always runs through torch.
 
 Test-time augmentation (``tta``) averages the pooled features of several views of each image,
 all run in one batched forward pass: ``flip`` (the centre crop and its mirror image, 2 views)
 or ``flip5crop`` (the centre and the four corner crops of the ``resize`` x ``resize`` centre
 square, each with its mirror image: torchvision's ``TenCrop``, 10 views). A view costs one
 forward pass of a crop, so ``flip`` doubles the encoding time and ``flip5crop`` multiplies it
-by ten; the views are part of the spec, hence of the encoder id.
+by ten; the views are part of the spec, hence of the encoder id. The views are cut from the
+decoded batch in numpy, so they run through either backend.
 """
 
 from __future__ import annotations
@@ -24,7 +33,10 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence, get_args
 
@@ -47,6 +59,9 @@ TTA_VIEWS: dict[str, int] = {"none": 1, "flip": 2, "flip5crop": 10}
 
 _MODELS: dict[tuple[str, int, str, bool], Any] = {}
 _LOCK = threading.Lock()
+_ONNX: dict[tuple[str, ...], tuple[Any, str | None]] = {}  # (weights, digest, layer, crop) -> (ONNX model or None, why torch)
+_ONNX_LOCK = threading.Lock()
+LOOKAHEAD = 2  # batches decoding while the network runs one
 
 
 def packaged_weights() -> Path:
@@ -78,6 +93,11 @@ class EfficientNetEncoder(BaseEncoder):
         centre crop and its mirror image) or ``flip5crop`` (mean of the centre and four corner
         ``size`` crops of the ``resize`` x ``resize`` centre square and their mirror images).
         Each view is a forward pass (``TTA_VIEWS``), run together in one batch; part of the spec.
+    backend : what runs the network, never what it computes (not part of the spec): ``auto``
+        (default: :func:`featurestore.settings.encoder_backend`, i.e.
+        ``$FEATURESTORE_ENCODER_BACKEND``, else auto) runs it through ONNX Runtime on CPU when
+        onnxruntime is installed and the checked export is cached or can be made, else torch;
+        ``torch`` always torch; ``onnx`` refuses to run otherwise. CUDA runs through torch.
     """
 
     name = MODEL
@@ -98,8 +118,13 @@ class EfficientNetEncoder(BaseEncoder):
         channels_last: bool | None = None,
         workers: int | None = None,
         tta: Tta | None = None,
+        backend: str | None = None,
     ) -> None:
+        from featurestore import settings
+
         self.path = Path(path) if path is not None else None
+        self.requested_backend = settings.encoder_backend(backend)
+        self._backend: tuple[Any, str | None] | None = None  # (ONNX model or None, why torch), decided on first use
         self.block = _check_block(block)
         self.device = check_device(device)
         self.batch_size = positive_int("batch_size", batch_size)
@@ -166,8 +191,49 @@ class EfficientNetEncoder(BaseEncoder):
     def _channels_last(self) -> bool:
         return True if self.channels_last is None else self.channels_last
 
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch``: what runs this encoder's network (decided, and weights loaded, on first call)."""
+        return "onnx" if self._onnx() is not None else "torch"
+
+    @property
+    def backend_reason(self) -> str | None:
+        """Why this encoder runs on torch (None when it runs through ONNX)."""
+        self._onnx()
+        return self._backend[1] if self._backend else None
+
+    def _onnx(self) -> OnnxImageModel | None:
+        """The checked ONNX model of this encoder's network, or None (torch)."""
+        if self._backend is None:
+            self._backend = self._choose_backend()
+        return self._backend[0]
+
+    def _choose_backend(self) -> tuple[Any, str | None]:
+        from featurestore.encoders import onnx_backend
+
+        if self.requested_backend == "torch":
+            return None, "the torch backend was asked for"
+        plan = OnnxPlan(block=self.block, size=self.size)
+        digest = file_digest(self.weights)
+        key = (str(self.weights.resolve()), digest, plan.layer, str(self.size))
+        load = lambda: self._load_onnx(onnx_backend, plan, digest)  # noqa: E731
+        return onnx_backend.choose(self.name, self.requested_backend, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
+
+    def _onnx_blocker(self, onnx_backend: Any) -> str | None:
+        """Why this encoder cannot use ONNX whatever its weights are, or None."""
+        if self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present()):
+            return "CUDA is used through torch"
+        missing = onnx_backend.available(("onnxruntime",))
+        if missing is None and check_photos() is None:
+            return "the export check's photos (scikit-learn's sample images) are not installed (pip install 'featurestore[onnx]')"
+        return missing
+
+    def _load_onnx(self, onnx_backend: Any, plan: OnnxPlan, digest: str) -> tuple[Any, str | None]:
+        return onnx_backend.load_or_export(self.name, plan, digest, self.model, label=self.weights.name)
+
     def load(self) -> None:
-        self.model()
+        if self._onnx() is None:
+            self.model()
 
     def encode(self, batch: Sequence[str | os.PathLike[str]]) -> np.ndarray:
         """``(n, dim) float32`` vectors of the image files; an undecodable file gets zeros."""
@@ -180,14 +246,14 @@ class EfficientNetEncoder(BaseEncoder):
         vectors = np.zeros((n, self.dim), dtype=np.float32)
         errors: list[str | None] = [None] * n
         if n:
-            model = self.model()
+            self.load()  # the backend and its network before the decoding threads start
             for start, arrays in self._decoded(paths):
                 good = [i for i, a in enumerate(arrays) if not isinstance(a, str)]
                 for i, a in enumerate(arrays):
                     if isinstance(a, str):
                         errors[start + i] = a
                 if good:
-                    vectors[[start + i for i in good]] = self._forward(model, np.stack([arrays[i] for i in good]))
+                    vectors[[start + i for i in good]] = self._forward(np.stack([arrays[i] for i in good]))
         zero = np.array([e is not None for e in errors], dtype=bool)
         return EncodeResult(
             vectors=vectors,
@@ -198,23 +264,21 @@ class EfficientNetEncoder(BaseEncoder):
         )
 
     def _decoded(self, paths: list[str]) -> Iterator[tuple[int, list[np.ndarray | str]]]:
-        """Yield ``(start, arrays)`` per batch; batch i+1 decodes in the pool while the caller runs batch i.
+        """Yield ``(start, arrays)`` per batch; the next :data:`LOOKAHEAD` batches decode in the
+        pool while the caller runs this one.
 
         Each entry of ``arrays`` is a ``(size, size, 3) uint8`` crop, or the reason (str) the
         file could not be decoded.
         """
-        starts = range(0, len(paths), self.batch_size)
+        starts = deque(range(0, len(paths), self.batch_size))
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="decode") as pool:
-
-            def submit(start: int) -> list[Future]:
-                return [pool.submit(self._decode_one, p) for p in paths[start : start + self.batch_size]]
-
-            pending = submit(0)
-            for k, start in enumerate(starts):
-                arrays = [f.result() for f in pending]
-                if k + 1 < len(starts):
-                    pending = submit(starts[k + 1])  # decoded while the model runs this batch
-                yield start, arrays
+            pending: deque[tuple[int, list[Future]]] = deque()
+            while starts or pending:
+                while starts and len(pending) <= LOOKAHEAD:  # decoded while the network runs the batch yielded
+                    start = starts.popleft()
+                    pending.append((start, [pool.submit(self._decode_one, p) for p in paths[start : start + self.batch_size]]))
+                start, futures = pending.popleft()
+                yield start, [f.result() for f in futures]
 
     def _decode_one(self, path: str) -> np.ndarray | str:
         # flip5crop crops the corners in the forward pass, out of the resize x resize centre square
@@ -224,55 +288,160 @@ class EfficientNetEncoder(BaseEncoder):
         except ImageDecodeError as exc:
             return str(exc)
 
-    def _forward(self, model: Any, pixels: np.ndarray) -> np.ndarray:
-        """Pixels -> ``(b, dim) float32`` pooled features (the mean over the ``tta`` views).
+    def _forward(self, pixels: np.ndarray) -> np.ndarray:
+        """``(b, h, w, 3) uint8`` decoded pixels -> ``(b, dim) float32`` pooled features (the mean over the ``tta`` views).
 
-        ``pixels`` is a ``(b, h, w, 3) uint8`` batch (normalised here, in one vectorised pass;
-        NHWC viewed as NCHW is already channels_last) or a ``(b, 3, h, w) float32`` batch
-        normalised by :func:`~featurestore.sources.imaging.decode_image`: ``size`` x ``size``
-        crops, or ``resize`` x ``resize`` squares for ``flip5crop``. With views, each forward
-        pass takes at most ``batch_size`` views (and at least one image's).
+        ``pixels`` are ``size`` x ``size`` crops, or ``resize`` x ``resize`` squares for
+        ``flip5crop``. With views, each forward pass takes at most ``batch_size`` views (and at
+        least one image's).
         """
-        torch = require("torch", "image")
-        param = next(model.parameters())
-        x = torch.from_numpy(pixels)
-        if pixels.dtype == np.uint8:
-            x = x.to(param.device).permute(0, 3, 1, 2).to(param.dtype).sub_(127.0).div_(128.0)
-        else:
-            x = x.to(param.device, dtype=param.dtype)
         n_views = TTA_VIEWS[self.tta]
         step = max(1, self.batch_size // n_views)
-        with torch.inference_mode():
-            pooled = torch.cat([self._pooled(model, self._views(x[i : i + step])) for i in range(0, len(x), step)])
-            pooled = pooled.view(len(x), n_views, -1).mean(dim=1)
-            if self.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=1)
-        return pooled.cpu().numpy()
+        pooled = np.concatenate([self._run(self._views(pixels[i : i + step])) for i in range(0, len(pixels), step)])
+        if n_views > 1:
+            pooled = pooled.reshape(len(pixels), n_views, -1).mean(axis=1, dtype=np.float32)
+        if self.normalize:  # torch.nn.functional.normalize(p=2, eps=1e-12)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled
 
-    def _views(self, x: Any) -> Any:
-        """``(b, 3, h, w)`` -> ``(b * n_views, 3, size, size)``, the views of image i at rows ``i * n_views ...``."""
-        torch = require("torch", "image")
+    def _views(self, x: np.ndarray) -> np.ndarray:
+        """``(b, h, w, 3)`` -> ``(b * n_views, size, size, 3) uint8``, the views of image i at rows ``i * n_views ...``."""
         if self.tta == "none":
             return x
         if self.tta == "flip5crop":
             s, far = self.size, self.resize - self.size
             centre = int(round(far / 2.0))  # where decode_pixels puts the centre crop
             corners = [(centre, centre), (0, 0), (0, far), (far, 0), (far, far)]  # (top, left)
-            x = torch.stack([x[:, :, t : t + s, left : left + s] for t, left in corners], dim=1).flatten(0, 1)
-        views = torch.stack([x, x.flip(-1)], dim=1)  # each crop beside its mirror image
-        return views.flatten(0, 1)
+            x = np.stack([x[:, t : t + s, left : left + s] for t, left in corners], axis=1).reshape(-1, s, s, 3)
+        return np.stack([x, x[:, :, ::-1]], axis=1).reshape(-1, *x.shape[1:])  # each crop beside its mirror image
 
-    def _pooled(self, model: Any, x: Any) -> Any:
-        """One forward pass of ``(n, 3, size, size)`` crops -> ``(n, dim) float32`` global averages."""
+    def _run(self, views: np.ndarray) -> np.ndarray:
+        """One forward pass of ``(n, size, size, 3) uint8`` crops -> ``(n, dim) float32`` global averages."""
+        onnx = self._onnx()
+        if onnx is not None:
+            return onnx.run(views)
         torch = require("torch", "image")
-        x = x.contiguous(memory_format=torch.channels_last) if self._channels_last() else x.contiguous()
-        if self.block is None:
-            features = model.extract_features(x)
-        else:
-            features = model._swish(model._bn0(model._conv_stem(x)))
-            for layer in model._blocks[: self.block + 1]:
-                features = layer(features)
-        return features.float().mean(dim=(2, 3))
+        with torch.inference_mode():
+            return pooled_features(self.model(), torch.from_numpy(np.ascontiguousarray(views)), self.block, self._channels_last()).cpu().numpy()
+
+
+def pooled_features(model: Any, pixels: Any, block: int | None, channels_last: bool) -> Any:
+    """The network's pooled features of a ``(n, size, size, 3) uint8`` tensor of crops: ``(n, dim) float32``.
+
+    Normalised as ``(x - 127) / 128`` in the model's dtype and device; the head's 1280 channels
+    (``block`` None) or MBConv block ``block``'s output, globally averaged. What runs on torch
+    and what is exported to ONNX.
+    """
+    torch = require("torch", "image")
+    param = next(model.parameters())
+    x = pixels.to(param.device).permute(0, 3, 1, 2).to(param.dtype).sub(127.0).div(128.0)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+    if block is None:
+        features = model.extract_features(x)
+    else:
+        features = model._swish(model._bn0(model._conv_stem(x)))
+        for layer in model._blocks[: block + 1]:
+            features = layer(features)
+    return features.float().mean(dim=(2, 3))
+
+
+# ------------------------------------------------------------------------------- ONNX Runtime
+
+CHECK_SCALES = (1.0, 8 / 7, 10 / 7, 2.0)  # shorter side / crop of the check photos' views
+
+
+def check_photos() -> list[Path] | None:
+    """The real photos an export is checked on: scikit-learn's sample images (``china.jpg``,
+    ``flower.jpg``, 427 x 640 JPEGs shipped in its wheel), found without importing it; None if absent."""
+    spec = find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        photos = [Path(folder) / "datasets" / "images" / name for name in ("china.jpg", "flower.jpg")]
+        if all(p.is_file() for p in photos):
+            return photos
+    return None
+
+
+def check_pixels(size: int) -> np.ndarray:
+    """``(16, size, size, 3) uint8``: each check photo decoded as the encoder decodes, its shorter
+    side resized to ``size`` x :data:`CHECK_SCALES`, centre-cropped, and each crop's mirror image."""
+    crops = [decode_pixels(p, size=size, resize=max(size, int(round(size * k)))) for p in check_photos() or [] for k in CHECK_SCALES]
+    return np.stack([view for c in crops for view in (c, c[:, ::-1])])
+
+
+@dataclass(frozen=True)
+class OnnxPlan:
+    """The ONNX export of one network configuration (an :class:`~featurestore.encoders.onnx_backend.Export`):
+    ``pixels (batch, size, size, 3) uint8`` in, ``features (batch, dim) float32`` out, the
+    normalisation, the BatchNorm-folded network and the global average inside the graph."""
+
+    block: int | None
+    size: int
+
+    @property
+    def layer(self) -> str:
+        return "head" if self.block is None else f"block{self.block}"
+
+    def key_parts(self) -> dict[str, Any]:
+        return {"family": "efficientnet-lite", "layer": self.layer, "crop": self.size, "input": "uint8 nhwc", "normalisation": NORMALISATION, "folded": True}
+
+    def sidecar_parts(self) -> dict[str, Any]:
+        return {"layer": self.layer, "input": f"pixels: (batch, {self.size}, {self.size}, 3) uint8", "output": "features: (batch, dim) float32"}
+
+    def write(self, torch_model: Any, path: Path) -> None:
+        import warnings
+
+        from featurestore.encoders import onnx_backend
+
+        torch = require("torch", "image")
+        block = self.block
+
+        class Pooled(torch.nn.Module):
+            def __init__(self, net: Any) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, pixels: Any) -> Any:
+                return pooled_features(self.net, pixels, block, channels_last=False)
+
+        example = torch.zeros((2, self.size, self.size, 3), dtype=torch.uint8)
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's notices: the check is what tells
+            torch.onnx.export(
+                Pooled(torch_model).eval(),
+                (example,),
+                str(path),
+                input_names=["pixels"],
+                output_names=["features"],
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=onnx_backend.OPSET,
+                dynamo=False,
+            )
+
+    def build(self, model_bytes: bytes) -> OnnxImageModel:
+        return OnnxImageModel(model_bytes)
+
+    def compare(self, onnx_model: Any, torch_model: Any) -> tuple[float, int, str]:
+        """Against the torch network on :func:`check_pixels`, in batches of 5 (a remainder included)."""
+        torch = require("torch", "image")
+        pixels = check_pixels(self.size)
+        with torch.inference_mode():
+            want = np.concatenate([pooled_features(torch_model, torch.from_numpy(pixels[i : i + 5]), self.block, True).cpu().numpy() for i in range(0, len(pixels), 5)])
+        got = np.concatenate([onnx_model.run(pixels[i : i + 5]) for i in range(0, len(pixels), 5)])
+        cos = (got * want).sum(axis=1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)
+        return float(np.abs(cos - 1.0).max()), len(pixels), "photos"
+
+
+class OnnxImageModel:
+    """An exported network: ``run(pixels (n, size, size, 3) uint8) -> (n, dim) float32``."""
+
+    def __init__(self, model_bytes: bytes, *, n_threads: int | None = None) -> None:
+        from featurestore.encoders import onnx_backend
+
+        self.session = onnx_backend.session(model_bytes, n_threads=n_threads)
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        (features,) = self.session.run(["features"], {"pixels": np.ascontiguousarray(pixels, dtype=np.uint8)})
+        return features
 
 
 def make(arg: str | None, **options: Any) -> EfficientNetEncoder:

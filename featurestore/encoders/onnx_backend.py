@@ -1,18 +1,22 @@
-"""ONNX Runtime execution of sentence-transformers models (``minilm``, ``st:/path``) on CPU.
+"""ONNX Runtime execution of the encoders on CPU: sentence-transformers models (``minilm``,
+``st:/path``) and EfficientNet-Lite0 (``efficientnet-lite0``, see :mod:`featurestore.encoders.image`).
 
-An execution detail of :class:`~featurestore.encoders.sentence.SentenceTransformerEncoder`: the
-same weights give the same vectors and the same ``encoder_id`` through either backend. The
-transformer is exported once per weights file (and exporter and onnxruntime version) with
-``torch.onnx.export`` into ``<user cache>/onnx/<model>-<key>/``; what follows it in the model's
+An execution detail of the encoder: the same weights give the same vectors and the same
+``encoder_id`` through either backend. A network is exported once per weights file (and what
+runs around it, exporter and onnxruntime version) with ``torch.onnx.export`` into
+``<user cache>/onnx/<model>-<key>/``. For sentence models, what follows the transformer in the
 module stack (``Pooling``, ``Normalize``) runs in numpy as sentence-transformers computes it,
 and texts are tokenized with the ``tokenizers`` library from the folder's ``tokenizer.json``. So
 a process that encodes with a cached export imports onnxruntime, tokenizers and numpy, never
 torch, transformers or sentence-transformers.
 
-An export is kept only when its vectors match torch's on :data:`CHECK_TEXTS` (max
+What is exported, how it is checked and how its session is built is an :class:`Export` (a
+sentence model's :class:`Plan`, an image encoder's plan); this module keeps the cache, the
+check's verdict and the sha256 that guard every load. An export is kept only when its vectors
+match torch's on the plan's fixed inputs (:data:`CHECK_TEXTS`, real photos for images: max
 ``|cos - 1| <= 1e-5``); the figure is recorded in the folder's ``onnx.json`` beside the sha256
 of ``model.onnx``, which is checked on every load (a changed file is refused and exported again).
-A model with modules this file does not reproduce stays on torch (the reason in the encoder's
+A model the backend does not reproduce stays on torch (the reason in the encoder's
 ``backend_reason``); so does one whose export fails or fails its check, said once on stderr.
 """
 
@@ -28,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -76,6 +80,25 @@ class Unsupported(Exception):
     """The model cannot run through ONNX here; the message says why (it stays on torch)."""
 
 
+class Export(Protocol):
+    """One kind of exported network: what its export depends on, how it is written, checked and run."""
+
+    def key_parts(self) -> dict[str, Any]:
+        """What, besides the weights, exporter and versions, changes the export (part of its folder's key)."""
+
+    def sidecar_parts(self) -> dict[str, Any]:
+        """What ``onnx.json`` records about the export for people."""
+
+    def write(self, torch_model: Any, path: Path) -> None:
+        """``torch.onnx.export`` the network of ``torch_model`` (the loaded torch encoder model) to ``path``."""
+
+    def build(self, model_bytes: bytes) -> Any:
+        """The runtime model from the bytes of a checked ``model.onnx``."""
+
+    def compare(self, onnx_model: Any, torch_model: Any) -> tuple[float, int, str]:
+        """``(max |cos - 1|, inputs, what they are)`` between the two backends' vectors of the fixed check inputs."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """What runs around the exported transformer: tokenization, pooling, normalisation."""
@@ -85,6 +108,29 @@ class Plan:
     normalize: bool  # the model stack ends with Normalize
     max_length: int
     lowercase: bool
+
+    def key_parts(self) -> dict[str, Any]:
+        from featurestore.encoders.base import file_digest
+
+        return {
+            "tokenizer": file_digest(self.folder / "tokenizer.json"),
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "lowercase": self.lowercase,
+        }
+
+    def sidecar_parts(self) -> dict[str, Any]:
+        return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
+
+    def write(self, torch_model: Any, path: Path) -> None:
+        _export_transformer(torch_model, path)
+
+    def build(self, model_bytes: bytes) -> OnnxSentenceModel:
+        return OnnxSentenceModel(self, model_bytes)
+
+    def compare(self, onnx_model: Any, torch_model: Any) -> tuple[float, int, str]:
+        return _compare(onnx_model, torch_model), len(CHECK_TEXTS), "texts"
 
 
 def plan(folder: Path, config: dict[str, Any]) -> Plan:
@@ -199,21 +245,27 @@ def threads() -> int:
     return max(1, min(cores, int(omp))) if omp.isdigit() and int(omp) > 0 else cores
 
 
+def session(model_bytes: bytes, *, n_threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of a checked export: all graph optimisations, :func:`threads`
+    intra-op threads, no spinning; built from bytes already checked against the sidecar, so there
+    is no second read between the check and the load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = n_threads or threads()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
+    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
 class OnnxSentenceModel:
     """An exported transformer with its tokenizer and pooling: ``encode(texts) -> (n, dim) float32``."""
 
     def __init__(self, plan: Plan, model_bytes: bytes, *, n_threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.plan = plan
         self.tokenizer = Tokenizer(plan)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = n_threads or threads()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on a shared machine
-        # from bytes already checked against the sidecar: no second read between the check and the load
-        self.session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+        self.session = session(model_bytes, n_threads=n_threads)
         self._inputs = {i.name for i in self.session.get_inputs()}
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, *, normalize: bool = False) -> np.ndarray:
@@ -245,20 +297,15 @@ class OnnxSentenceModel:
 # ------------------------------------------------------------------------------------ the cache
 
 
-def export_key(weights_digest: str, plan: Plan) -> str:
-    """What an export and its check depend on: the weights, the tokenizer and pooling around them,
-    the exporter (torch's version) and onnxruntime's version. Versions are read from package
-    metadata, so finding a cached export imports neither torch nor onnxruntime."""
-    from featurestore.encoders.base import file_digest
-
+def export_key(weights_digest: str, plan: Export) -> str:
+    """What an export and its check depend on: the weights, what runs around the network (a
+    sentence model's tokenizer and pooling, an image encoder's layer and crop), the exporter
+    (torch's version) and onnxruntime's version. Versions are read from package metadata, so
+    finding a cached export imports neither torch nor onnxruntime."""
     parts = {
         "format": FORMAT,
         "weights": weights_digest,
-        "tokenizer": file_digest(plan.folder / "tokenizer.json"),
-        "pooling": plan.pooling,
-        "normalize": plan.normalize,
-        "max_length": plan.max_length,
-        "lowercase": plan.lowercase,
+        **plan.key_parts(),
         "exporter": EXPORTER,
         "opset": OPSET,
         "torch": _version("torch"),
@@ -280,13 +327,13 @@ def cache_root() -> Path:
     return settings.user_cache_dir() / "onnx"
 
 
-def cache_folder(model: str, weights_digest: str, plan: Plan) -> Path:
+def cache_folder(model: str, weights_digest: str, plan: Export) -> Path:
     """``<user cache>/onnx/<model>-<key>``: the folder of one export (:func:`export_key`)."""
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in model)[:60] or "model"
     return cache_root() / f"{safe}-{export_key(weights_digest, plan)}"
 
 
-def load_cached(folder: Path, plan_: Plan, weights_digest: str) -> OnnxSentenceModel | None:
+def load_cached(folder: Path, plan_: Export, weights_digest: str) -> Any:
     """The cached export, checked; None when there is none. :class:`Unsupported` when its check
     failed (recorded, not retried); :class:`Tampered` when its file is not the one recorded."""
     try:
@@ -306,17 +353,18 @@ def load_cached(folder: Path, plan_: Plan, weights_digest: str) -> OnnxSentenceM
         raise Tampered(f"{folder / MODEL_FILE} cannot be read ({exc.strerror or exc})") from None
     if hashlib.sha256(data).hexdigest() != sidecar.get("onnx_sha256"):
         raise Tampered(f"{folder / MODEL_FILE} is not the file exported (its sha256 differs from {SIDECAR})")
-    return OnnxSentenceModel(plan_, data)
+    return plan_.build(data)
 
 
 class Tampered(Exception):
     """A cached export whose files are not what its sidecar records."""
 
 
-def export(folder: Path, plan_: Plan, weights_digest: str, model_name: str, torch_model: Callable[[], Any]) -> OnnxSentenceModel | None:
-    """Export, check against torch and store the transformer of ``torch_model()`` (a loaded
-    SentenceTransformer) under ``folder``, atomically, under a lock; returns the checked model,
-    or None when the check failed (recorded in the sidecar, said on stderr)."""
+def export(folder: Path, plan_: Export, weights_digest: str, model_name: str, torch_model: Callable[[], Any]) -> Any:
+    """Export, check against torch and store the network of ``torch_model()`` (the loaded torch
+    model: a SentenceTransformer, an image encoder's network) under ``folder``, atomically,
+    under a lock; returns the checked model, or None when the check failed (recorded in the
+    sidecar, said on stderr)."""
     from featurestore.locks import cache_lock
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -333,17 +381,17 @@ def export(folder: Path, plan_: Plan, weights_digest: str, model_name: str, torc
         try:
             model = torch_model()
             started = time.perf_counter()
-            _export_transformer(model, tmp / MODEL_FILE)
+            plan_.write(model, tmp / MODEL_FILE)
             data = (tmp / MODEL_FILE).read_bytes()
-            onnx_model = OnnxSentenceModel(plan_, data)
-            worst = _compare(onnx_model, model)
+            onnx_model = plan_.build(data)
+            worst, count, noun = plan_.compare(onnx_model, model)
             passed = bool(worst <= TOLERANCE)
             check = {
-                "texts": len(CHECK_TEXTS),
+                noun: count,
                 "max_abs_cos_minus_1": worst,
                 "tolerance": TOLERANCE,
                 "passed": passed,
-                "reason": None if passed else f"max |cos - 1| = {worst:.3g} on {len(CHECK_TEXTS)} texts, above {TOLERANCE:g}",
+                "reason": None if passed else f"max |cos - 1| = {worst:.3g} on {count} {noun}, above {TOLERANCE:g}",
             }
             sidecar = {
                 "format": FORMAT,
@@ -354,9 +402,7 @@ def export(folder: Path, plan_: Plan, weights_digest: str, model_name: str, torc
                 "torch": _version("torch"),
                 "onnxruntime": _version("onnxruntime"),
                 "onnx_sha256": hashlib.sha256(data).hexdigest() if passed else None,
-                "pooling": plan_.pooling,
-                "normalize": plan_.normalize,
-                "max_length": plan_.max_length,
+                **plan_.sidecar_parts(),
                 "check": check,
                 "export_seconds": round(time.perf_counter() - started, 2),
             }
@@ -370,6 +416,68 @@ def export(folder: Path, plan_: Plan, weights_digest: str, model_name: str, torc
         say_once(f"warning: {model_name} stays on torch: its ONNX export failed the check against torch ({check['reason']})")
         return None
     return onnx_model
+
+
+def load_or_export(model_name: str, plan_: Export, weights_digest: str, torch_model: Callable[[], Any], *, label: str) -> tuple[Any, str | None]:
+    """The checked cached export of ``plan_``, or a new one; ``(None, reason)`` when the model stays
+    on torch (a failed or recorded check, an export torch cannot make, an unwritable cache: said
+    once on stderr). ``label`` names the model in reasons (its folder or weights file)."""
+    from featurestore.errors import FeatureStoreError
+
+    try:
+        folder = cache_folder(model_name, weights_digest, plan_)
+        try:
+            model = load_cached(folder, plan_, weights_digest)
+        except Tampered as exc:
+            say_once(f"warning: {exc}; exporting it again")
+            model = None
+        if model is None:
+            model = export(folder, plan_, weights_digest, model_name, torch_model)
+        if model is None:
+            return None, "its ONNX export failed the check against torch"
+        return model, None
+    except Unsupported as exc:
+        reason = f"{label}: {exc}"
+    except FeatureStoreError:  # torch cannot load the model either (a refused file): that error is the user's answer
+        raise
+    except OSError as exc:
+        reason = f"the ONNX export cannot be written under {cache_root()} ({exc.strerror or exc})"
+    except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on models it cannot trace; torch still runs them
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = f"torch.onnx.export could not export it ({type(exc).__name__}: {first})"
+    say_once(f"warning: {model_name} runs on torch, not ONNX Runtime: {reason}")
+    return None, reason
+
+
+def choose(
+    model_name: str,
+    requested: str,
+    blocker: str | None,
+    key: tuple[str, ...],
+    load: Callable[[], tuple[Any, str | None]],
+    loaded: dict[tuple[str, ...], tuple[Any, str | None]],
+    lock: Any,
+) -> tuple[Any, str | None]:
+    """An encoder's backend when ONNX is not opted out of: ``(ONNX model, None)`` or ``(None, why torch)``.
+
+    ``requested`` is ``auto`` or ``onnx`` (:func:`featurestore.settings.encoder_backend`);
+    ``blocker`` why this encoder cannot use ONNX whatever its weights (CUDA, an option that runs
+    on torch), or None; ``load()`` the export's :func:`load_or_export`, called once per ``key``
+    (the weights file and what the export depends on) and process, kept in ``loaded`` under
+    ``lock``. ``onnx`` asked for and not possible is an :class:`EncoderError`.
+    """
+    from featurestore.errors import EncoderError
+
+    if blocker is None:
+        with lock:
+            if key not in loaded:
+                loaded[key] = load()
+            model, blocker = loaded[key]
+        if model is not None:
+            return model, None
+    if requested == "onnx":
+        raise EncoderError(f"{model_name} cannot run through ONNX Runtime here: {blocker}; use backend auto or torch (FEATURESTORE_ENCODER_BACKEND)")
+    return None, blocker
 
 
 def _replace_folder(new: Path, target: Path) -> None:
@@ -423,11 +531,11 @@ def _compare(onnx_model: OnnxSentenceModel, torch_model: Any) -> float:
     return float(np.abs(cos - 1.0).max())
 
 
-def available() -> str | None:
-    """None when onnxruntime and tokenizers can be imported, else what is missing."""
+def available(modules: Sequence[str] = ("onnxruntime", "tokenizers")) -> str | None:
+    """None when ``modules`` (for sentence models onnxruntime and tokenizers) can be imported, else what is missing."""
     from importlib.util import find_spec
 
-    missing = [name for name in ("onnxruntime", "tokenizers") if find_spec(name) is None]
+    missing = [name for name in modules if find_spec(name) is None]
     return None if not missing else f"{' and '.join(missing)} not installed (pip install 'featurestore[onnx]')"
 
 

@@ -200,18 +200,9 @@ class SentenceTransformerEncoder(BaseEncoder):
 
         if self.requested_backend == "torch":
             return None, "the torch backend was asked for"
-        blocker = self._onnx_blocker(onnx_backend)
-        if blocker is None:
-            key = (str(self.path.resolve()), file_digest(self._config["weights"]))
-            with _ONNX_LOCK:
-                if key not in _ONNX:
-                    _ONNX[key] = self._load_onnx(onnx_backend, key[1])
-                model, blocker = _ONNX[key]
-            if model is not None:
-                return model, None
-        if self.requested_backend == "onnx":
-            raise EncoderError(f"{self.name} cannot run through ONNX Runtime here: {blocker}; use backend auto or torch (FEATURESTORE_ENCODER_BACKEND)")
-        return None, blocker
+        key = (str(self.path.resolve()), file_digest(self._config["weights"]))
+        load = lambda: self._load_onnx(onnx_backend, key[1])  # noqa: E731
+        return onnx_backend.choose(self.name, self.requested_backend, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
 
     def _onnx_blocker(self, onnx_backend: Any) -> str | None:
         """Why this encoder cannot use ONNX whatever its model is, or None."""
@@ -229,29 +220,7 @@ class SentenceTransformerEncoder(BaseEncoder):
             plan = onnx_backend.plan(self.path, self._config)
         except onnx_backend.Unsupported as exc:
             return None, f"{self.path.name}: {exc}"
-        try:
-            folder = onnx_backend.cache_folder(self.name, digest, plan)
-            try:
-                model = onnx_backend.load_cached(folder, plan, digest)
-            except onnx_backend.Tampered as exc:
-                onnx_backend.say_once(f"warning: {exc}; exporting it again")
-                model = None
-            if model is None:
-                model = onnx_backend.export(folder, plan, digest, self.name, self.model)
-            if model is None:
-                return None, "its ONNX export failed the check against torch"
-            return model, None
-        except onnx_backend.Unsupported as exc:
-            reason = f"{self.path.name}: {exc}"
-        except FeatureStoreError:  # torch cannot load the model either (a refused folder): that error is the user's answer
-            raise
-        except OSError as exc:
-            reason = f"the ONNX export cannot be written under {onnx_backend.cache_root()} ({exc.strerror or exc})"
-        except Exception as exc:  # noqa: BLE001 - torch's exporter fails in many ways on models it cannot trace; torch still runs them
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            reason = f"torch.onnx.export could not export it ({type(exc).__name__}: {first})"
-        onnx_backend.say_once(f"warning: {self.name} runs on torch, not ONNX Runtime: {reason}")
-        return None, reason
+        return onnx_backend.load_or_export(self.name, plan, digest, self.model, label=self.path.name)
 
     def load(self) -> None:
         if self._onnx() is None:

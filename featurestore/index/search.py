@@ -63,7 +63,7 @@ def build_index(
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
-    with view_lock(store, table.meta.view, "index build"):  # one writer per view: see featurestore.locks
+    with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _build_index(store, table, index_type, budget, target_recall)
 
 
@@ -83,7 +83,15 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
     )
     built.save(local_index_dir(store, table))
     publish_index(store, table)
+    _record(store, built.info, "build", built.info.rows, 0, built.info.build_seconds)
     return built.info
+
+
+def _record(store: Store, info: IndexInfo, action: str, added: int, removed: int, seconds: float) -> None:
+    """The run record of an index build or update (``featurestore runs``)."""
+    store.record_run({"view": info.view, "encoder_id": info.encoder_id, "action": action, "factory": info.factory, "rows": info.rows,
+                      "added": added, "removed": removed, "recall_at_10": info.recall_at_10, "table_version": info.table_version,
+                      "seconds": round(seconds, 3), "rows_per_second": added / seconds if seconds > 0 else 0.0, "failed": 0}, kind="index")
 
 
 def _latest_rows(table: FeatureTable) -> tuple[np.ndarray, np.ndarray, Rows, int]:
@@ -122,7 +130,7 @@ def update_index(
         raise InvalidArgumentError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    with view_lock(store, table.meta.view, "index update"):  # one writer per view: see featurestore.locks
+    with view_lock(store, table.meta.view, "index update", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
 
 
@@ -156,7 +164,10 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         info = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
         return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
-    return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(index.info)}
+    seconds = time.perf_counter() - started
+    if len(add) or remove:
+        _record(store, index.info, "update", len(add), len(remove), seconds)
+    return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(seconds, 3), **asdict(index.info)}
 
 
 def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:

@@ -10,6 +10,7 @@ in their names and ``index.json`` lists them: replacing it commits a save.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -77,9 +78,10 @@ class Rows(Protocol):
     def __getitem__(self, key: Any) -> np.ndarray: ...
 
 
+@functools.cache
 def _faiss():
-    faiss = require("faiss", "index")
-    return faiss
+    """The faiss module, imported on first use (once: every query normalises through it)."""
+    return require("faiss", "index")
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:

@@ -150,8 +150,8 @@ def plan(
     meta = table_meta(view, enc, encoder, options)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
-    with view_lock(store, view, "materialize"):  # re-entrant: materialize and the runner hold it for the whole run
-        clear_dead_staging(store, view)
+    with view_lock(store, view, "materialize", encoder_id=enc.encoder_id):  # re-entrant: materialize and the runner hold it for the whole run
+        clear_dead_staging(store, view, enc.encoder_id)
         state = table.state()
         run_id = uuid.uuid4().hex[:12]
         staging = store.path / "_staging" / view / enc.encoder_id / run_id
@@ -327,15 +327,15 @@ def _stage(
             p.tombstones.append(str(path))
 
 
-def clear_dead_staging(store: Store, view: str) -> None:
-    """Remove the staging folders that earlier runs of ``view`` left: every one is a dead run's.
+def clear_dead_staging(store: Store, view: str, encoder_id: str) -> None:
+    """Remove the staging folders that earlier runs of ``view``'s table of ``encoder_id`` left: every one is a dead run's.
 
-    Call with the view's lock held. Every run stages under that lock (:func:`plan` takes it;
+    Call with the table's lock held. Every run stages under that lock (:func:`plan` takes it;
     materialize and the runner hold it from the plan to the last commit), so while it is held no
     other run's staging is live: what is there was left by a run that was killed (a failed run
     removes its own). What such a run committed stays, and this run's diff re-plans the rest.
     """
-    folder = store.path / "_staging" / view
+    folder = store.path / "_staging" / view / encoder_id
     if folder.is_dir():
         shutil.rmtree(folder, ignore_errors=True)
         remove_empty_parents(folder.parent, store.path)

@@ -126,9 +126,10 @@ def materialize(
     Returns the run summary: rows_seen, encoded, skipped, failed, table_version, seconds ...
     Holds the view's write lock (:mod:`featurestore.locks`) from the plan to the last commit.
     """
+    from featurestore.encoders import get_encoder
     from featurestore.locks import view_lock
 
-    with view_lock(store, view, "materialize"):
+    with view_lock(store, view, "materialize", encoder_id=get_encoder(encoder, **(encoder_options or {})).encoder_id):
         p = plan(
             source,
             view,

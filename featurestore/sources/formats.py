@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,7 +50,32 @@ def detect_format(path: Path, explicit: str | None = None) -> str:
         raise SourceError(
             f"cannot tell the format of {path} from its name; pass `format` as one of: {', '.join(FORMATS)}"
         )
+    if fmt == "text" and _looks_like_sms(path):
+        raise SourceError(f"{path} looks like the SMS layout (label<TAB>text): use `format='sms'` "
+                          "(or `format='text'` to encode each whole line, label included)")
     return fmt
+
+
+_SMS_LINE = re.compile(r"^\S{1,32}\t\S")
+
+
+def _looks_like_sms(path: Path, lines: int = 20) -> bool:
+    """Whether the first non-blank lines of a text file all read ``label<TAB>text``, with few labels."""
+    labels: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if not _SMS_LINE.match(line):
+                    return False
+                labels.append(line.partition("\t")[0])
+                if len(labels) >= lines:
+                    break
+    except OSError:
+        return False  # reading it fails again, with its message, where the records are read
+    return bool(labels) and len(set(labels)) <= max(1, len(labels) // 2)
 
 
 def decoded_lines(path: Path) -> Iterator[str]:

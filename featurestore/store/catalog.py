@@ -168,6 +168,10 @@ class Store:
             if self._is_table(v, enc)
         ]
 
+    def views(self) -> list[str]:
+        """The names of the store's views (folders under ``views/``), sorted."""
+        return self._subfolders("views")
+
     def encoder_ids(self, view: str) -> list[str]:
         return [Path(t.uri).name for t in self.tables(view)]
 
@@ -175,19 +179,22 @@ class Store:
         """The table of ``view`` for an encoder id or name; the only one when the view has one."""
         tables = self.tables(view)
         if not tables:
-            known = self._subfolders("views")
-            raise NotFoundError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}")
+            known = self.views()
+            raise NotFoundError(f"view {view!r} does not exist in {self.root}; views: {', '.join(known) or 'none yet'}{did_you_mean(view, known)}")
         if encoder is None:
             if len(tables) == 1:
                 return tables[0]
-            raise StoreError(f"view {view!r} has several encoders ({', '.join(self.encoder_ids(view))}); pass `encoder`")
+            named = ", ".join(f"{t.meta.encoder_name} ({Path(t.uri).name})" for t in tables)
+            raise StoreError(f"view {view!r} has several encoders: {named}; choose one with `encoder` (its name or id)")
         matches = [t for t in tables if Path(t.uri).name == encoder or t.meta.encoder_name == encoder]
         if len(matches) == 1:
             return matches[0]
         if matches:
             ids = ", ".join(Path(t.uri).name for t in matches)
-            raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id")
-        raise NotFoundError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}")
+            raise StoreError(f"view {view!r} has several tables for encoder {encoder!r} ({ids}); pass the encoder id as `encoder`")
+        known = sorted({t.meta.encoder_name for t in tables} | {Path(t.uri).name for t in tables})
+        raise NotFoundError(f"view {view!r} has no table for encoder {encoder!r}; it has: {', '.join(self.encoder_ids(view))}"
+                            f"{did_you_mean(encoder, known)}")
 
     def info(self) -> list[TableInfo]:
         """Views, encoders, live row counts, versions and last update of every table."""
@@ -236,21 +243,31 @@ class Store:
         }
 
     # ------------------------------------------------------------- run records
-    def record_run(self, summary: dict[str, Any]) -> Path:
-        """Keep a run's summary as JSON under runs/ (for info, reports and throughput history)."""
-        runs = self.path / "runs"
+    def record_run(self, summary: dict[str, Any], kind: str = "materialize") -> Path:
+        """Keep a run's summary as JSON (for ``featurestore runs``, info, reports and throughput history).
+
+        Materialize runs go to ``runs/`` (``view_source`` reads the newest of a table there), the
+        others to ``runs/<kind>/`` (``index``, ``train``, ``refresh``). Inside a Prefect flow run
+        the record names it (``flow_run_id``, ``flow_run_name``).
+        """
+        if kind not in RUN_KINDS:
+            raise StoreError(f"run kind must be one of: {', '.join(RUN_KINDS)}. Got {kind!r} instead.")
+        relative = "runs" if kind == "materialize" else f"runs/{kind}"
+        runs = self.path / relative
         runs.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         path = runs / f"{stamp}-{summary.get('view')}-{summary.get('encoder_id')}.json"
+        record = {"kind": kind, **summary, **(_prefect_run() or {})}
+        record.setdefault("finished_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.write_text(json.dumps(record, indent=2, default=str))
         tmp.replace(path)
-        self.publish(f"runs/{path.name}")
+        self.publish(f"{relative}/{path.name}")
         return path
 
     def last_run(self, view: str, encoder_id: str) -> dict[str, Any] | None:
         """The newest recorded materialize run of (view, encoder_id), or None."""
-        pattern = f"*-{view}-{encoder_id}.json"
+        pattern = f"[0-9]*-{view}-{encoder_id}.json"  # named by time: a bucket's listing of runs/ also holds runs/index/... (not these)
         runs = sorted(self.fetch("runs", pattern=pattern, newest=1).glob(pattern))
         return _read_run(runs[-1]) if runs else None
 
@@ -271,12 +288,47 @@ class Store:
             raise StoreError(f"the source of view {view!r} ({path}) is gone; pass the source path")
         return from_dict(spec)
 
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        runs = self.fetch("runs", pattern="*.json", newest=limit)
-        if not runs.is_dir():
-            return []
-        files = sorted(runs.glob("*.json"))[-limit:]
-        return [_read_run(f) for f in files]
+    def runs(self, limit: int = 20, kinds: tuple[str, ...] = ("materialize",), view: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` run records of ``kinds`` (of ``view`` when given), oldest first."""
+        files: list[Path] = []
+        for kind in kinds:
+            relative = "runs" if kind == "materialize" else f"runs/{kind}"
+            folder = self.fetch(relative, pattern="[0-9]*.json", newest=limit if view is None else None)  # not the kinds' subfolders
+            if folder.is_dir():
+                files += folder.glob("[0-9]*.json")
+        files = sorted(files, key=lambda f: f.name)  # names start with the UTC time of the record
+        if view is None:
+            return [_read_run(f) for f in files[-limit:]]
+        records = [r for r in map(_read_run, files) if view in str(r.get("view")).split(",")]  # a refresh names its views
+        return records[-limit:]
+
+
+RUN_KINDS = ("materialize", "index", "train", "refresh")
+
+
+def _prefect_run() -> dict[str, str] | None:
+    """The Prefect flow run this process is working in, when Prefect is loaded and in a run."""
+    import sys
+
+    if "prefect.context" not in sys.modules:
+        return None  # never imported here: no flow run to name
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    flow = FlowRunContext.get()
+    if flow is not None and flow.flow_run is not None:
+        return {"flow_run_id": str(flow.flow_run.id), "flow_run_name": flow.flow_run.name}
+    task = TaskRunContext.get()
+    if task is not None and getattr(task.task_run, "flow_run_id", None):
+        return {"flow_run_id": str(task.task_run.flow_run_id)}
+    return None
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to a misspelt one (difflib), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _read_run(path: Path) -> dict[str, Any]:

@@ -102,15 +102,20 @@ class FeatureFrame:
         """The kept columns' names and, per column, the Python values at ``rows`` (``(n,) int64``;
         a row of -1 reads an arbitrary row: the caller drops it). A list index per column once
         :meth:`prepare_lookups` ran, else an Arrow take."""
+        names, arrays = self.kept_arrays(rows)
+        return names, [array.tolist() for array in arrays]
+
+    def kept_arrays(self, rows: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+        """Like :meth:`kept_values`, each column as a ``(n,)`` numpy array whose ``tolist()`` gives
+        the Python values (what a warm search handle keeps per generation, in its index's order)."""
         rows = np.asarray(rows, dtype=np.int64)
-        if self._values is not None:
-            names, arrays = self._values
-            return names, [array[rows].tolist() for array in arrays]
         names = self.columns.column_names
-        if not len(rows) or not names:
-            return names, [[] for _ in names]
+        if not len(self) or not len(rows) or not names:  # nothing to read: every row is one the caller drops
+            return names, [np.full(len(rows), None, dtype=object) for _ in names]
+        if self._values is not None:
+            return self._values[0], [array[rows] for array in self._values[1]]
         taken = self.columns.take(np.clip(rows, 0, None))
-        return names, [column.to_pylist() for column in taken.columns]
+        return names, [_python_values(column) for column in taken.columns]
 
 
 def _python_values(column: pa.ChunkedArray) -> np.ndarray:

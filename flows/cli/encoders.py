@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.output import print_json, print_table
+from flows.cli.output import QuietOpt, print_json, print_table, set_quiet
 
 
-def encoders(json_out: bool = typer.Option(False, "--json", help="Print one JSON array.")) -> None:
+def encoders(
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    quiet: bool = QuietOpt,
+) -> None:
     """List encoders: name, encoder_id, dim, modality and where the weights come from."""
+    set_quiet(quiet)
     from featurestore.encoders import list_encoders
 
     rows = list_encoders()

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
+from flows.cli.completion import complete_view
+from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, print_table, set_quiet, use_backend, use_wait
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
@@ -15,19 +16,23 @@ StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTOR
 
 @index_app.command("build")
 def build(
-    view: str = typer.Option(..., "--view", help="The view to index."),
+    view: str = typer.Option(..., "--view", help="The view to index.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 to reach against exact search."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 2GB: the index must fit in it."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat, hnsw, ivf or ivfpq."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print index.json."),
+    wait: Optional[float] = WaitOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Build (or rebuild) the index of a view's latest state, tuned to the target recall."""
     from dataclasses import asdict
 
     from featurestore.index import build_index
 
+    set_quiet(quiet)
+    use_wait(wait)
     info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall)
     if json_out:
         print_json(asdict(info))
@@ -41,15 +46,19 @@ def build(
 
 @index_app.command("update")
 def update(
-    view: str = typer.Option(..., "--view", help="The view whose index to bring up to date."),
+    view: str = typer.Option(..., "--view", help="The view whose index to bring up to date.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     rebuild_share: float = typer.Option(0.2, "--rebuild-share", help="Rebuild when more than this share was removed since the build."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: added, removed, rows, rebuilt, table_version ..."),
+    wait: Optional[float] = WaitOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Add rows committed since the index was built and remove replaced or deleted ones."""
     from featurestore.index import update_index
 
+    set_quiet(quiet)
+    use_wait(wait)
     result = update_index(view, encoder, store=store, rebuild_share=rebuild_share)
     if json_out:
         print_json(result)
@@ -59,7 +68,7 @@ def update(
 
 
 def search(
-    view: str = typer.Option(..., "--view", help="The view to search."),
+    view: str = typer.Option(..., "--view", help="The view to search.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     text: Optional[List[str]] = typer.Option(None, "--text", help="Query text (repeat for a batch)."),
     image: Optional[List[str]] = typer.Option(None, "--image", help="Query image path (repeat for a batch)."),
@@ -69,12 +78,18 @@ def search(
     where: Optional[str] = typer.Option(None, "--where", help="Filter on kept columns, e.g. \"label = 'spam'\"."),
     store: Optional[str] = StoreOpt,
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    ids_only: bool = typer.Option(False, "--ids-only", help="Each hit's entity_id and score only (no kept columns, no text read from the source)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Find the k stored entities most similar to each query (encoded with the view's own encoder)."""
+    """Find the k stored entities most similar to each query (encoded with the view's own encoder).
+
+    Each hit shows its kept columns, and its text (or image path) read from the view's source
+    when no kept column holds it; --ids-only shows ids and scores alone."""
     from featurestore.errors import SourceError
     from featurestore.index import search as run_search
 
+    set_quiet(quiet)
     use_backend(backend)
     vectors = None
     if vector_file is not None:
@@ -85,12 +100,43 @@ def search(
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot read query vectors from {vector_file}: {exc}") from None
     results = run_search(view, encoder, store=store, texts=text or None, images=image or None, ids=entity or None, vectors=vectors, k=k, where=where)
+    if ids_only:
+        results = [[{"entity_id": h["entity_id"], "score": h["score"]} for h in hits] for hits in results]
+    elif not any(c in hit for hits in results for hit in hits for c in ("text", "path")):
+        results = _with_source_content(store, view, encoder, results)
     if json_out:
         print_json(results)
         return
     for number, hits in enumerate(results, 1):
         columns = ["entity_id", "score", *[c for c in (hits[0] if hits else {}) if c not in ("entity_id", "score")]]
         print_table(f"query {number}", hits, columns)
+
+
+def _with_source_content(store: Optional[str], view: str, encoder: Optional[str], results: list[list[dict]]) -> list[list[dict]]:
+    """The hits with their ``text`` (or image ``path``) from the source the view's last run read,
+    where its content hash is the stored one; unchanged when the source is unknown, gone or moved on."""
+    from featurestore.errors import FeatureStoreError
+    from featurestore.store import Store
+
+    wanted = {hit["entity_id"] for hits in results for hit in hits}
+    if not wanted:
+        return results
+    try:
+        s = Store(store)
+        table = s.resolve_table(view, encoder)
+        source = s.view_source(view, table.meta.encoder_id)
+        stored = table.state()
+        field = "path" if getattr(source, "modality", "text") == "image" else "text"
+        found: dict[str, str] = {}
+        for batch in source.batches():
+            for entity, content, digest in zip(batch.entity_id, batch.content, batch.content_hash):
+                if entity in wanted and stored.get(entity, (None,))[0] == digest:
+                    found[entity] = content
+            if len(found) == len(wanted):
+                break
+    except (FeatureStoreError, OSError):
+        return results
+    return [[{**hit, field: found[hit["entity_id"]]} if hit["entity_id"] in found else hit for hit in hits] for hits in results]
 
 
 def register(app: typer.Typer) -> None:

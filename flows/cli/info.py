@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import console, print_json, print_table
+from flows.cli.completion import complete_view
+from flows.cli.output import QuietOpt, console, print_json, print_table, set_quiet
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -15,8 +16,10 @@ def info(
     store: Optional[str] = StoreOpt,
     drift: bool = typer.Option(False, "--drift", help="Also measure each table's embedding drift since its previous version."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Views, encoders, live row counts, table versions, last update, indexes and the newest heads."""
+    set_quiet(quiet)
     from featurestore.store import Store
 
     s = Store(store)
@@ -64,21 +67,30 @@ def _newest_heads(s) -> list[dict]:
 
 
 def compact(
-    view: str = typer.Option(..., "--view", help="The view to compact."),
+    view: str = typer.Option(..., "--view", help="The view to compact.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     vacuum: bool = typer.Option(False, "--vacuum", help="Also delete files older than the retention (default: keep them)."),
     retention_hours: int = typer.Option(168, "--retention-hours", help="Time travel kept by --vacuum."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: view, encoder_id, optimize (Delta's metrics), vacuumed_files, version."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Merge a table's small files into large ones (Delta optimize), optionally vacuum."""
     from featurestore.store import Store
 
-    result = Store(store).resolve_table(view, encoder).compact(vacuum=vacuum, retention_hours=retention_hours)
+    set_quiet(quiet)
+    table = Store(store).resolve_table(view, encoder)
+    result = {"view": table.meta.view, "encoder_id": table.meta.encoder_id,
+              **table.compact(vacuum=vacuum, retention_hours=retention_hours)}
     if json_out:
         print_json(result)
-    else:
-        console().print(result)
+        return
+    merged = result["optimize"]
+    console().print(
+        f"{result['view']} / {result['encoder_id']}: {merged.get('numFilesRemoved', 0)} file(s) merged into "
+        f"{merged.get('numFilesAdded', 0)} ({merged.get('totalConsideredFiles', 0)} considered), "
+        f"{result['vacuumed_files']} vacuumed; table version {result['version']}"
+    )
 
 
 def register(app: typer.Typer) -> None:

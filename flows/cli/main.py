@@ -12,15 +12,15 @@ app = typer.Typer(
     name="featurestore",
     help="Embeddings feature store: encode, store, search and train on frozen-encoder features.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; views and models complete from the store
     pretty_exceptions_enable=False,
 )
 
 
 def _register() -> None:
-    from flows.cli import api, demo, encoders, export, index, info, materialize, pretrained, refresh, report, train
+    from flows.cli import api, demo, encoders, export, index, info, materialize, pretrained, refresh, report, runs, train
 
-    for module in (encoders, materialize, info, index, train, export, report, refresh, demo, api, pretrained):
+    for module in (encoders, materialize, info, index, train, export, report, refresh, runs, demo, api, pretrained):
         module.register(app)
 
 

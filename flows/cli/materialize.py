@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import BACKEND_HELP, console, print_json, progress_bar, use_backend
+from flows.cli.completion import complete_view
+from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, progress_bar, set_quiet, use_backend, use_wait
 
 
 def materialize(
     source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms, cranfield, beir, conll, or a folder of images)."),
-    view: str = typer.Option(..., "--view", help="The feature view to write."),
+    view: str = typer.Option(..., "--view", help="The feature view to write.", autocompletion=complete_view),
     encoder: str = typer.Option(..., "--encoder", help="minilm, word2vec, st:/path/to/model, w2v:/path/to/vectors or a plugin."),
     store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, cranfield (cran.all.1400), beir (corpus.jsonl), conll or images (default: from the name; a folder is images)."),
@@ -37,8 +38,12 @@ def materialize(
     dask_workers: int = typer.Option(2, "--dask-workers", help="--runner dask without --address: worker processes of the local cluster."),
     dask_threads: int = typer.Option(1, "--dask-threads", help="--runner dask without --address: threads (concurrent shards) per worker."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the run summary."),
+    wait: Optional[float] = WaitOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Encode SOURCE into VIEW with ENCODER; rows already stored with the same content are skipped."""
+    set_quiet(quiet)
+    use_wait(wait)
     from featurestore.sources import open_source
 
     from flows.dask_runner import DaskOptions
@@ -58,7 +63,7 @@ def materialize(
         path_col=path_col,
     )
     options = encoder_options(encoder, granularity=granularity, layers=layers, subword=subword, long_text=long_text, tta=tta, device=device)
-    with progress_bar(f"materialize {view}", enabled=not json_out) as update:
+    with progress_bar(f"materialize {view}") as update:
         summary = run(
             src,
             view,

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import print_json, print_table
+from flows.cli.completion import complete_view
+from flows.cli.output import QuietOpt, print_json, print_table, set_quiet
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -15,16 +16,18 @@ def as_is(
     model: str = typer.Argument(..., help="imagenet (EfficientNet-Lite0's ImageNet classes of images) or zero-shot (texts by cosine to label descriptions)."),
     inputs: List[str] = typer.Argument(..., help="Image paths (imagenet) or texts (zero-shot)."),
     label: Optional[List[str]] = typer.Option(None, "--label", help="zero-shot: NAME=DESCRIPTION (repeat for each label)."),
-    view: Optional[str] = typer.Option(None, "--view", help="zero-shot: the view whose encoder reads the texts and descriptions."),
+    view: Optional[str] = typer.Option(None, "--view", help="zero-shot: the view whose encoder reads the texts and descriptions.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="zero-shot: encoder name or id (when the view has several)."),
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Labels to rank per input (imagenet: 5; zero-shot: all)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Predict with a pretrained model as it is: ImageNet top-k of images, or zero-shot labels of texts."""
     from featurestore.errors import SourceError
     from models import pretrained
 
+    set_quiet(quiet)
     if model == "imagenet":
         if label or view:
             raise SourceError("--label and --view apply to zero-shot; imagenet takes image paths only")

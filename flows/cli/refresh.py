@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.output import console, print_json
+from flows.cli.output import QuietOpt, console, print_json, set_quiet
 
 ConfigOpt = typer.Option(Path("featurestore.yaml"), "--config", help="The project file (sources, views, heads, schedules).")
 
@@ -41,6 +41,7 @@ def refresh(
     view: str | None = typer.Option(None, "--view", help="Refresh this view only."),
     runner: str = typer.Option("local", "--runner", help="local (Prefect flows for steps with work) or inline (no Prefect)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the per-view summary."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
     from featurestore.errors import FeatureStoreError
@@ -48,6 +49,7 @@ def refresh(
     from featurestore.errors import RefreshFailed
     from flows.refresh import failure_message, run_refresh
 
+    set_quiet(quiet)
     quiet_user_errors()
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
@@ -94,16 +96,24 @@ def serve(
     serve_project(load(config), limit=limit)
 
 
-def init(config: Path = ConfigOpt) -> None:
+def init(
+    config: Path = ConfigOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: the file written."),
+    quiet: bool = QuietOpt,
+) -> None:
     """Write an example project file (never over an existing one)."""
     from featurestore.errors import FeatureStoreError
 
+    set_quiet(quiet)
     if config.exists():
         raise FeatureStoreError(f"{config} exists; edit it, or pass --config to write the example elsewhere")
     try:
         config.write_text(EXAMPLE, encoding="utf-8")
     except OSError as exc:
         raise FeatureStoreError(f"cannot write {config}: {exc.strerror}") from None
+    if json_out:
+        print_json({"written": str(config.resolve())})
+        return
     console().print(f"wrote {config}: edit the source path, then run `featurestore refresh --config {config}`")
 
 

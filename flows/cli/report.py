@@ -7,21 +7,25 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import console, print_json
+from flows.cli.output import QuietOpt, console, print_json, set_quiet
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
 
 def report(
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write (missing parent folders are created)."),
-    sample: int = typer.Option(2000, "--sample", help="Rows per view in its 2-D projection (a seeded sample)."),
+    sample: int = typer.Option(2000, "--sample", help="Rows per view in its embedding map (a seeded sample)."),
+    projection: str = typer.Option("auto", "--projection", help="auto (UMAP when umap-learn is installed, else PCA), umap or pca."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print what was written as one JSON object."),
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Write projections of each view, head metrics and curves, index recall/latency and run throughput."""
-    from featurestore.report import write_report
+    """Write an interactive page: an embedding map of each view (hover a point, click it for its
+    neighbours), each head beside its baselines, index recall/latency, runs and drift."""
+    from flows.report import write_report
 
-    summary = write_report(out, store=store, sample=sample)
+    set_quiet(quiet)
+    summary = write_report(out, store=store, sample=sample, projection=projection)
     if json_out:
         print_json(summary)
     else:

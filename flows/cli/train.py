@@ -8,14 +8,15 @@ from typing import List, Optional
 
 import typer
 
-from flows.cli.output import BACKEND_HELP, console, print_json, print_table, use_backend
+from flows.cli.completion import complete_model, complete_view
+from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, set_quiet, use_backend
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
 
 def train(
     task: str = typer.Argument(..., help="spam, ner, ranking, image or classify."),
-    view: str = typer.Option(..., "--view", help="The view whose features to train on."),
+    view: str = typer.Option(..., "--view", help="The view whose features to train on.", autocompletion=complete_view),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
@@ -25,23 +26,25 @@ def train(
     folds: Optional[int] = typer.Option(None, "--folds", help="Cross-validation folds (default 5)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split and the head."),
     extra_encoder: Optional[List[str]] = typer.Option(None, "--extra-encoder", help="Concatenate another encoder's features of the same view (repeatable)."),
-    eval_view: Optional[str] = typer.Option(None, "--eval-view", help="ner: the view to evaluate on (e.g. CoNLL eng.testa)."),
+    eval_view: Optional[str] = typer.Option(None, "--eval-view", autocompletion=complete_view, help="ner: the view to evaluate on (e.g. CoNLL eng.testa)."),
     queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: the queries file (cran.qry, BEIR queries.jsonl, TSV or JSONL)."),
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the relevance judgments (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
     qrels_by: Optional[str] = typer.Option(None, "--qrels-by", help="ranking: the judgments name queries by their id (default) or by their position in the queries file (Cranfield's cranqrel)."),
     docs: Optional[Path] = typer.Option(None, "--docs", help="ranking: the documents' texts (default: the view's source)."),
-    word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", help="ranking: a word2vec view of the same documents."),
+    word2vec_view: Optional[str] = typer.Option(None, "--word2vec-view", autocompletion=complete_view, help="ranking: a word2vec view of the same documents."),
     unfreeze_last: Optional[int] = typer.Option(None, "--unfreeze-last", help="Fine-tune the encoder's last K layers with the head (image, spam, classify)."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="A head parameter KEY=VALUE, VALUE read as JSON when it parses (e.g. arch=bilstm, crf=true); repeatable."),
     strict: bool = typer.Option(False, "--strict", help="Labels for ids missing from the view are an error."),
     runner: str = typer.Option("local", "--runner", help="local (a Prefect flow) or inline (no Prefect)."),
     store: Optional[str] = StoreOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the model name, version and metrics as JSON."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Train a head on a view's stored features, evaluate it, and register it."""
     from featurestore.errors import FeatureStoreError
     from models.tasks import check_train
 
+    set_quiet(quiet)
     if runner not in ("local", "inline"):
         raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     options = {
@@ -71,7 +74,7 @@ def train(
 
 
 def predict(
-    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION; default the newest version)."),
+    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION; default the newest version).", autocompletion=complete_model),
     inputs: Optional[List[str]] = typer.Argument(None, help="Texts (or image paths) to predict."),
     input_file: Optional[Path] = typer.Option(None, "--input", help="A CSV/TSV/JSONL/Parquet file, or a text file of one input per line."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: id, else the row number)."),
@@ -80,6 +83,7 @@ def predict(
     store: Optional[str] = StoreOpt,
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder.
 
@@ -88,6 +92,7 @@ def predict(
     from featurestore.errors import SourceError
     from models import novelty, registry, tasks
 
+    set_quiet(quiet)
     use_backend(backend)
     if bool(inputs) == bool(input_file):
         raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
@@ -113,24 +118,26 @@ def predict(
 
 
 def evaluate(
-    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION)."),
+    model: str = typer.Argument(..., help="Model name (NAME or NAME:VERSION).", autocompletion=complete_model),
     input_file: Optional[Path] = typer.Option(None, "--input", help="New labelled data to score the head on: CSV/TSV/JSONL/Parquet with text and label columns, the SMSSpamCollection layout (label<TAB>text), or a folder of class folders for image heads."),
     fmt: Optional[str] = typer.Option(None, "--format", help="The format of --input when its name does not say: csv, tsv, jsonl, parquet, sms."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="The id column of --input (default: the line number)."),
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The text column of --input (default: text)."),
     label_col: str = typer.Option("label", "--label-col", help="The label column of --input."),
-    view: Optional[str] = typer.Option(None, "--view", help="ner: a token view of new labelled sentences (a CoNLL file materialized with the head's encoder and --granularity token)."),
+    view: Optional[str] = typer.Option(None, "--view", help="ner: a token view of new labelled sentences (a CoNLL file materialized with the head's encoder and --granularity token).", autocompletion=complete_view),
     queries: Optional[Path] = typer.Option(None, "--queries", help="ranking: new queries (Cranfield cran.qry, BEIR queries.jsonl, TSV or JSONL), judged by --qrels."),
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the judgments of --queries (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
     qrels_by: str = typer.Option("id", "--qrels-by", help="ranking: the judgments name queries by id or by position in --queries."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: metrics, baselines, rows (or the reproduction check)."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Score a model on new labelled data (--input) beside its baselines; without --input, train it
     again from its manifest to check it reproduces exactly."""
     from featurestore.errors import SourceError
     from models import registry, tasks
 
+    set_quiet(quiet)
     name, version = _model_ref(model)
     given = [flag for flag, value in (("--input", input_file), ("--view", view), ("--queries/--qrels", queries or qrels)) if value is not None]
     if len(given) > 1:
@@ -184,10 +191,15 @@ def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], 
         console().print(f"{len(result['skipped'])} input(s) not predicted (first: {result['skipped'][0]['error']})")
 
 
-def models(store: Optional[str] = StoreOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+def models(
+    store: Optional[str] = StoreOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON array: a row per model version."),
+    quiet: bool = QuietOpt,
+) -> None:
     """List the registered models: name, version, task, rows, headline metrics."""
     from models.registry import headline_metrics, list_models
 
+    set_quiet(quiet)
     rows = list_models(store)
     if json_out:
         print_json(rows)

@@ -26,6 +26,12 @@ def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tm
     assert (summary["rows_seen"], summary["encoded"], summary["shards"], summary["table_version"]) == (120, 120, 3, 2)
     markdown = read_artifact(f"materialize-sms-{word2vec.encoder_id}")
     assert "| encoded | 120 |" in markdown and "| table version | 2 |" in markdown and "OOV share" in markdown
+    record = Store(tmp_path).runs(limit=1)[-1]  # what `featurestore runs` shows: the Prefect run it belongs to
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flow_run = client.request("GET", f"/flow_runs/{record['flow_run_id']}").json()
+    assert record["kind"] == "materialize" and flow_run["id"] == record["flow_run_id"]
     again = materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {})
     assert (again["encoded"], again["skipped"]) == (0, 120)
 

@@ -128,3 +128,16 @@ def test_a_tta_view_is_refused_the_network_reads_one_centre_crop(tmp_path):
                 encoder_options={"device": "cpu", "tta": "flip"})
     with pytest.raises(FineTuneError, match=r"^view 'bees' is encoded with test-time augmentation \(tta flip\); fine-tuning reads the centre crop"):
         finetune(tmp_path / "store", "bees", unfreeze_last=1, **SMALL)
+
+
+def test_the_report_shows_frozen_against_finetuned_with_their_training_times(image_store, image_result, tmp_path):
+    pytest.importorskip("plotly", reason="the report extra (plotly) is not installed")
+    from flows.report import write_report
+
+    save_model(image_store, "tuned-report", image_result)
+    write_report(tmp_path / "r.html", store=image_store, projection="pca")
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    frozen, tuned = image_result.report["frozen"], image_result.report["finetuned"]
+    assert 'id="plot-finetune-tuned-report-1"' in text and 'id="plot-baselines-tuned-report-1"' in text
+    assert f"{frozen['train_seconds']} s vs {tuned['train_seconds']} s to train" in text
+    assert "fine-tuned (last 1 layers)" in text and "frozen encoder + logistic" in text

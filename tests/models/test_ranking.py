@@ -169,6 +169,9 @@ def test_cross_validated_reranker_against_bm25_and_dense(trained):
     assert 0.3 < m["bm25_ndcg@10"] < 0.5 and m["dense_ndcg@10"] < m["bm25_ndcg@10"]
     assert m["ndcg@10"] >= m["bm25_ndcg@10"] - 0.02 and m["recall@100"] >= m["bm25_recall@100"] - 0.02
     assert sum(f["test_queries"] for f in trained.report["folds"]) == 150
+    per_query = trained.report["per_query_ndcg@10"]  # the report's per-query plot: its means are the headline figures
+    for system, key in (("reranker", "ndcg@10"), ("bm25", "bm25_ndcg@10"), ("dense", "dense_ndcg@10")):
+        assert sum(q[system] for q in per_query.values()) / len(per_query) == pytest.approx(m[key])
     assert trained.params["docs"] == str(DOCS.absolute())  # the view's own materialize source
     json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest, trained.encoders])
 

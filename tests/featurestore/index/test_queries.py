@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurestore.errors import InvalidArgumentError, SchemaMismatchError
+from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError
 from featurestore.index import build_index, search
 from featurestore.index.queries import check_queries, query_vectors
 from tests.featurestore.index.test_index import sms_view  # noqa: F401 - a fixture
@@ -67,3 +67,29 @@ def test_search_refuses_a_single_string_before_reading_the_store(sms_view, tmp_p
     assert not (tmp_path / "nowhere").exists()
     [hits] = search("sms", store=sms_view, texts=["win a prize"], k=3)
     assert len(hits) == 3 and hits[0]["score"] > 0
+
+
+def test_check_vectors_clears_a_batch_in_one_pass_and_names_the_first_bad_row():
+    from featurestore.errors import EncoderError
+    from featurestore.index.queries import check_vectors
+
+    good = np.ones((3, 4), np.float32)
+    check_vectors(good, "cosine", "vectors", None, encoder_id="e-1")
+    # squared norms that overflow or underflow float32 leave the one pass to the row checks, which pass them
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        check_vectors(np.full((1, 4), 1e20, np.float32), "cosine", "vectors", None, encoder_id="e-1")
+    check_vectors(np.full((1, 4), 1e-30, np.float32), "cosine", "vectors", None, encoder_id="e-1")
+    check_vectors(np.zeros((1, 4), np.float32), "l2", "vectors", None, encoder_id="e-1")  # a zero vector has a distance
+    bad = good.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(InvalidArgumentError, match=re.escape("query vector 3 of 3 holds NaN or infinite values")):
+        check_vectors(bad, "l2", "vectors", None, encoder_id="e-1")
+    bad[2, 1], bad[1] = 1.0, 0.0
+    with pytest.raises(EncoderError, match=re.escape("query text 2 of 3 ('b') is the zero vector for e-1: none of its words")):
+        check_vectors(bad, "cosine", "texts", ["a", "b", "c"], encoder_id="e-1")
+
+
+def test_query_vectors_returns_a_float32_matrix_as_it_is():
+    given = np.ones((2, 3), np.float32)
+    assert query_vectors(given, 3, "e-1") is given
+    assert query_vectors(given.T.copy().T, 3, "e-1").flags.c_contiguous  # a strided view is made contiguous

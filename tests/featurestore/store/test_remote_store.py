@@ -230,12 +230,12 @@ def test_roots_that_differ_only_in_spelling_keep_apart(s3_store, tmp_path, sms_f
 
 def test_a_report_from_a_machine_that_never_used_the_store(s3_store, tmp_path, sms_file, monkeypatch, word2vec):
     from featurestore.index import build_index
-    from featurestore.report import write_report
+    from flows.report import write_report
 
     materialize(sms_source(sms_file(60)), "sms", "word2vec", store=s3_store)
     build_index("sms", store=s3_store)
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
-    written = write_report(tmp_path / "report.html", store=s3_store)
+    written = write_report(tmp_path / "report.html", store=s3_store, projection="pca")
     assert (written["views"], written["indexes"]) == (1, 1)
 
 
