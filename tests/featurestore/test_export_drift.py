@@ -76,12 +76,13 @@ def test_compare_on_shifted_vectors():
     assert shifted["alert"] and shifted["norm_ks"] > 0.9
 
 
-def test_info_shows_drift_on_request(two_versions, cli):
+def test_info_shows_drift_on_request(two_versions, cli, monkeypatch):
     code, out, err = cli("info", "--drift", "--store", two_versions, "--json")
     assert code == 0, err
     [table] = json.loads(out)["tables"]
     assert table["drift"]["mean_shift_relative_l2"] > 0.01
     before = snapshot(two_versions)
+    monkeypatch.setenv("COLUMNS", "200")  # a terminal wide enough that no cell folds
     code, out, _ = cli("info", "--drift", "--store", two_versions)
-    assert code == 0 and "shift" in out
+    assert code == 0 and "shift" in out, out
     assert snapshot(two_versions) == before  # read-only
