@@ -129,6 +129,33 @@ class BaseEncoder:
         return f"{type(self).__name__}(name={self.name!r}, encoder_id={self.encoder_id!r})"
 
 
+class BackendChoice:
+    """What computes an encoder's vectors: a checked ONNX Runtime model or torch, decided once on
+    first use by the encoder's ``_choose_backend()`` (``(ONNX model or None, why torch)``)."""
+
+    _backend: tuple[Any, str | None] | None = None
+
+    def _choose_backend(self) -> tuple[Any, str | None]:
+        raise NotImplementedError
+
+    @property
+    def backend(self) -> str:
+        """``onnx`` or ``torch`` (decided, and weights loaded, on first call)."""
+        return "onnx" if self._onnx() is not None else "torch"
+
+    @property
+    def backend_reason(self) -> str | None:
+        """Why this encoder runs on torch (None when it runs through ONNX)."""
+        self._onnx()
+        return self._backend[1] if self._backend else None
+
+    def _onnx(self) -> Any:
+        """The checked ONNX model this encoder's vectors come from, or None (torch)."""
+        if self._backend is None:
+            self._backend = self._choose_backend()
+        return self._backend[0]
+
+
 def encoder_id_from_spec(spec: dict[str, Any]) -> str:
     """``<kind>-<10 hex>``: readable, and a hash of the canonical JSON of the whole spec."""
     canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)

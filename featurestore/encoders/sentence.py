@@ -15,7 +15,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
@@ -40,7 +40,7 @@ def minilm_path() -> Path:
     return Path(pkg.get_model_path())
 
 
-class SentenceTransformerEncoder(BaseEncoder):
+class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
     """Mean-pooled (per the model's own pooling config) sentence vectors, or one vector per word.
 
     Parameters
@@ -177,23 +177,6 @@ class SentenceTransformerEncoder(BaseEncoder):
                     model.half()
                 _MODELS[key] = model
             return _MODELS[key]
-
-    @property
-    def backend(self) -> str:
-        """``onnx`` or ``torch``: what computes this encoder's vectors (decided, and weights loaded, on first call)."""
-        return "onnx" if self._onnx() is not None else "torch"
-
-    @property
-    def backend_reason(self) -> str | None:
-        """Why this encoder runs on torch (None when it runs through ONNX)."""
-        self._onnx()
-        return self._backend[1] if self._backend else None
-
-    def _onnx(self) -> Any:
-        """The checked ONNX model this encoder's sentence vectors come from, or None (torch)."""
-        if self._backend is None:
-            self._backend = self._choose_backend()
-        return self._backend[0]
 
     def _choose_backend(self) -> tuple[Any, str | None]:
         from featurestore.encoders import onnx_backend
