@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -52,8 +52,10 @@ def build_index(
     index_type: IndexType = "auto",
     memory_budget: str | int | None = None,
     target_recall: float = 0.95,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IndexInfo:
     """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table.
+    ``progress(added, rows)`` is called as the vectors go in.
 
     Vectors stream from the table's snapshot file a chunk at a time, so the build's memory is
     the index plus a working set (see ``choice.build_overhead``), not the table as well.
@@ -64,10 +66,11 @@ def build_index(
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
     with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
-        return _build_index(store, table, index_type, budget, target_recall)
+        return _build_index(store, table, index_type, budget, target_recall, progress)
 
 
-def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memory_budget: int | None, target_recall: float) -> IndexInfo:
+def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memory_budget: int | None, target_recall: float,
+                 progress: Callable[[int, int], None] | None = None) -> IndexInfo:
     ids, hashes, vectors, version = _latest_rows(table)
     built = VectorIndex.build(
         ids,
@@ -80,6 +83,7 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
         index_type=index_type,
         memory_budget=memory_budget,
         target_recall=target_recall,
+        progress=progress,
     )
     built.save(local_index_dir(store, table))
     publish_index(store, table)

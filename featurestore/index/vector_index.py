@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,8 +207,10 @@ class VectorIndex:
         target_recall: float = 0.95,
         seed: int = 0,
         train_seconds: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> "VectorIndex":
         """Choose, train, fill and tune an index over ``vectors`` (``(n, dim)``, read by chunks).
+        ``progress(added, n)`` is called after each chunk goes in.
 
         Training stops with a :class:`StoreError` past ``train_seconds`` (default
         ``$FEATURESTORE_INDEX_TRAIN_SECONDS`` or 600): a build never hangs in FAISS.
@@ -239,6 +241,8 @@ class VectorIndex:
                 index.add(chunk)
             else:
                 index.add_with_ids(chunk, np.arange(start, stop, dtype=np.int64))
+            if progress is not None:
+                progress(stop, n)
         info = IndexInfo(view=view, encoder_id=encoder_id, metric=metric, dim=dim, rows=n, factory=factory,
                          table_version=table_version, target_recall=target_recall, memory_budget=memory_budget)
         hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, print_table, set_quiet, use_backend, use_wait
+from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, print_table, progress_bar, set_quiet, use_backend, use_wait
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
@@ -33,7 +33,9 @@ def build(
 
     set_quiet(quiet)
     use_wait(wait)
-    info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall)
+    with progress_bar(f"index build {view}") as update:
+        info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall,
+                           progress=update)
     if json_out:
         print_json(asdict(info))
     else:

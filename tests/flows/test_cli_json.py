@@ -41,6 +41,7 @@ def built(tmp_path_factory, sms_lines, word2vec):
     outputs["index build"] = run_main("index", "build", "--view", "sms", "--store", store, "--json")
     outputs["train"] = run_main("train", "spam", "--view", "sms", "--store", store, "--head", "logistic", "--folds", "3", "--runner", "inline", "--json")
     outputs["report"] = run_main("report", "--out", root / "report.html", "--sample", "50", "--store", store, "--json")
+    outputs["index build quiet"] = run_main("index", "build", "--view", "sms", "--store", store, "--json", "--quiet")
     for name, (code, _, err) in outputs.items():
         assert code == 0, (name, err)
     return {"store": store, "source": source, "root": root, "outputs": outputs}
@@ -54,7 +55,7 @@ def parsed(result: tuple[int, str, str]) -> object:
     return value
 
 
-@pytest.mark.parametrize("name", ["materialize", "materialize_quiet", "index build", "train", "report"])
+@pytest.mark.parametrize("name", ["materialize", "materialize_quiet", "index build", "index build quiet", "train", "report"])
 def test_costly_commands_print_one_json_value(built, name):
     value = parsed(built["outputs"][name])
     assert isinstance(value, dict) and value
@@ -66,6 +67,10 @@ def test_progress_stays_on_stderr_with_json_and_quiet_silences_it(built):
     assert "featurestore: materialize sms: 80/80 rows" in err  # stderr is not a terminal here: progress as lines
     _, out, err = built["outputs"]["materialize_quiet"]
     assert json.loads(out)["encoded"] == 20 and err == ""
+    _, out, err = built["outputs"]["index build"]
+    assert json.loads(out)["rows"] == 100 and err.splitlines() == ["featurestore: index build sms: 100/100 rows"]
+    _, out, err = built["outputs"]["index build quiet"]
+    assert json.loads(out)["rows"] == 100 and err == ""
 
 
 def quick_commands(built) -> dict[str, list[object]]:
