@@ -288,6 +288,19 @@ class Store:
             raise StoreError(f"the source of view {view!r} ({path}) is gone; pass the source path")
         return from_dict(spec)
 
+    def source_content(self, view: str, encoder_id: str, hashes: dict[str, Any]) -> dict[str, Any]:
+        """The content (a text, or an image's path) of the entities in ``hashes`` (entity id ->
+        stored content hash) read from the view's source, for those whose source row still has
+        the stored hash; reading stops once every one is found. Raises like :meth:`view_source`."""
+        found: dict[str, Any] = {}
+        for batch in self.view_source(view, encoder_id).batches():
+            for entity, content, digest in zip(batch.entity_id, batch.content, batch.content_hash):
+                if entity in hashes and hashes[entity] == digest:
+                    found[entity] = content
+            if len(found) == len(hashes):
+                break
+        return found
+
     def runs(self, limit: int = 20, kinds: tuple[str, ...] = ("materialize",), view: str | None = None) -> list[dict[str, Any]]:
         """The newest ``limit`` run records of ``kinds`` (of ``view`` when given), oldest first."""
         files: list[Path] = []

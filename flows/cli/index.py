@@ -126,18 +126,11 @@ def _with_source_content(store: Optional[str], view: str, encoder: Optional[str]
     try:
         s = Store(store)
         table = s.resolve_table(view, encoder)
-        source = s.view_source(view, table.meta.encoder_id)
         stored = table.state()
-        field = "path" if getattr(source, "modality", "text") == "image" else "text"
-        found: dict[str, str] = {}
-        for batch in source.batches():
-            for entity, content, digest in zip(batch.entity_id, batch.content, batch.content_hash):
-                if entity in wanted and stored.get(entity, (None,))[0] == digest:
-                    found[entity] = content
-            if len(found) == len(wanted):
-                break
+        found = s.source_content(view, table.meta.encoder_id, {e: stored[e][0] for e in wanted if e in stored})
     except (FeatureStoreError, OSError):
         return results
+    field = "path" if table.meta.granularity == "image" else "text"
     return [[{**hit, field: found[hit["entity_id"]]} if hit["entity_id"] in found else hit for hit in hits] for hits in results]
 
 

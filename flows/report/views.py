@@ -167,12 +167,8 @@ class Described:
 
     def _read_source(self, s: Store, table: FeatureTable) -> None:
         try:
-            source = s.view_source(table.meta.view, table.meta.encoder_id)
             stored = dict(zip(self.frame.ids.tolist(), self.frame.columns.column("content_hash").to_pylist()))
-            for batch in source.batches():
-                for entity, content, digest in zip(batch.entity_id, batch.content, batch.content_hash):
-                    if stored.get(entity) == digest:
-                        self.content[entity] = content
+            self.content = s.source_content(table.meta.view, table.meta.encoder_id, stored)
         except (FeatureStoreError, OSError) as exc:
             self.note = f"; no texts: {str(exc).splitlines()[0][:160]}"
             return
