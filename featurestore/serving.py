@@ -57,9 +57,11 @@ class SearchResults(list):
 
     generation: Generation
 
-    def __init__(self, hits: list[list[dict[str, Any]]], generation: Generation) -> None:
-        super().__init__(hits)
-        self.generation = generation
+    @classmethod
+    def of(cls, hits: list[list[dict[str, Any]]], generation: Generation) -> "SearchResults":
+        results = cls(hits)
+        results.generation = generation
+        return results
 
 
 @dataclass(frozen=True)
@@ -297,9 +299,9 @@ class Searcher:
             queries = result.vectors
         check_vectors(queries, meta.metric, kind, None if kind == "vectors" else texts if kind == "texts" else images if kind == "images" else ids, encoder_id=meta.encoder_id)
         if where is not None:
-            return SearchResults(_filtered(index, frame, queries, k, where, exact_below), state.generation)
+            return SearchResults.of(_filtered(index, frame, queries, k, where, exact_below), state.generation)
         scores, found = index.search(queries, min(k, len(index)))
-        return SearchResults(state.hits.records(scores, found), state.generation)
+        return SearchResults.of(state.hits.records(scores, found), state.generation)
 
     def features(self, ids: Sequence[str], *, as_of: int | str | None = None) -> dict[str, Any]:
         """Online lookup: each known entity's stored vector and kept columns in the latest state
@@ -405,7 +407,7 @@ class _HitTables:
                 records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
         if None in names:
             return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
-        return [records[i : i + k] for i in range(0, len(records), k)]
+        return [records] if len(records) == k else [records[i : i + k] for i in range(0, len(records), k)]
 
 
 def _records(names: list[Any], scores: list[float], columns: list[str], values: list[list[Any]]) -> list[dict[str, Any]]:
