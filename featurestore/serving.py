@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need
     from featurestore.index.vector_index import VectorIndex
     from featurestore.store import FeatureFrame, FeatureTable, Store
 
-__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searchers", "search", "searcher"]
+__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searcher", "loaded_searchers", "search", "searcher"]
 
 DEFAULT_MAX_VIEWS = 8
 ENCODE_LOCK = threading.Lock()  # one forward pass at a time in this process: HF tokenizers fail when shared by threads
@@ -158,8 +158,15 @@ class Searcher:
         finally:
             self._lock.release()
 
-    def _current(self) -> _State:
-        self.refresh()
+    def check_due(self) -> bool:
+        """Whether the next call checks for a newer generation (and may load it). A caller that
+        must not wait on a load, such as the service's event loop, answers with ``check=False``
+        while this is False and hands the call to a thread when it is True."""
+        return self._state is None or time.monotonic() - self._checked >= self.check_every
+
+    def _current(self, check: bool = True) -> _State:
+        if check or self._state is None:
+            self.refresh()
         assert self._state is not None  # set by the first refresh, which blocks
         return self._state
 
@@ -272,13 +279,15 @@ class Searcher:
         k: int = 10,
         where: str | None = None,
         exact_below: int = 20_000,
+        check: bool = True,
     ) -> SearchResults:
         """The ``k`` nearest stored entities of each query with their kept columns; see
         :func:`featurestore.index.search.search` for the arguments. Every hit comes from the
-        generation in ``result.generation``."""
+        generation in ``result.generation``. ``check=False``: answer from the generation in
+        force, without the freshness check (see :meth:`check_due`)."""
         check_query, query_vectors, check_vectors, describe_query, _filtered = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
-        state = self._current()  # read once: this call sees one generation, whatever swaps meanwhile
+        state = self._current(check)  # read once: this call sees one generation, whatever swaps meanwhile
         index, frame = self._index_of(state), state.frame
         meta = self.table.meta
         if ids is not None:
@@ -303,12 +312,13 @@ class Searcher:
         scores, found = index.search(queries, min(k, len(index)))
         return SearchResults.of(state.hits.records(scores, found), state.generation)
 
-    def features(self, ids: Sequence[str], *, as_of: int | str | None = None) -> dict[str, Any]:
+    def features(self, ids: Sequence[str], *, as_of: int | str | None = None, check: bool = True) -> dict[str, Any]:
         """Online lookup: each known entity's stored vector and kept columns in the latest state
         (or ``as_of`` a table version or time); the ids not there are listed in ``unknown``, not
-        dropped. ``vectors`` is ``(len(found), dim) float32`` in the order of ``found``."""
+        dropped. ``vectors`` is ``(len(found), dim) float32`` in the order of ``found``.
+        ``check=False``: the latest state in force, without the freshness check."""
         if as_of is None:
-            state = self._current()
+            state = self._current(check)
             frame, generation = state.frame, state.generation.to_dict()
         else:
             frame, generation = self._frame_as_of(as_of), None
@@ -449,13 +459,9 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
     from featurestore.store import Store
 
     store = store if isinstance(store, Store) else Store(store)
-    name = (store.root, str(store.path), view, encoder)
-    with _CACHE_LOCK:
-        key = _NAMES.get(name)
-        handle = _CACHE.get(key) if key is not None else None
-        if handle is not None:
-            _CACHE.move_to_end(key)
-            return handle
+    handle = loaded_searcher(view, encoder, store=store)
+    if handle is not None:
+        return handle
     table = store.resolve_table(view, encoder)
     key = (str(store.path), table.uri)
     with _CACHE_LOCK:
@@ -464,11 +470,21 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
         handle = Searcher(store, table)  # loads outside the cache lock: other views keep answering
     with _CACHE_LOCK:
         handle = _CACHE.setdefault(key, handle)
-        _NAMES[name] = key
+        _NAMES[(store.root, str(store.path), view, encoder)] = key
         _CACHE.move_to_end(key)
         while len(_CACHE) > max(max_views, 1):
             _CACHE.popitem(last=False)
     return handle
+
+
+def loaded_searcher(view: str, encoder: str | None = None, *, store: "Store") -> Searcher | None:
+    """This process's handle of ``view`` when one is loaded (a cache lookup, nothing read); else None."""
+    with _CACHE_LOCK:
+        key = _NAMES.get((store.root, str(store.path), view, encoder))
+        handle = _CACHE.get(key) if key is not None else None
+        if handle is not None:
+            _CACHE.move_to_end(key)
+        return handle
 
 
 def loaded_searchers() -> list[Searcher]:
