@@ -27,6 +27,7 @@ from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
 from featurestore.store.snapshot import Snapshot, build_snapshot, discard_snapshot, read_snapshot, snapshot_dir
 
 AsOf = int | datetime | str | None
+DELTA_RETENTION_HOURS = 168  # Delta's default vacuum retention (7 days)
 
 
 @dataclass
@@ -253,14 +254,19 @@ class FeatureTable:
         )
         return int(self.delta().version())
 
-    def compact(self, *, vacuum: bool = False, retention_hours: int = 168) -> dict[str, Any]:
-        """Merge small files (optimize) and, when asked, delete files older than the retention."""
+    def compact(self, *, vacuum: bool = False, retention_hours: int = DELTA_RETENTION_HOURS) -> dict[str, Any]:
+        """Merge small files (optimize) and, when asked, delete files older than the retention.
+
+        A ``retention_hours`` below Delta's default retention is the caller's explicit choice:
+        deltalake's own check, which refuses it, is turned off for it (time travel to the
+        versions whose files it deletes stops working)."""
         non_negative_int("retention hours (`retention_hours`)", retention_hours)
         dt = self.delta()
         metrics = dt.optimize.compact(writer_properties=_writer_properties())
         removed: list[str] = []
         if vacuum:
-            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=retention_hours >= 168)
+            below_default = retention_hours < DELTA_RETENTION_HOURS
+            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=not below_default)
         return {"optimize": metrics, "vacuumed_files": len(removed), "version": dt.version()}
 
     # ------------------------------------------------------------------- reads
