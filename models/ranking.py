@@ -32,6 +32,7 @@ from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
 from featurestore.store import FeatureTable, Store
+from featurestore.vectors import prepare
 from models.base import LoadedModel, TrainResult
 from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)
     Qrels,
@@ -93,8 +94,8 @@ class Retriever:
 
     def candidates(self, qids: Sequence[str], texts: Sequence[str]) -> list[Candidates]:
         """Retrieve and describe the union of BM25 and dense top-N for each query."""
-        dense_q = _unit(self.encoder.encode(texts))
-        w2v_q = _unit(self.w2v_encoder.encode(texts))
+        dense_q = prepare(self.encoder.encode(texts), "cosine")
+        w2v_q = prepare(self.w2v_encoder.encode(texts), "cosine")
         n = min(self.n_candidates, len(self.doc_ids))
         hits = search(self.table.meta.view, self.table.meta.encoder_id, store=self.store, vectors=dense_q, k=n)
         where = {d: i for i, d in enumerate(self.doc_ids.tolist())}
@@ -111,11 +112,6 @@ class Retriever:
             ids = self.doc_ids[rows].tolist()
             out.append(Candidates(qid, ids, features, self.doc_ids[bm25_top].tolist(), self.doc_ids[dense_top].tolist()))
         return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def _ranks(rows: np.ndarray, top: np.ndarray, n: int) -> np.ndarray:
@@ -165,7 +161,7 @@ def open_retriever(
     w2v_encoder, w2v_vectors = _word2vec(store, word2vec_view, frame.ids, corpus)
     bm25 = bm25s.BM25(**{k: BM25_SETTINGS[k] for k in ("method", "k1", "b")})
     retriever = Retriever(
-        store, table, view_encoder(table), frame.ids, _unit(frame.vectors), w2v_encoder, w2v_vectors, [], bm25, _stemmer(), n_candidates
+        store, table, view_encoder(table), frame.ids, prepare(frame.vectors, "cosine"), w2v_encoder, w2v_vectors, [], bm25, _stemmer(), n_candidates
     )
     terms = retriever.tokenize(corpus)
     retriever.doc_terms = [set(t) for t in terms]
@@ -177,7 +173,7 @@ def _word2vec(store: Store, view: str | None, ids: np.ndarray, corpus: list[str]
     """Word2vec doc vectors from a word2vec view of the same ids (zero for ids it lacks), else encoded now."""
     if view is None:
         encoder = get_encoder("word2vec")
-        return encoder, _unit(encoder.encode(corpus))
+        return encoder, prepare(encoder.encode(corpus), "cosine")
     table = store.resolve_table(view)
     frame = table.latest([])
     where = {d: i for i, d in enumerate(frame.ids.tolist())}
@@ -186,7 +182,7 @@ def _word2vec(store: Store, view: str | None, ids: np.ndarray, corpus: list[str]
     if found:
         mine, theirs = map(list, zip(*found))
         vectors[mine] = frame.vectors[theirs]
-    return view_encoder(table), _unit(vectors)
+    return view_encoder(table), prepare(vectors, "cosine")
 
 
 # ----------------------------------------------------------------------------------- the head
