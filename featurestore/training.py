@@ -27,9 +27,10 @@ import pyarrow.compute as pc
 
 from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.store import FeatureTable, Store
-from featurestore.store.schema import SYSTEM_COLUMNS
+from featurestore.sources.content import file_sha256
 from featurestore.store.codec import embeddings_to_numpy
 from featurestore.store.latest import latest_mask, newest
+from featurestore.store.schema import SYSTEM_COLUMNS
 from featurestore.store.table import AsOf
 
 if TYPE_CHECKING:
@@ -301,7 +302,7 @@ def _labels(arguments: dict[str, Any], labels: Any, primary: pa.Table, live: pa.
         return _column_labels(str(labels), arguments["view"], primary, live)
     if not path.is_file():
         raise SourceError(f"labels file not found: {path}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     frame = _label_frame(_read_labels(path, arguments["id_col"]), arguments, str(path))
     return frame, {"source": "file", "path": str(path.absolute()), "sha256": digest, "label_col": label_col}
 

@@ -31,6 +31,7 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
+from featurestore.sources.content import file_sha256
 from featurestore.store import FeatureTable, Store
 from featurestore.vectors import prepare
 from models.base import LoadedModel, TrainResult
@@ -251,10 +252,6 @@ def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Pa
     return existing_file(source.path, "docs (the view's materialize source)")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _encoder_entry(view: str | None, encoder: BaseEncoder, table: FeatureTable | None) -> dict[str, Any]:
     meta = table.meta if table is not None else None
     return {
@@ -342,7 +339,7 @@ def train(
             "features": list(FEATURES),
             "bm25": dict(BM25_SETTINGS),
             "docs": str(docs_path.absolute()),
-            "docs_sha256": _sha256(docs_path),
+            "docs_sha256": file_sha256(docs_path),
             "head": "StandardScaler+LogisticRegression(C=1.0)",
             "n_splits": n_splits,
             "seed": seed,
@@ -406,7 +403,7 @@ def model_retriever(model: LoadedModel) -> Retriever:
     store = Store(model.store or model.path.parents[2])
     table = store.resolve_table(params["view"], params["encoder_id"])
     docs_path = existing_file(params["docs"], "docs (recorded at training)")
-    if _sha256(docs_path) != params["docs_sha256"]:
+    if file_sha256(docs_path) != params["docs_sha256"]:
         raise StoreError(f"{docs_path} changed since model {model.name!r} v{model.version} was trained; retrain it")
     retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=params["n_candidates"], word2vec_view=params["word2vec_view"])
     trained_on = [e["encoder_id"] for e in model.manifest.get("encoders", [])]
