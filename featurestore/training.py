@@ -425,7 +425,7 @@ def _asof_rows(hist: pa.Table, frame: pd.DataFrame) -> np.ndarray:
     import duckdb
 
     ft = pc.coalesce(hist.column("event_timestamp"), hist.column("created_at"))
-    rows = newest([hist.column("entity_id").to_numpy(zero_copy_only=False), ft.to_numpy()], hist.column("created_at").to_numpy())
+    rows = newest([hist.column("entity_id"), ft], hist.column("created_at"))
     feats = pa.table(
         {
             "entity_id": hist.column("entity_id").take(rows),

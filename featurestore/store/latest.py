@@ -17,21 +17,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
-def newest(keys: Sequence[np.ndarray], created_at: np.ndarray) -> np.ndarray:
+def newest(keys: Sequence[pa.Array | pa.ChunkedArray], created_at: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Ascending row numbers of the newest row of each distinct key: ``keys`` are row-aligned
-    ``(n,)`` arrays whose values together form a row's key, ``created_at`` is ``(n,)``."""
-    import pandas as pd
-
-    if len(created_at) == 0:
+    columns whose values together form a row's key, ``created_at`` the rows' write times."""
+    n = len(created_at)
+    if n == 0:
         return np.zeros(0, np.int64)
-    names = [f"key{i}" for i in range(len(keys))]
-    frame = pd.DataFrame({**dict(zip(names, keys)), "created_at": created_at})
-    return np.sort(frame.sort_values("created_at", kind="stable").drop_duplicates(names, keep="last").index.to_numpy())
+    codes = [_codes(key) for key in keys]
+    order = np.lexsort((np.arange(n), _int64(created_at), *reversed(codes)))  # by key, then time, then row
+    last = np.ones(n, dtype=bool)  # the last row of each key in that order
+    last[:-1] = np.any([c[order[1:]] != c[order[:-1]] for c in codes], axis=0)
+    return np.sort(order[last])
 
 
 def newest_rows(table: pa.Table) -> np.ndarray:
     """Row numbers of each entity's newest row, tombstones included."""
-    return newest([_ids(table)], table.column("created_at").to_numpy())
+    return newest([table.column("entity_id")], table.column("created_at"))
 
 
 def latest_mask(table: pa.Table, *, granularity: str) -> pa.ChunkedArray | pa.Array:
@@ -41,22 +42,27 @@ def latest_mask(table: pa.Table, *, granularity: str) -> pa.ChunkedArray | pa.Ar
     n = table.num_rows
     if n == 0:
         return pa.array([], pa.bool_())
-    if pc.count_distinct(table.column("entity_id")).as_py() == n:
+    ids = table.column("entity_id")
+    if pc.count_distinct(ids).as_py() == n:
         return pc.invert(deleted)
-    ids, created_at = _ids(table), table.column("created_at").to_numpy()
-    top = newest([ids], created_at)
+    top = newest([ids], table.column("created_at"))
     keep = np.zeros(n, dtype=bool)
     if granularity == "token":
-        import pandas as pd
-
-        entity = pd.factorize(ids)[0]
-        written = np.empty(len(top), dtype=created_at.dtype)
-        written[entity[top]] = created_at[top]
-        keep = created_at == written[entity]
+        entity, written = _codes(ids), _int64(table.column("created_at"))
+        newest_write = np.empty(int(entity.max()) + 1, dtype=np.int64)
+        newest_write[entity[top]] = written[top]
+        keep = written == newest_write[entity]
     else:
         keep[top] = True
     return pc.and_(pa.array(keep), pc.invert(deleted))
 
 
-def _ids(table: pa.Table) -> np.ndarray:
-    return table.column("entity_id").to_numpy(zero_copy_only=False)
+def _codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(n,) int64``: the same number for equal values (nulls: -1), from Arrow's hash table."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return np.asarray(column.dictionary_encode().indices.fill_null(-1), dtype=np.int64)
+
+
+def _int64(times: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.cast(times, pa.int64()), dtype=np.int64)
