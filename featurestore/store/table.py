@@ -1,8 +1,8 @@
 """One Delta Lake table of embeddings for one (view, encoder): append-only history.
 
 The latest state of an entity is its newest non-deleted row (for token views: all rows of its
-newest write). Reads return ids, a ``(n, dim) float32`` matrix viewed straight from the Parquet
-buffers, and the kept columns.
+newest write; the rule is :mod:`featurestore.store.latest`). Reads return ids, a ``(n, dim)
+float32`` matrix viewed straight from the Parquet buffers, and the kept columns.
 """
 
 from __future__ import annotations
