@@ -57,9 +57,9 @@ def timed(fn, table: pa.Table) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entities", type=int, default=200_000)
-    parser.add_argument("--writes", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--entities", type=int, default=200_000, help="distinct entity ids")
+    parser.add_argument("--writes", type=int, default=5, help="writes of every entity (the last two share a time)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side (at least 2)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (2,000 entities, 2 rounds)")
     args = parser.parse_args()
     entities, rounds = (2_000, 2) if args.quick else (args.entities, max(args.rounds, 2))
