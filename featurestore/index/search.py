@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,6 +21,29 @@ from featurestore.params import fraction, non_negative_int, positive_int
 from featurestore.store import FeatureTable, Store
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What :func:`build_index`, :func:`update_index` or :func:`ensure_index` did, and the index it left.
+
+    ``info`` is what the index's ``index.json`` now holds (factory, rows, recall, table version ...).
+    ``added`` and ``removed`` are an update's row counts (None for a build: every row went in) and
+    ``seconds`` its wall time (None for a build: see ``info.build_seconds``).
+    """
+
+    info: IndexInfo
+    rebuilt: bool  # the index file was written from the table's whole latest state (a build, or an update that had to)
+    added: int | None = None
+    removed: int | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON object: rebuilt, added, removed (and an update's seconds), then the fields of ``info``."""
+        head: dict[str, Any] = {"rebuilt": self.rebuilt, "added": self.added, "removed": self.removed}
+        if self.seconds is not None:
+            head["seconds"] = self.seconds
+        return {**head, **asdict(self.info)}
 
 
 def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
@@ -53,7 +76,7 @@ def build_index(
     memory_budget: str | int | None = None,
     target_recall: float = 0.95,
     progress: Callable[[int, int], None] | None = None,
-) -> IndexInfo:
+) -> IndexResult:
     """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table.
     ``progress(added, rows)`` is called as the vectors go in.
 
@@ -66,7 +89,7 @@ def build_index(
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
     with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
-        return _build_index(store, table, index_type, budget, target_recall, progress)
+        return IndexResult(_build_index(store, table, index_type, budget, target_recall, progress), rebuilt=True)
 
 
 def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memory_budget: int | None, target_recall: float,
@@ -118,7 +141,7 @@ def update_index(
     store: Store | str | None = None,
     rebuild_share: float = 0.2,
     max_imbalance: float = 8.0,
-) -> dict[str, Any]:
+) -> IndexResult:
     """Bring the index up to the table's latest state without a rebuild when that is sound.
 
     Adds entities that are new or whose content changed, removes replaced and deleted ones: into
@@ -138,7 +161,7 @@ def update_index(
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
 
 
-def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> dict[str, Any]:
+def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> IndexResult:
     view = table.meta.view
     folder = index_dir(store, table)
     index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id)  # memory-mapped where it can be: an update writes a delta
@@ -165,13 +188,34 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
         index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
         publish_index(store, table)
     if needs_rebuild:
-        info = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
-                           memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
-        return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
+        built = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
+                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
+        return IndexResult(built.info, rebuilt=True, added=len(add), removed=len(remove), seconds=round(time.perf_counter() - started, 3))
     seconds = time.perf_counter() - started
     if len(add) or remove:
         _record(store, index.info, "update", len(add), len(remove), seconds)
-    return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(seconds, 3), **asdict(index.info)}
+    return IndexResult(index.info, rebuilt=False, added=len(add), removed=len(remove), seconds=round(seconds, 3))
+
+
+def ensure_index(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **build_options: Any,
+) -> IndexResult:
+    """Bring the view's index up to its table's latest state: :func:`build_index` (with
+    ``build_options``: index_type, memory_budget, target_recall) when it has none, else
+    :func:`update_index`, which rebuilds by itself when an update would not be sound.
+
+    The refresh flow and the index flow both call it, so a project's view and ``featurestore
+    index build`` / ``update`` keep one index the same way.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    if has_index(view, encoder, store=store):
+        return update_index(view, encoder, store=store)
+    return build_index(view, encoder, store=store, progress=progress, **build_options)
 
 
 def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
