@@ -16,6 +16,22 @@ def sms_source(path, **kw) -> TextSource:
     return TextSource(str(path), format="sms", id_col="@line", keep=("label",), **kw)
 
 
+def test_the_execute_hook_runs_the_plan_under_the_tables_lock(tmp_path, sms_file, word2vec):
+    from featurestore.materialization import run_plan
+
+    store = tmp_path / "store"
+    seen = []
+
+    def execute(p):
+        holder = store / "locks" / "sms" / word2vec.encoder_id / "holder"
+        seen.append((len(p.shards), p.to_encode, holder.read_text().split(",")[0]))
+        return run_plan(p)
+
+    summary = materialize(sms_source(sms_file(30)), "sms", "word2vec", store=store, shard_size=20, execute=execute)
+    assert seen == [(2, 30, "materialize")] and (summary.encoded, summary.shards) == (30, 2)
+    assert not (store / "locks" / "sms" / word2vec.encoder_id / "holder").exists()
+
+
 def test_first_run_encodes_all_rerun_none_and_ten_changes_exactly_ten(tmp_path, sms_file, sms_lines, word2vec):
     store = tmp_path / "store"
     path = sms_file(300)

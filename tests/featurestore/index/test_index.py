@@ -308,3 +308,22 @@ def test_update_after_compaction_compares_full_states(tmp_path):
     table.compact()  # the new file holds old rows too: appended files no longer tell the change
     result = update_index("synth", store=store)
     assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 100, 0, 300)
+
+
+def test_ensure_index_builds_when_there_is_none_then_updates(sms_view, sms_file):
+    from featurestore import ensure_index
+
+    built = ensure_index("sms", store=sms_view, index_type="flat", target_recall=0.9)
+    assert (built.rebuilt, built.added, built.removed, built.seconds) == (True, None, None, None)
+    assert (built.info.factory, built.info.rows, built.info.target_recall) == ("Flat", 300, 0.9)
+    assert list(built.to_dict())[:4] == ["rebuilt", "added", "removed", "view"]
+    before = set(sms_view.resolve_table("sms").latest().ids.tolist())
+    materialize(TextSource(str(sms_file(320, name="more.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec",
+                store=sms_view)
+    updated = ensure_index("sms", store=sms_view, index_type="hnsw")  # an index exists: updated, the build options unused
+    assert (updated.rebuilt, updated.added, updated.removed, updated.info.factory, updated.info.rows) == (False, 20, 0, "Flat", 320)
+    assert updated.info.table_version == sms_view.resolve_table("sms").version()
+    assert list(updated.to_dict())[:5] == ["rebuilt", "added", "removed", "seconds", "view"]
+    [new] = sorted(set(sms_view.resolve_table("sms").latest().ids.tolist()) - before)[:1]
+    [hits] = search("sms", store=sms_view, ids=[new], k=1)
+    assert hits[0]["entity_id"] == new
