@@ -103,7 +103,7 @@ class PredictRequest(_Body):
 # ------------------------------------------------------------------------------ the app
 
 
-def create_app(store: str | None = None, *, token: str | None = None, max_body: int | None = None, max_views: int | None = None) -> FastAPI:
+def create_app(*, store: str | None = None, token: str | None = None, max_body: int | None = None, max_views: int | None = None) -> FastAPI:
     """The service over ``store`` (default ``$FEATURESTORE_HOME``); ``token``: the bearer token
     every route but ``/healthz`` requires (default ``$FEATURESTORE_API_TOKEN``; None: open)."""
     from featurestore import settings

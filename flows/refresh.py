@@ -111,7 +111,7 @@ def refresh_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str
 
 def _refresh_locked_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str, Any]:
     try:
-        with view_lock(project.store_root, view.name, "refresh"):
+        with view_lock(view.name, "refresh", store=project.store_root):
             encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
             tables = {e["encoder"]: e["encoder_id"] for e in encoders if e["table_version"] is not None}
             heads = [_refresh_head(project, head, tables, runner) for head in project.heads_of(view)]

@@ -88,7 +88,7 @@ def build_index(
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
-    with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
+    with view_lock(table.meta.view, "index build", store=store, encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return IndexResult(_build_index(store, table, index_type, budget, target_recall, progress), rebuilt=True)
 
 
@@ -157,7 +157,7 @@ def update_index(
         raise InvalidArgumentError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    with view_lock(store, table.meta.view, "index update", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
+    with view_lock(table.meta.view, "index update", store=store, encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
 
 

@@ -150,7 +150,7 @@ def plan(
     meta = table_meta(view, enc, encoder, options)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
-    with view_lock(store, view, "materialize", encoder_id=enc.encoder_id):  # re-entrant: materialize and the runner hold it for the whole run
+    with view_lock(view, "materialize", store=store, encoder_id=enc.encoder_id):  # re-entrant: materialize and the runner hold it for the whole run
         clear_dead_staging(store, view, enc.encoder_id)
         state = table.state()
         run_id = uuid.uuid4().hex[:12]

@@ -171,7 +171,7 @@ def materialize(
     from featurestore.encoders import get_encoder
     from featurestore.locks import view_lock
 
-    with view_lock(store, view, "materialize", encoder_id=get_encoder(encoder, **(encoder_options or {})).encoder_id):
+    with view_lock(view, "materialize", store=store, encoder_id=get_encoder(encoder, **(encoder_options or {})).encoder_id):
         p = plan(
             source,
             view,
