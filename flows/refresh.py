@@ -39,12 +39,11 @@ from featurestore.project import (
 )
 from featurestore.store import Store
 from flows.artifacts import artifact_key
-from flows.runner import Runner, check_runner, encoder_options, in_flow, run
+from flows.runner import STEP_RUNNERS, Runner, check_runner, encoder_options, in_flow, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
 
 HEADLINE_METRICS = 4
-RUNNERS = ("local", "inline")  # each step with work as its Prefect flow, or every step in this process
 logger = logging.getLogger(__name__)
 
 
@@ -66,7 +65,7 @@ def refresh(config: str | Path, view: str | None = None, *, runner: Runner = "lo
 
     ``runner="inline"`` runs every step in this process without Prefect.
     """
-    check_runner(runner, RUNNERS)
+    check_runner(runner, STEP_RUNNERS)
     started = time.perf_counter()
     project = load(config)
     views = [project.view(view)] if view else list(project.views)
@@ -189,7 +188,6 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
     from models.registry import headline_metrics
 
     trained = train(head.task, head.view, encoder_id, store=store, name=head.name, options=dict(head.options), runner=runner)
-
     metrics = headline_metrics(trained["metrics"], HEADLINE_METRICS)
     return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
 

@@ -18,6 +18,7 @@ from flows.progress import ProgressFn, progress_hook
 
 Runner = Literal["local", "inline", "dask"]  # a Prefect flow on the local API, this process without Prefect, shard tasks on Dask
 RUNNERS: tuple[str, ...] = get_args(Runner)
+STEP_RUNNERS = ("local", "inline")  # train and refresh: each step with work as its Prefect flow, or all in this process
 T = TypeVar("T")
 DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # the encoders that take a device
 CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take layers / subword

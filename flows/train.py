@@ -15,9 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
 from flows.materialize import transient
-from flows.runner import Runner, check_runner, in_flow
-
-RUNNERS = ("local", "inline")  # a head trains in one task: nothing for Dask to spread
+from flows.runner import STEP_RUNNERS, Runner, check_runner, in_flow
 
 
 @task(name="train-head", retries=1, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
@@ -28,7 +26,7 @@ def train_task(task_name: str, view: str, encoder: str | None, *, store: str | N
 def train(task_name: str, view: str, encoder: str | None = None, *, store: str | None = None, name: str | None = None,
           options: dict[str, Any] | None = None, runner: Runner = "local") -> dict[str, Any]:
     """Train, register and summarise a head: as the train flow (``runner="local"``) or in this process (``inline``)."""
-    check_runner(runner, RUNNERS)
+    check_runner(runner, STEP_RUNNERS)  # a head trains in one task: nothing for Dask to spread
     return in_flow(runner, lambda: train_and_register(task_name, view, encoder, store=store, name=name or task_name, options=options or {}),
                    lambda: train_flow(task_name, view, encoder, store=store, name=name, options=options))
 

@@ -12,7 +12,6 @@ from flows.cli.options import EncoderOpt, QuietOpt, StoreOpt, json_option
 from flows.cli.output import console, print_json, set_quiet
 
 
-
 def export(
     view: str = typer.Option(..., "--view", help="The view to export.", autocompletion=complete_view),
     encoder: Optional[str] = EncoderOpt,

@@ -11,7 +11,6 @@ from flows.cli.options import EncoderOpt, QuietOpt, StoreOpt, json_option
 from flows.cli.output import console, print_json, print_table, set_quiet
 
 
-
 def info(
     store: Optional[str] = StoreOpt,
     drift: bool = typer.Option(False, "--drift", help="Also measure each table's embedding drift since its previous version."),

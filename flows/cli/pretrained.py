@@ -11,7 +11,6 @@ from flows.cli.options import QuietOpt, StoreOpt, json_option
 from flows.cli.output import print_json, print_table, set_quiet
 
 
-
 def as_is(
     model: str = typer.Argument(..., help="imagenet (EfficientNet-Lite0's ImageNet classes of images) or zero-shot (texts by cosine to label descriptions)."),
     inputs: List[str] = typer.Argument(..., help="Image paths (imagenet) or texts (zero-shot)."),

@@ -11,7 +11,6 @@ from flows.cli.options import QuietOpt, StoreOpt, json_option
 from flows.cli.output import console, print_json, set_quiet
 
 
-
 def report(
     out: Path = typer.Option(Path("report.html"), "--out", help="The HTML file to write (missing parent folders are created)."),
     sample: int = typer.Option(2000, "--sample", help="Rows per view in its embedding map (a seeded sample)."),

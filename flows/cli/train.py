@@ -13,7 +13,6 @@ from flows.cli.options import BackendOpt, EncoderOpt, QuietOpt, StoreOpt, json_o
 from flows.cli.output import console, print_json, print_table, set_quiet, use_backend
 
 
-
 def train(
     task: str = typer.Argument(..., help="spam, ner, ranking, image or classify."),
     view: str = typer.Option(..., "--view", help="The view whose features to train on.", autocompletion=complete_view),
@@ -41,12 +40,11 @@ def train(
     quiet: bool = QuietOpt,
 ) -> None:
     """Train a head on a view's stored features, evaluate it, and register it."""
-    from flows.train import RUNNERS, train as train_head
-    from flows.runner import check_runner
+    from flows.runner import STEP_RUNNERS, check_runner
     from models.tasks import check_train
 
     set_quiet(quiet)
-    check_runner(runner, RUNNERS)
+    check_runner(runner, STEP_RUNNERS)
     options = {
         "labels": labels, "label_col": label_col, "head": head, "split": split, "n_splits": folds, "seed": seed,
         "extra_encoders": extra_encoder or None, "eval_view": eval_view, "queries": queries and str(queries),
@@ -56,6 +54,7 @@ def train(
     options.update(_head_options(option or []))
     options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
     from flows.prefect_api import quiet_user_errors
+    from flows.train import train as train_head
 
     quiet_user_errors()
     summary = train_head(task, view, encoder, store=store, name=name, options=options, runner=runner)
