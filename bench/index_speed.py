@@ -80,7 +80,7 @@ def main() -> None:
         from featurestore.index import VectorIndex
         from featurestore.index.vector_index import prepare
 
-        vi = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
+        vi = VectorIndex.load(index_dir(table, store=store), encoder_id=meta.encoder_id)
         frame = table.latest([])
         q = prepare(queries, "cosine")
         exact = faiss.IndexFlatIP(dim)  # the baseline: exact search over the same normalised vectors

@@ -233,7 +233,7 @@ def _views(store: Store) -> list[dict[str, Any]]:
     rows = []
     for table in store.tables():
         meta = table.meta
-        info = index_info(store, table)
+        info = index_info(table, store=store)
         generation = served.get((meta.view, meta.encoder_id))
         rows.append({
             "view": meta.view, "encoder_id": meta.encoder_id, "encoder": meta.encoder_name, "dim": meta.dim,

@@ -15,7 +15,7 @@ from flows.materialize import transient
 
 
 @task(name="index-ensure", retries=2, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
-def ensure_task(view: str, encoder: str | None, store: str | None, options: dict[str, Any]) -> IndexResult:
+def ensure_task(view: str, encoder: str | None, *, store: str | None, options: dict[str, Any]) -> IndexResult:
     return lib.ensure_index(view, encoder, store=store, **options)
 
 
@@ -41,7 +41,7 @@ def artifact_markdown(result: IndexResult) -> str:
 def index_flow(view: str, encoder: str | None = None, *, store: str | None = None, options: dict[str, Any] | None = None) -> IndexResult:
     """Bring a view's index up to date (:func:`featurestore.index.ensure_index`: built when there
     is none, with ``options``), then publish an artifact."""
-    result = ensure_task(view, encoder, store, options or {})
+    result = ensure_task(view, encoder, store=store, options=options or {})
     create_markdown_artifact(markdown=artifact_markdown(result), key=artifact_key("index", result.info.view, result.info.encoder_id),
                              description=f"index of {result.info.view}")
     return result

@@ -148,7 +148,8 @@ def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int |
     from featurestore.index import IndexResult, ensure_index
     from featurestore.index.search import index_info
 
-    info = index_info(Store(store), Store(store).resolve_table(view.name, encoder_id))
+    s = Store(store)
+    info = index_info(s.resolve_table(view.name, encoder_id), store=s)
     if info is not None and info["table_version"] == version:
         return {"status": "current", "rows": info["rows"], "recall_at_10": info["recall_at_10"], "factory": info["factory"]}
     options = view.index.model_dump() if view.index else {}

@@ -46,23 +46,23 @@ class IndexResult:
         return {**head, **asdict(self.info)}
 
 
-def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
+def index_dir(table: FeatureTable, *, store: Store, fetch: bool = True) -> Path:
     """The index's folder in the (work) folder of the store; for a remote store, first brought
     up to the generation published in the bucket unless ``fetch`` is False."""
     relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
     return store.fetch(relative, replace=True) if fetch else store.path / relative
 
 
-def local_index_dir(store: Store, table: FeatureTable) -> Path:
+def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
     """The folder to write an index into: it stops claiming a published generation until published."""
-    folder = index_dir(store, table, fetch=False)
+    folder = index_dir(table, store=store, fetch=False)
     (folder / LOCAL_GENERATION).unlink(missing_ok=True)
     return folder
 
 
-def publish_index(store: Store, table: FeatureTable) -> None:
+def publish_index(table: FeatureTable, *, store: Store) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
-    folder = index_dir(store, table, fetch=False)
+    folder = index_dir(table, store=store, fetch=False)
     files = json.loads((folder / "index.json").read_text()).get("files") or {}
     store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True, names={"index.json", *files.values()})
 
@@ -108,8 +108,8 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
         target_recall=target_recall,
         progress=progress,
     )
-    built.save(local_index_dir(store, table))
-    publish_index(store, table)
+    built.save(local_index_dir(table, store=store))
+    publish_index(table, store=store)
     _record(store, built.info, "build", built.info.rows, 0, built.info.build_seconds)
     return built.info
 
@@ -163,7 +163,7 @@ def update_index(
 
 def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> IndexResult:
     view = table.meta.view
-    folder = index_dir(store, table)
+    folder = index_dir(table, store=store)
     index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id)  # memory-mapped where it can be: an update writes a delta
     started = time.perf_counter()
     changes = table.changes_since(index.info.table_version)
@@ -181,12 +181,12 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
                 index.fold()
                 needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
-            index.save(local_index_dir(store, table))
-            publish_index(store, table)
+            index.save(local_index_dir(table, store=store))
+            publish_index(table, store=store)
     elif not needs_rebuild:
         index.info.table_version = version
-        index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
-        publish_index(store, table)
+        index.save_info(local_index_dir(table, store=store))  # the vectors are unchanged: rewriting the index file would cost a full write
+        publish_index(table, store=store)
     if needs_rebuild:
         built = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
                             memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
@@ -289,10 +289,10 @@ def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
 
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
-    return index_info(store, store.resolve_table(view, encoder)) is not None
+    return index_info(store.resolve_table(view, encoder), store=store) is not None
 
 
-def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
+def index_info(table: FeatureTable, *, store: Store) -> dict[str, Any] | None:
     """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
     path, text = store.read_current(f"indexes/{table.meta.view}/{table.meta.encoder_id}", "index.json")
     try:
@@ -304,7 +304,7 @@ def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    return VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+    return VectorIndex.load(index_dir(table, store=store), encoder_id=table.meta.encoder_id)
 
 
 def view_encoder(table: FeatureTable) -> BaseEncoder:
