@@ -50,6 +50,7 @@ def main() -> None:
     from efficientnet_lite_pytorch import EfficientNet
 
     from featurestore import materialize
+    from featurestore.materialization import RunSummary
     from featurestore.encoders.image import EfficientNetEncoder, packaged_weights
     from featurestore.sources.images import ImageSource
     from featurestore.sources.imaging import _open_rgb, _resize_and_crop, decode_pixels
@@ -66,7 +67,7 @@ def main() -> None:
     package.load_state_dict(torch.load(packaged_weights(), map_location="cpu", weights_only=True))
     package.eval()
     work = Path(tempfile.mkdtemp(prefix="fs-bench-image-flow-"))
-    summaries: list[dict] = []
+    summaries: list[RunSummary] = []
 
     def run_materialize() -> None:
         store = work / f"store-{len(summaries)}"
@@ -108,7 +109,7 @@ def main() -> None:
         {
             "benchmark": "image_flow",
             "images": n,
-            "failed_rows": summaries[-1]["failed"],
+            "failed_rows": summaries[-1].failed,
             "rounds": rounds,
             "batch_size": bs,
             "backend": enc.backend,
@@ -121,7 +122,7 @@ def main() -> None:
             "encode_vs_forward": ratio("encode", "forward", "wall_s_min"),
             "materialize_vs_packaged": ratio("materialize", "packaged", "wall_s_min"),
             "decoding_ms_per_photo_one_thread": steps,
-            "materialize_encode_seconds": summaries[-1]["encode_seconds"],
+            "materialize_encode_seconds": summaries[-1].encode_seconds,
             "target": f">= {TARGET} (forward over pre-decoded pixels / materialize, decoding and storing included, wall, min of rounds)",
             "pass": ratio("materialize", "forward", "wall_s_min") >= TARGET,
         }

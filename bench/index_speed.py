@@ -72,7 +72,7 @@ def main() -> None:
         queries = clustered(1000, dim, rng, centers)
         log("[index_speed] building the auto index")
         started = time.perf_counter()
-        info = build_index("synth", store=store, memory_budget=args.budget, target_recall=0.95)
+        info = build_index("synth", store=store, memory_budget=args.budget, target_recall=0.95).info
         rebuild_seconds = time.perf_counter() - started
         import resource
 
@@ -80,7 +80,7 @@ def main() -> None:
         from featurestore.index import VectorIndex
         from featurestore.vectors import prepare
 
-        vi = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
+        vi = VectorIndex.load(index_dir(table, store=store), encoder_id=meta.encoder_id)
         frame = table.latest([])
         q = prepare(queries, "cosine")
         exact = faiss.IndexFlatIP(dim)  # the baseline: exact search over the same normalised vectors
@@ -137,7 +137,7 @@ def main() -> None:
             "build_seconds": round(rebuild_seconds, 2),
             "update_seconds": round(update_seconds, 2),
             "update_ratio": round(update_seconds / rebuild_seconds, 3),
-            "update_rebuilt": updated["rebuilt"],
+            "update_rebuilt": updated.rebuilt,
             "filtered_99pct_call_seconds": round(broad_seconds, 3),
             "filtered_exactly_k": exact_k,
             "targets": {"recall_at_10": ">= 0.95", "qps_ratio": ">= 10", "single_query_p50_ms": "<= 5 (before and after the update)",

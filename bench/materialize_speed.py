@@ -45,7 +45,7 @@ from featurestore.sources import TextSource
 t0 = time.perf_counter()
 summary = materialize(TextSource(sys.argv[1], format="sms", id_col="@line", keep=("label",)), "bench", "minilm",
                       store=sys.argv[2], encoder_options={"device": "cpu"})
-print(json.dumps({"call_s": time.perf_counter() - t0, "encoded": summary["encoded"], "forward_passes": summary["forward_passes"]}))
+print(json.dumps({"call_s": time.perf_counter() - t0, "encoded": summary.encoded, "forward_passes": summary.forward_passes}))
 """
 
 

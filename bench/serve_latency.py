@@ -211,7 +211,7 @@ def build_store(work: Path, rows: int, text_rows: int) -> Path:
         m = min(200_000, rows - start)
         append(table, [str(i) for i in range(start, start + m)], clustered(m, dim, rng, centers), ["rare" if i % 100 == 0 else "common" for i in range(start, start + m)], meta)
     log("[serve_latency] building the synthetic index")
-    info = build_index("synth", store=store, target_recall=0.95)
+    info = build_index("synth", store=store, target_recall=0.95).info
     log(f"[serve_latency] {info.factory} {info.params} recall@10 {info.recall_at_10:.3f}; encoding {text_rows} SMS with minilm")
     write_sms_input(text_rows, work / "sms.txt")
     materialize(TextSource(str(work / "sms.txt"), format="sms", id_col="@line", keep=("label",)), "sms", "minilm", store=store, encoder_options={"device": "cpu"})

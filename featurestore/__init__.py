@@ -26,8 +26,10 @@ _LAZY = {
     "Encoder": "featurestore.encoders",
     "get_encoder": "featurestore.encoders",
     "list_encoders": "featurestore.encoders",
+    "build_index": "featurestore.index",
+    "ensure_index": "featurestore.index",
+    "update_index": "featurestore.index",
     "materialize": "featurestore.materialization",
-    "plan": "featurestore.materialization",
     "search": "featurestore.serving",
     "searcher": "featurestore.serving",
     "TextSource": "featurestore.sources",
@@ -40,7 +42,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from featurestore.encoders import BaseEncoder, Encoder, get_encoder, list_encoders
-    from featurestore.materialization import materialize, plan
+    from featurestore.index import build_index, ensure_index, update_index
+    from featurestore.materialization import materialize
     from featurestore.serving import search, searcher
     from featurestore.sources import TextSource
     from featurestore.store import FeatureFrame, FeatureTable, Store
@@ -76,11 +79,13 @@ __all__ = [
     "StoreError",
     "TextSource",
     "TrainingSet",
+    "build_index",
+    "ensure_index",
     "get_encoder",
     "list_encoders",
     "materialize",
-    "plan",
     "search",
     "searcher",
     "training_set",
+    "update_index",
 ]

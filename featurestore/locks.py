@@ -40,7 +40,7 @@ _HELD = threading.local()  # the lock folders this thread holds: a nested take i
 
 
 @contextmanager
-def view_lock(store: Store | str | None, view: str, purpose: str, *, encoder_id: str | None = None) -> Iterator[None]:
+def view_lock(view: str, purpose: str, *, store: Store | str | None = None, encoder_id: str | None = None) -> Iterator[None]:
     """Hold the write lock of ``view``'s table of ``encoder_id`` (or of the whole view when None) for the block.
 
     A table lock is a shared ``flock`` on ``locks/<view>`` and an exclusive one on

@@ -110,7 +110,7 @@ class Searcher:
         from featurestore.index.search import index_dir
 
         # what the local check stats, as strings: building the paths per call would cost more than the stats
-        self._index_json = os.path.join(index_dir(store, table, fetch=False), "index.json")
+        self._index_json = os.path.join(index_dir(table, store=store, fetch=False), "index.json")
         self._log_dir = os.path.join(table.uri, "_delta_log")
         self.swaps = 0  # how many times a newer generation replaced the one served
         self.refresh()
@@ -186,7 +186,7 @@ class Searcher:
         if state.index is None:
             from featurestore.index.search import index_dir
 
-            folder = index_dir(self.store, self.table, fetch=False)
+            folder = index_dir(self.table, store=self.store, fetch=False)
             raise NotFoundError(f"no index at {folder}; build one with `featurestore index build`")
         return state.index
 
@@ -234,7 +234,7 @@ class Searcher:
         elif stamp is None:
             index = None
         else:
-            index = VectorIndex.load(index_dir(self.store, self.table), encoder_id=self.encoder_id)
+            index = VectorIndex.load(index_dir(self.table, store=self.store), encoder_id=self.encoder_id)
         if old is not None and old.generation.table_version == version:
             frame = old.frame
         else:

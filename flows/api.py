@@ -104,7 +104,7 @@ class PredictRequest(_Body):
 # ------------------------------------------------------------------------------ the app
 
 
-def create_app(store: str | None = None, *, token: str | None = None, max_body: int | None = None, max_views: int | None = None) -> FastAPI:
+def create_app(*, store: str | None = None, token: str | None = None, max_body: int | None = None, max_views: int | None = None) -> FastAPI:
     """The service over ``store`` (default ``$FEATURESTORE_HOME``); ``token``: the bearer token
     every route but ``/healthz`` requires (default ``$FEATURESTORE_API_TOKEN``; None: open)."""
     from featurestore import settings
@@ -247,7 +247,7 @@ def _views(store: Store) -> list[dict[str, Any]]:
     rows = []
     for table in store.tables():
         meta = table.meta
-        info = index_info(store, table)
+        info = index_info(table, store=store)
         generation = served.get((meta.view, meta.encoder_id))
         rows.append({
             "view": meta.view, "encoder_id": meta.encoder_id, "encoder": meta.encoder_name, "dim": meta.dim,

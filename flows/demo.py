@@ -9,7 +9,7 @@ puts each beside its baseline.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from featurestore import settings
 from featurestore.errors import SourceError
@@ -17,14 +17,17 @@ from featurestore.sources import TextSource, open_source
 from flows.prefect_api import ensure_api
 from flows.runner import run
 
+if TYPE_CHECKING:
+    from featurestore.materialization import RunSummary
+
 Say = Callable[[str], None]
 
 
-def _line(summary: dict[str, Any]) -> str:
+def _line(summary: RunSummary) -> str:
     return (
-        f"  {summary['encoder_id']}: {summary['encoded']} rows written, {summary['skipped']} unchanged, "
-        f"{summary['failed']} failed, {summary['forward_passes']} forward passes, "
-        f"{summary['rows_per_second']:.0f} rows/s, table version {summary['table_version']}"
+        f"  {summary.encoder_id}: {summary.encoded} rows written, {summary.skipped} unchanged, "
+        f"{summary.failed} failed, {summary.forward_passes} forward passes, "
+        f"{summary.rows_per_second:.0f} rows/s, table version {summary.table_version}"
     )
 
 
@@ -37,12 +40,12 @@ def run_demo(*, data: str | None = None, store: str | None = None, say: Say = pr
 
     runs: list[dict[str, Any]] = []
 
-    def step(title: str, source: Any, view: str, encoder: str, **options: Any) -> dict[str, Any]:
+    def step(title: str, source: Any, view: str, encoder: str, **options: Any) -> RunSummary:
         say(title)
         summary = run(source, view, encoder, store=store, encoder_options=options)
-        runs.append(summary)
+        runs.append(summary.to_dict())
         say(_line(summary))
-        for failure in summary["failures"][:3]:
+        for failure in summary.failures[:3]:
             say(f"    failed: {failure['entity_id']}: {failure['reason']}")
         return summary
 
@@ -50,7 +53,7 @@ def run_demo(*, data: str | None = None, store: str | None = None, say: Say = pr
     step("SMS texts -> word2vec (mean of word vectors)", texts, "sms", "word2vec")
     step("SMS texts -> minilm (all-MiniLM-L6-v2)", texts, "sms", "minilm")
     again = step("the same SMS file again: unchanged rows cost a scan, not a forward pass", texts, "sms", "minilm")
-    say(f"  {again['encoded']} rows encoded on the re-run, in {again['seconds']:.1f} s")
+    say(f"  {again.encoded} rows encoded on the re-run, in {again.seconds:.1f} s")
     _nearest_example(store, say)
 
     _index_and_query(store, "sms", "minilm", say, texts=["Congratulations! You won a free prize, call now to claim", "are we still meeting for lunch tomorrow?"])
@@ -95,7 +98,7 @@ def _train_heads(root: Path, store: str | None, say: Say) -> list[dict[str, Any]
     ensure_api()
     for task, view, encoder, options in jobs:
         say(f"training the {task} head on {view} ...")
-        summary = train_flow(task, view, encoder, store, task, options)
+        summary = train_flow(task, view, encoder, store=store, name=task, options=options)
         results.append(summary)
         say(f"  {summary['name']} v{summary['version']}: {_headline(summary)}")
     say("")
@@ -139,10 +142,10 @@ def _index_and_query(store: str | None, view: str, encoder: str | None, say: Say
     from flows.index import index_flow
 
     ensure_api()
-    info = index_flow(view, encoder, store=store)
+    result = index_flow(view, encoder, store=store)
     say(
-        f"index over {view}: {info['factory']}, {info['rows']} rows, recall@10 {info['recall_at_10']:.3f}, "
-        f"{'rebuilt' if info['rebuilt'] else 'updated in place'}"
+        f"index over {view}: {result.info.factory}, {result.info.rows} rows, recall@10 {result.info.recall_at_10:.3f}, "
+        f"{'rebuilt' if result.rebuilt else 'updated in place'}"
     )
     label = "text" if "texts" in query else "image"
     for q, hits in zip(next(iter(query.values())), search(view, encoder, store=store, k=3, **query)):

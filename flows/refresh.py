@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,8 @@ from featurestore.project import (
     load_project,
 )
 from featurestore.store import Store
-from flows.prefect_api import ensure_api
-from flows.runner import encoder_options, run
+from flows.artifacts import artifact_key
+from flows.runner import STEP_RUNNERS, Runner, check_runner, encoder_options, in_flow, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
 
@@ -61,11 +60,12 @@ def load(config: str | Path) -> Project:
     return project
 
 
-def refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
+def refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local") -> dict[str, Any]:
     """Refresh every view of the project (or ``view``); returns the summary the artifact shows.
 
     ``runner="inline"`` runs every step in this process without Prefect.
     """
+    check_runner(runner, STEP_RUNNERS)
     started = time.perf_counter()
     project = load(config)
     views = [project.view(view)] if view else list(project.views)
@@ -94,7 +94,7 @@ def failure_message(summary: dict[str, Any]) -> str:
     return f"refresh of {summary['config']} failed for {len(summary['failed'])} of {len(summary['views'])} view(s): {reasons}"
 
 
-def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, Any]:
+def refresh_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str, Any]:
     """One view under its lock; a view another run is writing is skipped, not waited for, and a
     view that fails is reported with its reason (user errors as they are, others with their type)."""
     try:
@@ -108,9 +108,9 @@ def refresh_view(project: Project, view: ViewConfig, runner: str) -> dict[str, A
         return {"view": view.name, "failed": f"{type(exc).__name__}: {exc}", "changed": False}
 
 
-def _refresh_locked_view(project: Project, view: ViewConfig, runner: str) -> dict[str, Any]:
+def _refresh_locked_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str, Any]:
     try:
-        with view_lock(project.store_root, view.name, "refresh"):
+        with view_lock(view.name, "refresh", store=project.store_root):
             encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
             tables = {e["encoder"]: e["encoder_id"] for e in encoders if e["table_version"] is not None}
             heads = [_refresh_head(project, head, tables, runner) for head in project.heads_of(view)]
@@ -120,17 +120,18 @@ def _refresh_locked_view(project: Project, view: ViewConfig, runner: str) -> dic
     return {"view": view.name, "encoders": encoders, "heads": heads, "changed": changed}
 
 
-def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: str) -> dict[str, Any]:
+def _refresh_encoder(project: Project, view: ViewConfig, ref: str, runner: Runner) -> dict[str, Any]:
     """Materialize the view's source with one encoder, then bring its index up and measure drift."""
     store = project.store_root
     summary = run(project.source_of(view).open(), view.name, ref, store=store, runner=runner, **_materialize_options(view, ref))
-    version, previous = summary["table_version"], summary["previous_version"]
-    result = {"encoder": ref, "encoder_id": summary["encoder_id"], **{k: summary[k] for k in ("rows_seen", "encoded", "skipped", "failed", "deleted")},
+    version, previous = summary.table_version, summary.previous_version
+    result = {"encoder": ref, "encoder_id": summary.encoder_id, "rows_seen": summary.rows_seen, "encoded": summary.encoded,
+              "skipped": summary.skipped, "failed": summary.failed, "deleted": summary.deleted,
               "table_version": version, "previous_version": previous, "index": None, "drift": None, "changed": False}
     if version is None:  # nothing stored yet (an empty source, or every row failed): nothing to index or train
         return result
-    index = _refresh_index(store, view, summary["encoder_id"], version, runner) if view.index else None
-    drift = _drift(store, view.name, summary["encoder_id"], previous, version, project.drift.alert_level) if version != previous else None
+    index = _refresh_index(store, view, summary.encoder_id, version, runner) if view.index else None
+    drift = _drift(store, view.name, summary.encoder_id, previous, version, project.drift.alert_level) if version != previous else None
     changed = version != previous or bool(index and index["status"] != "current")
     return {**result, "index": index, "drift": drift, "changed": changed}
 
@@ -142,34 +143,26 @@ def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
             "strict": view.strict, "shard_size": view.shard_size}
 
 
-def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int | None, runner: str) -> dict[str, Any]:
+def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int | None, runner: Runner) -> dict[str, Any]:
     """Update (or build) the index when it does not cover ``version``; else report the one there is."""
+    from featurestore.index import IndexResult, ensure_index
     from featurestore.index.search import index_info
 
-    info = index_info(Store(store), Store(store).resolve_table(view.name, encoder_id))
+    s = Store(store)
+    info = index_info(s.resolve_table(view.name, encoder_id), store=s)
     if info is not None and info["table_version"] == version:
         return {"status": "current", "rows": info["rows"], "recall_at_10": info["recall_at_10"], "factory": info["factory"]}
     options = view.index.model_dump() if view.index else {}
-    if runner == "inline":
-        result = _index_inline(store, view.name, encoder_id, info is not None, options)
-    else:
+
+    def as_flow() -> IndexResult:
         from flows.index import index_flow
 
-        ensure_api()
-        result = index_flow(view.name, encoder_id, store, "update", options)
-    status = "built" if info is None else ("rebuilt" if result["rebuilt"] else "updated")
-    return {"status": status, "rows": result["rows"], "recall_at_10": result["recall_at_10"], "factory": result["factory"],
-            "added": result["added"], "removed": result["removed"]}
+        return index_flow(view.name, encoder_id, store=store, options=options)
 
-
-def _index_inline(store: str, view: str, encoder_id: str, exists: bool, options: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from featurestore.index import build_index, update_index
-
-    if exists:
-        return update_index(view, encoder_id, store=store)
-    return {"rebuilt": True, "added": None, "removed": None, **asdict(build_index(view, encoder_id, store=store, **options))}
+    result = in_flow(runner, lambda: ensure_index(view.name, encoder_id, store=store, **options), as_flow)
+    status = "built" if info is None else ("rebuilt" if result.rebuilt else "updated")
+    return {"status": status, "rows": result.info.rows, "recall_at_10": result.info.recall_at_10, "factory": result.info.factory,
+            "added": result.added, "removed": result.removed}
 
 
 def _drift(store: str, view: str, encoder_id: str, base: int | None, current: int | None, alert_level: float) -> dict[str, Any]:
@@ -182,32 +175,25 @@ def _drift(store: str, view: str, encoder_id: str, base: int | None, current: in
         return {"skipped": str(exc)}
 
 
-def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], runner: str) -> dict[str, Any]:
+def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], runner: Runner) -> dict[str, Any]:
     """Retrain ``head`` when its configuration changed or the tables it was trained on moved since its newest version."""
     store = project.store_root
     ref = project.head_encoder(head)
     if ref not in tables:
         return {"name": head.name, "status": "skipped", "reason": f"view {head.view} has no {ref} table yet"}
     encoder_id = tables[ref]  # the table this refresh wrote: a view may hold older tables of the same encoder name
-    reason = stale_reason(store, head, encoder_id)
+    reason = stale_reason(head, encoder_id, store=store)
     if reason is None:
         return {"name": head.name, "status": "current"}
-    if runner == "inline":
-        from flows.train import train_and_register
-
-        trained = train_and_register(head.task, head.view, encoder_id, store, head.name, dict(head.options))
-    else:
-        from flows.train import train_flow
-
-        ensure_api()
-        trained = train_flow(head.task, head.view, encoder_id, store, head.name, dict(head.options))
+    from flows.train import train
     from models.registry import headline_metrics
 
+    trained = train(head.task, head.view, encoder_id, store=store, name=head.name, options=dict(head.options), runner=runner)
     metrics = headline_metrics(trained["metrics"], HEADLINE_METRICS)
     return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
 
 
-def stale_reason(store: str, head: HeadConfig, encoder_id: str) -> str | None:
+def stale_reason(head: HeadConfig, encoder_id: str, *, store: str) -> str | None:
     """Why ``head`` needs training, None when its newest version is current: never trained, trained
     for another task, view, encoder or options than the project file now says, or on a table
     version that has moved since.
@@ -299,20 +285,18 @@ def publish_artifact(summary: dict[str, Any]) -> None:
     from prefect.artifacts import create_markdown_artifact
 
     names = "-".join(v["view"] for v in summary["views"])
-    create_markdown_artifact(markdown=artifact_markdown(summary), key=re.sub(r"[^a-z0-9-]+", "-", f"refresh-{names}".lower())[:100],
-                             description=f"refresh of {summary['config']}")
+    create_markdown_artifact(markdown=artifact_markdown(summary), key=artifact_key("refresh", names), description=f"refresh of {summary['config']}")
 
 
-def run_refresh(config: str | Path, view: str | None = None, *, runner: str = "local") -> dict[str, Any]:
+def run_refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local") -> dict[str, Any]:
     """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed.
 
     A refresh whose views only failed (a source that is gone, say) changed nothing: it does not
     start Prefect to publish that; the command line prints the failures in one line.
     """
     summary = refresh(config, view, runner=runner)
-    if runner == "local" and summary["changed"]:
-        ensure_api()
-        _summary_flow()(summary)  # Prefect artifacts belong to a flow run
+    if summary["changed"]:  # Prefect artifacts belong to a flow run: inline publishes none
+        in_flow(runner, lambda: None, lambda: _summary_flow()(summary))
     return summary
 
 

@@ -1,4 +1,4 @@
-"""Running a materialize from the command line or Python: plan first, then the flow when there is work.
+"""Running a materialize from the command line or Python: plan first, then the flow when there is work; the runner switch.
 
 Prefect is imported only when a flow runs, so a run with nothing to do stays a quick scan.
 """
@@ -6,17 +6,20 @@ Prefect is imported only when a flow runs, so a run with nothing to do stays a q
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable, Literal, TypeVar, get_args
 
 from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError, InvalidArgumentError
-from featurestore.locks import view_lock
-from featurestore.sources import Source, to_dict
+from featurestore.materialization.runs import RunSummary
+from featurestore.sources import Source
 from flows.dask_runner import DaskOptions
 from flows.prefect_api import ensure_api
 from flows.progress import ProgressFn, progress_hook
 
-RUNNERS = ("local", "inline", "dask")
+Runner = Literal["local", "inline", "dask"]  # a Prefect flow on the local API, this process without Prefect, shard tasks on Dask
+RUNNERS: tuple[str, ...] = get_args(Runner)
+STEP_RUNNERS = ("local", "inline")  # train and refresh: each step with work as its Prefect flow, or all in this process
+T = TypeVar("T")
 DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # the encoders that take a device
 CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take layers / subword
 TTA_ENCODERS = ("efficientnet-lite0",)  # the image encoders that take test-time augmentation
@@ -69,64 +72,69 @@ def encoder_options(
     return options
 
 
+def check_runner(runner: object, allowed: tuple[str, ...] = RUNNERS) -> Runner:
+    """``runner`` when it is one of ``allowed`` (every entry that takes a runner checks it here), else the one-line error."""
+    if runner not in allowed:
+        raise InvalidArgumentError(f"runner must be one of: {', '.join(allowed)}. Got {runner!r} instead.")
+    return runner  # type: ignore[return-value]
+
+
+def in_flow(runner: Runner, step: Callable[[], T], flow: Callable[[], T]) -> T:
+    """The one switch between runners for a step: ``step()`` in this process for ``inline``, else
+    ``flow()`` (a Prefect flow) once the Prefect API is up."""
+    if check_runner(runner) == "inline":
+        return step()
+    ensure_api()
+    return flow()
+
+
 def run(
     source: Source,
     view: str,
     encoder: str,
     *,
     store: str | None = None,
-    runner: str = "local",
+    runner: Runner = "local",
     dask: DaskOptions | None = None,
     progress: ProgressFn | None = None,
     **options: Any,
-) -> dict[str, Any]:
-    """Plan first (a scan, no Prefect), then run the flow on the plan when there is work.
+) -> RunSummary:
+    """:func:`featurestore.materialize` with its plan run by ``runner``: a Prefect flow (``local``),
+    shard tasks on a Dask cluster (``dask``: ``dask``, default a LocalCluster) or in-process (``inline``).
 
     User errors surface in the plan, before Prefect starts, with the store untouched. A run with
     nothing to encode or delete finishes in-process: starting the flow server would cost more
-    than the scan. ``runner="inline"`` runs every step in-process without Prefect;
-    ``runner="dask"`` runs the shard tasks on a Dask cluster (``dask``, default a LocalCluster).
+    than the scan. ``options`` are :func:`featurestore.materialize` keywords.
     """
-    if runner not in RUNNERS:
-        raise InvalidArgumentError(f"runner must be one of: {', '.join(RUNNERS)}. Got {runner!r} instead.")
+    runner = check_runner(runner)
     if dask is not None and runner != "dask":
         raise FeatureStoreError(f"Dask options (--address, --dask-workers, --dask-threads) need --runner dask, not {runner!r}")
     cluster = (dask or DaskOptions()) if runner == "dask" else None
     if cluster is not None:
         cluster.check()  # before planning: a missing extra or a dead scheduler leaves the store untouched
-    from featurestore.encoders import get_encoder
 
-    encoder_id = get_encoder(encoder, **(options.get("encoder_options") or {})).encoder_id  # the table this run writes
-    with view_lock(store, view, "materialize", encoder_id=encoder_id):  # one writer per table: see featurestore.locks
-        return _plan_and_run(source, view, encoder, store, runner, progress, options, cluster)
+    def execute(p: lib.Plan) -> RunSummary:
+        if not (p.shards or p.copies or p.tombstones):
+            return lib.run_plan(p, progress=progress)
+        # The weights load while the flow server starts; Dask workers load their own.
+        warm = _load_in_background(p) if runner == "local" else None
+        try:
+            with lib.discard_on_error(p):  # a Prefect that cannot start is one line, the plan discarded
+                return in_flow(runner, lambda: lib.run_plan(p, progress=progress), lambda: _run_flow(p, cluster, progress))
+        finally:
+            if warm is not None:
+                warm.join()
+
+    return lib.materialize(source, view, encoder, store=store, execute=execute, **options)
 
 
-def _plan_and_run(
-    source: Source,
-    view: str,
-    encoder: str,
-    store: str | None,
-    runner: str,
-    progress: ProgressFn | None,
-    options: dict[str, Any],
-    cluster: DaskOptions | None,
-) -> dict[str, Any]:
-    p = lib.plan(source, view, encoder, store=store, **options)
-    if runner == "inline" or not (p.shards or p.copies or p.tombstones):
-        return lib.run_plan(p, progress=progress)
+def _run_flow(p: lib.Plan, cluster: DaskOptions | None, progress: ProgressFn | None) -> RunSummary:
+    """The materialize flow on plan ``p``: its shards as Prefect tasks (on Dask workers with ``cluster``)."""
     from flows.materialize import materialize_flow
 
     flow = materialize_flow if cluster is None else materialize_flow.with_options(task_runner=cluster.task_runner())
-    # The weights load while the flow server starts; Dask workers load their own.
-    warm = _load_in_background(p) if cluster is None else None
-    try:
-        with lib.discard_on_error(p):
-            ensure_api()  # before the flow: a Prefect that cannot start is one line, the plan discarded
-            with progress_hook(progress):
-                return flow(to_dict(source), view, encoder, store, options, plan_path=str(p.path))
-    finally:
-        if warm is not None:
-            warm.join()
+    with progress_hook(progress):
+        return flow(str(p.path))
 
 
 def _load_in_background(p: lib.Plan) -> threading.Thread:

@@ -6,7 +6,6 @@ the heads train in seconds, so splitting them into Prefect tasks would only add 
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -14,15 +13,26 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import artifact_key
 from flows.materialize import transient
+from flows.runner import STEP_RUNNERS, Runner, check_runner, in_flow
 
 
 @task(name="train-head", retries=1, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
-def train_task(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return train_and_register(task_name, view, encoder, store, name, options)
+def train_task(task_name: str, view: str, encoder: str | None, *, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    return train_and_register(task_name, view, encoder, store=store, name=name, options=options)
 
 
-def train_and_register(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+def train(task_name: str, view: str, encoder: str | None = None, *, store: str | None = None, name: str | None = None,
+          options: dict[str, Any] | None = None, runner: Runner = "local") -> dict[str, Any]:
+    """Train, register and summarise a head: as the train flow (``runner="local"``) or in this process (``inline``)."""
+    check_runner(runner, STEP_RUNNERS)  # a head trains in one task: nothing for Dask to spread
+    return in_flow(runner, lambda: train_and_register(task_name, view, encoder, store=store, name=name or task_name, options=options or {}),
+                   lambda: train_flow(task_name, view, encoder, store=store, name=name, options=options))
+
+
+def train_and_register(task_name: str, view: str, encoder: str | None = None, *, store: str | None, name: str,
+                       options: dict[str, Any]) -> dict[str, Any]:
     """Train, save to the registry, and return what the CLI prints with --json."""
     from models import registry, tasks
 
@@ -65,10 +75,10 @@ def artifact_markdown(summary: dict[str, Any]) -> str:
 
 
 @flow(name="train", log_prints=False, persist_result=False)
-def train_flow(task_name: str, view: str, encoder: str | None = None, store: str | None = None, name: str | None = None,
+def train_flow(task_name: str, view: str, encoder: str | None = None, *, store: str | None = None, name: str | None = None,
                options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train the head of ``task_name`` on ``view``, register it, publish its metrics as an artifact."""
-    summary = train_task(task_name, view, encoder, store, name or task_name, options or {})
-    key = re.sub(r"[^a-z0-9-]+", "-", f"train-{summary['name']}".lower())[:100]
-    create_markdown_artifact(markdown=artifact_markdown(summary), key=key, description=f"{summary['task']} head {summary['name']}")
+    summary = train_task(task_name, view, encoder, store=store, name=name or task_name, options=options or {})
+    create_markdown_artifact(markdown=artifact_markdown(summary), key=artifact_key("train", summary["name"]),
+                             description=f"{summary['task']} head {summary['name']}")
     return summary

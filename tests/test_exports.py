@@ -21,13 +21,15 @@ EXPECTED = {
     "StoreError",
     "TextSource",
     "TrainingSet",
+    "build_index",
+    "ensure_index",
     "get_encoder",
     "list_encoders",
     "materialize",
-    "plan",
     "search",
     "searcher",
     "training_set",
+    "update_index",
 }
 
 

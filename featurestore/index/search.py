@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,23 +23,46 @@ from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
 
 
-def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
+@dataclass(frozen=True)
+class IndexResult:
+    """What :func:`build_index`, :func:`update_index` or :func:`ensure_index` did, and the index it left.
+
+    ``info`` is what the index's ``index.json`` now holds (factory, rows, recall, table version ...).
+    ``added`` and ``removed`` are an update's row counts (None for a build: every row went in) and
+    ``seconds`` its wall time (None for a build: see ``info.build_seconds``).
+    """
+
+    info: IndexInfo
+    rebuilt: bool  # the index file was written from the table's whole latest state (a build, or an update that had to)
+    added: int | None = None
+    removed: int | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """One JSON object: rebuilt, added, removed (and an update's seconds), then the fields of ``info``."""
+        head: dict[str, Any] = {"rebuilt": self.rebuilt, "added": self.added, "removed": self.removed}
+        if self.seconds is not None:
+            head["seconds"] = self.seconds
+        return {**head, **asdict(self.info)}
+
+
+def index_dir(table: FeatureTable, *, store: Store, fetch: bool = True) -> Path:
     """The index's folder in the (work) folder of the store; for a remote store, first brought
     up to the generation published in the bucket unless ``fetch`` is False."""
     relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
     return store.fetch(relative, replace=True) if fetch else store.path / relative
 
 
-def local_index_dir(store: Store, table: FeatureTable) -> Path:
+def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
     """The folder to write an index into: it stops claiming a published generation until published."""
-    folder = index_dir(store, table, fetch=False)
+    folder = index_dir(table, store=store, fetch=False)
     (folder / LOCAL_GENERATION).unlink(missing_ok=True)
     return folder
 
 
-def publish_index(store: Store, table: FeatureTable) -> None:
+def publish_index(table: FeatureTable, *, store: Store) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
-    folder = index_dir(store, table, fetch=False)
+    folder = index_dir(table, store=store, fetch=False)
     files = json.loads((folder / "index.json").read_text()).get("files") or {}
     store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True, names={"index.json", *files.values()})
 
@@ -53,7 +76,7 @@ def build_index(
     memory_budget: str | int | None = None,
     target_recall: float = 0.95,
     progress: Callable[[int, int], None] | None = None,
-) -> IndexInfo:
+) -> IndexResult:
     """Build (or rebuild) the FAISS index of a view's latest state and save it beside the table.
     ``progress(added, rows)`` is called as the vectors go in.
 
@@ -65,8 +88,8 @@ def build_index(
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
     budget = parse_bytes(memory_budget)
-    with view_lock(store, table.meta.view, "index build", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
-        return _build_index(store, table, index_type, budget, target_recall, progress)
+    with view_lock(table.meta.view, "index build", store=store, encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
+        return IndexResult(_build_index(store, table, index_type, budget, target_recall, progress), rebuilt=True)
 
 
 def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memory_budget: int | None, target_recall: float,
@@ -85,8 +108,8 @@ def _build_index(store: Store, table: FeatureTable, index_type: IndexType, memor
         target_recall=target_recall,
         progress=progress,
     )
-    built.save(local_index_dir(store, table))
-    publish_index(store, table)
+    built.save(local_index_dir(table, store=store))
+    publish_index(table, store=store)
     _record(store, built.info, "build", built.info.rows, 0, built.info.build_seconds)
     return built.info
 
@@ -118,7 +141,7 @@ def update_index(
     store: Store | str | None = None,
     rebuild_share: float = 0.2,
     max_imbalance: float = 8.0,
-) -> dict[str, Any]:
+) -> IndexResult:
     """Bring the index up to the table's latest state without a rebuild when that is sound.
 
     Adds entities that are new or whose content changed, removes replaced and deleted ones: into
@@ -134,13 +157,13 @@ def update_index(
         raise InvalidArgumentError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    with view_lock(store, table.meta.view, "index update", encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
+    with view_lock(table.meta.view, "index update", store=store, encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
 
 
-def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> dict[str, Any]:
+def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuild_share: float, max_imbalance: float) -> IndexResult:
     view = table.meta.view
-    folder = index_dir(store, table)
+    folder = index_dir(table, store=store)
     index = VectorIndex.load(folder, encoder_id=table.meta.encoder_id)  # memory-mapped where it can be: an update writes a delta
     started = time.perf_counter()
     changes = table.changes_since(index.info.table_version)
@@ -158,20 +181,41 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
                 index.fold()
                 needs_rebuild = index.imbalance() > max_imbalance
         if not needs_rebuild:
-            index.save(local_index_dir(store, table))
-            publish_index(store, table)
+            index.save(local_index_dir(table, store=store))
+            publish_index(table, store=store)
     elif not needs_rebuild:
         index.info.table_version = version
-        index.save_info(local_index_dir(store, table))  # the vectors are unchanged: rewriting the index file would cost a full write
-        publish_index(store, table)
+        index.save_info(local_index_dir(table, store=store))  # the vectors are unchanged: rewriting the index file would cost a full write
+        publish_index(table, store=store)
     if needs_rebuild:
-        info = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
-                           memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
-        return {"rebuilt": True, "added": len(add), "removed": len(remove), "seconds": round(time.perf_counter() - started, 3), **asdict(info)}
+        built = build_index(view, encoder, store=store, index_type=kind_of(index.info.factory),
+                            memory_budget=index.info.memory_budget, target_recall=index.info.target_recall)
+        return IndexResult(built.info, rebuilt=True, added=len(add), removed=len(remove), seconds=round(time.perf_counter() - started, 3))
     seconds = time.perf_counter() - started
     if len(add) or remove:
         _record(store, index.info, "update", len(add), len(remove), seconds)
-    return {"rebuilt": False, "added": len(add), "removed": len(remove), "seconds": round(seconds, 3), **asdict(index.info)}
+    return IndexResult(index.info, rebuilt=False, added=len(add), removed=len(remove), seconds=round(seconds, 3))
+
+
+def ensure_index(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **build_options: Any,
+) -> IndexResult:
+    """Bring the view's index up to its table's latest state: :func:`build_index` (with
+    ``build_options``: index_type, memory_budget, target_recall) when it has none, else
+    :func:`update_index`, which rebuilds by itself when an update would not be sound.
+
+    The refresh flow and the index flow both call it, so a project's view and ``featurestore
+    index build`` / ``update`` keep one index the same way.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    if has_index(view, encoder, store=store):
+        return update_index(view, encoder, store=store)
+    return build_index(view, encoder, store=store, progress=progress, **build_options)
 
 
 def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
@@ -245,10 +289,10 @@ def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
 
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
     store = store if isinstance(store, Store) else Store(store)
-    return index_info(store, store.resolve_table(view, encoder)) is not None
+    return index_info(store.resolve_table(view, encoder), store=store) is not None
 
 
-def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
+def index_info(table: FeatureTable, *, store: Store) -> dict[str, Any] | None:
     """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
     path, text = store.read_current(f"indexes/{table.meta.view}/{table.meta.encoder_id}", "index.json")
     try:
@@ -260,7 +304,7 @@ def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
     store = store if isinstance(store, Store) else Store(store)
     table = store.resolve_table(view, encoder)
-    return VectorIndex.load(index_dir(store, table), encoder_id=table.meta.encoder_id)
+    return VectorIndex.load(index_dir(table, store=store), encoder_id=table.meta.encoder_id)
 
 
 def view_encoder(table: FeatureTable) -> BaseEncoder:

@@ -1,6 +1,7 @@
 """Incremental materialization: plan the diff, encode shards, commit, summarise.
 
-Three library calls that the Prefect flow composes (and :func:`materialize` runs in-process):
+:func:`materialize` is the one orchestration: it takes the table's lock, plans, then runs the
+plan (in-process by default; ``execute=`` hands it to the Prefect or Dask flow). Three steps:
 
 1. :func:`plan` (planning.py) streams the source once, hashes every record, compares
    ``(entity_id, content_hash, kept values)`` with the table's latest state and stages the rows
@@ -15,6 +16,6 @@ Tasks pass the plan's path and a shard index, never arrays.
 
 from featurestore.materialization.encoding import encode_shard, load_encoder, reuse_vectors
 from featurestore.materialization.planning import Plan, plan
-from featurestore.materialization.runs import discard_on_error, finish, materialize, run_plan, summarize
+from featurestore.materialization.runs import Execute, RunSummary, discard_on_error, finish, materialize, run_plan, summarize
 
-__all__ = ["Plan", "discard_on_error", "encode_shard", "finish", "load_encoder", "materialize", "plan", "reuse_vectors", "run_plan", "summarize"]
+__all__ = ["Execute", "Plan", "RunSummary", "discard_on_error", "encode_shard", "finish", "load_encoder", "materialize", "plan", "reuse_vectors", "run_plan", "summarize"]

@@ -150,8 +150,8 @@ def plan(
     meta = table_meta(view, enc, encoder, options)
     table = store.table(view, enc.encoder_id)
     table.check_compatible(meta)
-    with view_lock(store, view, "materialize", encoder_id=enc.encoder_id):  # re-entrant: materialize and the runner hold it for the whole run
-        clear_dead_staging(store, view, enc.encoder_id)
+    with view_lock(view, "materialize", store=store, encoder_id=enc.encoder_id):  # re-entrant: materialize and the runner hold it for the whole run
+        clear_dead_staging(view, enc.encoder_id, store=store)
         state = table.state()
         run_id = uuid.uuid4().hex[:12]
         staging = store.path / "_staging" / view / enc.encoder_id / run_id
@@ -327,7 +327,7 @@ def _stage(
             p.tombstones.append(str(path))
 
 
-def clear_dead_staging(store: Store, view: str, encoder_id: str) -> None:
+def clear_dead_staging(view: str, encoder_id: str, *, store: Store) -> None:
     """Remove the staging folders that earlier runs of ``view``'s table of ``encoder_id`` left: every one is a dead run's.
 
     Call with the table's lock held. Every run stages under that lock (:func:`plan` takes it;

@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 import pyarrow.parquet as pq
@@ -17,9 +18,10 @@ from featurestore.sources import Source
 from featurestore.store import Store, TableMeta
 
 ProgressFn = Callable[[int, int], None]
+Execute = Callable[[Plan], "RunSummary"]  # runs a saved plan's shards and finishes it: see materialize
 
 
-def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, Any]:
+def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> RunSummary:
     """Commit reused vectors and tombstones, record the run, remove the staging folder.
 
     ``results`` are the :func:`encode_shard` results; the summary counts everything written.
@@ -36,50 +38,86 @@ def finish(plan_path: str | Path, results: list[dict[str, Any]]) -> dict[str, An
         commit(table, tombstone_rows(p, ids), TableMeta(**p.meta), f"{APP_ID}-{p.run_id}-tombstones")
         deleted += len(ids)
     summary = summarize(p, results, deleted=deleted, version=table.version())
-    store.record_run(summary)
+    store.record_run(summary.to_dict())
     shutil.rmtree(p.staging, ignore_errors=True)
     remove_empty_parents(Path(p.staging).parent, store.path)
     return summary
 
 
-def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: int | None) -> dict[str, Any]:
-    """The run summary the CLI prints with --json and the artifact shows."""
+@dataclass(frozen=True)
+class RunSummary:
+    """What a materialize did: the counts the CLI prints with --json, the artifact shows and the run log keeps."""
+
+    view: str
+    encoder: str
+    encoder_id: str
+    granularity: str
+    run_id: str
+    source: str | None
+    source_spec: dict[str, Any]
+    rows_seen: int
+    encoded: int
+    skipped: int
+    failed: int
+    duplicates: int
+    deleted: int
+    forward_passes: int
+    reused: int
+    tokens: int
+    zero_vectors: int
+    oov_share: float
+    rows_per_second: float
+    table_version: int | None
+    previous_version: int | None
+    shards: int
+    seconds: float
+    encode_seconds: float
+    finished_at: str
+    failures: list[dict[str, Any]] = field(default_factory=list)  # the first 20: line, entity_id, reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``featurestore materialize --json`` and of the run log."""
+        return asdict(self)
+
+
+def summarize(p: Plan, results: list[dict[str, Any]], *, deleted: int, version: int | None) -> RunSummary:
+    """The summary of plan ``p`` once its shards' ``results`` are committed."""
     seconds = time.time() - p.started_at
     encoded = sum(r["rows"] for r in results)
     forward = sum(r["forward"] for r in results)
     tokens = sum(r["n_tokens"] for r in results)
     failures = p.failures + [f for r in results for f in r["failures"]]
-    return {
-        "view": p.view,
-        "encoder": p.encoder,
-        "encoder_id": p.encoder_id,
-        "granularity": p.granularity,
-        "run_id": p.run_id,
-        "source": p.source.get("path"),
-        "source_spec": p.source,
-        "rows_seen": p.rows_seen,
-        "encoded": encoded,
-        "skipped": p.unchanged,
-        "failed": p.failed + sum(len(r["failures"]) for r in results),
-        "duplicates": p.duplicates,
-        "deleted": deleted,
-        "forward_passes": forward,
-        "reused": max(encoded - forward, 0) if p.granularity != "token" else 0,
-        "tokens": tokens,
-        "zero_vectors": sum(r["zero"] for r in results),
-        "oov_share": (sum(r["n_oov"] for r in results) / tokens) if tokens else 0.0,
-        "rows_per_second": encoded / seconds if seconds > 0 else 0.0,
-        "table_version": version,
-        "previous_version": p.base_version,
-        "shards": len(p.shards),
-        "seconds": round(seconds, 3),
-        "encode_seconds": round(sum(r["seconds"] for r in results), 3),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "failures": failures[:20],
-    }
+    return RunSummary(
+        view=p.view,
+        encoder=p.encoder,
+        encoder_id=p.encoder_id,
+        granularity=p.granularity,
+        run_id=p.run_id,
+        source=p.source.get("path"),
+        source_spec=p.source,
+        rows_seen=p.rows_seen,
+        encoded=encoded,
+        skipped=p.unchanged,
+        failed=p.failed + sum(len(r["failures"]) for r in results),
+        duplicates=p.duplicates,
+        deleted=deleted,
+        forward_passes=forward,
+        reused=max(encoded - forward, 0) if p.granularity != "token" else 0,
+        tokens=tokens,
+        zero_vectors=sum(r["zero"] for r in results),
+        oov_share=(sum(r["n_oov"] for r in results) / tokens) if tokens else 0.0,
+        rows_per_second=encoded / seconds if seconds > 0 else 0.0,
+        table_version=version,
+        previous_version=p.base_version,
+        shards=len(p.shards),
+        seconds=round(seconds, 3),
+        encode_seconds=round(sum(r["seconds"] for r in results), 3),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        failures=failures[:20],
+    )
 
 
-def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+def run_plan(p: Plan, *, progress: ProgressFn | None = None) -> RunSummary:
     """Encode and commit the shards of a saved plan in this process, then finish it."""
     with discard_on_error(p):
         results = []
@@ -120,16 +158,20 @@ def materialize(
     strict: bool = False,
     shard_size: int = 4096,
     progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """Encode ``source`` into ``view`` with ``encoder``, incrementally, in this process (no Prefect).
+    execute: Execute | None = None,
+) -> RunSummary:
+    """Encode ``source`` into ``view`` with ``encoder``, incrementally: the one orchestration of a materialize.
 
-    Returns the run summary: rows_seen, encoded, skipped, failed, table_version, seconds ...
-    Holds the view's write lock (:mod:`featurestore.locks`) from the plan to the last commit.
+    Holds the table's write lock (:mod:`featurestore.locks`) from the plan to the last commit,
+    plans the diff (user errors surface here, the store untouched), then runs the plan with
+    ``execute(plan)``: by default :func:`run_plan` in this process with ``progress``;
+    :func:`flows.runner.run` passes the Prefect or Dask flow instead. Returns the run summary
+    (rows_seen, encoded, skipped, failed, table_version, seconds ...).
     """
     from featurestore.encoders import get_encoder
     from featurestore.locks import view_lock
 
-    with view_lock(store, view, "materialize", encoder_id=get_encoder(encoder, **(encoder_options or {})).encoder_id):
+    with view_lock(view, "materialize", store=store, encoder_id=get_encoder(encoder, **(encoder_options or {})).encoder_id):
         p = plan(
             source,
             view,
@@ -141,4 +183,4 @@ def materialize(
             strict=strict,
             shard_size=shard_size,
         )
-        return run_plan(p, progress=progress)
+        return execute(p) if execute is not None else run_plan(p, progress=progress)

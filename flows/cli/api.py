@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import BACKEND_HELP
+from flows.cli.options import BackendOpt
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore); local or s3://.")
 
@@ -23,7 +23,7 @@ def api(
     max_views: int = typer.Option(8, "--max-views", help="Warm views kept per process; the least recently used is dropped."),
     threads: Optional[int] = typer.Option(None, "--threads", help="OpenMP threads per process for FAISS and torch (default: $OMP_NUM_THREADS, else 1; scale with --workers)."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
-    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    backend: Optional[str] = BackendOpt,
 ) -> None:
     """Serve search, online features, embeddings and predictions of one store over HTTP."""
     from featurestore import settings

@@ -6,13 +6,14 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import QuietOpt, console, print_json, say, set_quiet
+from flows.cli.options import QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, say, set_quiet
 
 
 def demo(
     data: Optional[str] = typer.Option(None, "--data", help="Folder of the evaluation data (default: $FEATURESTORE_DATA or ../shared/data)."),
-    store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object (runs, results, store, report); the story goes to stderr."),
+    store: Optional[str] = StoreOpt,
+    json_out: bool = json_option("Print one JSON object (runs, results, store, report); the story goes to stderr."),
     quiet: bool = QuietOpt,
 ) -> None:
     """The whole story: materialize -> index -> search -> train the heads -> results table -> HTML report."""

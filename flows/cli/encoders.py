@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from flows.cli.output import QuietOpt, print_json, print_table, set_quiet
+from flows.cli.options import QuietOpt, json_option
+from flows.cli.output import print_json, print_table, set_quiet
 
 
 def encoders(
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    json_out: bool = json_option("Print one JSON array."),
     quiet: bool = QuietOpt,
 ) -> None:
     """List encoders: name, encoder_id, dim, modality and where the weights come from."""

@@ -8,20 +8,19 @@ from typing import Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import QuietOpt, console, print_json, set_quiet
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+from flows.cli.options import EncoderOpt, QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, set_quiet
 
 
 def export(
     view: str = typer.Option(..., "--view", help="The view to export.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     out: Path = typer.Option(..., "--out", help="The folder to write (emb/*.npy, metadata/*.parquet, parquet/*.parquet)."),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="A table version (number) or an ISO 8601 time."),
     rows_per_file: int = typer.Option(1_000_000, "--rows-per-file", help="Rows per .npy / .parquet file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing export at --out."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print export.json."),
+    json_out: bool = json_option("Print export.json."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Write a view's state as Parquet + .npy in the layout embedding-reader and autofaiss read."""
@@ -40,12 +39,12 @@ def export(
 
 def drift(
     view: str = typer.Option(..., "--view", help="The view to compare across versions.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     base: Optional[int] = typer.Option(None, "--base", help="The older version (default: the one before --current)."),
     current: Optional[int] = typer.Option(None, "--current", help="The newer version (default: the newest)."),
     alert_level: float = typer.Option(0.1, "--alert-level", help="Alert when the mean shift or the norm KS statistic passes it."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: versions, mean shift, norm KS, alert."),
+    json_out: bool = json_option("Print one JSON object: versions, mean shift, norm KS, alert."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Embedding drift between two table versions: mean-vector shift and norm distribution."""

@@ -8,21 +8,21 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, print_table, progress_bar, set_quiet, use_backend, use_wait
+from flows.cli.options import BackendOpt, EncoderOpt, QuietOpt, StoreOpt, WaitOpt, json_option
+from flows.cli.output import console, print_json, print_table, progress_bar, set_quiet, use_backend, use_wait
 
 index_app = typer.Typer(help="Build FAISS indexes over views.", no_args_is_help=True)
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
 
 @index_app.command("build")
 def build(
     view: str = typer.Option(..., "--view", help="The view to index.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     target_recall: float = typer.Option(0.95, "--target-recall", help="recall@10 to reach against exact search."),
     memory_budget: Optional[str] = typer.Option(None, "--memory-budget", help="e.g. 2GB: the index must fit in it."),
     index_type: str = typer.Option("auto", "--index-type", help="auto, flat, hnsw, ivf or ivfpq."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print index.json."),
+    json_out: bool = json_option("Print index.json."),
     wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -35,7 +35,7 @@ def build(
     use_wait(wait)
     with progress_bar(f"index build {view}") as update:
         info = build_index(view, encoder, store=store, index_type=index_type, memory_budget=memory_budget, target_recall=target_recall,
-                           progress=update)
+                           progress=update).info
     if json_out:
         print_json(asdict(info))
     else:
@@ -49,10 +49,10 @@ def build(
 @index_app.command("update")
 def update(
     view: str = typer.Option(..., "--view", help="The view whose index to bring up to date.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     rebuild_share: float = typer.Option(0.2, "--rebuild-share", help="Rebuild when more than this share was removed since the build."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: added, removed, rows, rebuilt, table_version ..."),
+    json_out: bool = json_option("Print one JSON object: added, removed, rows, rebuilt, table_version ..."),
     wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -63,15 +63,15 @@ def update(
     use_wait(wait)
     result = update_index(view, encoder, store=store, rebuild_share=rebuild_share)
     if json_out:
-        print_json(result)
+        print_json(result.to_dict())
     else:
-        how = "rebuilt" if result["rebuilt"] else "updated in place"
-        console().print(f"{view}: {how}: +{result['added']} -{result['removed']}, {result['rows']} rows, table version {result['table_version']}")
+        how = "rebuilt" if result.rebuilt else "updated in place"
+        console().print(f"{view}: {how}: +{result.added} -{result.removed}, {result.info.rows} rows, table version {result.info.table_version}")
 
 
 def search(
     view: str = typer.Option(..., "--view", help="The view to search.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     text: Optional[List[str]] = typer.Option(None, "--text", help="Query text (repeat for a batch)."),
     image: Optional[List[str]] = typer.Option(None, "--image", help="Query image path (repeat for a batch)."),
     entity: Optional[List[str]] = typer.Option(None, "--id", help="A stored entity id to find neighbours of (repeatable)."),
@@ -79,9 +79,9 @@ def search(
     k: int = typer.Option(10, "-k", "--k", help="Results per query."),
     where: Optional[str] = typer.Option(None, "--where", help="Filter on kept columns, e.g. \"label = 'spam'\"."),
     store: Optional[str] = StoreOpt,
-    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    backend: Optional[str] = BackendOpt,
     ids_only: bool = typer.Option(False, "--ids-only", help="Each hit's entity_id and score only (no kept columns, no text read from the source)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array (a list of hits per query)."),
+    json_out: bool = json_option("Print one JSON array (a list of hits per query)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Find the k stored entities most similar to each query (encoded with the view's own encoder).

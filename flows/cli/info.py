@@ -7,15 +7,14 @@ from typing import Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import QuietOpt, console, print_json, print_table, set_quiet
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+from flows.cli.options import EncoderOpt, QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, print_table, set_quiet
 
 
 def info(
     store: Optional[str] = StoreOpt,
     drift: bool = typer.Option(False, "--drift", help="Also measure each table's embedding drift since its previous version."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: bool = json_option("Print one JSON object."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Views, encoders, live row counts, table versions, last update, indexes and the newest heads."""
@@ -68,11 +67,11 @@ def _newest_heads(s) -> list[dict]:
 
 def compact(
     view: str = typer.Option(..., "--view", help="The view to compact.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     vacuum: bool = typer.Option(False, "--vacuum", help="Also delete files older than the retention (default: keep them)."),
     retention_hours: int = typer.Option(168, "--retention-hours", help="Time travel kept by --vacuum."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: view, encoder_id, optimize (Delta's metrics), vacuumed_files, version."),
+    json_out: bool = json_option("Print one JSON object: view, encoder_id, optimize (Delta's metrics), vacuumed_files, version."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Merge a table's small files into large ones (Delta optimize), optionally vacuum."""

@@ -7,14 +7,15 @@ from typing import Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, WaitOpt, console, print_json, progress_bar, set_quiet, use_backend, use_wait
+from flows.cli.options import BackendOpt, QuietOpt, StoreOpt, WaitOpt, json_option
+from flows.cli.output import console, print_json, progress_bar, set_quiet, use_backend, use_wait
 
 
 def materialize(
     source: str = typer.Argument(..., help="The file to read (csv, tsv, jsonl, parquet, text, sms, cranfield, beir, conll, or a folder of images)."),
     view: str = typer.Option(..., "--view", help="The feature view to write.", autocompletion=complete_view),
     encoder: str = typer.Option(..., "--encoder", help="minilm, word2vec, st:/path/to/model, w2v:/path/to/vectors or a plugin."),
-    store: Optional[str] = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."),
+    store: Optional[str] = StoreOpt,
     fmt: Optional[str] = typer.Option(None, "--format", help="csv, tsv, jsonl, parquet, text, sms, cranfield (cran.all.1400), beir (corpus.jsonl), conll or images (default: from the name; a folder is images)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column of entity ids; @line for line numbers (default: ids from content)."),
     text_col: str = typer.Option("text", "--text-col", help="Column of the text to encode."),
@@ -32,12 +33,12 @@ def materialize(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad record instead of recording it."),
     shard_size: int = typer.Option(4096, "--shard-size", help="Rows per encode task and commit."),
     device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu or cuda."),
-    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    backend: Optional[str] = BackendOpt,
     runner: str = typer.Option("local", "--runner", help="local (Prefect flow), inline (no Prefect) or dask (shard tasks on a Dask cluster)."),
     address: Optional[str] = typer.Option(None, "--address", help="--runner dask: the scheduler, e.g. tcp://host:8786 (default: a local cluster)."),
     dask_workers: int = typer.Option(2, "--dask-workers", help="--runner dask without --address: worker processes of the local cluster."),
     dask_threads: int = typer.Option(1, "--dask-threads", help="--runner dask without --address: threads (concurrent shards) per worker."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the run summary."),
+    json_out: bool = json_option("Print one JSON object with the run summary."),
     wait: Optional[float] = WaitOpt,
     quiet: bool = QuietOpt,
 ) -> None:
@@ -79,14 +80,14 @@ def materialize(
             shard_size=shard_size,
         )
     if json_out:
-        print_json(summary)
+        print_json(summary.to_dict())
         return
     console().print(
-        f"[bold]{summary['view']}[/] / {summary['encoder_id']}: {summary['rows_seen']} rows seen, "
-        f"{summary['encoded']} encoded, {summary['skipped']} unchanged, {summary['failed']} failed, "
-        f"{summary['deleted']} deleted; table version {summary['table_version']} in {summary['seconds']:.1f} s"
+        f"[bold]{summary.view}[/] / {summary.encoder_id}: {summary.rows_seen} rows seen, "
+        f"{summary.encoded} encoded, {summary.skipped} unchanged, {summary.failed} failed, "
+        f"{summary.deleted} deleted; table version {summary.table_version} in {summary.seconds:.1f} s"
     )
-    for failure in summary["failures"][:5]:
+    for failure in summary.failures[:5]:
         console().print(f"  line {failure['line']}: {failure['reason']}")
 
 

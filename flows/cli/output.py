@@ -14,18 +14,11 @@ import time
 from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
-import typer
-
-QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress on stderr (errors and warnings still show).")
 _QUIET = [False]
 PROGRESS_EVERY_S = 5.0  # a progress line on a stderr that is not a terminal (a log, a pipe) at most this often
 
 # The columns a user types back (names and ids): never cut, never wrapped in a table.
 NAME_COLUMNS = frozenset({"view", "encoder_id", "encoder", "name", "entity_id", "id", "model", "path", "flow_run", "flow_run_id"})
-
-
-WaitOpt = typer.Option(None, "--wait", help="Seconds to wait for the table's lock when another run holds it, "
-                       "saying on stderr whom it waits for (default 0: stop at once). Sets $FEATURESTORE_LOCK_WAIT.")
 
 
 def use_wait(wait: float | None) -> None:
@@ -47,12 +40,6 @@ def say(message: str) -> None:
     if not _QUIET[0]:
         sys.stderr.write(f"featurestore: {message}\n")
         sys.stderr.flush()
-
-
-BACKEND_HELP = (
-    "What runs the minilm/st: sentence encoders and efficientnet-lite0: auto (default: ONNX Runtime on CPU when "
-    "installed and its checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."
-)
 
 
 def use_backend(backend: str | None) -> None:

@@ -7,9 +7,8 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import QuietOpt, print_json, print_table, set_quiet
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+from flows.cli.options import QuietOpt, StoreOpt, json_option
+from flows.cli.output import print_json, print_table, set_quiet
 
 
 def as_is(
@@ -20,7 +19,7 @@ def as_is(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="zero-shot: encoder name or id (when the view has several)."),
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Labels to rank per input (imagenet: 5; zero-shot: all)."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array."),
+    json_out: bool = json_option("Print one JSON array."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Predict with a pretrained model as it is: ImageNet top-k of images, or zero-shot labels of texts."""

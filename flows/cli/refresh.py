@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from flows.cli.output import QuietOpt, console, print_json, set_quiet
+from flows.cli.options import QuietOpt, json_option
+from flows.cli.output import console, print_json, set_quiet
 
 ConfigOpt = typer.Option(Path("featurestore.yaml"), "--config", help="The project file (sources, views, heads, schedules).")
 
@@ -40,19 +41,16 @@ def refresh(
     config: Path = ConfigOpt,
     view: str | None = typer.Option(None, "--view", help="Refresh this view only."),
     runner: str = typer.Option("local", "--runner", help="local (Prefect flows for steps with work) or inline (no Prefect)."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object with the per-view summary."),
+    json_out: bool = json_option("Print one JSON object with the per-view summary."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Refresh the project's views once: materialize, index, drift, retrain the heads whose data changed."""
-    from featurestore.errors import FeatureStoreError
     from flows.prefect_api import quiet_user_errors
     from featurestore.errors import RefreshFailed
     from flows.refresh import failure_message, run_refresh
 
     set_quiet(quiet)
     quiet_user_errors()
-    if runner not in ("local", "inline"):
-        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
     summary = run_refresh(config, view, runner=runner)
     if json_out:
         print_json(summary)
@@ -98,7 +96,7 @@ def serve(
 
 def init(
     config: Path = ConfigOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: the file written."),
+    json_out: bool = json_option("Print one JSON object: the file written."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Write an example project file (never over an existing one)."""

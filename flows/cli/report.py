@@ -7,9 +7,8 @@ from typing import Optional
 
 import typer
 
-from flows.cli.output import QuietOpt, console, print_json, set_quiet
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+from flows.cli.options import QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, set_quiet
 
 
 def report(
@@ -17,7 +16,7 @@ def report(
     sample: int = typer.Option(2000, "--sample", help="Rows per view in its embedding map (a seeded sample)."),
     projection: str = typer.Option("auto", "--projection", help="auto (UMAP when umap-learn is installed, else PCA), umap or pca."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print what was written as one JSON object."),
+    json_out: bool = json_option("Print what was written as one JSON object."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Write an interactive page: an embedding map of each view (hover a point, click it for its

@@ -7,9 +7,9 @@ from typing import Optional
 import typer
 
 from flows.cli.completion import complete_view
-from flows.cli.output import QuietOpt, console, print_json, print_table, set_quiet
+from flows.cli.options import QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, print_table, set_quiet
 
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 KINDS = ("materialize", "index", "train", "refresh")
 
 
@@ -18,7 +18,7 @@ def runs(
     kind: Optional[str] = typer.Option(None, "--kind", help="materialize, index, train or refresh (default: all)."),
     limit: int = typer.Option(20, "--limit", help="The newest this many runs."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array: each run's whole record, oldest first."),
+    json_out: bool = json_option("Print one JSON array: each run's whole record, oldest first."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Recent runs, newest last: what each wrote (counts, rows per second, failures) and the Prefect flow run it belongs to."""

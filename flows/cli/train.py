@@ -9,15 +9,14 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_model, complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, set_quiet, use_backend
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
+from flows.cli.options import BackendOpt, EncoderOpt, QuietOpt, StoreOpt, json_option
+from flows.cli.output import console, print_json, print_table, set_quiet, use_backend
 
 
 def train(
     task: str = typer.Argument(..., help="spam, ner, ranking, image or classify."),
     view: str = typer.Option(..., "--view", help="The view whose features to train on.", autocompletion=complete_view),
-    encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder name or id (needed when the view has several)."),
+    encoder: Optional[str] = EncoderOpt,
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the registry (default: the task)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="A kept column of the view, or a CSV/Parquet/JSONL file of entity_id,label[,event_timestamp]."),
     label_col: Optional[str] = typer.Option(None, "--label-col", help="The label column (default: label)."),
@@ -37,16 +36,15 @@ def train(
     strict: bool = typer.Option(False, "--strict", help="Labels for ids missing from the view are an error."),
     runner: str = typer.Option("local", "--runner", help="local (a Prefect flow) or inline (no Prefect)."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print the model name, version and metrics as JSON."),
+    json_out: bool = json_option("Print the model name, version and metrics as JSON."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Train a head on a view's stored features, evaluate it, and register it."""
-    from featurestore.errors import FeatureStoreError
+    from flows.runner import STEP_RUNNERS, check_runner
     from models.tasks import check_train
 
     set_quiet(quiet)
-    if runner not in ("local", "inline"):
-        raise FeatureStoreError(f"runner must be one of: local, inline. Got {runner!r} instead.")
+    check_runner(runner, STEP_RUNNERS)
     options = {
         "labels": labels, "label_col": label_col, "head": head, "split": split, "n_splits": folds, "seed": seed,
         "extra_encoders": extra_encoder or None, "eval_view": eval_view, "queries": queries and str(queries),
@@ -55,17 +53,11 @@ def train(
     }
     options.update(_head_options(option or []))
     options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
-    if runner == "inline":
-        from flows.train import train_and_register
+    from flows.prefect_api import quiet_user_errors
+    from flows.train import train as train_head
 
-        summary = train_and_register(task, view, encoder, store, name or task, options)
-    else:
-        from flows.prefect_api import ensure_api, quiet_user_errors
-        from flows.train import train_flow
-
-        quiet_user_errors()
-        ensure_api()
-        summary = train_flow(task, view, encoder, store, name, options)
+    quiet_user_errors()
+    summary = train_head(task, view, encoder, store=store, name=name, options=options, runner=runner)
     if json_out:
         print_json(summary)
         return
@@ -81,8 +73,8 @@ def predict(
     text_col: Optional[str] = typer.Option(None, "--text-col", help="The input column of --input (default: text, or path for images)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="ranking: the documents to return per query, best first, with their scores (default 10)."),
     store: Optional[str] = StoreOpt,
-    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array (each item with ood and ood_distance)."),
+    backend: Optional[str] = BackendOpt,
+    json_out: bool = json_option("Print one JSON array (each item with ood and ood_distance)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Predict with a registered model: raw inputs are encoded with the model's own encoder.
@@ -129,7 +121,7 @@ def evaluate(
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="ranking: the judgments of --queries (cranqrel, BEIR qrels/*.tsv, TSV or JSONL)."),
     qrels_by: str = typer.Option("id", "--qrels-by", help="ranking: the judgments name queries by id or by position in --queries."),
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object: metrics, baselines, rows (or the reproduction check)."),
+    json_out: bool = json_option("Print one JSON object: metrics, baselines, rows (or the reproduction check)."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Score a model on new labelled data (--input) beside its baselines; without --input, train it
@@ -193,7 +185,7 @@ def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], 
 
 def models(
     store: Optional[str] = StoreOpt,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON array: a row per model version."),
+    json_out: bool = json_option("Print one JSON array: a row per model version."),
     quiet: bool = QuietOpt,
 ) -> None:
     """List the registered models: name, version, task, rows, headline metrics."""

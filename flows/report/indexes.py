@@ -16,7 +16,7 @@ def indexes_section(s: Store) -> tuple[str, int]:
     infos, damaged = [], []
     for t in s.tables():
         try:
-            info = index_info(s, t)
+            info = index_info(t, store=s)
         except FeatureStoreError as exc:  # a damaged index.json: named here, the others still plotted
             damaged.append(f"{t.meta.view} / {t.meta.encoder_id}: {exc}")
             continue

@@ -126,7 +126,7 @@ def neighbours(s: Store, table: FeatureTable, frame: Any, rows: np.ndarray, vect
     score = "cosine similarity" if metric == "cosine" else "squared L2 distance"
     reason = "it has no index"
     try:
-        info = index_info(s, table)
+        info = index_info(table, store=s)
         if info is not None:
             index = load_index(table.meta.view, table.meta.encoder_id, store=s)
             scores, positions = index.search(vectors, NEIGHBOURS + 1)

@@ -13,7 +13,7 @@ import sys, time
 from featurestore.locks import view_lock
 from featurestore.store import Store
 store, encoder_id = Store(sys.argv[1]), sys.argv[2]
-with view_lock(store, "sms", "materialize", encoder_id=encoder_id):  # what a live materialize holds from its plan to its last commit
+with view_lock("sms", "materialize", store=store, encoder_id=encoder_id):  # what a live materialize holds from its plan to its last commit
     staging = store.path / "_staging" / "sms" / encoder_id / "run"
     staging.mkdir(parents=True)
     (staging / "plan.json").write_text("{}")

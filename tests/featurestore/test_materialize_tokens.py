@@ -24,7 +24,7 @@ def source_tokens(path) -> list[str]:
 def test_every_token_of_eng_testa_is_one_row_equal_to_the_source(tmp_path, word2vec):
     need(TESTA)
     summary = materialize(open_source(TESTA), "conll", "word2vec", store=tmp_path, encoder_options={"granularity": "token"})
-    assert summary["granularity"] == "token" and summary["rows_seen"] == 3250
+    assert summary.granularity == "token" and summary.rows_seen == 3250
     table = Store(tmp_path).resolve_table("conll")
     rows, _ = table.scan(["entity_id", "token_index", "token", "ner_tags", "oov", "char_start", "char_end"])
     assert rows.num_rows == 51_362
@@ -36,7 +36,7 @@ def test_every_token_of_eng_testa_is_one_row_equal_to_the_source(tmp_path, word2
     frame = table.latest(["token", "ner_tags"])
     assert frame.vectors.shape == (51_362, 100)
     again = materialize(open_source(TESTA), "conll", "word2vec", store=tmp_path, encoder_options={"granularity": "token"})
-    assert again["encoded"] == 0 and again["skipped"] == 3250
+    assert again.encoded == 0 and again.skipped == 3250
 
 
 def test_minilm_token_rows_line_up_and_are_contextual(tmp_path, minilm):
@@ -48,7 +48,7 @@ def test_minilm_token_rows_line_up_and_are_contextual(tmp_path, minilm):
     table = Store(tmp_path / "s").resolve_table("ner")
     frame = table.latest(["token", "token_index", "char_start", "char_end", "ner_tags"])
     tokens = frame.columns.column("token").to_pylist()
-    assert len(tokens) == summary["tokens"] == len(source_tokens(small))
+    assert len(tokens) == summary.tokens == len(source_tokens(small))
     assert frame.vectors.shape == (len(tokens), 384)
     # The same word gets different vectors in different sentences (contextual).
     first = [i for i, t in enumerate(tokens) if t == "the"][:2]

@@ -101,7 +101,7 @@ def test_extra_encoders_concatenate_features_of_the_same_entities(tmp_path, sms_
     store = tmp_path / "store"
     source = TextSource(str(sms_file(80)), format="sms", id_col="@line", keep=("label",))
     materialize(source, "sms", "word2vec", store=store)
-    glove = materialize(source, "sms", f"w2v:{GLOVE / 'glove.6B.50d.top5k.txt'}", store=store)["encoder_id"]
+    glove = materialize(source, "sms", f"w2v:{GLOVE / 'glove.6B.50d.top5k.txt'}", store=store).encoder_id
     ts = training_set("sms", "word2vec", store=store, extra_encoders=[glove])
     alone = training_set("sms", "word2vec", store=store)
     assert ts.X.shape == (80, 150) and len(ts.manifest["tables"]) == 2

@@ -21,7 +21,7 @@ HOLD = (
     "import sys, time\n"
     "from featurestore.locks import view_lock\n"
     "store, view, purpose, encoder_id, seconds = sys.argv[1:]\n"
-    "with view_lock(store, view, purpose, encoder_id=encoder_id or None):\n"
+    "with view_lock(view, purpose, store=store, encoder_id=encoder_id or None):\n"
     "    print('held', flush=True)\n"
     "    time.sleep(float(seconds))\n"
 )

@@ -35,7 +35,7 @@ def small_store(tmp_path_factory, sms_lines, word2vec):
     root = tmp_path_factory.mktemp("startup")
     (root / "SMSSpamCollection").write_text("\n".join(sms_lines[:60]) + "\n", encoding="utf-8")
     materialize(TextSource(str(root / "SMSSpamCollection"), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=str(root / "store"))
-    train_and_register("spam", "sms", None, str(root / "store"), "spam", {"n_splits": 3, "head": "logistic"})
+    train_and_register("spam", "sms", store=str(root / "store"), name="spam", options={"n_splits": 3, "head": "logistic"})
     return str(root / "store")
 
 

@@ -20,7 +20,7 @@ def spam_store(tmp_path_factory, sms_lines, word2vec):
     path = root / "SMSSpamCollection"
     path.write_text("\n".join(sms_lines[:600]) + "\n", encoding="utf-8")
     materialize(TextSource(str(path), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=str(root / "store"))
-    train_and_register("spam", "sms", None, str(root / "store"), "spam", {"n_splits": 3})
+    train_and_register("spam", "sms", store=str(root / "store"), name="spam", options={"n_splits": 3})
     return root / "store"
 
 

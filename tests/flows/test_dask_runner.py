@@ -60,7 +60,7 @@ def test_dask_workers_write_exactly_the_local_runners_rows(prefect_server, tmp_p
     on_dask = run(source, "sms", "word2vec", store=str(tmp_path / "dask"), runner="dask",
                   dask=DaskOptions(address=dask_client.scheduler.address), shard_size=40)
 
-    assert on_dask["shards"] == local["shards"] == 8 and on_dask["encoded"] == local["encoded"] == 300
+    assert on_dask.shards == local.shards == 8 and on_dask.encoded == local.encoded == 300
     assert latest_sorted(tmp_path / "dask") == latest_sorted(tmp_path / "local")
     history, _ = Store(tmp_path / "dask").resolve_table("sms").scan(["entity_id"])
     assert history.num_rows == 300, "a concurrent commit lost or duplicated rows"
@@ -96,10 +96,10 @@ def test_dask_workers_commit_to_a_bucket_exactly_the_local_runners_rows(prefect_
                       dask=DaskOptions(address=dask_client.scheduler.address), shard_size=40)
     finally:
         dask_client.run(set_environment, dict.fromkeys(env))
-    assert on_dask["shards"] == local["shards"] == 8 and on_dask["encoded"] == 300
+    assert on_dask.shards == local.shards == 8 and on_dask.encoded == 300
     assert latest_sorted(s3_store) == latest_sorted(tmp_path / "local")
     history, version = Store(s3_store).resolve_table("sms").scan(["entity_id"])
-    assert history.num_rows == 300 and version == local["table_version"], "a concurrent commit lost or duplicated rows"
+    assert history.num_rows == 300 and version == local.table_version, "a concurrent commit lost or duplicated rows"
 
 
 def test_a_commit_conflict_is_retried():

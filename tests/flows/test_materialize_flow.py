@@ -11,19 +11,19 @@ import time
 
 import pytest
 
-from featurestore.sources import TextSource, to_dict
+from featurestore.sources import TextSource
 from featurestore.store import Store
 from tests.flows.conftest import read_artifact
 
 pytestmark = pytest.mark.slow
 
 
-def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tmp_path, sms_file, word2vec):
-    from flows.materialize import materialize_flow
+def test_flow_encodes_commits_and_publishes_an_artifact(prefect_server, tmp_path, sms_file, word2vec):
+    from flows.runner import run
 
     source = TextSource(str(sms_file(120)), format="sms", id_col="@line", keep=("label",))
-    summary = materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {"shard_size": 50})
-    assert (summary["rows_seen"], summary["encoded"], summary["shards"], summary["table_version"]) == (120, 120, 3, 2)
+    summary = run(source, "sms", "word2vec", store=str(tmp_path), shard_size=50)
+    assert (summary.rows_seen, summary.encoded, summary.shards, summary.table_version) == (120, 120, 3, 2)
     markdown = read_artifact(f"materialize-sms-{word2vec.encoder_id}")
     assert "| encoded | 120 |" in markdown and "| table version | 2 |" in markdown and "OOV share" in markdown
     record = Store(tmp_path).runs(limit=1)[-1]  # what `featurestore runs` shows: the Prefect run it belongs to
@@ -32,8 +32,8 @@ def test_flow_plans_encodes_commits_and_publishes_an_artifact(prefect_server, tm
     with get_client(sync_client=True) as client:
         flow_run = client.request("GET", f"/flow_runs/{record['flow_run_id']}").json()
     assert record["kind"] == "materialize" and flow_run["id"] == record["flow_run_id"]
-    again = materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {})
-    assert (again["encoded"], again["skipped"]) == (0, 120)
+    again = run(source, "sms", "word2vec", store=str(tmp_path))
+    assert (again.encoded, again.skipped) == (0, 120)
 
 
 def test_cli_runs_the_flow_with_a_progress_hook(prefect_server, tmp_path, sms_file, word2vec):
@@ -42,7 +42,7 @@ def test_cli_runs_the_flow_with_a_progress_hook(prefect_server, tmp_path, sms_fi
     seen: list[tuple[int, int]] = []
     source = TextSource(str(sms_file(90)), format="sms", id_col="@line", keep=("label",))
     summary = run(source, "sms", "word2vec", store=str(tmp_path), progress=lambda d, t: seen.append((d, t)), shard_size=40)
-    assert summary["encoded"] == 90
+    assert summary.encoded == 90
     assert seen == [(40, 90), (80, 90), (90, 90), (90, 90)]
 
 
@@ -75,15 +75,15 @@ def test_a_killed_run_leaves_a_readable_table_and_the_rerun_adds_no_duplicates(t
 
 
 def test_index_flow_builds_then_updates_after_materialize(prefect_server, tmp_path, sms_file, word2vec):
+    from featurestore.materialization import materialize
     from flows.index import index_flow
-    from flows.materialize import materialize_flow
 
     source = TextSource(str(sms_file(60)), format="sms", id_col="@line", keep=("label",))
-    materialize_flow(to_dict(source), "sms", "word2vec", str(tmp_path), {})
+    materialize(source, "sms", "word2vec", store=str(tmp_path))
     built = index_flow("sms", store=str(tmp_path))
-    assert built["rebuilt"] and built["rows"] == 60
+    assert (built.rebuilt, built.added, built.info.rows) == (True, None, 60)
     more = TextSource(str(sms_file(70, name="more.sms")), format="sms", id_col="@line", keep=("label",))
-    materialize_flow(to_dict(more), "sms", "word2vec", str(tmp_path), {})
+    materialize(more, "sms", "word2vec", store=str(tmp_path))
     updated = index_flow("sms", store=str(tmp_path))
-    assert (updated["rebuilt"], updated["added"], updated["rows"]) == (False, 10, 70)
+    assert (updated.rebuilt, updated.added, updated.info.rows) == (False, 10, 70)
     assert "| rows indexed | 70 |" in read_artifact(f"index-sms-{word2vec.encoder_id}")

@@ -91,7 +91,7 @@ def test_a_refresh_of_a_locked_view_is_skipped_and_writes_nothing(tmp_path, sms_
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:  # another writer, in another thread: its own open file, so flock conflicts
-        with view_lock(str(store), "sms", "refresh"):
+        with view_lock("sms", "refresh", store=str(store)):
             held.set()
             release.wait(30)
 
@@ -130,7 +130,7 @@ def test_an_index_build_waits_for_no_one_and_refuses_a_view_being_written(tmp_pa
     config = project(tmp_path, sms_file, 30, index=False, heads=False)
     refresh(config, runner="inline")
     store = tmp_path / "store"
-    with view_lock(str(store), "sms", "refresh"):
+    with view_lock("sms", "refresh", store=str(store)):
         result: list = []
         worker = threading.Thread(target=lambda: result.append(cli("index", "build", "--view", "sms", "--store", store)))
         worker.start()

@@ -123,7 +123,7 @@ def store(tmp_path_factory, sms_lines, word2vec) -> Path:
             (root / "photos" / kind / photo.name).write_bytes(photo.read_bytes())
     materialize(ImageSource(str(root / "photos")), "photos", "efficientnet-lite0", store=str(store), encoder_options={"device": "cpu"})
     build_index("sms", store=str(store))
-    train_and_register("spam", "sms", None, str(store), "spam", {"n_splits": 3})
+    train_and_register("spam", "sms", store=str(store), name="spam", options={"n_splits": 3})
     qrels = {"q1": {"d1": 1.0}, "q2": {"d3": 1.0}}
     rankings = {"bm25": {"q1": ["d2", "d1"], "q2": ["d3"]}, "dense": {"q1": ["d1"], "q2": ["d2", "d3"]}, "reranker": {"q1": ["d1"], "q2": ["d3"]}}
     systems = {name: evaluate(ranking, qrels) for name, ranking in rankings.items()}

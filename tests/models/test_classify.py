@@ -80,7 +80,7 @@ def test_image_head_separates_ants_from_bees_in_5_fold_cv(tmp_path):
     store = tmp_path / "store"
     summary = materialize(ImageSource(str(IMAGES)), "bees", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
     result = image.train(store, "bees")
-    assert result.report["rows"] == summary["encoded"] >= 244
+    assert result.report["rows"] == summary.encoded >= 244
     assert result.metrics["accuracy"] >= 0.95, result.report
     assert {"recall_ants", "recall_bees"} <= set(result.metrics)
     model = save_model(store, "bees", result)

@@ -34,8 +34,8 @@ def text_store(tmp_path_factory) -> dict[str, Path]:
     held_out.write_text("\n".join(lines[slice(*HELD_OUT)]) + "\n", encoding="utf-8")
     store = root / "store"
     materialize(TextSource(str(source), format="sms", id_col="@line", keep=("label",)), "sms", "minilm", store=store, encoder_options={"device": "cpu"})
-    train_and_register("spam", "sms", None, str(store), "spam", {"n_splits": 3})
-    train_and_register("spam", "sms", None, str(store), "hybrid", {"n_splits": 3, "head": "hybrid"})
+    train_and_register("spam", "sms", store=str(store), name="spam", options={"n_splits": 3})
+    train_and_register("spam", "sms", store=str(store), name="hybrid", options={"n_splits": 3, "head": "hybrid"})
     return {"store": store, "held_out": held_out, "root": root}
 
 
@@ -174,7 +174,7 @@ def test_evaluate_an_image_head_on_a_folder_of_class_folders(tmp_path, cli):
                 shutil.copy(file, tmp_path / part / kind / file.name)
     store = tmp_path / "store"
     materialize(ImageSource(str(tmp_path / "train")), "bees", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
-    train_and_register("image", "bees", None, str(store), "bees", {"n_splits": 3})
+    train_and_register("image", "bees", store=str(store), name="bees", options={"n_splits": 3})
     code, out, err = cli("evaluate", "bees", "--input", tmp_path / "new", "--store", store, "--json")
     assert code == 0, err
     result = json.loads(out)

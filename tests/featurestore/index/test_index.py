@@ -80,7 +80,7 @@ def sms_view(tmp_path, sms_file, word2vec):
 
 
 def test_search_by_text_id_and_vector_returns_kept_columns(sms_view, word2vec):
-    info = build_index("sms", store=sms_view)
+    info = build_index("sms", store=sms_view).info
     assert (info.factory, info.rows, info.recall_at_10) == ("Flat", 300, 1.0)
     [hits] = search("sms", store=sms_view, texts=["win a free prize, call now"], k=5)
     assert len(hits) == 5 and hits[0]["score"] >= hits[-1]["score"]
@@ -168,7 +168,7 @@ def test_cranfield_queries_get_the_exact_top_10(tmp_path, minilm):
     source = tmp_path / "cran.jsonl"
     source.write_text("\n".join(json.dumps({"id": d, "text": t}) for d, t in docs) + "\n")
     materialize(TextSource(str(source), id_col="id"), "cran", "minilm", store=tmp_path / "s", encoder_options={"device": "cpu"})
-    info = build_index("cran", store=tmp_path / "s", index_type="hnsw", target_recall=0.95)
+    info = build_index("cran", store=tmp_path / "s", index_type="hnsw", target_recall=0.95).info
     assert info.rows == sum(1 for _, t in docs if t.strip()) == 1398  # two Cranfield documents are empty
     queries = [t for _, t in cranfield(CRAN / "cran.qry")]
     assert len(queries) == 150
@@ -191,11 +191,11 @@ def test_update_adds_new_and_changed_rows_and_removes_replaced_ones(sms_view, sm
     path.write_text("\n".join(lines) + "\n")
     materialize(TextSource(str(path), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=sms_view)
     result = update_index("sms", store=sms_view)
-    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 12, 10, 302)
+    assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 12, 10, 302)
     [hits] = search("sms", store=sms_view, texts=["brand new message about a cheap cruise"], k=1)
     assert hits[0]["entity_id"] == "301"
     again = update_index("sms", store=sms_view)
-    assert (again["added"], again["removed"]) == (0, 0)
+    assert (again.added, again.removed) == (0, 0)
 
 
 def test_update_rebuilds_when_most_vectors_were_replaced(sms_view, sms_file):
@@ -203,7 +203,7 @@ def test_update_rebuilds_when_most_vectors_were_replaced(sms_view, sms_file):
     materialize(TextSource(str(sms_file(100, name="few.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec",
                 store=sms_view, full_sync=True)
     result = update_index("sms", store=sms_view)
-    assert result["rebuilt"] and result["removed"] == 200 and result["rows"] == 100
+    assert result.rebuilt and result.removed == 200 and result.info.rows == 100
 
 
 def test_info_shows_index_coverage_and_staleness(sms_view, sms_file, cli):
@@ -293,7 +293,7 @@ def test_update_reads_only_the_rows_committed_since_the_index(tmp_path, monkeypa
     real_read = pq.read_table
     monkeypatch.setattr(pq, "read_table", lambda source, *a, **k: read.append(str(source)) or real_read(source, *a, **k))
     result = update_index("synth", store=store)
-    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 101, 2, 2_099)
+    assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 101, 2, 2_099)
     data_files = [p for p in read if p.endswith(".parquet") and "indexes" not in p]
     assert len(data_files) == 2 and not set(data_files) & indexed_files
     monkeypatch.undo()
@@ -314,4 +314,23 @@ def test_update_after_compaction_compares_full_states(tmp_path):
     table.append(_synthetic_rows([f"e{i}" for i in range(200, 300)], x[200:]), meta)
     table.compact()  # the new file holds old rows too: appended files no longer tell the change
     result = update_index("synth", store=store)
-    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 100, 0, 300)
+    assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 100, 0, 300)
+
+
+def test_ensure_index_builds_when_there_is_none_then_updates(sms_view, sms_file):
+    from featurestore import ensure_index
+
+    built = ensure_index("sms", store=sms_view, index_type="flat", target_recall=0.9)
+    assert (built.rebuilt, built.added, built.removed, built.seconds) == (True, None, None, None)
+    assert (built.info.factory, built.info.rows, built.info.target_recall) == ("Flat", 300, 0.9)
+    assert list(built.to_dict())[:4] == ["rebuilt", "added", "removed", "view"]
+    before = set(sms_view.resolve_table("sms").latest().ids.tolist())
+    materialize(TextSource(str(sms_file(320, name="more.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec",
+                store=sms_view)
+    updated = ensure_index("sms", store=sms_view, index_type="hnsw")  # an index exists: updated, the build options unused
+    assert (updated.rebuilt, updated.added, updated.removed, updated.info.factory, updated.info.rows) == (False, 20, 0, "Flat", 320)
+    assert updated.info.table_version == sms_view.resolve_table("sms").version()
+    assert list(updated.to_dict())[:5] == ["rebuilt", "added", "removed", "seconds", "view"]
+    [new] = sorted(set(sms_view.resolve_table("sms").latest().ids.tolist()) - before)[:1]
+    [hits] = search("sms", store=sms_view, ids=[new], k=1)
+    assert hits[0]["entity_id"] == new

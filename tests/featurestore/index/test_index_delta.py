@@ -54,7 +54,7 @@ def test_an_update_writes_a_delta_and_searches_stay_exact(tmp_path):
     live.update({e: x[1_100 + i] for i, e in enumerate(changed)}, **{e: x[int(e[1:])] for e in new})
     del live["e5"], live["e6"]
     result = update_index("synth", store=store)
-    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 35, 7, 1_028)
+    assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 35, 7, 1_028)
     after = named(folder, "index").stat()
     assert (after.st_mtime_ns, after.st_size, after.st_ino) == (before.st_mtime_ns, before.st_size, before.st_ino), "the index file was rewritten"
     assert named(folder, "delta").is_file()
@@ -85,13 +85,13 @@ def test_a_delta_past_its_share_is_folded_into_the_index_file(tmp_path, monkeypa
     written = named(folder, "index")
 
     table.append(rows([f"e{i}" for i in range(2_000, 2_040)], x[2_000:2_040]), META)  # 2% of the rows: a delta
-    assert update_index("synth", store=store)["rows"] == 2_040
+    assert update_index("synth", store=store).info.rows == 2_040
     assert named(folder, "delta").is_file() and named(folder, "index") == written
 
     monkeypatch.setattr(index_search, "FOLD_SHARE", 0.03)
     table.append(rows([f"e{i}" for i in range(2_040, 2_100)] + ["e7"], np.vstack([x[2_040:2_100], x[2_150:2_151]])), META)
     result = update_index("synth", store=store)
-    assert (result["rebuilt"], result["rows"]) == (False, 2_100)
+    assert (result.rebuilt, result.info.rows) == (False, 2_100)
     assert named(folder, "delta") is None and named(folder, "index") != written
     index = VectorIndex.load(folder)
     assert index.index.ntotal == 2_100 and not len(index.delta)
@@ -129,7 +129,7 @@ def test_a_save_killed_before_index_json_leaves_the_previous_index_whole(tmp_pat
     index = VectorIndex.load(folder)
     assert len(index) == 500 and not len(index.delta)
     result = update_index("synth", store=store)  # the next update starts from the committed state
-    assert (result["added"], result["removed"], result["rows"]) == (21, 1, 520)
+    assert (result.added, result.removed, result.info.rows) == (21, 1, 520)
     [hits] = search("synth", store=store, vectors=x[590:591], k=1)
     assert hits[0]["entity_id"] == "e3"
     named_now = json.loads((folder / "index.json").read_text())["files"].values()
@@ -146,11 +146,11 @@ def test_an_ivfpq_index_builds_takes_a_delta_and_rebuilds_instead_of_folding(tmp
     table = store.table("synth", META.encoder_id)
     x = clustered(6_200, 16, seed=6)
     table.append(rows([f"e{i}" for i in range(6_000)], x[:6_000]), META)
-    built = build_index("synth", store=store, index_type="ivfpq", target_recall=0.9)
+    built = build_index("synth", store=store, index_type="ivfpq", target_recall=0.9).info
     assert "Refine" in built.factory
     table.append(rows([f"e{i}" for i in range(6_000, 6_020)] + ["e5"], np.vstack([x[6_000:6_020], x[6_100:6_101]])), META)
     result = update_index("synth", store=store)
-    assert (result["rebuilt"], result["added"], result["removed"], result["rows"]) == (False, 21, 1, 6_020)
+    assert (result.rebuilt, result.added, result.removed, result.info.rows) == (False, 21, 1, 6_020)
     [hits] = search("synth", store=store, vectors=x[6_010:6_011], k=3)
     assert hits[0]["entity_id"] == "e6010"
     [hits] = search("synth", store=store, vectors=x[5:6], k=3, where="\"group\" = 1", exact_below=0)
@@ -158,7 +158,7 @@ def test_an_ivfpq_index_builds_takes_a_delta_and_rebuilds_instead_of_folding(tmp
     assert not (hits[0]["entity_id"] == "e5" and hits[0]["score"] > 0.999), "e5's replaced vector is tombstoned"
     monkeypatch.setattr(importlib.import_module("featurestore.index.search"), "FOLD_SHARE", 0.001)
     table.append(rows([f"e{i}" for i in range(6_020, 6_030)], x[6_020:6_030]), META)
-    assert update_index("synth", store=store)["rebuilt"]
+    assert update_index("synth", store=store).rebuilt
 
 
 def test_a_damaged_delta_file_is_a_one_line_error_that_changes_nothing(tmp_path, cli):

@@ -29,14 +29,14 @@ def sorted_latest(table):
 def test_tables_live_in_the_bucket_and_read_back_as_a_local_stores(s3_store, tmp_path, sms_file, sms_lines, word2vec):
     path = sms_file(200)
     first = materialize(sms_source(path), "sms", "word2vec", store=s3_store, shard_size=64)
-    assert (first["encoded"], first["failed"]) == (200, 0)
+    assert (first.encoded, first.failed) == (200, 0)
     local = materialize(sms_source(path), "sms", "word2vec", store=tmp_path / "local", shard_size=64)
 
     store = Store(s3_store)
     assert store.remote is not None and store.path.parent == tmp_path / "work"
     assert store.path.name.startswith(f"s3-{s3_store.removeprefix('s3://').replace('/', '_')}-")
     keys = bucket_keys(s3_store)
-    encoder_id = first["encoder_id"]
+    encoder_id = first.encoder_id
     assert any(k.startswith(f"{s3_store.split('/', 3)[3]}/views/sms/{encoder_id}/_delta_log/") for k in keys)
     assert any(k.endswith(".parquet") for k in keys)
     assert not (store.path / "views").exists(), "the tables belong in the bucket, not the work folder"
@@ -51,16 +51,16 @@ def test_tables_live_in_the_bucket_and_read_back_as_a_local_stores(s3_store, tmp
     assert list((store.path / "_cache" / "sms" / encoder_id).iterdir()), "reads are served from a local snapshot"
 
     again = materialize(sms_source(path), "sms", "word2vec", store=s3_store)
-    assert (again["encoded"], again["skipped"], again["table_version"]) == (0, 200, first["table_version"])
+    assert (again.encoded, again.skipped, again.table_version) == (0, 200, first.table_version)
     lines = list(sms_lines[:210])
     label, text = lines[0].split("\t", 1)
     lines[0] = f"{label}\t{text} (edited)"
     third = materialize(sms_source(sms_file(210, lines=lines)), "sms", "word2vec", store=s3_store)
-    assert (third["encoded"], third["skipped"]) == (11, 199)
-    changes = remote_table.changes_since(first["table_version"])
+    assert (third.encoded, third.skipped) == (11, 199)
+    changes = remote_table.changes_since(first.table_version)
     assert changes is not None and sorted(changes.ids.tolist(), key=int) == ["1", *map(str, range(201, 211))]
-    before = remote_table.latest(as_of=first["table_version"])
-    assert len(before) == 200 and local["table_version"] == first["table_version"]
+    before = remote_table.latest(as_of=first.table_version)
+    assert len(before) == 200 and local.table_version == first.table_version
 
     [info] = store.info()
     assert (info.view, info.rows, info.path) == ("sms", 210, f"{s3_store}/views/sms/{encoder_id}")
@@ -70,7 +70,7 @@ def test_index_and_search_on_a_remote_store(s3_store, sms_file, word2vec):
     from featurestore.index import build_index, search
 
     materialize(sms_source(sms_file(300)), "sms", "word2vec", store=s3_store)
-    built = build_index("sms", store=s3_store)
+    built = build_index("sms", store=s3_store).info
     assert built.rows == 300
     store = Store(s3_store)
     assert (store.path / "indexes" / "sms").is_dir()
@@ -182,7 +182,7 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     assert save_model(s3_store, "spam", spam.train(s3_store, "sms", n_splits=2)).version == 2, "versions count across machines"
 
     materialize(sms_source(sms_file(230)), "sms", "word2vec", store=s3_store)  # machine b adds rows and updates the index
-    assert update_index("sms", store=s3_store)["rows"] == 230
+    assert update_index("sms", store=s3_store).info.rows == 230
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))  # back on the first machine
     [info] = Store(s3_store).info()
     assert (info.index["rows"], info.index["versions_behind"]) == (230, 0)
@@ -207,7 +207,7 @@ def test_publishes_keep_two_index_generations_and_a_fetch_never_mixes_them(s3_st
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
     other = Store(s3_store)
     [info] = other.info()
-    assert info.index["factory"] == builds[-1].factory == "Flat"
+    assert info.index["factory"] == builds[-1].info.factory == "Flat"
     assert search("sms", store=s3_store, texts=["call now"], k=3)
     folder = next((other.path / "indexes" / "sms").iterdir())
     names = sorted(p.name for p in folder.iterdir())
@@ -254,7 +254,7 @@ def test_an_index_update_neither_uploads_nor_downloads_the_unchanged_index_file(
     monkeypatch.setattr(Artifacts, "_put", lambda self, path, remote: moved.append(f"up {path.name}") or real_put(self, path, remote))
     monkeypatch.setattr(Artifacts, "_get", lambda self, remote, path: moved.append(f"down {path.name}") or real_get(self, remote, path))
     materialize(sms_source(sms_file(405)), "sms", "word2vec", store=s3_store)  # 1%: the update writes a delta
-    assert update_index("sms", store=s3_store)["rows"] == 405
+    assert update_index("sms", store=s3_store).info.rows == 405
     uploads = [m for m in moved if m.startswith("up ")]
     assert any(m.startswith("up delta-") for m in uploads) and not any(m.startswith("up index-") for m in uploads), uploads
     moved.clear()
