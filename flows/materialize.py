@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from featurestore import materialization as lib
 from featurestore.sources import from_dict
-from flows.progress import hooks
+from flows.progress import call_hooks
 
 
 def transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
@@ -109,11 +109,9 @@ def materialize_flow(
         result = future.result()
         results.append(result)
         done += result["rows"]
-        for fn in hooks():
-            fn(done, p.to_encode)
+        call_hooks(done, p.to_encode)
     summary = finish_task(path, results)
-    for fn in hooks():
-        fn(p.to_encode, p.to_encode)  # reused vectors are written by finish
+    call_hooks(p.to_encode, p.to_encode)  # reused vectors are written by finish
     publish_artifact(summary)
     return summary
 

@@ -15,21 +15,27 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.materialize import transient
+from flows.progress import ProgressFn, call_hooks
 
 
 @task(name="train-head", retries=1, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def train_task(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return train_and_register(task_name, view, encoder, store, name, options)
+    return train_and_register(task_name, view, encoder, store, name, options, progress=call_hooks)  # the caller's progress_hook
 
 
-def train_and_register(task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Train, save to the registry, and return what the CLI prints with --json."""
+def train_and_register(
+    task_name: str, view: str, encoder: str | None, store: str | None, name: str, options: dict[str, Any], *, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Train, save to the registry, and return what the CLI prints with --json.
+
+    ``progress(done, total)`` is called after each cross-validation fold or fitting step.
+    """
     from models import registry, tasks
 
     from featurestore.store import Store
 
     started = time.perf_counter()
-    result = tasks.train(task_name, store, view, encoder, **options)
+    result = tasks.train(task_name, store, view, encoder, progress=progress, **options)
     saved = registry.save_model(store, name, result)
     summary = {
         "name": saved.name,
@@ -37,7 +43,7 @@ def train_and_register(task_name: str, view: str, encoder: str | None, store: st
         "task": result.task,
         "path": str(saved.path),
         "metrics": result.metrics,
-        "rows": result.training_manifest.get("rows"),
+        "rows": result.training_manifest.rows,
         "encoders": [e.get("encoder_id") for e in result.encoders],
     }
     seconds = time.perf_counter() - started

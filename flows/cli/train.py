@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from flows.cli.completion import complete_model, complete_view
-from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, set_quiet, use_backend
+from flows.cli.output import BACKEND_HELP, QuietOpt, console, print_json, print_table, progress_bar, set_quiet, use_backend
 
 StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore).")
 
@@ -58,14 +58,17 @@ def train(
     if runner == "inline":
         from flows.train import train_and_register
 
-        summary = train_and_register(task, view, encoder, store, name or task, options)
+        with progress_bar(f"train {task}", unit="steps") as update:
+            summary = train_and_register(task, view, encoder, store, name or task, options, progress=update)
     else:
         from flows.prefect_api import ensure_api, quiet_user_errors
+        from flows.progress import progress_hook
         from flows.train import train_flow
 
         quiet_user_errors()
         ensure_api()
-        summary = train_flow(task, view, encoder, store, name, options)
+        with progress_bar(f"train {task}", unit="steps") as update, progress_hook(update):
+            summary = train_flow(task, view, encoder, store, name, options)
     if json_out:
         print_json(summary)
         return

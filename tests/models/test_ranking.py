@@ -173,7 +173,7 @@ def test_cross_validated_reranker_against_bm25_and_dense(trained):
     for system, key in (("reranker", "ndcg@10"), ("bm25", "bm25_ndcg@10"), ("dense", "dense_ndcg@10")):
         assert sum(q[system] for q in per_query.values()) / len(per_query) == pytest.approx(m[key])
     assert trained.params["docs"] == str(DOCS.absolute())  # the view's own materialize source
-    json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest, trained.encoders])
+    json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest.to_dict(), trained.encoders])
 
 
 def test_predict_returns_ranked_documents(trained, cran_store):

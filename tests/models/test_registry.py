@@ -57,7 +57,7 @@ def test_save_then_load_gives_the_same_predictions_and_versions_count_up(saved, 
     assert second.version == 2 and not [p for p in (root / "models" / "spam").iterdir() if p.name.startswith(".")]
     loaded = load_model(root, "spam")
     assert loaded.version == 2 and loaded.task == "spam"
-    assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest["content_sha256"]
+    assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest.content_sha256
     X = np.random.default_rng(0).normal(size=(5, 100)).astype(np.float32)
     np.testing.assert_array_equal(loaded.head.predict_proba(X), trained.head.predict_proba(X))
     rows = list_models(root)
