@@ -12,7 +12,7 @@ import pytest
 from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
-from featurestore.training import TrainingSet, training_set, training_set_from_manifest
+from featurestore.training import TrainingManifest, TrainingSet, training_set, training_set_from_manifest
 from tests.conftest import SMS, need
 
 
@@ -172,3 +172,38 @@ def test_test_size_gives_one_grouped_train_test_split(sms_store):
     hashes = ts.columns["content_hash"].to_numpy()
     assert not set(hashes[ts.train].tolist()) & set(hashes[ts.test].tolist())
     assert [len(t) for t in ts.splits()[0]] == [int(ts.train.sum()), int(ts.test.sum())]
+
+
+def test_the_manifest_round_trips_through_json(kept):
+    import json
+
+    data = json.loads(json.dumps(kept.manifest.to_dict()))
+    assert TrainingManifest.from_dict(data) == kept.manifest
+    assert data["tables"] == [{"view": "sms", "encoder_id": kept.encoders[0]["encoder_id"], "version": 0}]
+    assert (data["kind"], data["rows"], data["arguments"]["split"]) == ("training_set", 600, "text")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": "0; import os"}]), "`tables[0].version` must be a whole number >= 0; got '0; import os'"),
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": True}]), "`tables[0].version` must be a whole number >= 0; got True"),
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": 0, "__reduce__": "os.system"}]),
+         "`tables[0]` is not an object of view, encoder_id and version"),
+        (lambda m: m.update(tables=[]), "`tables` is empty"),
+        (lambda m: m.update(kind="builtins.exec"), "`kind` is 'builtins.exec'; it must be one of: training_set, sentences, judgments"),
+        (lambda m: m.update(format=1), "has format 1; this version reads format 2"),
+        (lambda m: m.update(content_sha256="../../etc/passwd"), "`content_sha256` is not a sha256"),
+        (lambda m: m.update(arguments=["view", "sms"]), "`arguments` must be an object; got ['view', 'sms']"),
+        (lambda m: m.update(__class__="subprocess.Popen"), "unknown field '__class__'"),
+        (lambda m: m.pop("rows"), "`rows` must be a whole number >= 0; got None"),
+    ],
+)
+def test_a_damaged_or_crafted_manifest_is_refused_naming_the_field(kept, change, message):
+    data = kept.manifest.to_dict()
+    change(data)
+    with pytest.raises(StoreError) as caught:
+        TrainingManifest.from_dict(data)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(StoreError, match="not a JSON object"):
+        TrainingManifest.from_dict(["format", 2])

@@ -206,6 +206,10 @@ def test_evaluate_scores_an_ner_head_on_a_token_view_beside_its_dictionary_basel
                          "--name", "ner-eval", "--store", root, "--runner", "inline", "--json")
     assert code == 0, err
     recorded = json.loads(out)["metrics"]
+    code, out, err = cli("evaluate", "ner-eval", "--store", root, "--json")  # trained again on the sentences its manifest names
+    assert code == 0, err
+    check = json.loads(out)
+    assert check["identical_metrics"] and check["identical_head"] and check["metrics"] == recorded, check
     code, out, err = cli("evaluate", "ner-eval", "--view", "testa", "--store", root, "--json")
     assert code == 0, err
     result = json.loads(out)
