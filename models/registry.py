@@ -322,7 +322,10 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
-    return versions[-1], _read_manifest(f"model {name} v{versions[-1]}", store.path / "models" / name / str(versions[-1]))
+    model = f"model {name} v{versions[-1]}"
+    manifest = _read_manifest(model, store.path / "models" / name / str(versions[-1]))
+    _check_training(model, manifest)
+    return versions[-1], manifest
 
 
 def needs_retrain(
@@ -385,6 +388,7 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
     model = f"model {name} v{version}"
     manifest = _read_manifest(model, path)
+    _check_training(model, manifest)
     _verify(model, path, manifest["files"])
     head = _read_head(model, path, manifest["head"])
     return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root,
@@ -400,11 +404,16 @@ def _read_manifest(model: str, path: Path) -> dict[str, Any]:
         raise ModelError(f"{model}: manifest.json cannot be read ({_first_line(exc)}); retrain it") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("head"), dict):
         raise ModelError(f"{model}: manifest.json is not a model manifest (it needs objects 'files' and 'head'); retrain it")
+    return manifest
+
+
+def _check_training(model: str, manifest: dict[str, Any]) -> None:
+    """Refuse a manifest whose training set cannot be read strictly (loading and retraining
+    policy rely on it; a listing shows what it can of a damaged manifest instead)."""
     try:
         TrainingManifest.from_dict(manifest.get("training_set"))
     except StoreError as exc:
         raise ModelError(f"{model}: manifest.json's training_set cannot be read ({exc}); retrain it") from None
-    return manifest
 
 
 def _refuse_links(model: str, path: Path) -> None:

@@ -146,7 +146,7 @@ def test_a_torch_head_class_off_the_allow_list_is_refused(model_store, cli):
 @pytest.mark.parametrize(
     "training_set, shown",
     [
-        ({"py/object": "os.system", "args": ["touch MARKER"]}, "unknown field 'py/object'"),
+        ({"py/object": "os.system", "py/reduce": ["touch MARKER"]}, "unknown field 'py/object'"),
         ("__import__('os').system('touch MARKER')", "the training manifest is not a JSON object (got str)"),
         ("TABLES", "`tables[0]` is not an object of view, encoder_id and version"),
     ],
@@ -158,7 +158,7 @@ def test_a_crafted_training_manifest_is_refused_in_one_line_and_runs_nothing(mod
     if training_set == "TABLES":
         training_set = {**manifest["training_set"], "tables": [{"view": "sms", "encoder_id": "x", "version": 0, "loader": f"open({str(marker)!r})"}]}
     elif isinstance(training_set, dict):
-        training_set = {**training_set, "args": [f"touch {marker}"]}
+        training_set = {**training_set, "py/reduce": [f"touch {marker}"]}
     else:
         training_set = training_set.replace("MARKER", str(marker))
     manifest["training_set"] = training_set
