@@ -1,9 +1,12 @@
 """Training sets: labels joined to stored features point-in-time, split deterministically.
 
 A training set is read-only over the store: it scans the Delta history (never the snapshot
-cache, which a read of the newest version would write) and returns numpy arrays plus a manifest
-that names the table versions, encoders, arguments and content hashes, so that
+cache, which a read of the newest version would write) and returns numpy arrays plus a
+:class:`TrainingManifest` that names the table versions, arguments and content hashes, so that
 :func:`training_set_from_manifest` rebuilds the identical set later, whatever was written since.
+Every head records its training data in that one shape (:func:`make_manifest`): the NER heads'
+sentences and the ranking head's judgments too, so that retraining policy
+(:func:`models.registry.needs_retrain`) reads one contract.
 
 Labels come from a kept column of the view (``labels="label"``) or from a separate file or
 DataFrame of ``(entity_id, label[, event_timestamp])``. With label times, each label gets the
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,12 +40,176 @@ from featurestore.store.table import AsOf
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TrainingSet", "check_arguments", "training_set", "training_set_from_manifest"]
+__all__ = [
+    "TableVersion",
+    "TrainingManifest",
+    "TrainingSet",
+    "check_arguments",
+    "encoder_entry",
+    "make_manifest",
+    "training_set",
+    "training_set_from_manifest",
+]
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2
+# Who built the set a manifest describes: training_set() (features joined to labels), the NER heads
+# (a token view's sentences) or the ranking head (judged queries over a view's documents).
+MANIFEST_KINDS = ("training_set", "sentences", "judgments")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 LABEL_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
 _AS_OF_VERSION_WITH_EXTRAS = "as_of as a version number names one table's version; with extra_encoders pass a time (ISO 8601)"
 _HISTORY_COLUMNS = ["entity_id", "content_hash", "event_timestamp", "created_at", "deleted", "embedding"]
+
+
+@dataclass(frozen=True)
+class TableVersion:
+    """One table a training set read: the view, the encoder id and the Delta version."""
+
+    view: str
+    encoder_id: str
+    version: int
+
+
+@dataclass
+class TrainingManifest:
+    """What a head was trained on: enough to rebuild the identical set and to tell when it is stale.
+
+    ``tables`` every table read at its version (the first is the view the head trains on);
+    ``arguments`` what the set was built with; ``content_sha256`` the identity of its rows and
+    labels; ``rows`` how many; ``kind`` who built it (:data:`MANIFEST_KINDS`). A set from
+    :func:`training_set` also records ``dim``, ``labels`` (where they came from, the class
+    counts) and ``features_sha256``; ``details`` holds what a head adds (e.g. sentence counts).
+    The JSON on disk is :meth:`to_dict`; :meth:`from_dict` reads it back strictly.
+    """
+
+    view: str
+    tables: list[TableVersion]
+    arguments: dict[str, Any]
+    content_sha256: str
+    rows: int
+    kind: str = "training_set"
+    dim: int | None = None
+    labels: dict[str, Any] | None = None
+    features_sha256: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    format: int = MANIFEST_FORMAT
+
+    def versions(self, view: str | None = None) -> dict[str, int]:
+        """Encoder id -> table version of the tables of ``view`` (default: the view trained on)."""
+        view = self.view if view is None else view
+        return {t.encoder_id: t.version for t in self.tables if t.view == view}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.format,
+            "kind": self.kind,
+            "view": self.view,
+            "tables": [{"view": t.view, "encoder_id": t.encoder_id, "version": t.version} for t in self.tables],
+            "rows": self.rows,
+            "arguments": dict(self.arguments),
+            "content_sha256": self.content_sha256,
+        }
+        for key in ("dim", "labels", "features_sha256"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.details:
+            out["details"] = dict(self.details)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TrainingManifest:
+        """The manifest a JSON object describes; anything else (a foreign or damaged object) is a
+        :class:`StoreError` naming the first field that is wrong. Nothing in it is imported or run."""
+        if not isinstance(data, Mapping):
+            raise StoreError(f"the training manifest is not a JSON object (got {type(data).__name__})")
+        known = {"format", "kind", "view", "tables", "rows", "arguments", "content_sha256", "dim", "labels", "features_sha256", "details"}
+        extra = sorted(str(k) for k in data if k not in known)
+        if extra:
+            raise StoreError(f"the training manifest holds unknown field {extra[0]!r}; it was not written by this version")
+        if data.get("format") != MANIFEST_FORMAT:
+            raise StoreError(f"the training manifest has format {data.get('format')!r}; this version reads format {MANIFEST_FORMAT}")
+        kind = _field(data, "kind", str)
+        if kind not in MANIFEST_KINDS:
+            raise StoreError(f"the training manifest's `kind` is {kind!r}; it must be one of: {', '.join(MANIFEST_KINDS)}")
+        tables = _field(data, "tables", list)
+        if not tables:
+            raise StoreError("the training manifest's `tables` is empty; it names at least the table trained on")
+        parsed = []
+        for i, entry in enumerate(tables):
+            if not isinstance(entry, Mapping) or set(entry) != {"view", "encoder_id", "version"}:
+                raise StoreError(f"the training manifest's `tables[{i}]` is not an object of view, encoder_id and version")
+            parsed.append(TableVersion(_field(entry, "view", str, f"tables[{i}]."), _field(entry, "encoder_id", str, f"tables[{i}]."),
+                                       _field(entry, "version", int, f"tables[{i}].")))
+        digest = _field(data, "content_sha256", str)
+        if not _SHA256.fullmatch(digest):
+            raise StoreError("the training manifest's `content_sha256` is not a sha256 (64 hex digits)")
+        features = data.get("features_sha256")
+        if features is not None and not (isinstance(features, str) and _SHA256.fullmatch(features)):
+            raise StoreError("the training manifest's `features_sha256` is not a sha256 (64 hex digits)")
+        dim = data.get("dim")
+        if dim is not None:
+            dim = _field(data, "dim", int)
+        labels = data.get("labels")
+        if labels is not None:
+            labels = dict(_field(data, "labels", Mapping))
+        return cls(
+            view=_field(data, "view", str), tables=parsed, arguments=dict(_field(data, "arguments", Mapping)), content_sha256=digest,
+            rows=_field(data, "rows", int), kind=kind, dim=dim, labels=labels, features_sha256=features,
+            details=dict(_field(data, "details", Mapping)) if "details" in data else {},
+        )
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type, where: str = "") -> Any:
+    """``data[key]`` when it is a ``kind`` (an int is never a bool, and never negative)."""
+    value = data.get(key)
+    ok = isinstance(value, kind) and not (kind is int and (isinstance(value, bool) or value < 0))
+    if not ok:
+        what = {str: "a string", int: "a whole number >= 0", list: "a list"}.get(kind, "an object")
+        raise StoreError(f"the training manifest's `{where}{key}` must be {what}; got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def make_manifest(
+    tables: Sequence[tuple[FeatureTable, int]],
+    *,
+    arguments: Mapping[str, Any],
+    content_sha256: str,
+    rows: int,
+    kind: str = "training_set",
+    **recorded: Any,
+) -> TrainingManifest:
+    """The :class:`TrainingManifest` of a set read from ``tables`` (each with the version read; the
+    first is the view trained on). ``recorded``: ``dim``, ``labels``, ``features_sha256``, ``details``."""
+    return TrainingManifest(
+        view=tables[0][0].meta.view,
+        tables=[TableVersion(t.meta.view, t.meta.encoder_id, int(v)) for t, v in tables],
+        arguments=dict(arguments),
+        content_sha256=content_sha256,
+        rows=int(rows),
+        kind=kind,
+        **recorded,
+    )
+
+
+def encoder_entry(table: FeatureTable | None = None, *, encoder: Any = None, view: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One ``encoders`` entry of a TrainResult: how to rebuild an encoder whose features a head reads.
+
+    From its table's metadata, or, for features encoded while training (no table), from the
+    ``encoder`` object itself and the ``view`` it stands for. ``extra`` adds or overrides keys
+    (a fine-tuned network's own id and its base encoder).
+    """
+    if table is not None:
+        meta = table.meta
+        entry = {"view": meta.view, "encoder_id": meta.encoder_id, "encoder_ref": meta.encoder_ref,
+                 "encoder_options": dict(meta.encoder_options or {}), "dim": meta.dim}
+    else:
+        entry = {"view": view, "encoder_id": encoder.encoder_id, "encoder_ref": encoder.name, "encoder_options": {}, "dim": encoder.dim}
+    return {**entry, **extra}
 
 
 @dataclass
@@ -52,7 +220,8 @@ class TrainingSet:
     when asked); ``y`` ``(n,)`` labels as stored; ``groups`` ``(n,)`` the unit no split cuts
     through; ``folds`` ``(n,) int64`` the cross-validation fold each row is tested in (None when
     ``test_size`` asked for one train/test split, then ``train``/``test`` are ``(n,) bool``);
-    ``columns`` the view's kept columns (and ``content_hash``); ``manifest`` rebuilds the set.
+    ``columns`` the view's kept columns (and ``content_hash``); ``manifest`` rebuilds the set;
+    ``encoders`` the TrainResult ``encoders`` entries of the tables whose features fill ``X``.
     """
 
     ids: np.ndarray
@@ -63,8 +232,9 @@ class TrainingSet:
     train: np.ndarray | None
     test: np.ndarray | None
     columns: pd.DataFrame
-    manifest: dict[str, Any]
+    manifest: TrainingManifest
     warnings: list[str] = field(default_factory=list)
+    encoders: list[dict[str, Any]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,6 +302,11 @@ def training_set(
     return _build(arguments, store if isinstance(store, Store) else Store(store), labels, pins=None)
 
 
+# The arguments training_set() records: what training_set_from_manifest passes to it again.
+_ARGUMENTS = ("view", "encoder", "labels", "label_col", "id_col", "time_col", "as_of", "split", "n_splits", "test_size", "seed",
+              "strict", "extra_encoders")
+
+
 def check_arguments(
     view: str,
     encoder: str | None = None,
@@ -167,21 +342,27 @@ def check_arguments(
 
 
 def training_set_from_manifest(
-    manifest: dict[str, Any], *, store: Store | str | None = None, labels: pd.DataFrame | None = None
+    manifest: TrainingManifest | Mapping[str, Any], *, store: Store | str | None = None, labels: pd.DataFrame | None = None
 ) -> TrainingSet:
     """Rebuild the set a manifest describes, at the table versions it records, and check its hashes.
 
-    ``labels`` is needed only when the set was built from a DataFrame (a file is re-read and must
-    be unchanged).
+    ``manifest`` is a :class:`TrainingManifest` or its JSON (read strictly). ``labels`` is needed
+    only when the set was built from a DataFrame (a file is re-read and must be unchanged).
     """
-    arguments = dict(manifest["arguments"])
+    manifest = manifest if isinstance(manifest, TrainingManifest) else TrainingManifest.from_dict(manifest)
+    if manifest.kind != "training_set":
+        raise InvalidArgumentError(f"a {manifest.kind} manifest is rebuilt by the head that wrote it, not by training_set_from_manifest")
+    arguments = dict(manifest.arguments)
+    missing = sorted(set(_ARGUMENTS) - set(arguments))
+    if missing:
+        raise StoreError(f"the training manifest's `arguments` lack {', '.join(missing)}; it was not written by training_set()")
     if arguments["labels"] == "<DataFrame>" and labels is None:
-        raise SourceError("this training set was built from a DataFrame of labels; pass it again with labels=")
+        raise SourceError("this training set was built from a DataFrame of labels; pass it again with `labels`")
     source = labels if labels is not None else arguments["labels"]
-    pins = {t["encoder_id"]: t["version"] for t in manifest["tables"]}
+    pins = {t.encoder_id: t.version for t in manifest.tables}
     rebuilt = _build(arguments, store if isinstance(store, Store) else Store(store), source, pins=pins)
     for key in ("content_sha256", "features_sha256"):
-        if rebuilt.manifest[key] != manifest[key]:
+        if getattr(rebuilt.manifest, key) != getattr(manifest, key):
             raise StoreError(
                 f"the training set of view {arguments['view']!r} does not rebuild identically ({key} differs); "
                 "its labels or table history changed since the manifest was written"
@@ -246,18 +427,16 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
     groups = _groups(arguments["split"], ids, content_hash, columns)
     folds, train, test = _split(y, groups, arguments)
     label_info.update(missing=missing, classes={str(k): int(v) for k, v in classes.items()})
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "view": view,
-        "tables": [_table_entry(t, v) for t, (_, v) in zip(tables, histories)],
-        "rows": len(ids),
-        "dim": int(X.shape[1]),
-        "labels": label_info,
-        "content_sha256": _content_sha256(ids, y, frame.get("label_time")),
-        "features_sha256": hashlib.sha256(np.ascontiguousarray(X, "<f4").tobytes()).hexdigest(),
-        "arguments": arguments,
-    }
-    return TrainingSet(ids, X, y, groups, folds, train, test, columns, manifest, notes)
+    manifest = make_manifest(
+        [(t, v) for t, (_, v) in zip(tables, histories)],
+        arguments=arguments,
+        content_sha256=_content_sha256(ids, y, frame.get("label_time")),
+        rows=len(ids),
+        dim=int(X.shape[1]),
+        labels=label_info,
+        features_sha256=hashlib.sha256(np.ascontiguousarray(X, "<f4").tobytes()).hexdigest(),
+    )
+    return TrainingSet(ids, X, y, groups, folds, train, test, columns, manifest, notes, [encoder_entry(t) for t in tables])
 
 
 def _tables(store: Store, view: str, encoder: str | None, extra: Sequence[str]) -> list[FeatureTable]:
@@ -270,21 +449,6 @@ def _tables(store: Store, view: str, encoder: str | None, extra: Sequence[str]) 
     if len(kinds) > 1:
         raise StoreError(f"view {view!r} mixes granularities {sorted(kinds)} across encoders; join tables of one granularity")
     return tables
-
-
-def _table_entry(table: FeatureTable, version: int) -> dict[str, Any]:
-    """What a head needs to rebuild each encoder (the ``encoders`` entries of a TrainResult)."""
-    meta = table.meta
-    return {
-        "view": meta.view,
-        "encoder_id": meta.encoder_id,
-        "encoder_name": meta.encoder_name,
-        "encoder_ref": meta.encoder_ref,
-        "encoder_options": meta.encoder_options or {},
-        "dim": meta.dim,
-        "granularity": meta.granularity,
-        "version": version,
-    }
 
 
 # ------------------------------------------------------------------------------ labels

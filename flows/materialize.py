@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from featurestore import materialization as lib
 from featurestore.materialization.runs import RunSummary
 from flows.artifacts import artifact_key
-from flows.progress import hooks
+from flows.progress import call_hooks
 
 
 def transient(task, task_run, state) -> bool:  # noqa: ARG001 - Prefect's signature
@@ -94,10 +94,8 @@ def materialize_flow(plan_path: str) -> RunSummary:
         result = future.result()
         results.append(result)
         done += result["rows"]
-        for fn in hooks():
-            fn(done, p.to_encode)
+        call_hooks(done, p.to_encode)
     summary = finish_task(plan_path, results)
-    for fn in hooks():
-        fn(p.to_encode, p.to_encode)  # reused vectors are written by finish
+    call_hooks(p.to_encode, p.to_encode)  # reused vectors are written by finish
     publish_artifact(summary)
     return summary

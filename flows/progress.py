@@ -12,7 +12,8 @@ _HOOKS: list[ProgressFn] = []
 
 @contextmanager
 def progress_hook(fn: ProgressFn | None) -> Iterator[None]:
-    """Call ``fn(rows_done, rows_total)`` after each shard of flows run in this process."""
+    """Call ``fn(done, total)`` as flows run in this process make progress: rows after each shard
+    of a materialize flow, steps (cross-validation folds, fits) of a train flow."""
     if fn is not None:
         _HOOKS.append(fn)
     try:
@@ -24,3 +25,9 @@ def progress_hook(fn: ProgressFn | None) -> Iterator[None]:
 
 def hooks() -> list[ProgressFn]:
     return list(_HOOKS)
+
+
+def call_hooks(done: int, total: int) -> None:
+    """Tell every hook installed by :func:`progress_hook` that ``done`` of ``total`` are done."""
+    for fn in hooks():
+        fn(done, total)

@@ -21,7 +21,6 @@ line then exits with an error and a scheduled run ends Failed, after publishing 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from pathlib import Path
@@ -182,7 +181,9 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
     if ref not in tables:
         return {"name": head.name, "status": "skipped", "reason": f"view {head.view} has no {ref} table yet"}
     encoder_id = tables[ref]  # the table this refresh wrote: a view may hold older tables of the same encoder name
-    reason = stale_reason(head, encoder_id, store=store)
+    from models.registry import needs_retrain
+
+    reason = needs_retrain(head.name, store=store, task=head.task, view=head.view, encoder_id=encoder_id, options=dict(head.options))
     if reason is None:
         return {"name": head.name, "status": "current"}
     from flows.train import train
@@ -191,50 +192,6 @@ def _refresh_head(project: Project, head: HeadConfig, tables: dict[str, str], ru
     trained = train(head.task, head.view, encoder_id, store=store, name=head.name, options=dict(head.options), runner=runner)
     metrics = headline_metrics(trained["metrics"], HEADLINE_METRICS)
     return {"name": head.name, "status": "retrained", "reason": reason, "version": trained["version"], "metrics": metrics}
-
-
-def stale_reason(head: HeadConfig, encoder_id: str, *, store: str) -> str | None:
-    """Why ``head`` needs training, None when its newest version is current: never trained, trained
-    for another task, view, encoder or options than the project file now says, or on a table
-    version that has moved since.
-
-    Reads only the newest version's manifest.json (no head is loaded): the check must cost
-    next to nothing on a refresh with nothing to do.
-    """
-    from models.registry import newest_manifest
-
-    saved = newest_manifest(store, head.name)
-    if saved is None:
-        return "not trained yet"
-    newest, manifest = f"v{saved[0]}", saved[1]
-    if manifest.get("task") not in (head.task, "finetune"):  # a fine-tuned model is registered under task "finetune"
-        return f"{newest} is a {manifest.get('task')} model; the project file says {head.task}"
-    params = manifest.get("params", {})
-    for key, value in head.options.items():
-        if json.dumps(params.get(key), sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
-            return f"option {key} is {value!r} in the project file; {newest} was trained with {params.get(key)!r}"
-    trained = _trained_versions(manifest)
-    views = {e.get("view") for e in manifest.get("encoders", [])} - {None}
-    if views and head.view not in views:
-        return f"{newest} was trained on view {', '.join(sorted(views))}; the project file says {head.view}"
-    if encoder_id not in trained:
-        return f"{newest} was trained on {', '.join(trained)}; the view's table is now {encoder_id}"
-    for trained_id, trained_on in trained.items():
-        try:
-            now = Store(store).resolve_table(head.view, trained_id).version()
-        except StoreError:
-            return f"{head.view}/{trained_id}, which {newest} was trained on, is gone"
-        if now != trained_on:
-            return f"{head.view}/{trained_id} is at version {now}; {newest} was trained on version {trained_on}"
-    return None
-
-
-def _trained_versions(manifest: dict[str, Any]) -> dict[str, int]:
-    """Encoder id -> table version of the training set (``tables[i].version``; ``table_version`` for ranking)."""
-    training = manifest.get("training_set", {})
-    if training.get("tables"):
-        return {t["encoder_id"]: t["version"] for t in training["tables"]}
-    return {training["encoder_id"]: training["table_version"]}
 
 
 def artifact_markdown(summary: dict[str, Any]) -> str:

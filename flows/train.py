@@ -15,31 +15,41 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import artifact_key
 from flows.materialize import transient
+from flows.progress import ProgressFn, call_hooks, progress_hook
 from flows.runner import STEP_RUNNERS, Runner, check_runner, in_flow
 
 
 @task(name="train-head", retries=1, retry_delay_seconds=1, retry_condition_fn=transient, cache_policy=NO_CACHE)
 def train_task(task_name: str, view: str, encoder: str | None, *, store: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    return train_and_register(task_name, view, encoder, store=store, name=name, options=options)
+    return train_and_register(task_name, view, encoder, store=store, name=name, options=options, progress=call_hooks)  # the caller's progress_hook
 
 
 def train(task_name: str, view: str, encoder: str | None = None, *, store: str | None = None, name: str | None = None,
-          options: dict[str, Any] | None = None, runner: Runner = "local") -> dict[str, Any]:
-    """Train, register and summarise a head: as the train flow (``runner="local"``) or in this process (``inline``)."""
+          options: dict[str, Any] | None = None, runner: Runner = "local", progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Train, register and summarise a head: as the train flow (``runner="local"``) or in this
+    process (``inline``); ``progress(done, total)`` after each cross-validation fold or fitting step."""
     check_runner(runner, STEP_RUNNERS)  # a head trains in one task: nothing for Dask to spread
-    return in_flow(runner, lambda: train_and_register(task_name, view, encoder, store=store, name=name or task_name, options=options or {}),
-                   lambda: train_flow(task_name, view, encoder, store=store, name=name, options=options))
+
+    def as_flow() -> dict[str, Any]:
+        with progress_hook(progress):
+            return train_flow(task_name, view, encoder, store=store, name=name, options=options)
+
+    return in_flow(runner, lambda: train_and_register(task_name, view, encoder, store=store, name=name or task_name, options=options or {}, progress=progress),
+                   as_flow)
 
 
 def train_and_register(task_name: str, view: str, encoder: str | None = None, *, store: str | None, name: str,
-                       options: dict[str, Any]) -> dict[str, Any]:
-    """Train, save to the registry, and return what the CLI prints with --json."""
+                       options: dict[str, Any], progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Train, save to the registry, and return what the CLI prints with --json.
+
+    ``progress(done, total)`` is called after each cross-validation fold or fitting step.
+    """
     from models import registry, tasks
 
     from featurestore.store import Store
 
     started = time.perf_counter()
-    result = tasks.train(task_name, store, view, encoder, **options)
+    result = tasks.train(task_name, store, view, encoder, progress=progress, **options)
     saved = registry.save_model(store, name, result)
     summary = {
         "name": saved.name,
@@ -47,7 +57,7 @@ def train_and_register(task_name: str, view: str, encoder: str | None = None, *,
         "task": result.task,
         "path": str(saved.path),
         "metrics": result.metrics,
-        "rows": result.training_manifest.get("rows"),
+        "rows": result.training_manifest.rows,
         "encoders": [e.get("encoder_id") for e in result.encoders],
     }
     seconds = time.perf_counter() - started

@@ -5,7 +5,10 @@ A task module (``models.spam``, ``models.image``, ``models.classify``, ``models.
 
 - ``train(store, view, encoder=None, **options) -> TrainResult``: build the training set from
   the store, fit the head, evaluate it (cross-validation or a held-out split) and return it,
-  unsaved. The registry saves it (:func:`models.registry.save_model`).
+  unsaved. The registry saves it (:func:`models.registry.save_model`). Two keywords are not
+  options a user sets: ``rebuild`` (a :class:`~featurestore.training.TrainingManifest`: train on
+  the set it describes, at its table versions, instead of building one from the options) and
+  ``progress`` (called ``(done, total)`` after each cross-validation fold or fitting step).
 - ``predict(model: LoadedModel, inputs: Sequence[dict]) -> list[dict]``: each input is
   ``{"id": ..., "text": ...}`` (or ``"path"`` for images); each output carries ``id``,
   ``label`` and ``score`` (plus ``entities`` for ner, ``documents`` for ranking).
@@ -15,7 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from featurestore.materialization.runs import ProgressFn
+    from featurestore.training import TrainingManifest
 
 
 @dataclass
@@ -26,11 +33,23 @@ class TrainResult:
     head: Any  # scikit-learn estimator API (a torch head wrapped in it)
     metrics: dict[str, float]  # the headline numbers (e.g. f1, roc_auc, accuracy, ndcg@10)
     report: dict[str, Any]  # the whole evaluation: per class, curves, confusion matrix, baselines, timings
-    training_manifest: dict[str, Any]  # from training_set(): rebuilds the identical set
-    encoders: list[dict[str, Any]]  # per feature source: {"view", "encoder_id", "encoder_ref", "encoder_options", "dim"}
+    training_manifest: TrainingManifest  # what it was trained on (featurestore.training.make_manifest)
+    encoders: list[dict[str, Any]]  # per feature source (featurestore.training.encoder_entry): view, encoder_id, encoder_ref, encoder_options, dim
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
     novelty: Any = None  # models.novelty.Novelty: the training features predict compares inputs with (None: not kept)
     choice: dict[str, Any] | None = None  # a head chosen by cross-validation: each candidate's score, the choice and why
+
+
+class Steps:
+    """Counts a training's finished steps (cross-validation folds, fits) for a ``progress`` callback."""
+
+    def __init__(self, progress: ProgressFn | None, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
 
 
 @dataclass
@@ -48,3 +67,10 @@ class LoadedModel:
     @property
     def task(self) -> str:
         return str(self.manifest["task"])
+
+    @property
+    def training(self) -> TrainingManifest:
+        """The training manifest, read strictly (:meth:`TrainingManifest.from_dict`; checked at load)."""
+        from featurestore.training import TrainingManifest
+
+        return TrainingManifest.from_dict(self.manifest.get("training_set"))

@@ -18,12 +18,24 @@ from typing import Any, Literal
 import numpy as np
 
 from featurestore.errors import InvalidArgumentError, SourceError
-from featurestore.training import TrainingSet, training_set
+from featurestore.materialization.runs import ProgressFn
+from featurestore.training import TrainingManifest, TrainingSet, training_set, training_set_from_manifest
 from models import novelty
-from models.base import LoadedModel, TrainResult
+from models.base import LoadedModel, Steps, TrainResult
 from models.registry import model_encoders
 
-__all__ = ["HeadChoice", "choose_head", "classification_metrics", "lexical_baselines", "make_head", "out_of_fold_proba", "predict", "train"]
+__all__ = [
+    "HeadChoice",
+    "choose_head",
+    "classification_metrics",
+    "cv_steps",
+    "head_training_set",
+    "lexical_baselines",
+    "make_head",
+    "out_of_fold_proba",
+    "predict",
+    "train",
+]
 
 HeadKind = Literal["logistic", "mlp", "logistic-cv"]
 # logistic-cv: the grid of C over L2-normalised features (unit rows need a weak penalty: 316-1000 won on EfficientNet features).
@@ -49,6 +61,8 @@ def train(
     strict: bool = False,
     extra_encoders: Sequence[str] = (),
     task: str = "classify",
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fit a head on ``view``'s features for the labels, with ``n_splits``-fold cross-validation.
 
@@ -75,29 +89,54 @@ def train(
     from models.lexical import raw_texts, view_source
 
     estimator = make_head("logistic" if head in ("auto", "lexical", "hybrid") else head, class_weight=class_weight, C=C, hidden=hidden, seed=seed)
-    ts = training_set(
-        view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
+    ts = head_training_set(
+        rebuild, view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
         n_splits=n_splits, seed=seed, strict=strict, extra_encoders=extra_encoders,
     )
     texts = raw_texts(ts, view_source(store, ts))
+    steps = cv_steps(progress, head, ts, texts)
 
     def macro_f1(proba: np.ndarray, classes: np.ndarray) -> float:
         return classification_metrics(ts.y, classes[proba.argmax(axis=1)], classes)["macro_f1"]
 
-    choice = choose_head(head, ts, texts, estimator, macro_f1, metric="macro_f1", class_weight=class_weight, seed=seed)
+    choice = choose_head(head, ts, texts, estimator, macro_f1, metric="macro_f1", class_weight=class_weight, seed=seed, steps=steps)
     report = classification_metrics(ts.y, choice.classes[choice.proba.argmax(axis=1)], choice.classes)
-    final = _fit(choice.estimator, choice.X, ts.y)
-    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
     metrics = {k: report[k] for k in ("accuracy", "macro_f1", "majority_accuracy")}
     if texts is not None:
-        report["baselines"] = lexical_baselines(ts, texts, partial(_classify_scores, ts.y), class_weight=class_weight, seed=seed)
+        report["baselines"] = lexical_baselines(ts, texts, partial(_classify_scores, ts.y), class_weight=class_weight, seed=seed, steps=steps)
         metrics.update({f"baseline_{_short(name)}macro_f1": b["macro_f1"] for name, b in report["baselines"].items()})
-    return TrainResult(task, final, metrics, report, ts.manifest, encoders_of(ts), params,
+    final = _fit(choice.estimator, choice.X, ts.y)
+    steps.tick()
+    report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
+    return TrainResult(task, final, metrics, report, ts.manifest, ts.encoders, params,
                        novelty=novelty.describe(ts.X, seed=seed), choice=choice.record)
 
 
+def head_training_set(rebuild: TrainingManifest | None, view: str, encoder: str | None, *, store: Any, **arguments: Any) -> TrainingSet:
+    """The set a head trains on: the one ``rebuild`` describes (at its table versions, hashes
+    checked), else :func:`featurestore.training.training_set` of ``view`` with ``arguments``."""
+    if rebuild is not None:
+        return training_set_from_manifest(rebuild, store=store)
+    return training_set(view, encoder, store=store, **arguments)
+
+
+def cv_steps(progress: ProgressFn | None, head: str, ts: TrainingSet, texts: Sequence[str] | None) -> Steps:
+    """The steps :func:`choose_head`, :func:`lexical_baselines` and the final fit tick: one per
+    fold of each candidate head and of each TF-IDF baseline (when the raw texts are known), then one."""
+    from models.lexical import BASELINES
+
+    folds = len(ts.splits())
+    return Steps(progress, folds * (len(_candidates(head, texts)) + (len(BASELINES) if texts is not None else 0)) + 1)
+
+
 def lexical_baselines(
-    ts: TrainingSet, texts: Sequence[str], scores: Callable[[np.ndarray, np.ndarray], dict[str, Any]], *, class_weight: str | None, seed: int = 0
+    ts: TrainingSet,
+    texts: Sequence[str],
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, Any]],
+    *,
+    class_weight: str | None,
+    seed: int = 0,
+    steps: Steps | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each TF-IDF baseline of :data:`models.lexical.BASELINES` cross-validated on ``ts.splits()``:
     ``scores(proba, classes)`` of its out-of-fold probabilities, with its name and seconds."""
@@ -108,7 +147,7 @@ def lexical_baselines(
     for name in BASELINES:
         model = baseline_model(name, class_weight=class_weight, binary=len(np.unique(ts.y)) == 2, seed=seed)
         started = time.perf_counter()
-        proba, classes = out_of_fold_proba(model, ts, docs)
+        proba, classes = out_of_fold_proba(model, ts, docs, steps=steps)
         out[name] = {**scores(proba, classes), "name": name, "cv_seconds": round(time.perf_counter() - started, 3)}
     return out
 
@@ -153,11 +192,12 @@ def make_head(head: HeadKind, *, class_weight: str | None = None, C: float = 1.0
     raise InvalidArgumentError(f"head must be 'logistic', 'mlp' or 'logistic-cv'. Got {head!r} instead.")
 
 
-def out_of_fold_proba(estimator: Any, ts: TrainingSet, X: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold_proba(estimator: Any, ts: TrainingSet, X: Any = None, *, steps: Steps | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(n, n_classes) float`` probabilities of each row from the fold that did not train on it, and the classes.
 
     ``X`` is what the estimator reads, one row per row of ``ts`` (default ``ts.X``; an array of
     texts for a TF-IDF baseline, a :func:`models.lexical.head_input` frame for a text head).
+    ``steps`` ticks once per fold.
     """
     X = ts.X if X is None else X
     classes = np.unique(ts.y)
@@ -166,6 +206,8 @@ def out_of_fold_proba(estimator: Any, ts: TrainingSet, X: Any = None) -> tuple[n
         fitted = _fit(estimator, _rows(X, train_index), ts.y[train_index])
         columns = np.searchsorted(classes, fitted.classes_)
         proba[np.ix_(test_index, columns)] = fitted.predict_proba(_rows(X, test_index))
+        if steps is not None:
+            steps.tick()
     return proba, classes
 
 
@@ -192,6 +234,7 @@ def choose_head(
     metric: str,
     class_weight: str | None,
     seed: int = 0,
+    steps: Steps | None = None,
 ) -> HeadChoice:
     """Cross-validate the candidate heads on ``ts.splits()`` and keep the best by ``score``.
 
@@ -202,14 +245,12 @@ def choose_head(
     """
     from models.lexical import head_input, make_text_head
 
-    names = ["dense", "lexical", "hybrid"] if head == "auto" else [head]
-    if texts is None:
-        if head in ("lexical", "hybrid"):
-            raise SourceError(
-                f"head {head!r} reads the raw texts, which view {ts.manifest['tables'][0]['view']!r} does not give: "
-                "keep a text column, or materialize it from a text source that is still in place"
-            )
-        names = names[:1]
+    if texts is None and head in ("lexical", "hybrid"):
+        raise SourceError(
+            f"head {head!r} reads the raw texts, which view {ts.manifest.view!r} does not give: "
+            "keep a text column, or materialize it from a text source that is still in place"
+        )
+    names = _candidates(head, texts)
     binary = len(np.unique(ts.y)) == 2
     candidates: list[dict[str, Any]] = []
     best: HeadChoice | None = None
@@ -219,7 +260,7 @@ def choose_head(
         else:
             estimator, X = dense, ts.X
         started = time.perf_counter()
-        proba, classes = out_of_fold_proba(estimator, ts, X)
+        proba, classes = out_of_fold_proba(estimator, ts, X, steps=steps)
         seconds = time.perf_counter() - started
         value = float(score(proba, classes))
         label = _head_name(name, dense)
@@ -236,6 +277,12 @@ def choose_head(
         reason = f"highest cross-validated {metric} on the same folds ({ranked}; a tie goes to the earlier)"
     best.record = {"asked": head, "chosen": best.name, "metric": metric, "candidates": candidates, "reason": reason}  # candidates in the order tried
     return best
+
+
+def _candidates(head: str, texts: Sequence[str] | None) -> list[str]:
+    """The heads :func:`choose_head` cross-validates: ``auto`` tries the dense head, then (raw texts known) lexical and hybrid."""
+    names = ["dense", "lexical", "hybrid"] if head == "auto" else [head]
+    return names if texts is not None else names[:1]
 
 
 def _head_name(name: str, dense: Any) -> str:
@@ -270,12 +317,6 @@ def classification_metrics(y: np.ndarray, predicted: np.ndarray, classes: np.nda
         "classes": [str(c) for c in classes],
         "confusion_matrix": confusion_matrix(y, predicted, labels=classes).tolist(),
     }
-
-
-def encoders_of(ts: TrainingSet) -> list[dict[str, Any]]:
-    """The TrainResult ``encoders`` entries: how to rebuild each encoder whose features fed ``X``."""
-    keys = ("view", "encoder_id", "encoder_ref", "encoder_options", "dim")
-    return [{k: table[k] for k in keys} for table in ts.manifest["tables"]]
 
 
 def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -200,7 +200,7 @@ def _baselines(store: Store, model: LoadedModel, values: list[str], truth: np.nd
     from models.lexical import BASELINES, baseline_model, raw_texts, view_source
 
     try:
-        ts = training_set_from_manifest(model.manifest["training_set"], store=store)
+        ts = training_set_from_manifest(model.training, store=store)
     except (FeatureStoreError, KeyError, TypeError) as exc:
         return {"skipped": f"the training set does not rebuild: {exc}"}
     y = ts.y.astype(str)

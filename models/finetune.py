@@ -36,11 +36,12 @@ import numpy as np
 from sklearn.base import clone
 
 from featurestore.errors import FineTuneError, SourceError
+from featurestore.materialization.runs import ProgressFn
 from featurestore.sources import open_source
 from featurestore.store import FeatureTable, Store
-from featurestore.training import TrainingSet, training_set
-from models.base import LoadedModel, TrainResult
-from models.classify import classification_metrics, make_head, out_of_fold_proba
+from featurestore.training import TrainingManifest, TrainingSet, encoder_entry
+from models.base import LoadedModel, Steps, TrainResult
+from models.classify import classification_metrics, head_training_set, make_head, out_of_fold_proba
 from models.lexical import raw_texts
 from models.spam import binary_metrics
 from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier
@@ -73,6 +74,8 @@ def finetune(
     inputs: Any = None,
     as_of: Any = None,
     strict: bool = False,
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fine-tune the last ``unfreeze_last`` layers with a linear head; report it beside the frozen head.
 
@@ -87,15 +90,16 @@ def finetune(
     table = store.resolve_table(view, encoder)
     head = _head_for(table, unfreeze_last, max_epochs=max_epochs, patience=patience, lr=lr, batch_size=batch_size,
                      class_weight=class_weight, random_state=seed)
-    ts = training_set(view, table.meta.encoder_id, store=store, labels=labels, label_col=label_col, as_of=as_of,
-                      split=split, n_splits=n_splits, seed=seed, strict=strict)
+    ts = head_training_set(rebuild, view, table.meta.encoder_id, store=store, labels=labels, label_col=label_col, as_of=as_of,
+                           split=split, n_splits=n_splits, seed=seed, strict=strict)
     classes = np.unique(ts.y)
     if positive is not None and positive not in set(classes.tolist()):
         raise SourceError(f"positive class {positive!r} is not among the labels ({', '.join(map(str, classes))}); pass positive=")
     raw = _raw_inputs(store, table, ts, inputs)
+    steps = Steps(progress, 2 * len(ts.splits()) + 1)  # each fold of the frozen head, of the fine-tuned one, then the final fit
 
     started = time.perf_counter()
-    frozen_proba, _ = out_of_fold_proba(make_head("logistic", class_weight=class_weight, seed=seed), ts)
+    frozen_proba, _ = out_of_fold_proba(make_head("logistic", class_weight=class_weight, seed=seed), ts, steps=steps)
     frozen = _metrics(ts.y, frozen_proba, classes, positive) | {"train_seconds": round(time.perf_counter() - started, 3)}
 
     started = time.perf_counter()
@@ -106,10 +110,12 @@ def finetune(
         fitted = clone(head).fit(_subset(X, train_index), ts.y[train_index], ts.groups[train_index])
         proba[np.ix_(test_index, np.searchsorted(classes, fitted.classes_))] = fitted.predict_proba(_subset(X, test_index))
         best_epochs.append(fitted.best_epoch_)
+        steps.tick()
     tuned = _metrics(ts.y, proba, classes, positive) | {
         "train_seconds": round(time.perf_counter() - started, 3), "cache_seconds": round(cache_seconds, 3)}
     started = time.perf_counter()
     final = head.fit(X, ts.y, ts.groups)
+    steps.tick()
     report = {
         "unfreeze_last": unfreeze_last, "frozen": frozen, "finetuned": tuned,
         "epochs": {"folds": best_epochs, "final": final.best_epoch_, "max_epochs": max_epochs, "patience": patience},
@@ -120,7 +126,10 @@ def finetune(
     params = {"unfreeze_last": unfreeze_last, "label_col": label_col, "split": split, "positive": positive,
               "class_weight": class_weight, "n_splits": n_splits, "seed": seed, "max_epochs": max_epochs,
               "patience": patience, "lr": lr, "batch_size": batch_size}
-    return TrainResult("finetune", final, metrics, report, ts.manifest, [_encoder_entry(table, final, report)], params)
+    # the tuned network is the model's encoder: its own id and no ref, so frozen-head code refuses it
+    tuned_encoder = encoder_entry(table, encoder_id=report["finetuned_encoder_id"], encoder_ref=None, encoder_options={},
+                                  base_encoder_id=table.meta.encoder_id, base_encoder_ref=final.encoder_ref, unfreeze_last=final.unfreeze_last)
+    return TrainResult("finetune", final, metrics, report, ts.manifest, [tuned_encoder], params)
 
 
 def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,14 +201,6 @@ def _checked(result: tuple[Activations, list[str | None]], ts: TrainingSet) -> A
     if bad is not None:
         raise SourceError(f"entity {ts.ids[bad]!r} of the training set cannot be read now ({errors[bad]}); re-materialize the view")
     return X
-
-
-def _encoder_entry(table: FeatureTable, head: FineTunedClassifier, report: dict[str, Any]) -> dict[str, Any]:
-    """The tuned network as the model's encoder: its own id, and no ref, so frozen-head code refuses it."""
-    meta = table.meta
-    return {"view": meta.view, "encoder_id": report["finetuned_encoder_id"], "encoder_ref": None, "encoder_options": {},
-            "dim": meta.dim, "base_encoder_id": meta.encoder_id, "base_encoder_ref": head.encoder_ref,
-            "unfreeze_last": head.unfreeze_last}
 
 
 def _metrics(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: str | None) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurestore.errors import InvalidArgumentError
+from featurestore.materialization.runs import ProgressFn
+from featurestore.training import TrainingManifest
 from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier
@@ -44,6 +46,8 @@ def train(
     seed: int = 0,
     as_of: Any = None,
     strict: bool = False,
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fit the image head on ``view``'s CNN features; metrics: accuracy, macro F1, per-class recall.
 
@@ -54,6 +58,7 @@ def train(
     result = train_classifier(
         store, view, encoder, labels=labels, label_col=label_col, head=head, C=1.0 if C is None else C, hidden=hidden,
         split="stratified", n_splits=n_splits, seed=seed, as_of=as_of, strict=strict, task="image",
+        rebuild=rebuild, progress=progress,
     )
     result.metrics.update({f"recall_{name}": cls["recall"] for name, cls in result.report["per_class"].items()})
     if head == "logistic-cv":

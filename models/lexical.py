@@ -119,9 +119,9 @@ def view_source(store: Any, ts: TrainingSet) -> TextSource | None:
     from featurestore.errors import StoreError
     from featurestore.store import Store
 
-    table = ts.manifest["tables"][0]
+    table = ts.manifest.tables[0]
     try:
-        source = (store if isinstance(store, Store) else Store(store)).view_source(table["view"], table["encoder_id"])
+        source = (store if isinstance(store, Store) else Store(store)).view_source(table.view, table.encoder_id)
     except StoreError:
         return None
     return source if isinstance(source, TextSource) else None

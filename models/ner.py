@@ -29,25 +29,26 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError
+from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError, StoreError
+from featurestore.materialization.runs import ProgressFn
 from featurestore.store import FeatureTable, Store
-from models.base import LoadedModel, TrainResult
+from featurestore.training import TrainingManifest, encoder_entry, make_manifest
+from models.base import LoadedModel, Steps, TrainResult
 from models.tagging import TokenLogisticRegression, TorchTokenClassifier
 
 TASK = "ner"
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 TOKEN_COLUMNS = ("token_index", "ner_tags")
-# head name -> the TorchTokenClassifier parameters it stands for ("torch": the class's own defaults,
-# the name models trained before the named recipes recorded); "logreg" is TokenLogisticRegression
+# head name -> the TorchTokenClassifier parameters it stands for; "logreg" is TokenLogisticRegression
+# (the names `featurestore train ner --head` lists)
 RECIPES: dict[str, dict[str, Any]] = {
     "bilstm-crf": {"arch": "bilstm", "crf": True, "hidden": 128},
     "bilstm": {"arch": "bilstm", "crf": False, "hidden": 128},
     "mlp": {"arch": "mlp", "context": 1},
-    "torch": {},
 }
 HEADS = (*RECIPES, "logreg")
 DEFAULT_HEAD = "bilstm-crf"
-Head = Literal["bilstm-crf", "bilstm", "mlp", "torch", "logreg"]
+Head = Literal["bilstm-crf", "bilstm", "mlp", "logreg"]
 
 
 # ---------------------------------------------------------------- data
@@ -106,7 +107,7 @@ def read_sentences(table: FeatureTable, as_of: int | None = None) -> tuple[Sente
     return sentences, frame.version
 
 
-def document_split(ids: Sequence[str], test_size: float, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+def document_split(ids: Sequence[str], test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sentence indices of a seeded train/test split that keeps each document on one side.
 
     Sentences of one news story repeat its names; splitting within a document would score
@@ -117,7 +118,7 @@ def document_split(ids: Sequence[str], test_size: float, random_state: int) -> t
     groups = [i.rsplit("-", 1)[0] for i in ids]
     if len(set(groups)) < 2:
         raise FeatureStoreError(f"a document-grouped split needs sentences of at least 2 documents; got {len(set(groups))}")
-    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+    splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
     train, test = next(splitter.split(np.zeros(len(ids)), groups=groups))
     return np.sort(train), np.sort(test)
 
@@ -169,11 +170,11 @@ def dictionary_tags(train_words: Sequence[Sequence[str]], train_tags: Sequence[S
 
 
 # ---------------------------------------------------------------- task API
-def make_head(head: str, options: dict[str, Any], random_state: int = 0) -> BaseEstimator:
+def make_head(head: str, options: dict[str, Any], seed: int = 0) -> BaseEstimator:
     """The head named ``head`` (a :data:`RECIPES` name or ``logreg``) with ``options`` over its recipe.
 
-    Unknown options are refused. ``random_state`` seeds the head too when it has randomness
-    (the torch heads), so one seed given to :func:`train` fixes both the split and the weights.
+    Unknown options are refused. ``seed`` seeds the head too when it has randomness (the torch
+    heads), so one seed given to :func:`train` fixes both the split and the weights.
     """
     if head not in HEADS:
         raise InvalidArgumentError(f"head must be one of {', '.join(map(repr, HEADS))}. Got {head!r} instead.")
@@ -182,7 +183,7 @@ def make_head(head: str, options: dict[str, Any], random_state: int = 0) -> Base
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InvalidArgumentError(f"{', '.join(unknown)}: not options of the {head} NER head; it takes: {', '.join(known)}")
-    seeded = {"random_state": random_state} if "random_state" in known else {}
+    seeded = {"random_state": seed} if "random_state" in known else {}
     return cls(**seeded, **{**RECIPES.get(head, {}), **options})
 
 
@@ -194,7 +195,9 @@ def train(
     eval_view: str | None = None,
     head: Head = DEFAULT_HEAD,
     test_size: float = 0.2,
-    random_state: int = 0,
+    seed: int = 0,
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
     **options: Any,
 ) -> TrainResult:
     """Fit an NER head on ``view``'s token rows and score it on ``eval_view`` (same encoder).
@@ -204,29 +207,35 @@ def train(
     parameters over it (see :class:`TorchTokenClassifier`, :class:`TokenLogisticRegression`).
     The dictionary baseline (:func:`dictionary_tags`) is scored on the same test sentences:
     ``baseline_f1`` in the metrics, its full report under ``baselines`` in the report.
+    ``progress`` ticks three steps: the sentences read, the head fitted, both scored.
     """
     store = store if isinstance(store, Store) else Store(store)
+    if rebuild is not None:  # the sentences and split the manifest describes, at its table versions
+        view, encoder = rebuild.view, rebuild.tables[0].encoder_id
+        eval_view, test_size, seed = rebuild.arguments.get("eval_view"), rebuild.arguments.get("test_size", test_size), rebuild.arguments.get("seed", seed)
     table = token_table(store, view, encoder)
-    model = make_head(head, options, random_state)
-    data, version = read_sentences(table)
-    manifest: dict[str, Any] = {"view": view, "encoder_id": table.meta.encoder_id, "table_version": version}
-    if eval_view is not None:
-        eval_table = token_table(store, eval_view, table.meta.encoder_id)
-        fit_set, test_set = data, read_sentences(eval_table)[0]
-        manifest.update(eval_view=eval_view, eval_table_version=eval_table.version())
-    else:
-        fit_rows, test_rows = document_split(data.ids, test_size, random_state)
-        fit_set, test_set = data.take(fit_rows), data.take(test_rows)
-        manifest["split"] = {"kind": "document", "test_size": test_size, "random_state": random_state}
-    manifest.update(
-        train_sentences=len(fit_set.ids),
-        train_tokens=fit_set.n_tokens,
-        test_sentences=len(test_set.ids),
-        content_hash=_content_hash(fit_set, test_set),
+    model = make_head(head, options, seed)
+    steps = Steps(progress, 3)
+    fit_set, test_set, tables = _sentences(store, table, eval_view, test_size, seed, rebuild)
+    steps.tick()
+    manifest = make_manifest(
+        tables,
+        arguments={"view": view, "encoder": table.meta.encoder_id, "eval_view": eval_view, "split": None if eval_view else "document",
+                   "test_size": test_size, "seed": seed},
+        content_sha256=_content_hash(fit_set, test_set),
+        rows=len(fit_set.ids),
+        kind="sentences",
+        details={"train_sentences": len(fit_set.ids), "train_tokens": fit_set.n_tokens, "test_sentences": len(test_set.ids)},
     )
+    if rebuild is not None and manifest.content_sha256 != rebuild.content_sha256:
+        raise StoreError(
+            f"the training sentences of view {view!r} do not rebuild identically (content_sha256 differs); "
+            "its table history changed since the manifest was written"
+        )
     started = time.perf_counter()
     model.fit(fit_set.vectors, fit_set.tags)
     fit_seconds = time.perf_counter() - started
+    steps.tick()
     report = entity_report(test_set.tags, model.predict(test_set.vectors))
     report["timings"] = {"fit_seconds": round(fit_seconds, 2)}
     baseline = entity_report(test_set.tags, dictionary_tags(fit_set.words, fit_set.tags, test_set.words))
@@ -234,21 +243,34 @@ def train(
     metrics = {"f1": report["f1"], "precision": report["precision"], "recall": report["recall"], "f1_strict": report["f1_strict"]}
     metrics.update({f"f1_{t}": report["per_type"][t]["f1"] for t in ENTITY_TYPES if t in report["per_type"]})
     metrics["baseline_f1"] = baseline["f1"]
-    meta = table.meta
-    encoders = [{"view": view, "encoder_id": meta.encoder_id, "encoder_ref": meta.encoder_ref, "encoder_options": meta.encoder_options, "dim": meta.dim}]
-    params = {"eval_view": eval_view, "head": head, "test_size": test_size, "random_state": random_state, **model.get_params()}
-    return TrainResult(TASK, model, metrics, report, manifest, encoders, params)
+    steps.tick()
+    params = {"eval_view": eval_view, "head": head, "test_size": test_size, "seed": seed, **model.get_params()}
+    return TrainResult(TASK, model, metrics, report, manifest, [encoder_entry(table)], params)
+
+
+def _sentences(
+    store: Store, table: FeatureTable, eval_view: str | None, test_size: float, seed: int, rebuild: TrainingManifest | None
+) -> tuple[Sentences, Sentences, list[tuple[FeatureTable, int]]]:
+    """The sentences to fit and to test on, and each table read with its version (pinned to
+    ``rebuild``'s versions when given): the eval view's, else a seeded document split of the view's."""
+    pins = {(t.view, t.encoder_id): t.version for t in rebuild.tables} if rebuild is not None else {}
+    data, version = read_sentences(table, as_of=pins.get((table.meta.view, table.meta.encoder_id)))
+    if eval_view is not None:
+        eval_table = token_table(store, eval_view, table.meta.encoder_id)
+        test_set, eval_version = read_sentences(eval_table, as_of=pins.get((eval_view, table.meta.encoder_id)))
+        return data, test_set, [(table, version), (eval_table, eval_version)]
+    fit_rows, test_rows = document_split(data.ids, test_size, seed)
+    return data.take(fit_rows), data.take(test_rows), [(table, version)]
 
 
 def training_sentences(store: Store, model: LoadedModel) -> Sentences:
     """The sentences ``model`` was fitted on, read back through its training manifest: the view at
     the recorded table version, less the document split's test side when it had no eval view."""
-    training = model.manifest.get("training_set") or {}
-    table = token_table(store, training["view"], training["encoder_id"])
-    data, _ = read_sentences(table, as_of=int(training["table_version"]))
-    split = training.get("split")
-    if split is not None:
-        fit_rows, _ = document_split(data.ids, float(split["test_size"]), int(split["random_state"]))
+    training = model.training
+    table = token_table(store, training.view, training.tables[0].encoder_id)
+    data, _ = read_sentences(table, as_of=training.tables[0].version)
+    if training.arguments.get("eval_view") is None:
+        fit_rows, _ = document_split(data.ids, float(training.arguments["test_size"]), int(training.arguments["seed"]))
         data = data.take(fit_rows)
     return data
 

@@ -31,10 +31,12 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
+from featurestore.materialization.runs import ProgressFn
 from featurestore.sources.content import file_sha256
 from featurestore.store import FeatureTable, Store
+from featurestore.training import TrainingManifest, encoder_entry, make_manifest
 from featurestore.vectors import prepare
-from models.base import LoadedModel, TrainResult
+from models.base import LoadedModel, Steps, TrainResult
 from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)
     Qrels,
     QrelsBy,
@@ -219,8 +221,9 @@ def rerank(head: Any, cand: Candidates) -> list[tuple[str, float]]:
     return [(cand.doc_ids[i], float(scores[i])) for i in order]
 
 
-def cross_validate(cands: Sequence[Candidates], qrels: Qrels, *, n_splits: int, seed: int) -> dict[str, Any]:
-    """Held-out metrics of BM25, dense and the re-ranker: each fold's head never saw its test queries."""
+def cross_validate(cands: Sequence[Candidates], qrels: Qrels, *, n_splits: int, seed: int, steps: Steps | None = None) -> dict[str, Any]:
+    """Held-out metrics of BM25, dense and the re-ranker: each fold's head never saw its test queries
+    (``steps`` ticks once per fold)."""
     by_query = {c.query_id: c for c in cands}
     qids = np.array(list(by_query), dtype=object)
     ranked: dict[str, list[str]] = {}
@@ -230,6 +233,8 @@ def cross_validate(cands: Sequence[Candidates], qrels: Qrels, *, n_splits: int, 
         for q in qids[test]:
             ranked[q] = [d for d, _ in rerank(head, by_query[q])]
         folds.append({"test_queries": len(test), **evaluate({q: ranked[q] for q in qids[test]}, qrels)})
+        if steps is not None:
+            steps.tick()
     systems = {
         "bm25": evaluate({q: c.bm25_ranking for q, c in by_query.items()}, qrels),
         "dense": evaluate({q: c.dense_ranking for q, c in by_query.items()}, qrels),
@@ -252,15 +257,6 @@ def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Pa
     return existing_file(source.path, "docs (the view's materialize source)")
 
 
-def _encoder_entry(view: str | None, encoder: BaseEncoder, table: FeatureTable | None) -> dict[str, Any]:
-    meta = table.meta if table is not None else None
-    return {
-        "view": view,
-        "encoder_id": encoder.encoder_id,
-        "encoder_ref": meta.encoder_ref if meta else encoder.name,
-        "encoder_options": (meta.encoder_options or {}) if meta else {},
-        "dim": encoder.dim,
-    }
 
 
 def train(
@@ -277,28 +273,42 @@ def train(
     seed: int = 0,
     strict: bool = False,
     qrels_by: QrelsBy = "id",
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fit the re-ranker on every judged query after measuring it with query-level cross-validation.
 
     ``qrels_by`` says how the judgments name queries: by the queries file's ids (``id``) or by
     their position in it, 1, 2 ... (``position``, what Cranfield's ``cranqrel`` does).
+    ``rebuild``: the judgments and files a training manifest names; the retriever reads the
+    views' newest state, so they must still be at the versions it records.
     """
     started = time.perf_counter()
     store = store if isinstance(store, Store) else Store(store)
+    if rebuild is not None:
+        args = rebuild.arguments
+        view, encoder, word2vec_view = rebuild.view, rebuild.tables[0].encoder_id, args.get("word2vec_view")
+        queries, qrels, docs, qrels_by = args["queries"], args["qrels"], args["docs"], args.get("qrels_by", qrels_by)
+        _check_versions(store, rebuild)
     table = store.resolve_table(view, encoder)
     docs_path = _docs_path(store, table, docs)
     texts = load_queries(queries, qrels_by)
     judgments = load_qrels(qrels)
     check_query_numbering(judgments, queries, qrels_by, where=str(qrels))
     judged, dropped = check_qrels(judgments, texts, set(table.state()), strict=strict, where=str(qrels))
+    if rebuild is not None and _judgments_hash(judged, texts) != rebuild.content_sha256:
+        raise StoreError(f"the judgments in {qrels} do not rebuild the training set identically (content_sha256 differs); they changed since")
+    steps = Steps(progress, n_splits + 1)
     retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=n_candidates, word2vec_view=word2vec_view)
     cands = retriever.candidates(list(judged), [texts[q] for q in judged])
     features_s = time.perf_counter() - started
-    cv = cross_validate(cands, judged, n_splits=n_splits, seed=seed)
+    cv = cross_validate(cands, judged, n_splits=n_splits, seed=seed, steps=steps)
     cv_s = time.perf_counter() - started - features_s
     x, gains, _ = pairs(cands, judged)
     head = fit_head(make_head(seed), x, gains)
+    steps.tick()
     w2v_table = store.resolve_table(word2vec_view) if word2vec_view else None
+    tables = [(table, table.version())] + ([(w2v_table, w2v_table.version())] if w2v_table is not None else [])
     return TrainResult(
         task="ranking",
         head=head,
@@ -316,20 +326,19 @@ def train(
                 "total": round(time.perf_counter() - started, 3),
             },
         },
-        training_manifest={
-            "view": table.meta.view,
-            "encoder_id": table.meta.encoder_id,
-            "table_version": table.version(),
-            "queries": str(Path(queries).absolute()),
-            "qrels": str(Path(qrels).absolute()),
-            "docs": str(docs_path.absolute()),
-            "rows": len(gains),
-            "content_hash": _judgments_hash(judged, texts),
-            "split": {"kind": "GroupKFold by query", "n_splits": n_splits, "seed": seed},
-        },
+        training_manifest=make_manifest(
+            tables,
+            arguments={"view": table.meta.view, "encoder": table.meta.encoder_id, "queries": str(Path(queries).absolute()),
+                       "qrels": str(Path(qrels).absolute()), "docs": str(docs_path.absolute()), "word2vec_view": word2vec_view,
+                       "qrels_by": qrels_by, "strict": strict, "n_splits": n_splits, "seed": seed},
+            content_sha256=_judgments_hash(judged, texts),
+            rows=len(gains),
+            kind="judgments",
+            details={"split": "GroupKFold by query", "queries": len(judged)},
+        ),
         encoders=[
-            _encoder_entry(table.meta.view, retriever.encoder, table),
-            _encoder_entry(word2vec_view, retriever.w2v_encoder, w2v_table),
+            encoder_entry(table),
+            encoder_entry(w2v_table) if w2v_table is not None else encoder_entry(encoder=retriever.w2v_encoder, view=None),
         ],
         params={
             "view": table.meta.view,
@@ -347,6 +356,17 @@ def train(
             "qrels_by": qrels_by,
         },
     )
+
+
+def _check_versions(store: Store, manifest: TrainingManifest) -> None:
+    """Refuse to rebuild from a manifest whose tables moved: the retriever reads their newest state."""
+    for entry in manifest.tables:
+        now = store.resolve_table(entry.view, entry.encoder_id).version()
+        if now != entry.version:
+            raise StoreError(
+                f"{entry.view}/{entry.encoder_id} is at version {now}; the model was trained on version {entry.version}, "
+                "and ranking reads the newest state, so it cannot be trained again on that set"
+            )
 
 
 def check_train_options(options: Mapping[str, Any]) -> None:

@@ -62,10 +62,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, FeatureStoreError, ModelError, UnknownModelError
+from featurestore.errors import EncoderError, FeatureStoreError, ModelError, StoreError, UnknownModelError
 from featurestore.sources.content import file_sha256
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
+from featurestore.training import TrainingManifest
 from models import novelty
 from models.base import LoadedModel, TrainResult
 
@@ -74,6 +75,7 @@ __all__ = [
     "list_models",
     "load_model",
     "model_encoders",
+    "needs_retrain",
     "newest_records",
     "save_evaluation",
     "save_model",
@@ -290,7 +292,7 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
         "version": version,
         "head": head,
         "encoders": result.encoders,
-        "training_set": result.training_manifest,
+        "training_set": result.training_manifest.to_dict(),
         "params": result.params,
         "metrics": result.metrics,
         **({"head_choice": result.choice} if result.choice is not None else {}),
@@ -320,7 +322,51 @@ def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
-    return versions[-1], _read_manifest(f"model {name} v{versions[-1]}", store.path / "models" / name / str(versions[-1]))
+    model = f"model {name} v{versions[-1]}"
+    manifest = _read_manifest(model, store.path / "models" / name / str(versions[-1]))
+    _check_training(model, manifest)
+    return versions[-1], manifest
+
+
+def needs_retrain(
+    name: str, *, store: Store | str | None, task: str, view: str, encoder_id: str, options: dict[str, Any]
+) -> str | None:
+    """Why model ``name`` needs training for ``task`` on ``view``'s table ``encoder_id`` with
+    ``options``; None when its newest version is current.
+
+    The reasons: never trained; trained for another task, on another view or encoder, or with
+    other options; a table its training manifest names has moved to a newer version since, or
+    is gone. Reads only the newest version's manifest.json (no head is loaded), so the check
+    costs next to nothing when nothing changed; a manifest that cannot be read is a reason too.
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    try:
+        saved = newest_manifest(store, name)
+    except ModelError as exc:
+        return f"{exc}"
+    if saved is None:
+        return "not trained yet"
+    newest, manifest = f"v{saved[0]}", saved[1]
+    if manifest.get("task") not in (task, "finetune"):  # a fine-tuned model is registered under task "finetune"
+        return f"{newest} is a {manifest.get('task')} model; the project file says {task}"
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    for key, value in options.items():
+        if json.dumps(params.get(key), sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
+            return f"option {key} is {value!r} in the project file; {newest} was trained with {params.get(key)!r}"
+    training = TrainingManifest.from_dict(manifest["training_set"])  # checked when the manifest was read
+    if training.view != view:
+        return f"{newest} was trained on view {training.view}; the project file says {view}"
+    trained = training.versions()
+    if encoder_id not in trained:
+        return f"{newest} was trained on {', '.join(trained)}; the view's table is now {encoder_id}"
+    for table in training.tables:
+        try:
+            now = store.resolve_table(table.view, table.encoder_id).version()
+        except StoreError:
+            return f"{table.view}/{table.encoder_id}, which {newest} was trained on, is gone"
+        if now != table.version:
+            return f"{table.view}/{table.encoder_id} is at version {now}; {newest} was trained on version {table.version}"
+    return None
 
 
 # --------------------------------------------------------------------------------- load
@@ -342,6 +388,7 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     path = store.fetch(f"models/{name}/{version}", marker="manifest.json")  # the head files too
     model = f"model {name} v{version}"
     manifest = _read_manifest(model, path)
+    _check_training(model, manifest)
     _verify(model, path, manifest["files"])
     head = _read_head(model, path, manifest["head"])
     return LoadedModel(name=name, version=version, path=path, head=head, manifest=manifest, store=store.root,
@@ -358,6 +405,15 @@ def _read_manifest(model: str, path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("head"), dict):
         raise ModelError(f"{model}: manifest.json is not a model manifest (it needs objects 'files' and 'head'); retrain it")
     return manifest
+
+
+def _check_training(model: str, manifest: dict[str, Any]) -> None:
+    """Refuse a manifest whose training set cannot be read strictly (loading and retraining
+    policy rely on it; a listing shows what it can of a damaged manifest instead)."""
+    try:
+        TrainingManifest.from_dict(manifest.get("training_set"))
+    except StoreError as exc:
+        raise ModelError(f"{model}: manifest.json's training_set cannot be read ({exc}); retrain it") from None
 
 
 def _refuse_links(model: str, path: Path) -> None:

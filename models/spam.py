@@ -17,14 +17,16 @@ from typing import Any, Literal
 import numpy as np
 
 from featurestore.errors import SourceError
+from featurestore.materialization.runs import ProgressFn
 from featurestore.sources import TextSource
-from featurestore.training import training_set
+from featurestore.training import TrainingManifest
 from models import novelty
 from models.base import TrainResult
 from models.classify import (
     choose_head,
     classification_metrics,
-    encoders_of,
+    cv_steps,
+    head_training_set,
     lexical_baselines,
     make_head,
     predict,
@@ -55,6 +57,8 @@ def train(
     as_of: Any = None,
     strict: bool = False,
     extra_encoders: Sequence[str] = (),
+    rebuild: TrainingManifest | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Fit the spam head with cross-validated metrics of the ``positive`` class and the TF-IDF baselines.
 
@@ -66,13 +70,14 @@ def train(
     params = {"labels": "<DataFrame>" if hasattr(labels, "columns") else str(labels), "label_col": label_col, "positive": positive,
               "head": head, "C": C, "split": split, "n_splits": n_splits, "seed": seed,
               "extra_encoders": list(extra_encoders)}
-    ts = training_set(
-        view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
+    ts = head_training_set(
+        rebuild, view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
         n_splits=n_splits, seed=seed, strict=strict, extra_encoders=extra_encoders,
     )
     if positive not in set(ts.y.tolist()):
         raise SourceError(f"positive class {positive!r} is not among the labels ({', '.join(map(str, np.unique(ts.y)))}); pass positive=")
     raw = raw_texts(ts, texts if texts is not None else view_source(store, ts))
+    steps = cv_steps(progress, head, ts, raw)
 
     def scores(proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
         result = binary_metrics(ts.y, proba[:, list(classes).index(positive)], classes, positive)
@@ -82,20 +87,21 @@ def train(
         return scores(proba, classes)["f1"]
 
     dense = make_head("logistic", class_weight="balanced", C=C, seed=seed)
-    choice = choose_head(head, ts, raw, dense, f1, metric="f1", class_weight="balanced", seed=seed)
+    choice = choose_head(head, ts, raw, dense, f1, metric="f1", class_weight="balanced", seed=seed, steps=steps)
     report = binary_metrics(ts.y, choice.proba[:, list(choice.classes).index(positive)], choice.classes, positive)
     report.update(rows=len(ts), folds=len(ts.splits()), cv_seconds=round(choice.seconds, 3), warnings=ts.warnings, head_choice=choice.record)
     metrics = {k: report[k] for k in _HEADLINE}
     if raw is None:
         report["baseline"] = {"skipped": "no raw texts: keep a text column or pass texts="}
     else:
-        report["baselines"] = lexical_baselines(ts, raw, scores, class_weight="balanced", seed=seed)
+        report["baselines"] = lexical_baselines(ts, raw, scores, class_weight="balanced", seed=seed, steps=steps)
         report["baseline"] = report["baselines"]["tfidf+logistic"]
         metrics.update(baseline_f1=report["baselines"]["tfidf+logistic"]["f1"], baseline_char_f1=report["baselines"]["char-tfidf+logistic"]["f1"])
     from sklearn.base import clone
 
     final = clone(choice.estimator).fit(choice.X, ts.y)
-    return TrainResult("spam", final, metrics, report, ts.manifest, encoders_of(ts), params,
+    steps.tick()
+    return TrainResult("spam", final, metrics, report, ts.manifest, ts.encoders, params,
                        novelty=novelty.describe(ts.X, seed=seed), choice=choice.record)
 
 

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from featurestore.errors import FeatureStoreError, InvalidArgumentError
+from featurestore.materialization.runs import ProgressFn
 from featurestore.store import Store
 from models.base import LoadedModel, TrainResult
 
@@ -29,6 +30,7 @@ TASKS: dict[str, str] = {
     "ranking": "models.ranking",
 }
 _POSITIONAL = ("store", "view", "encoder")
+_NOT_OPTIONS = ("rebuild", "progress")  # what a train function takes from this module, never from a user (models.base)
 # Fine-tuned models (--unfreeze-last K) are registered as task "finetune": their own module predicts them.
 _FINETUNED = "finetune"
 _FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
@@ -56,6 +58,9 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgumentError(f"`unfreeze_last` applies to tasks {', '.join(_FINETUNE_PRESETS)}; not to {task!r}")
         module, given = task_module(_FINETUNED), {**_FINETUNE_PRESETS[task], **given}
     taken = _train_options(module)
+    internal = sorted(set(given) & set(_NOT_OPTIONS))
+    if internal:
+        raise InvalidArgumentError(f"task {task!r} does not take {', '.join(_flag(k) for k in internal)} as an option")
     if _takes_any(module):  # the head's own parameters pass through **options; the head checks them
         return given
     foreign = sorted(set(given) - set(taken))
@@ -112,12 +117,17 @@ def _check_choices(train_fn: Any, given: dict[str, Any]) -> None:
             raise InvalidArgumentError(f"{_flag(key)} must be one of: {', '.join(map(str, choices))}. Got {value!r} instead.")
 
 
-def train(task: str, store: Store | str | None, view: str, encoder: str | None = None, **options: Any) -> TrainResult:
-    """Fit and evaluate the head of ``task`` on ``view`` (not saved: see models.registry.save_model)."""
+def train(
+    task: str, store: Store | str | None, view: str, encoder: str | None = None, *, progress: ProgressFn | None = None, **options: Any
+) -> TrainResult:
+    """Fit and evaluate the head of ``task`` on ``view`` (not saved: see models.registry.save_model).
+
+    ``progress(done, total)`` is called after each cross-validation fold or fitting step.
+    """
     store = store if isinstance(store, Store) else Store(store)
     given = check_options(task, options)
     module = task_module(_FINETUNED if "unfreeze_last" in given else task)
-    return _train_function(module)(store, view, encoder, **given)
+    return _train_function(module)(store, view, encoder, progress=progress, **given)
 
 
 def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int | None = None) -> list[dict[str, Any]]:
@@ -131,9 +141,13 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int 
     return module.predict(model, inputs, top_k=top_k)
 
 
-def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
-    """Train ``model`` again from its manifest, at the table versions it recorded, and compare.
+def reproduce(store: Store | str | None, model: LoadedModel, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """Train ``model`` again on the set its training manifest describes, and compare.
 
+    The set is rebuilt through the manifest (its tables at the versions it records, its hashes
+    checked: :func:`featurestore.training.training_set_from_manifest` for the heads on
+    :func:`~featurestore.training.training_set`, the head's own reader for NER sentences and
+    ranking judgments), whatever was written since; the head gets the options it was trained with.
     Returns the recorded and the new metrics, whether they and the head's bytes are identical,
     and the seconds it took: the evidence that a registered model is reproducible, and the
     check to run after an upgrade of the libraries it depends on.
@@ -143,13 +157,14 @@ def reproduce(store: Store | str | None, model: LoadedModel) -> dict[str, Any]:
     from models.registry import head_files
 
     store = store if isinstance(store, Store) else Store(store)
-    manifest = model.manifest
+    manifest, training = model.manifest, model.training
+    if training.arguments.get("labels") == "<DataFrame>":
+        raise FeatureStoreError(f"model {model.name} was trained on labels given as a DataFrame; reproduce it from Python")
     module = task_module(model.task)
-    options = _recorded_options(manifest, _train_options(module))
-    first = manifest["encoders"][0]
-    tables = manifest.get("training_set", {}).get("tables") or [first]  # a fine-tuned model trained on its base encoder's table
+    recorded = {**training.arguments, **(manifest.get("params") or {})}
+    options = {k: recorded[k] for k in _train_options(module) if k in recorded and k != "as_of"}
     started = time.perf_counter()
-    result = _train_function(module)(store, first["view"], tables[0]["encoder_id"], **options)
+    result = _train_function(module)(store, training.view, training.tables[0].encoder_id, rebuild=training, progress=progress, **options)
     seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="fs-reproduce-") as tmp:
         files = head_files(Path(tmp), result.head)
@@ -172,29 +187,12 @@ def _train_function(module: ModuleType) -> Any:
 
 def _train_options(module: ModuleType) -> list[str]:
     parameters = inspect.signature(_train_function(module)).parameters.values()
-    return [p.name for p in parameters if p.name not in _POSITIONAL and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in parameters
+            if p.name not in _POSITIONAL + _NOT_OPTIONS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _takes_any(module: ModuleType) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(_train_function(module)).parameters.values())
-
-
-def _recorded_options(manifest: dict[str, Any], taken: list[str]) -> dict[str, Any]:
-    """The options the model was trained with, pinned to the table version it saw."""
-    training = manifest.get("training_set", {})
-    recorded = {**training.get("arguments", {}), **training, **manifest.get("params", {})}
-    options = {k: recorded[k] for k in taken if k in recorded and k != "as_of"}
-    if "labels" in options and options["labels"] == "<DataFrame>":
-        raise FeatureStoreError(f"model {manifest['name']} was trained on labels given as a DataFrame; reproduce it from Python")
-    if "as_of" in taken:
-        tables = training.get("tables") or []
-        if len(tables) == 1:
-            options["as_of"] = tables[0]["version"]
-        elif training.get("table_version") is not None:
-            options["as_of"] = training["table_version"]
-        elif tables:
-            options["as_of"] = manifest["created_at"]
-    return options
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:

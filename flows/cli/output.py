@@ -80,9 +80,9 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
 
 
 @contextmanager
-def progress_bar(label: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
-    """Progress on stderr, yielding the update function ``(done, total)``: a rich bar on a terminal,
-    else a line every :data:`PROGRESS_EVERY_S` seconds and one at the end; None under ``--quiet``."""
+def progress_bar(label: str, *, enabled: bool = True, unit: str = "rows") -> Iterator[Callable[[int, int], None] | None]:
+    """Progress on stderr, yielding the update function ``(done, total)`` (of ``unit``): a rich bar
+    on a terminal, else a line every :data:`PROGRESS_EVERY_S` seconds and one at the end; None under ``--quiet``."""
     if not enabled or _QUIET[0]:
         yield None
         return
@@ -93,7 +93,7 @@ def progress_bar(label: str, *, enabled: bool = True) -> Iterator[Callable[[int,
             now = time.monotonic()
             if done != last[1] and (now - last[0] >= PROGRESS_EVERY_S or (total and done >= total)):
                 last[0], last[1] = now, done
-                say(f"{label}: {done}/{total} rows")
+                say(f"{label}: {done}/{total} {unit}")
 
         yield line
         return

@@ -10,7 +10,7 @@ import typer
 
 from flows.cli.completion import complete_model, complete_view
 from flows.cli.options import BackendOpt, EncoderOpt, QuietOpt, StoreOpt, json_option
-from flows.cli.output import console, print_json, print_table, set_quiet, use_backend
+from flows.cli.output import console, print_json, print_table, progress_bar, set_quiet, use_backend
 
 
 def train(
@@ -57,7 +57,8 @@ def train(
     from flows.train import train as train_head
 
     quiet_user_errors()
-    summary = train_head(task, view, encoder, store=store, name=name, options=options, runner=runner)
+    with progress_bar(f"train {task}", unit="steps") as update:
+        summary = train_head(task, view, encoder, store=store, name=name, options=options, runner=runner, progress=update)
     if json_out:
         print_json(summary)
         return

@@ -12,7 +12,7 @@ import pytest
 from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
-from featurestore.training import TrainingSet, training_set, training_set_from_manifest
+from featurestore.training import TrainingManifest, TrainingSet, training_set, training_set_from_manifest
 from tests.conftest import SMS, need
 
 
@@ -47,7 +47,7 @@ def test_kept_label_column_gives_aligned_arrays_and_folds(kept, sms_store, word2
     assert set(kept.y.tolist()) == {"ham", "spam"} and set(kept.folds.tolist()) == set(range(5))
     row = kept.ids.tolist().index("3")
     np.testing.assert_allclose(kept.X[row], word2vec.encode([kept.columns["text"][row]])[0], atol=1e-6)
-    assert kept.manifest["rows"] == 600 and kept.manifest["tables"][0]["encoder_ref"] == "word2vec"
+    assert kept.manifest.rows == 600 and kept.encoders[0]["encoder_ref"] == "word2vec"
 
 
 def test_text_split_never_puts_the_same_text_on_both_sides(kept):
@@ -67,7 +67,7 @@ def test_manifest_rebuilds_the_identical_set_after_new_writes(tmp_path, sms_file
     materialize(TextSource(str(sms_file(160, name="more")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=store)
     assert len(training_set("sms", store=store)) == 160
     again = training_set_from_manifest(first.manifest, store=store)
-    assert again.manifest["content_sha256"] == first.manifest["content_sha256"]
+    assert again.manifest.content_sha256 == first.manifest.content_sha256
     for name in ("ids", "X", "y", "groups", "folds"):
         np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
 
@@ -91,7 +91,7 @@ def test_point_in_time_join_never_takes_a_later_feature_row(tmp_path, word2vec):
         ts = training_set("msgs", store=store, labels=labels, n_splits=2)
     expected = word2vec.encode(["cheap flights to paris", "win a free prize now", "meeting at noon", "lunch is ready"])
     np.testing.assert_allclose(ts.X, expected, atol=1e-6)  # the 2023 label has no feature yet: dropped
-    assert ts.ids.tolist() == ["a", "a", "b", "b"] and ts.manifest["labels"]["missing"] == 1
+    assert ts.ids.tolist() == ["a", "a", "b", "b"] and ts.manifest.labels["missing"] == 1
 
 
 def test_extra_encoders_concatenate_features_of_the_same_entities(tmp_path, sms_file, word2vec):
@@ -104,7 +104,7 @@ def test_extra_encoders_concatenate_features_of_the_same_entities(tmp_path, sms_
     glove = materialize(source, "sms", f"w2v:{GLOVE / 'glove.6B.50d.top5k.txt'}", store=store).encoder_id
     ts = training_set("sms", "word2vec", store=store, extra_encoders=[glove])
     alone = training_set("sms", "word2vec", store=store)
-    assert ts.X.shape == (80, 150) and len(ts.manifest["tables"]) == 2
+    assert ts.X.shape == (80, 150) and len(ts.manifest.tables) == 2
     np.testing.assert_array_equal(ts.X[:, :100], alone.X)
 
 
@@ -133,7 +133,7 @@ def test_labels_for_unknown_ids_warn_with_the_count_and_strict_refuses(sms_store
     before = store_digest(sms_store)
     with pytest.warns(UserWarning, match=r"2 of 5 labels have no feature row in view 'sms' \(e.g. entity '9999'\)"):
         ts = training_set("sms", store=sms_store, labels=labels, n_splits=2, split="text")
-    assert ts.ids.tolist() == ["1", "2", "3"] and ts.manifest["labels"]["missing"] == 2
+    assert ts.ids.tolist() == ["1", "2", "3"] and ts.manifest.labels["missing"] == 2
     assert ts.columns["text"].notna().all()
     with pytest.raises(SourceError, match=r"^2 of 5 labels have no feature row in view 'sms' \(e.g. entity '9999'\)"):
         training_set("sms", store=sms_store, labels=labels, strict=True)
@@ -172,3 +172,41 @@ def test_test_size_gives_one_grouped_train_test_split(sms_store):
     hashes = ts.columns["content_hash"].to_numpy()
     assert not set(hashes[ts.train].tolist()) & set(hashes[ts.test].tolist())
     assert [len(t) for t in ts.splits()[0]] == [int(ts.train.sum()), int(ts.test.sum())]
+
+
+def test_the_manifest_round_trips_through_json(kept, sms_store):
+    import json
+
+    from featurestore.store import Store
+
+    data = json.loads(json.dumps(kept.manifest.to_dict()))
+    assert TrainingManifest.from_dict(data) == kept.manifest
+    version = Store(sms_store).resolve_table("sms").version()  # the table as it is: nothing was written since
+    assert data["tables"] == [{"view": "sms", "encoder_id": kept.encoders[0]["encoder_id"], "version": version}]
+    assert (data["kind"], data["rows"], data["arguments"]["split"]) == ("training_set", 600, "text")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": "0; import os"}]), "`tables[0].version` must be a whole number >= 0; got '0; import os'"),
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": True}]), "`tables[0].version` must be a whole number >= 0; got True"),
+        (lambda m: m.update(tables=[{"view": "sms", "encoder_id": "x", "version": 0, "__reduce__": "os.system"}]),
+         "`tables[0]` is not an object of view, encoder_id and version"),
+        (lambda m: m.update(tables=[]), "`tables` is empty"),
+        (lambda m: m.update(kind="builtins.exec"), "`kind` is 'builtins.exec'; it must be one of: training_set, sentences, judgments"),
+        (lambda m: m.update(format=1), "has format 1; this version reads format 2"),
+        (lambda m: m.update(content_sha256="../../etc/passwd"), "`content_sha256` is not a sha256"),
+        (lambda m: m.update(arguments=["view", "sms"]), "`arguments` must be an object; got ['view', 'sms']"),
+        (lambda m: m.update(__class__="subprocess.Popen"), "unknown field '__class__'"),
+        (lambda m: m.pop("rows"), "`rows` must be a whole number >= 0; got None"),
+    ],
+)
+def test_a_damaged_or_crafted_manifest_is_refused_naming_the_field(kept, change, message):
+    data = kept.manifest.to_dict()
+    change(data)
+    with pytest.raises(StoreError) as caught:
+        TrainingManifest.from_dict(data)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(StoreError, match="not a JSON object"):
+        TrainingManifest.from_dict(["format", 2])

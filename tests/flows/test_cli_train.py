@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -31,9 +32,23 @@ def test_train_json_registers_a_new_version(spam_store, cli):
     assert (summary["name"], summary["task"], summary["rows"]) == ("spam", "spam", 600)
     assert summary["version"] >= 2 and 0.5 < summary["metrics"]["f1"] <= 1.0
     assert "baseline_f1" in summary["metrics"]  # the TF-IDF baseline read the view's source from its run record
+    # progress on stderr, stdout the JSON alone: 3 folds of each of 3 candidate heads and 2 TF-IDF baselines, then the final fit
+    assert "featurestore: train spam: 1/16 steps\n" in err and err.endswith("featurestore: train spam: 16/16 steps\n"), err
     code, out, _ = cli("models", "--store", spam_store, "--json")
     listed = {(m["name"], m["version"]) for m in json.loads(out)}
     assert code == 0 and {("spam", 1), ("spam", summary["version"])} <= listed
+
+
+def test_train_quiet_prints_no_progress_and_the_table_line_still_shows(spam_store, cli):
+    code, out, err = cli("train", "spam", "--view", "sms", "--store", spam_store, "--folds", "2", "--head", "logistic",
+                         "--name", "spam-quiet", "--runner", "inline", "--quiet")
+    assert code == 0 and err == "", err
+    assert out.startswith("spam-quiet v1 (spam, 600 rows): f1 ")
+    code, out, err = cli("train", "spam", "--view", "sms", "--store", spam_store, "--folds", "2", "--head", "logistic",
+                         "--name", "spam-quiet", "--runner", "inline")
+    lines = err.splitlines()  # the first step, one line every few seconds at most (stderr is not a terminal), the last
+    assert code == 0 and lines[0] == "featurestore: train spam: 1/7 steps" and lines[-1] == "featurestore: train spam: 7/7 steps", err
+    assert all(re.fullmatch(r"featurestore: train spam: [1-7]/7 steps", line) for line in lines), err
 
 
 def test_predict_texts_and_a_file(spam_store, cli, tmp_path):

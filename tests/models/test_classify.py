@@ -40,7 +40,7 @@ def test_spam_head_on_1500_messages_reaches_a_sane_f1_beside_the_tfidf_baseline(
     assert spam_result.metrics["roc_auc"] >= 0.95
     assert spam_result.report["baseline"]["f1"] >= 0.88
     assert spam_result.report["rows"] == 1500 and spam_result.report["folds"] == 5
-    assert spam_result.training_manifest["arguments"]["split"] == "text"
+    assert spam_result.training_manifest.arguments["split"] == "text"
     curve = spam_result.report["pr_curve"]
     assert 10 <= len(curve) <= 101 and all(0 <= p["precision"] <= 1 for p in curve)
 

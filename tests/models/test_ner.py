@@ -21,7 +21,7 @@ TOKEN = {"granularity": "token"}
 # Measured on these slices (300 train / 150 testa sentences): logreg 0.33, mlp 0.39 entity F1
 # (word2vec is lower-cased and knows no punctuation: weak NER features, but fast). The margin
 # covers thread-count and BLAS differences; a broken head scores near 0.
-MIN_F1 = {"logreg": 0.25, "torch": 0.30}
+MIN_F1 = {"logreg": 0.25, "mlp": 0.30}
 
 
 def conll_slice(name: str, sentences: int, folder) -> str:
@@ -52,7 +52,7 @@ def trained(ner_store):
     """Both heads trained on the train slice and scored on the testa slice, once."""
     return {
         "logreg": ner.train(ner_store, "train", eval_view="testa", head="logreg"),
-        "torch": ner.train(ner_store, "train", eval_view="testa", head="torch", arch="mlp", context=1),
+        "mlp": ner.train(ner_store, "train", eval_view="testa", head="mlp"),
     }
 
 
@@ -74,19 +74,20 @@ def test_sentences_come_back_in_word_order_with_bio_tags(sentences):
     assert first == ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
 
 
-@pytest.mark.parametrize("head", ["logreg", "torch"])
+@pytest.mark.parametrize("head", ["logreg", "mlp"])
 def test_heads_score_entities_on_testa_overall_and_per_type(trained, head):
     result = trained[head]
     assert result.task == "ner" and result.metrics["f1"] >= MIN_F1[head]
     assert set(result.report["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
     assert {"f1_PER", "f1_LOC", "f1_ORG", "f1_MISC", "f1_strict"} <= set(result.metrics)
-    assert result.training_manifest["eval_view"] == "testa" and result.training_manifest["train_sentences"] == 300
+    assert result.training_manifest.arguments["eval_view"] == "testa" and result.training_manifest.details["train_sentences"] == 300
+    assert [t.view for t in result.training_manifest.tables] == ["train", "testa"] and result.training_manifest.kind == "sentences"
     assert result.encoders[0]["encoder_ref"] == "word2vec" and result.params["head"] == head
 
 
 def test_predict_finds_entities_with_exact_character_spans(trained):
     text = "EU rejects German call to boycott British lamb ."
-    [out] = ner.predict(loaded(trained["torch"]), [{"id": "a", "text": text}])
+    [out] = ner.predict(loaded(trained["mlp"]), [{"id": "a", "text": text}])
     assert out["id"] == "a" and out["label"] == len(out["entities"]) >= 1 and 0 < out["score"] <= 1
     for entity in out["entities"]:
         assert text[entity["start"] : entity["end"]] == entity["text"]
@@ -126,18 +127,18 @@ def test_a_view_without_ner_tags_is_refused_listing_its_columns(ner_store):
 
 
 def test_unknown_head_options_are_refused_listing_the_valid_ones(ner_store):
-    with pytest.raises(FeatureStoreError, match="layers: not options of the torch NER head; it takes: .*arch"):
-        ner.train(ner_store, "train", head="torch", layers=2)
+    with pytest.raises(FeatureStoreError, match="layers: not options of the mlp NER head; it takes: .*arch"):
+        ner.train(ner_store, "train", head="mlp", layers=2)
 
 
 def test_document_split_is_seeded_and_keeps_documents_whole(sentences):
-    train, test = ner.document_split(sentences.ids, 0.25, random_state=0)
-    assert np.array_equal(train, ner.document_split(sentences.ids, 0.25, random_state=0)[0])
+    train, test = ner.document_split(sentences.ids, 0.25, seed=0)
+    assert np.array_equal(train, ner.document_split(sentences.ids, 0.25, seed=0)[0])
     docs = np.array([i.split("-")[0] for i in sentences.ids])
     assert not set(docs[train]) & set(docs[test]) and len(train) + len(test) == 300
 
 
-@pytest.mark.parametrize("head", ["logreg", "torch"])
+@pytest.mark.parametrize("head", ["logreg", "mlp"])
 def test_saved_heads_load_back_and_predict_the_same(trained, ner_store, head):
     from models.registry import load_model, save_model
 
@@ -162,7 +163,7 @@ def test_dictionary_baseline_tags_each_word_with_its_most_frequent_training_tag_
     assert ner.bio_repair(["I-ORG", "I-ORG", "I-PER", "O", "I-LOC"]) == ["B-ORG", "I-ORG", "B-PER", "O", "B-LOC"]
 
 
-@pytest.mark.parametrize("head", ["logreg", "torch"])
+@pytest.mark.parametrize("head", ["logreg", "mlp"])
 def test_the_dictionary_baseline_is_scored_beside_the_head(trained, sentences, head):
     result = trained[head]
     baseline = result.report["baselines"]["dictionary"]
@@ -170,7 +171,7 @@ def test_the_dictionary_baseline_is_scored_beside_the_head(trained, sentences, h
     # of eng.train it scores 0.654), below both heads
     assert 0.04 < result.metrics["baseline_f1"] == baseline["f1"] < 0.2 < result.metrics["f1"]
     assert set(baseline["per_type"]) == {"PER", "LOC", "ORG", "MISC"}
-    assert trained["logreg"].metrics["baseline_f1"] == trained["torch"].metrics["baseline_f1"]  # same test sentences
+    assert trained["logreg"].metrics["baseline_f1"] == trained["mlp"].metrics["baseline_f1"]  # same test sentences
 
 
 def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline(ner_store, cli):
@@ -205,6 +206,10 @@ def test_evaluate_scores_an_ner_head_on_a_token_view_beside_its_dictionary_basel
                          "--name", "ner-eval", "--store", root, "--runner", "inline", "--json")
     assert code == 0, err
     recorded = json.loads(out)["metrics"]
+    code, out, err = cli("evaluate", "ner-eval", "--store", root, "--json")  # trained again on the sentences its manifest names
+    assert code == 0, err
+    check = json.loads(out)
+    assert check["identical_metrics"] and check["identical_head"] and check["metrics"] == recorded, check
     code, out, err = cli("evaluate", "ner-eval", "--view", "testa", "--store", root, "--json")
     assert code == 0, err
     result = json.loads(out)

@@ -173,7 +173,19 @@ def test_cross_validated_reranker_against_bm25_and_dense(trained):
     for system, key in (("reranker", "ndcg@10"), ("bm25", "bm25_ndcg@10"), ("dense", "dense_ndcg@10")):
         assert sum(q[system] for q in per_query.values()) / len(per_query) == pytest.approx(m[key])
     assert trained.params["docs"] == str(DOCS.absolute())  # the view's own materialize source
-    json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest, trained.encoders])
+    json.dumps([trained.params, trained.metrics, trained.report, trained.training_manifest.to_dict(), trained.encoders])
+
+
+def test_evaluate_trains_it_again_on_the_judgments_its_manifest_names(trained, cran_store):
+    from models.registry import load_model, save_model
+    from models.tasks import reproduce
+
+    manifest = trained.training_manifest
+    assert (manifest.kind, manifest.view, [t.view for t in manifest.tables]) == ("judgments", "cran", ["cran"])
+    assert manifest.arguments["qrels"] == str(QRELS.absolute()) and manifest.rows == trained.report["pairs"]
+    saved = save_model(cran_store, "cran-again", trained)
+    check = reproduce(cran_store, load_model(cran_store, "cran-again", saved.version))
+    assert check["identical_metrics"] and check["identical_head"] and check["metrics"] == trained.metrics, check
 
 
 def test_predict_returns_ranked_documents(trained, cran_store):

@@ -12,6 +12,7 @@ import pytest
 from featurestore.errors import EncoderError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
+from featurestore.store import Store
 from models import registry, spam
 from models.base import TrainResult
 from models.registry import (
@@ -19,6 +20,7 @@ from models.registry import (
     list_models,
     load_model,
     model_encoders,
+    needs_retrain,
     save_model,
     torch_head,
 )
@@ -57,7 +59,7 @@ def test_save_then_load_gives_the_same_predictions_and_versions_count_up(saved, 
     assert second.version == 2 and not [p for p in (root / "models" / "spam").iterdir() if p.name.startswith(".")]
     loaded = load_model(root, "spam")
     assert loaded.version == 2 and loaded.task == "spam"
-    assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest["content_sha256"]
+    assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest.content_sha256
     X = np.random.default_rng(0).normal(size=(5, 100)).astype(np.float32)
     np.testing.assert_array_equal(loaded.head.predict_proba(X), trained.head.predict_proba(X))
     rows = list_models(root)
@@ -170,3 +172,40 @@ def test_listings_show_a_models_own_metrics_before_its_baselines():
     assert list(headline_metrics(ranking)) == ["ndcg@10", "mrr@10", "recall@100"]
     image = {"accuracy": 0.95, "macro_f1": 0.95, "majority_accuracy": 0.51, "recall_ants": 0.94, "rows": 245, "ok": True}
     assert headline_metrics(image, 4) == {"accuracy": 0.95, "macro_f1": 0.95, "recall_ants": 0.94, "rows": 245.0}
+
+
+def test_needs_retrain_says_why_and_none_while_the_model_is_current(saved, cli):
+    root, model = saved
+    encoder_id = model.manifest["encoders"][0]["encoder_id"]
+    recorded = model.manifest["metrics"]
+
+    def reason(name: str = "spam", **changed) -> str | None:
+        asked = {"task": "spam", "view": "sms", "encoder_id": encoder_id, "options": {"head": "logistic"}, **changed}
+        return needs_retrain(name, store=root, **asked)
+
+    assert reason() is None
+    assert reason(options={}) is None  # an option the project file leaves out is not compared
+    assert reason("other") == "not trained yet"
+    assert reason(task="classify") == "v1 is a spam model; the project file says classify"
+    assert reason(options={"head": "auto"}) == "option head is 'auto' in the project file; v1 was trained with 'logistic'"
+    assert reason(view="texts") == "v1 was trained on view sms; the project file says texts"
+    assert reason(encoder_id="minilm-0123abcd") == f"v1 was trained on {encoder_id}; the view's table is now minilm-0123abcd"
+
+    trained_on = model.training.tables[0].version
+    more = root.parent / "more.txt"  # new rows: the table moves on
+    more.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:340]) + "\n", encoding="utf-8")
+    materialize(TextSource(str(more), format="sms", id_col="@line", keep=("label", "text")), "sms", "word2vec", store=root)
+    now = Store(root).resolve_table("sms").version()
+    assert now > trained_on and reason() == f"sms/{encoder_id} is at version {now}; v1 was trained on version {trained_on}"
+
+    # evaluate without new data trains it again on the set its manifest names (300 rows), not on the 340 rows now
+    code, out, err = cli("evaluate", "spam:1", "--store", root, "--json")
+    assert code == 0, err
+    check = json.loads(out)
+    assert check["identical_metrics"] and check["identical_head"] and check["metrics"] == recorded, check
+
+    manifest = json.loads((model.path / "manifest.json").read_text())
+    manifest["training_set"]["tables"] = "sms"
+    (model.path / "manifest.json").write_text(json.dumps(manifest))
+    assert reason() == ("model spam v1: manifest.json's training_set cannot be read "
+                        "(the training manifest's `tables` must be a list; got 'sms'); retrain it")

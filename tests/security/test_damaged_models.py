@@ -111,7 +111,7 @@ def torch_model(model_store):
     torch = pytest.importorskip("torch")
     spam = load_model(model_store, "spam")
     head = _TinyHead(torch.ones(2, 3), ["ham", "spam"])
-    saved = save_model(model_store, "tiny", TrainResult("classify", head, {}, {}, spam.manifest["training_set"], spam.manifest["encoders"]))
+    saved = save_model(model_store, "tiny", TrainResult("classify", head, {}, {}, spam.training, spam.manifest["encoders"]))
     assert load_model(model_store, "tiny").head.classes == ["ham", "spam"]
     return saved.path
 

@@ -141,3 +141,31 @@ def test_a_torch_head_class_off_the_allow_list_is_refused(model_store, cli):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = cli("predict", "spam", "--store", model_store, "hello")
     assert code == 2 and err == "featurestore: error: model spam v1: head class 'os.system' is not an allowed torch head; it is not loaded\n"
+
+
+@pytest.mark.parametrize(
+    "training_set, shown",
+    [
+        ({"py/object": "os.system", "py/reduce": ["touch MARKER"]}, "unknown field 'py/object'"),
+        ("__import__('os').system('touch MARKER')", "the training manifest is not a JSON object (got str)"),
+        ("TABLES", "`tables[0]` is not an object of view, encoder_id and version"),
+    ],
+)
+def test_a_crafted_training_manifest_is_refused_in_one_line_and_runs_nothing(model_store, cli, tmp_path, training_set, shown):
+    marker = tmp_path / "ran"
+    folder = version_folder(model_store)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if training_set == "TABLES":
+        training_set = {**manifest["training_set"], "tables": [{"view": "sms", "encoder_id": "x", "version": 0, "loader": f"open({str(marker)!r})"}]}
+    elif isinstance(training_set, dict):
+        training_set = {**training_set, "py/reduce": [f"touch {marker}"]}
+    else:
+        training_set = training_set.replace("MARKER", str(marker))
+    manifest["training_set"] = training_set
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = snapshot(model_store)
+    for args in (("predict", "spam", "hello"), ("evaluate", "spam")):
+        code, out, err = cli(*args, "--store", model_store)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert err.startswith("featurestore: error: model spam v1: manifest.json's training_set cannot be read (") and shown in err
+    assert not marker.exists() and snapshot(model_store) == before
