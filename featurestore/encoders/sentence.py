@@ -15,10 +15,11 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
+from featurestore.extras import require
 from featurestore.params import positive_int
 
 TextGranularity = Literal["sentence", "token"]

@@ -18,9 +18,10 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.errors import EncoderError, InvalidArgumentError
+from featurestore.extras import require
 
 # The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
 # kept, numbers keep inner "." and ",", other punctuation dropped.

@@ -10,8 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, InvalidArgumentError, StoreError
+from featurestore.encoders import BaseEncoder, from_meta
+from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.queries import check_queries
@@ -266,15 +266,7 @@ def load_index(view: str, encoder: str | None = None, *, store: Store | str | No
 def view_encoder(table: FeatureTable) -> BaseEncoder:
     """The encoder that wrote the view, rebuilt from its metadata; refuses one that now differs."""
     meta = table.meta
-    if not meta.encoder_ref:
-        raise EncoderError(f"view {meta.view!r} does not record how to rebuild its encoder; query it with `vectors` or `ids`")
-    enc = get_encoder(meta.encoder_ref, **(meta.encoder_options or {}))
-    if enc.encoder_id != meta.encoder_id:
-        raise EncoderError(
-            f"encoder {meta.encoder_ref!r} is {enc.encoder_id} here, but view {meta.view!r} was written with "
-            f"{meta.encoder_id}; its weights are not available, so queries cannot be encoded the same way"
-        )
-    return enc
+    return from_meta(meta.encoder_ref, meta.encoder_options, expect_id=meta.encoder_id, owner=f"view {meta.view!r}")
 
 
 def search(

@@ -67,7 +67,7 @@ def write_report(
         raise StoreError(f"{target} is a folder; name the report file to write, e.g. {target / 'report.html'}")
     plotly()  # a missing extra is one line before anything is read
     if projection == "umap":
-        from featurestore.encoders.base import require
+        from featurestore.extras import require
 
         require("umap", "umap")
     from flows.report.heads import heads_section
