@@ -18,16 +18,26 @@ from featurestore.index.queries import check_queries
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction, non_negative_int, positive_int
-from featurestore.store import FeatureTable, Store
+from featurestore.store import FeatureTable, Store, TableInfo
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
+
+
+def _relative(view: str, encoder_id: str) -> str:
+    """Where a table's index lives under the store root: the one place this layout is written down."""
+    return f"indexes/{view}/{encoder_id}"
 
 
 def index_dir(store: Store, table: FeatureTable, *, fetch: bool = True) -> Path:
     """The index's folder in the (work) folder of the store; for a remote store, first brought
     up to the generation published in the bucket unless ``fetch`` is False."""
-    relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
+    relative = _relative(table.meta.view, table.meta.encoder_id)
     return store.fetch(relative, replace=True) if fetch else store.path / relative
+
+
+def index_json(store: Store, table: FeatureTable) -> Path:
+    """The local ``index.json`` of the table's index, replaced by every save (what a cheap freshness check stats)."""
+    return index_dir(store, table, fetch=False) / "index.json"
 
 
 def local_index_dir(store: Store, table: FeatureTable) -> Path:
@@ -39,9 +49,8 @@ def local_index_dir(store: Store, table: FeatureTable) -> Path:
 
 def publish_index(store: Store, table: FeatureTable) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
-    folder = index_dir(store, table, fetch=False)
-    files = json.loads((folder / "index.json").read_text()).get("files") or {}
-    store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True, names={"index.json", *files.values()})
+    files = json.loads(index_json(store, table).read_text()).get("files") or {}
+    store.publish(_relative(table.meta.view, table.meta.encoder_id), replace=True, names={"index.json", *files.values()})
 
 
 def build_index(
@@ -250,7 +259,31 @@ def has_index(view: str, encoder: str | None = None, *, store: Store | str | Non
 
 def index_info(store: Store, table: FeatureTable) -> dict[str, Any] | None:
     """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
-    path, text = store.read_current(f"indexes/{table.meta.view}/{table.meta.encoder_id}", "index.json")
+    return _read_info(store, table.meta.view, table.meta.encoder_id)
+
+
+def index_status(store: Store, row: TableInfo) -> dict[str, Any] | None:
+    """How well the index of a catalog row (:meth:`Store.info`) covers its table: factory, rows
+    indexed, coverage (rows indexed / live rows), recall@10, the table version it covers and how
+    many versions it is behind; None without an index, ``{"error": ...}`` for an unreadable one."""
+    try:
+        info = _read_info(store, row.view, row.encoder_id)
+    except StoreError as exc:
+        return {"error": str(exc)}
+    if info is None:
+        return None
+    return {
+        "factory": info.get("factory"),
+        "rows": info.get("rows"),
+        "coverage": round(info.get("rows", 0) / row.rows, 4) if row.rows else None,
+        "recall_at_10": info.get("recall_at_10"),
+        "table_version": info.get("table_version"),
+        "versions_behind": row.version - info.get("table_version", row.version),
+    }
+
+
+def _read_info(store: Store, view: str, encoder_id: str) -> dict[str, Any] | None:
+    path, text = store.read_current(_relative(view, encoder_id), "index.json")
     try:
         return json.loads(text) if text is not None else None
     except ValueError:
