@@ -137,7 +137,7 @@ class EfficientNetEncoder(BackendChoice, BaseEncoder):
         self.channels_last = channels_last
         self.workers = positive_int("workers", workers) if workers is not None else min(4, max(2, os.cpu_count() or 2))
         if tta is not None and tta not in TTA_VIEWS:
-            raise InvalidArgumentError(f"tta must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
+            raise InvalidArgumentError(f"`tta` must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
         self.tta: Tta = tta or "none"
         if self.path is not None and not self.path.is_file():
             raise EncoderError(f"checkpoint not found: {self.path}; give a .pth/.pt state dict or a .safetensors file")

@@ -175,7 +175,7 @@ class Word2VecEncoder(BaseEncoder):
         if weighting not in ("mean", "sif"):
             raise InvalidArgumentError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
         if granularity not in ("sentence", "token"):
-            raise InvalidArgumentError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+            raise InvalidArgumentError(f"`granularity` must be 'sentence' or 'token'. Got {granularity!r} instead.")
         if granularity == "token" and weighting != "mean":
             raise EncoderError(
                 f"weighting={weighting!r} pools the words of a text; with granularity='token' each word keeps "

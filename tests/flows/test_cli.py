@@ -151,8 +151,14 @@ def test_bad_device_and_unknown_store_scheme_are_user_errors(tmp_path, sms_file,
         (["--granularity", "word"], "--granularity must be 'sentence' or 'token'. Got 'word' instead."),
         (["--runner", "spark"], "runner must be one of: local, inline, dask. Got 'spark' instead."),
         (["--runner", "dask", "--dask-workers", "0"], "--dask-workers and --dask-threads must be at least 1. Got 0 and 1 instead."),
-        (["--layers", "last4"], "--layers apply to contextual token vectors"),
-        (["--long-text", "windows"], "--long-text applies to sentence vectors of minilm or an st: encoder"),
+        (["--layers", "last4"], "encoder 'word2vec' does not take --layers; leave it out or use an encoder that does"),
+        (["--long-text", "windows"], "encoder 'word2vec' does not take --long-text; leave it out or use an encoder that does"),
+        # the encoder itself checks the options it takes (the last --encoder given wins)
+        (["--encoder", "minilm", "--layers", "last4"], "--layers last4 only apply to --granularity token; pass --granularity token or leave them out"),
+        (["--encoder", "minilm", "--granularity", "token", "--subword", "last"], "--subword must be one of 'first', 'mean'. Got 'last' instead."),
+        (["--encoder", "minilm", "--granularity", "token", "--long-text", "windows"],
+         "--long-text applies to --granularity sentence; token level always reads every word in windows"),
+        (["--encoder", "minilm", "--long-text", "chunks"], "--long-text must be 'truncate' or 'windows'. Got 'chunks' instead."),
     ],
 )
 def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_file, cli, extra, message):
