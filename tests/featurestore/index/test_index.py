@@ -213,7 +213,7 @@ def test_info_shows_index_coverage_and_staleness(sms_view, sms_file, cli):
     assert (status["coverage"], status["versions_behind"]) == (1.0, 0)
     code, out, _ = cli("info", "--store", sms_view.root, "--json")
     [shown] = json.loads(out)["tables"]
-    assert code == 0 and shown["index"] == status and list(shown)[-2:] == ["path", "index"]
+    assert code == 0 and shown["index"] == status and list(shown)[-3:] == ["path", "index", "index_status"]
 
 
 @pytest.mark.parametrize("exact_below", [20_000, 1])  # exact on the subset, and the index with an ID selector
