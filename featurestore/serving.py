@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from featurestore.errors import EncoderError, NotFoundError, StoreError
+from featurestore.hits import HitTables
 
 if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need them
     from featurestore.encoders import BaseEncoder
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need
     from featurestore.index.vector_index import VectorIndex
     from featurestore.store import FeatureFrame, FeatureTable, Store
 
-__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searchers", "search", "searcher"]
+__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searcher", "loaded_searchers", "search", "searcher"]
 
 DEFAULT_MAX_VIEWS = 8
 ENCODE_LOCK = threading.Lock()  # one forward pass at a time in this process: HF tokenizers fail when shared by threads
@@ -57,9 +58,11 @@ class SearchResults(list):
 
     generation: Generation
 
-    def __init__(self, hits: list[list[dict[str, Any]]], generation: Generation) -> None:
-        super().__init__(hits)
-        self.generation = generation
+    @classmethod
+    def of(cls, hits: list[list[dict[str, Any]]], generation: Generation) -> "SearchResults":
+        results = cls(hits)
+        results.generation = generation
+        return results
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class _State:
     index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
     index_stamp: Any  # what the cheap check compares: index.json's identity (local) or contents (remote)
-    hits: "_HitTables"  # the index's id map, frame rows and kept columns, in the index's id order
+    hits: HitTables  # the index's id map, frame rows and kept columns, in the index's id order
 
 
 class Searcher:
@@ -156,8 +159,15 @@ class Searcher:
         finally:
             self._lock.release()
 
-    def _current(self) -> _State:
-        self.refresh()
+    def check_due(self) -> bool:
+        """Whether the next call checks for a newer generation (and may load it). A caller that
+        must not wait on a load, such as the service's event loop, answers with ``check=False``
+        while this is False and hands the call to a thread when it is True."""
+        return self._state is None or time.monotonic() - self._checked >= self.check_every
+
+    def _current(self, check: bool = True) -> _State:
+        if check or self._state is None:
+            self.refresh()
         assert self._state is not None  # set by the first refresh, which blocks
         return self._state
 
@@ -234,7 +244,7 @@ class Searcher:
         files = (index.info.files or {}) if index is not None else {}
         token = files.get("ids", "ids.parquet").removeprefix("ids-").removesuffix(".parquet") if index is not None else ""
         generation = Generation(index=token, index_version=index.info.table_version if index is not None else -1, table_version=frame.version)
-        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, hits=_HitTables.of(index, frame))
+        return _State(generation=generation, index=index, frame=frame, index_stamp=stamp, hits=HitTables.of(index, frame))
 
     # ---------------------------------------------------------------- encoder
     def encoder(self) -> "BaseEncoder":
@@ -271,13 +281,15 @@ class Searcher:
         k: int = 10,
         where: str | None = None,
         exact_below: int = 20_000,
+        check: bool = True,
     ) -> SearchResults:
         """The ``k`` nearest stored entities of each query with their kept columns; see
         :func:`featurestore.index.search.search` for the arguments. Every hit comes from the
-        generation in ``result.generation``."""
+        generation in ``result.generation``. ``check=False``: answer from the generation in
+        force, without the freshness check (see :meth:`check_due`)."""
         check_query, query_vectors, check_vectors, describe_query, _filtered = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
-        state = self._current()  # read once: this call sees one generation, whatever swaps meanwhile
+        state = self._current(check)  # read once: this call sees one generation, whatever swaps meanwhile
         index, frame = self._index_of(state), state.frame
         meta = self.table.meta
         if ids is not None:
@@ -298,16 +310,17 @@ class Searcher:
             queries = result.vectors
         check_vectors(queries, meta.metric, kind, None if kind == "vectors" else texts if kind == "texts" else images if kind == "images" else ids, encoder_id=meta.encoder_id)
         if where is not None:
-            return SearchResults(_filtered(index, frame, queries, k, where, exact_below), state.generation)
+            return SearchResults.of(_filtered(index, frame, queries, k, where, exact_below), state.generation)
         scores, found = index.search(queries, min(k, len(index)))
-        return SearchResults(state.hits.records(scores, found), state.generation)
+        return SearchResults.of(state.hits.records(scores, found), state.generation)
 
-    def features(self, ids: Sequence[str], *, as_of: int | str | None = None) -> dict[str, Any]:
+    def features(self, ids: Sequence[str], *, as_of: int | str | None = None, check: bool = True) -> dict[str, Any]:
         """Online lookup: each known entity's stored vector and kept columns in the latest state
         (or ``as_of`` a table version or time); the ids not there are listed in ``unknown``, not
-        dropped. ``vectors`` is ``(len(found), dim) float32`` in the order of ``found``."""
+        dropped. ``vectors`` is ``(len(found), dim) float32`` in the order of ``found``.
+        ``check=False``: the latest state in force, without the freshness check."""
         if as_of is None:
-            state = self._current()
+            state = self._current(check)
             frame, generation = state.frame, state.generation.to_dict()
         else:
             frame, generation = self._frame_as_of(as_of), None
@@ -354,76 +367,6 @@ class Searcher:
         }
 
 
-@dataclass(frozen=True)
-class _HitTables:
-    """What turns FAISS's ``(scores, ids)`` into hits, built once per generation: the entity ids,
-    frame rows and kept-column values of the indexed entities in the index's id-map order, each
-    with one extra slot at the end that a FAISS id of -1 (fewer hits than k) reads, so that a
-    query's hits are one numpy take per column, with no per-hit lookups."""
-
-    positions: np.ndarray  # (n,) int64: the id map's sorted FAISS ids
-    dense: bool  # the FAISS ids are 0..n-1, the id map's own slots: no search for them (a fresh build)
-    names: np.ndarray  # (n + 1,) object: entity ids; None in the last slot
-    rows: np.ndarray  # (n + 1,) int64: frame rows (-1: not in the frame); -1 in the last slot
-    columns: list[str]  # the kept columns
-    values: list[np.ndarray]  # per kept column (n + 1,): the values at ``rows``
-    complete: bool  # every indexed entity is in the frame (the usual case: every hit has its kept columns)
-
-    @classmethod
-    def of(cls, index: "VectorIndex | None", frame: "FeatureFrame") -> "_HitTables":
-        if index is None or not len(index.positions):
-            positions, names, rows = np.zeros(0, np.int64), np.array([None], dtype=object), np.array([-1], np.int64)
-            dense = False
-        else:
-            positions = index.positions
-            names = np.append(index.entity_ids, np.array([None], dtype=object))
-            rows = np.append(frame.rows_of(index.entity_ids.tolist()), -1)
-            n = len(positions)
-            # 0..n-1 in order (sorted unique ids from 0 to n-1), and FAISS can return no other id
-            dense = bool(positions[0] == 0 and positions[-1] == n - 1 and not len(index.delta) and index.index.ntotal == n)
-        columns, values = frame.kept_arrays(rows)
-        return cls(positions=positions, dense=dense, names=names, rows=rows, columns=columns, values=values, complete=bool((rows[:-1] >= 0).all()))
-
-    def records(self, scores: np.ndarray, found: np.ndarray) -> list[list[dict[str, Any]]]:
-        """``(n_queries, k)`` scores and FAISS ids as hits, best first: ``entity_id``, ``score``
-        (rounded to 6 decimals) and the kept columns; FAISS's -1 and ids the id map does not
-        hold are dropped; an entity deleted since the index was saved has no kept columns."""
-        k = found.shape[1] if found.ndim == 2 else 0
-        if not k:
-            return [[] for _ in found]
-        flat = found.ravel()
-        if self.dense:
-            slots = flat  # -1 reads the last slot
-        else:
-            n = len(self.positions)
-            slots = np.minimum(np.searchsorted(self.positions, flat), max(n - 1, 0))
-            slots[(self.positions[slots] != flat) if n else slice(None)] = -1
-        names = self.names[slots].tolist()
-        # float32 scores: rounding their float64 values in numpy gives exactly Python's round(s, 6)
-        records = _records(names, scores.astype(np.float64).round(6).ravel().tolist(), self.columns, [v[slots].tolist() for v in self.values])
-        if not self.complete:
-            for i in np.flatnonzero(self.rows[slots] < 0).tolist():
-                records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
-        if None in names:
-            return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
-        return [records[i : i + k] for i in range(0, len(records), k)]
-
-
-def _records(names: list[Any], scores: list[float], columns: list[str], values: list[list[Any]]) -> list[dict[str, Any]]:
-    """One dict per hit: ``entity_id``, ``score``, then the kept columns. Written as dict displays
-    for up to two columns, which build ~3.5x faster than ``dict(zip(keys, row))`` (10 hits: 2 us vs 7.5 us)."""
-    if not columns:
-        return [{"entity_id": e, "score": s} for e, s in zip(names, scores)]
-    if len(columns) == 1:
-        (a,), (va,) = columns, values
-        return [{"entity_id": e, "score": s, a: x} for e, s, x in zip(names, scores, va)]
-    if len(columns) == 2:
-        (a, b), (va, vb) = columns, values
-        return [{"entity_id": e, "score": s, a: x, b: y} for e, s, x, y in zip(names, scores, va, vb)]
-    keys = ("entity_id", "score", *columns)
-    return [dict(zip(keys, row)) for row in zip(names, scores, *values)]
-
-
 @functools.cache
 def _query_tools() -> tuple[Any, ...]:
     """The library's query checks and filtered search, imported once (importing
@@ -448,13 +391,9 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
     from featurestore.store import Store
 
     store = store if isinstance(store, Store) else Store(store)
-    name = (store.root, str(store.path), view, encoder)
-    with _CACHE_LOCK:
-        key = _NAMES.get(name)
-        handle = _CACHE.get(key) if key is not None else None
-        if handle is not None:
-            _CACHE.move_to_end(key)
-            return handle
+    handle = loaded_searcher(view, encoder, store=store)
+    if handle is not None:
+        return handle
     table = store.resolve_table(view, encoder)
     key = (str(store.path), table.uri)
     with _CACHE_LOCK:
@@ -463,11 +402,21 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
         handle = Searcher(store, table)  # loads outside the cache lock: other views keep answering
     with _CACHE_LOCK:
         handle = _CACHE.setdefault(key, handle)
-        _NAMES[name] = key
+        _NAMES[(store.root, str(store.path), view, encoder)] = key
         _CACHE.move_to_end(key)
         while len(_CACHE) > max(max_views, 1):
             _CACHE.popitem(last=False)
     return handle
+
+
+def loaded_searcher(view: str, encoder: str | None = None, *, store: "Store") -> Searcher | None:
+    """This process's handle of ``view`` when one is loaded (a cache lookup, nothing read); else None."""
+    with _CACHE_LOCK:
+        key = _NAMES.get((store.root, str(store.path), view, encoder))
+        handle = _CACHE.get(key) if key is not None else None
+        if handle is not None:
+            _CACHE.move_to_end(key)
+        return handle
 
 
 def loaded_searchers() -> list[Searcher]:

@@ -39,6 +39,7 @@ from flows.api_guard import Guard, Metrics, error_response
 
 MAX_K = 1000
 MAX_QUERIES = 1024
+QUICK_QUERIES = 16  # vector, id and lookup requests of up to this many queries are answered on the event loop when their view is warm
 MAX_FIELD_BYTES = 1 << 20  # one text field of a multipart form (files are bounded by --max-body only)
 LIST_FIELDS = {"texts", "ids", "images"}  # repeated form fields (or query parameters) make the list
 JSON_FIELDS = {"vectors": "[[0.1, 0.2, ...]]", "labels": '{"spam": "an advert", "ham": "a message"}'}  # JSON text in a form
@@ -125,35 +126,48 @@ def create_app(store: str | None = None, *, token: str | None = None, max_body: 
 
         return searcher(view, encoder, store=the_store, max_views=max_views)
 
+    def warm(view: str, encoder: str | None) -> Any:
+        """The view's handle when it is loaded and no freshness check is due: a query on it reads
+        memory only, so it is answered on the event loop (a thread hand-off costs more than a
+        vector or id search); else None, and the query goes to a thread, where a load may happen."""
+        from featurestore.serving import loaded_searcher
+
+        found = loaded_searcher(view, encoder, store=the_store)
+        return found if found is not None and not found.check_due() else None
+
     @app.post("/v1/search", summary="k nearest stored entities of text, image, id or vector queries")
     async def search(request: Request) -> Response:
         body = await _payload(request, SearchRequest)
 
-        def run() -> dict[str, Any]:
+        def run(on: Any = None) -> dict[str, Any]:
             from featurestore.index.search import check_query
 
             vectors = _matrix(body.vectors) if body.vectors is not None else None
             with _images(body.images) as paths:
                 query = {"texts": body.texts, "images": paths, "ids": body.ids, "vectors": vectors}
                 check_query(**query, k=body.k, max_k=MAX_K, max_queries=MAX_QUERIES)
-                found = handle(body.view, body.encoder).search(**query, k=body.k, where=body.where)
+                searcher = on if on is not None else handle(body.view, body.encoder)
+                found = searcher.search(**query, k=body.k, where=body.where, check=on is None)
             return {"view": body.view, "generation": found.generation.to_dict(), "results": list(found)}
 
-        return _json(await run_in_threadpool(run))
+        quick = body.where is None and body.texts is None and body.images is None and len(body.vectors or body.ids or ()) <= QUICK_QUERIES
+        on = warm(body.view, body.encoder) if quick else None
+        return _json(run(on) if on is not None else await run_in_threadpool(run))
 
     @app.post("/v1/features", summary="stored vectors and kept columns of entity ids (online lookup)")
     async def features(request: Request) -> Response:
         body = await _payload(request, FeaturesRequest)
 
-        def run() -> dict[str, Any]:
-            found = handle(body.view, body.encoder).features(body.ids, as_of=body.as_of)
+        def run(on: Any = None) -> dict[str, Any]:
+            found = (on or handle(body.view, body.encoder)).features(body.ids, as_of=body.as_of, check=on is None)
             if body.vectors:
                 for row, vector in zip(found["found"], found["vectors"]):
                     row["vector"] = vector
             del found["vectors"]
             return {"view": body.view, **found}
 
-        return _json(await run_in_threadpool(run))
+        on = warm(body.view, body.encoder) if body.as_of is None and len(body.ids) <= QUICK_QUERIES else None
+        return _json(run(on) if on is not None else await run_in_threadpool(run))
 
     @app.post("/v1/embed", summary="encode new texts or images with a view's own encoder")
     async def embed(request: Request) -> Response:

@@ -78,7 +78,8 @@ def check_vectors(queries: np.ndarray, metric: str, kind: str, values: Any, *, e
     row by row name the first bad query (a norm that only overflowed, past ~1e19 a value, with
     numpy's warning, or underflowed passes them). ``kind`` and ``values`` (the texts, paths or
     ids given; None for vectors) name the query in the message."""
-    if all(0.0 < s < math.inf for s in np.vecdot(queries, queries).tolist()):
+    norms = np.vecdot(queries, queries).tolist()
+    if (0.0 < norms[0] < math.inf) if len(norms) == 1 else all(0.0 < s < math.inf for s in norms):
         return
     finite = np.isfinite(queries).all(axis=1)
     if not finite.all():

@@ -348,6 +348,8 @@ def check_query(
     ``vectors``): ``k`` a positive int (at most ``max_k``), exactly one kind of query, at least one
     and at most ``max_queries`` queries, no blank entry (:func:`check_queries`). The one check of
     every search path (Python, CLI, HTTP service, which sets the limits)."""
+    if type(vectors) is np.ndarray and texts is None and images is None and ids is None and max_queries is None and type(k) is int and 0 < k and (max_k is None or k <= max_k) and type(exact_below) is int and exact_below >= 0:
+        return "vectors"  # the usual service query, cleared without the general checks below (which give the same answer)
     positive_int("k", k)
     non_negative_int("exact_below", exact_below)
     if max_k is not None and k > max_k:

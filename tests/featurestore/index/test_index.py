@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from featurestore.errors import InvalidArgumentError, SchemaMismatchError, StoreError
+from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.index import VectorIndex, build_index, choose_factory, index_status, parse_bytes, search, update_index
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
@@ -99,6 +99,13 @@ def test_search_by_text_id_and_vector_returns_kept_columns(sms_view, word2vec):
         ({"texts": ["x"], "k": 0}, InvalidArgumentError, "k must be a positive int. Got 0 instead."),
         ({"texts": ["x"], "ids": ["3"]}, InvalidArgumentError, "give exactly one kind of query"),
         ({"images": ["x.jpg"]}, Exception, "query it with a text"),
+        # a vector query is cleared by check_query's quick path: its edges give the general path's messages
+        ({"vectors": np.ones((1, 100), np.float32), "k": 0}, InvalidArgumentError, "k must be a positive int. Got 0 instead."),
+        ({"vectors": np.ones((1, 100), np.float32), "k": True}, InvalidArgumentError, "k must be a positive int. Got True instead."),
+        ({"vectors": np.ones((1, 100), np.float32), "exact_below": -1}, InvalidArgumentError, "exact_below must be an int >= 0"),
+        ({"vectors": np.ones((1, 100), np.float32), "ids": ["3"]}, InvalidArgumentError, "give exactly one kind of query"),
+        ({"vectors": np.zeros((1, 100), np.float32)}, EncoderError, "query vector 1 of 1 is the zero vector"),
+        ({"vectors": np.array([[1.0] * 99 + [np.nan]], np.float32)}, InvalidArgumentError, "query vector 1 of 1 holds NaN"),
     ],
 )
 def test_bad_queries_are_clear_errors(sms_view, kwargs, error, message):
