@@ -78,7 +78,7 @@ def main() -> None:
 
         build_peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; writing + building, nothing else yet
         from featurestore.index import VectorIndex
-        from featurestore.index.vector_index import prepare
+        from featurestore.vectors import prepare
 
         vi = VectorIndex.load(index_dir(store, table), encoder_id=meta.encoder_id)
         frame = table.latest([])

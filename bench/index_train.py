@@ -1,6 +1,6 @@
 """Training an IVF-PQ index: the build's training vs FAISS's default training of the same factory, in the same run.
 
-Data: ``--rows`` (300, the issue's case, and 20,000) clustered 384-d float32 vectors, generated
+Data: ``--rows`` (300, a small table, and 20,000) clustered 384-d float32 vectors, generated
 deterministically. Measured per size: the seconds ``VectorIndex.build(index_type="ivfpq")``
 spends in all (training with polysemous training off, under its time bound, adding, tuning),
 and the seconds ``index_factory(...).train`` takes with FAISS's defaults (polysemous training on,

@@ -1,6 +1,6 @@
 """The default Prefect path on a busy machine: N `featurestore materialize` flows started at once beside B busy loops.
 
-What issue 12 saw: several commands starting Prefect's ephemeral server at once on a loaded
+The failure this guards against: several commands starting Prefect's ephemeral server at once on a loaded
 machine died with "Timed out while attempting to connect to ephemeral Prefect API server".
 Each command here is a fresh process with a fresh ``HOME`` (no ``~/.prefect``, no
 ``~/.cache/featurestore``: a fresh machine), no ``PREFECT_API_URL``, the default runner,

@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parent
 SCRIPTS = (
     "materialize_speed.py",
     "read_speed.py",
+    "latest_rows.py",
     "remote_read.py",
     "materialize_memory.py",
     "image_encode.py",

@@ -1,6 +1,6 @@
 """Online serving latency: ``featurestore api`` over HTTP vs a bare in-process FAISS index, same run.
 
-Data: ``--rows`` (20,000; 1,000,000 for the issue's large case) clustered 384-d float32 vectors
+Data: ``--rows`` (20,000; 1,000,000 for a large table) clustered 384-d float32 vectors
 in a feature table (as in index_speed) with its auto index, for vector and id queries; an SMS
 view of ``--text-rows`` messages encoded with minilm, for text queries. Measured, in rounds that
 alternate the variants (A B A B ...) so that load from other processes hits them alike; each
@@ -233,7 +233,7 @@ def summarise(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000, help="synthetic 384-d vectors (the issue's large case: 1000000)")
+    parser.add_argument("--rows", type=int, default=20_000, help="synthetic 384-d vectors (a large table: 1000000)")
     parser.add_argument("--text-rows", type=int, default=1000, help="SMS messages in the minilm view")
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per variant and round")
     parser.add_argument("--clients", type=int, default=4)
@@ -254,8 +254,8 @@ def main() -> None:
     import torch
 
     # One OpenMP thread for FAISS and torch in this process, as `featurestore api` runs by default:
-    # the in-process variants and the server then compare like for like (the issue's bare encode
-    # reference, 38 ms, is with one torch thread too).
+    # the in-process variants and the server then compare like for like (a bare encode is
+    # measured with one torch thread too).
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a kill still stops the servers (the finally below)

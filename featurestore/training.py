@@ -27,8 +27,11 @@ import pyarrow.compute as pc
 
 from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.store import FeatureTable, Store
+from featurestore.sources.content import file_sha256
+from featurestore.store.codec import embeddings_to_numpy
+from featurestore.store.latest import latest_mask, newest
 from featurestore.store.schema import SYSTEM_COLUMNS
-from featurestore.store.table import AsOf, embeddings_to_numpy, latest_mask
+from featurestore.store.table import AsOf
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -213,7 +216,7 @@ def _build(arguments: dict[str, Any], store: Store, labels: Any, pins: dict[str,
         as_of = pins[table.meta.encoder_id] if pins else arguments["as_of"]
         histories.append(table.scan(None if i == 0 else extra_columns, as_of))
     primary, version = histories[0]
-    live = primary.filter(latest_mask(primary)) if primary.num_rows else primary
+    live = primary.filter(latest_mask(primary, granularity=tables[0].meta.granularity)) if primary.num_rows else primary
     if live.num_rows == 0:
         raise StoreError(f"view {view!r} ({tables[0].meta.encoder_id}) has no live rows at version {version}; materialize it first")
 
@@ -299,7 +302,7 @@ def _labels(arguments: dict[str, Any], labels: Any, primary: pa.Table, live: pa.
         return _column_labels(str(labels), arguments["view"], primary, live)
     if not path.is_file():
         raise SourceError(f"labels file not found: {path}")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     frame = _label_frame(_read_labels(path, arguments["id_col"]), arguments, str(path))
     return frame, {"source": "file", "path": str(path.absolute()), "sha256": digest, "label_col": label_col}
 
@@ -405,7 +408,7 @@ def _join(hist: pa.Table, frame: pd.DataFrame, token_view: bool) -> np.ndarray:
     """``(n_labels,) int64`` row of ``hist`` each label joins (-1: none)."""
     if "label_time" in frame.columns:
         return _asof_rows(hist, frame)
-    live = np.flatnonzero(latest_mask(hist).to_numpy(zero_copy_only=False)) if hist.num_rows else np.zeros(0, np.int64)
+    live = np.flatnonzero(latest_mask(hist, granularity="token" if token_view else "sentence").to_numpy(zero_copy_only=False)) if hist.num_rows else np.zeros(0, np.int64)
     keys = ["entity_id"] + (["token_index"] if token_view else [])
     index = hist.select(keys).take(pa.array(live)).to_pandas()
     index["row"] = live
@@ -417,17 +420,18 @@ def _asof_rows(hist: pa.Table, frame: pd.DataFrame) -> np.ndarray:
     """The newest row per label whose event time is at or before the label's time (tombstones: -1).
 
     Rows with the same entity and event time (a re-run that changed the content) resolve to
-    the newest write.
+    the newest of them (:func:`featurestore.store.latest.newest`).
     """
     import duckdb
 
+    ft = pc.coalesce(hist.column("event_timestamp"), hist.column("created_at"))
+    rows = newest([hist.column("entity_id"), ft], hist.column("created_at"))
     feats = pa.table(
         {
-            "entity_id": hist.column("entity_id"),
-            "ft": pc.coalesce(hist.column("event_timestamp"), hist.column("created_at")),
-            "created_at": hist.column("created_at"),
-            "deleted": pc.fill_null(hist.column("deleted"), False),
-            "row": pa.array(np.arange(hist.num_rows, dtype=np.int64)),
+            "entity_id": hist.column("entity_id").take(rows),
+            "ft": ft.take(rows),
+            "deleted": pc.fill_null(hist.column("deleted"), False).take(rows),
+            "row": pa.array(rows),
         }
     )
     labels = pa.table(
@@ -443,12 +447,8 @@ def _asof_rows(hist: pa.Table, frame: pd.DataFrame) -> np.ndarray:
         con.register("labels", labels)
         result = con.sql(
             """
-            WITH f AS (
-                SELECT entity_id, ft, deleted, row FROM feats
-                QUALIFY row_number() OVER (PARTITION BY entity_id, ft ORDER BY created_at DESC, row DESC) = 1
-            )
             SELECT CASE WHEN f.deleted THEN -1 ELSE coalesce(f.row, -1) END AS row
-            FROM labels l ASOF LEFT JOIN f ON l.entity_id = f.entity_id AND l.ts >= f.ft
+            FROM labels l ASOF LEFT JOIN feats f ON l.entity_id = f.entity_id AND l.ts >= f.ft
             ORDER BY l.pos
             """
         ).to_arrow_table()

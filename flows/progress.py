@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
-ProgressFn = Callable[[int, int], None]
+from featurestore.materialization.runs import ProgressFn
+
 _HOOKS: list[ProgressFn] = []
 
 

@@ -71,7 +71,7 @@ class Novelty:
 
     def distances(self, X: np.ndarray) -> np.ndarray:
         """``(n,) float``: each row's cosine distance to its nearest training row (0 for a training row itself)."""
-        from featurestore.index.vector_index import prepare
+        from featurestore.vectors import prepare
 
         if self._index is None:
             self._index = _flat_index(self.rows)
@@ -81,7 +81,7 @@ class Novelty:
 
 def describe(X: np.ndarray, *, seed: int = 0, max_rows: int = MAX_ROWS) -> Novelty | None:
     """The description of training features ``X`` (``(n, d)``); None with fewer than 2 rows."""
-    from featurestore.index.vector_index import prepare
+    from featurestore.vectors import prepare
 
     n = int(X.shape[0])
     if n < 2:

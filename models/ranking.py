@@ -31,7 +31,9 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
+from featurestore.sources.content import file_sha256
 from featurestore.store import FeatureTable, Store
+from featurestore.vectors import prepare
 from models.base import LoadedModel, TrainResult
 from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)
     Qrels,
@@ -93,8 +95,8 @@ class Retriever:
 
     def candidates(self, qids: Sequence[str], texts: Sequence[str]) -> list[Candidates]:
         """Retrieve and describe the union of BM25 and dense top-N for each query."""
-        dense_q = _unit(self.encoder.encode(texts))
-        w2v_q = _unit(self.w2v_encoder.encode(texts))
+        dense_q = prepare(self.encoder.encode(texts), "cosine")
+        w2v_q = prepare(self.w2v_encoder.encode(texts), "cosine")
         n = min(self.n_candidates, len(self.doc_ids))
         hits = search(self.table.meta.view, self.table.meta.encoder_id, store=self.store, vectors=dense_q, k=n)
         where = {d: i for i, d in enumerate(self.doc_ids.tolist())}
@@ -111,11 +113,6 @@ class Retriever:
             ids = self.doc_ids[rows].tolist()
             out.append(Candidates(qid, ids, features, self.doc_ids[bm25_top].tolist(), self.doc_ids[dense_top].tolist()))
         return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def _ranks(rows: np.ndarray, top: np.ndarray, n: int) -> np.ndarray:
@@ -165,7 +162,7 @@ def open_retriever(
     w2v_encoder, w2v_vectors = _word2vec(store, word2vec_view, frame.ids, corpus)
     bm25 = bm25s.BM25(**{k: BM25_SETTINGS[k] for k in ("method", "k1", "b")})
     retriever = Retriever(
-        store, table, view_encoder(table), frame.ids, _unit(frame.vectors), w2v_encoder, w2v_vectors, [], bm25, _stemmer(), n_candidates
+        store, table, view_encoder(table), frame.ids, prepare(frame.vectors, "cosine"), w2v_encoder, w2v_vectors, [], bm25, _stemmer(), n_candidates
     )
     terms = retriever.tokenize(corpus)
     retriever.doc_terms = [set(t) for t in terms]
@@ -177,7 +174,7 @@ def _word2vec(store: Store, view: str | None, ids: np.ndarray, corpus: list[str]
     """Word2vec doc vectors from a word2vec view of the same ids (zero for ids it lacks), else encoded now."""
     if view is None:
         encoder = get_encoder("word2vec")
-        return encoder, _unit(encoder.encode(corpus))
+        return encoder, prepare(encoder.encode(corpus), "cosine")
     table = store.resolve_table(view)
     frame = table.latest([])
     where = {d: i for i, d in enumerate(frame.ids.tolist())}
@@ -186,7 +183,7 @@ def _word2vec(store: Store, view: str | None, ids: np.ndarray, corpus: list[str]
     if found:
         mine, theirs = map(list, zip(*found))
         vectors[mine] = frame.vectors[theirs]
-    return view_encoder(table), _unit(vectors)
+    return view_encoder(table), prepare(vectors, "cosine")
 
 
 # ----------------------------------------------------------------------------------- the head
@@ -253,10 +250,6 @@ def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Pa
     except StoreError as exc:
         raise SourceError(f"{exc} as docs=PATH") from None
     return existing_file(source.path, "docs (the view's materialize source)")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _encoder_entry(view: str | None, encoder: BaseEncoder, table: FeatureTable | None) -> dict[str, Any]:
@@ -346,7 +339,7 @@ def train(
             "features": list(FEATURES),
             "bm25": dict(BM25_SETTINGS),
             "docs": str(docs_path.absolute()),
-            "docs_sha256": _sha256(docs_path),
+            "docs_sha256": file_sha256(docs_path),
             "head": "StandardScaler+LogisticRegression(C=1.0)",
             "n_splits": n_splits,
             "seed": seed,
@@ -364,7 +357,7 @@ def check_train_options(options: Mapping[str, Any]) -> None:
 
 
 def headline(systems: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """The re-ranker's metrics, each baseline's beside them, and the margin the issue sets a target on."""
+    """The re-ranker's metrics, each baseline's beside them, and its nDCG@10 gain over the better baseline."""
     best_baseline = max(systems["bm25"]["ndcg@10"], systems["dense"]["ndcg@10"])
     return {
         **systems["reranker"],
@@ -410,7 +403,7 @@ def model_retriever(model: LoadedModel) -> Retriever:
     store = Store(model.store)
     table = store.resolve_table(params["view"], params["encoder_id"])
     docs_path = existing_file(params["docs"], "docs (recorded at training)")
-    if _sha256(docs_path) != params["docs_sha256"]:
+    if file_sha256(docs_path) != params["docs_sha256"]:
         raise StoreError(f"{docs_path} changed since model {model.name!r} v{model.version} was trained; retrain it")
     retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=params["n_candidates"], word2vec_view=params["word2vec_view"])
     trained_on = [e["encoder_id"] for e in model.manifest.get("encoders", [])]

@@ -44,7 +44,6 @@ gives identical files.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import importlib
 import io
 import json
@@ -64,6 +63,7 @@ import numpy as np
 
 from featurestore.encoders import BaseEncoder, from_meta
 from featurestore.errors import FeatureStoreError, ModelError, UnknownModelError
+from featurestore.sources.content import file_sha256
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
 from models import novelty
@@ -251,7 +251,7 @@ def _write_head(folder: Path, head: Any) -> dict[str, str]:
 def head_files(folder: Path, head: Any) -> dict[str, str]:
     """Write ``head``'s files into ``folder`` as :func:`save_model` does; their sha256 by file name."""
     _write_head(folder, head)
-    return {p.name: _sha256(p) for p in sorted(folder.iterdir())}
+    return {p.name: file_sha256(p) for p in sorted(folder.iterdir())}
 
 
 def canonical_skops(data: bytes) -> bytes:
@@ -296,7 +296,7 @@ def _manifest(result: TrainResult, name: str, version: int, head: dict[str, str]
         **({"head_choice": result.choice} if result.choice is not None else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **({"novelty": result.novelty.record()} if result.novelty is not None else {}),
-        "files": {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != "manifest.json"},
+        "files": {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.name != "manifest.json"},
     }
 
 
@@ -380,7 +380,7 @@ def _verify(model: str, path: Path, files: dict[str, Any]) -> None:
     for file, digest in files.items():
         if not (path / file).is_file():
             raise ModelError(f"{model}: {file} is missing; retrain it")
-        if _sha256(path / file) != digest:
+        if file_sha256(path / file) != digest:
             raise ModelError(f"{model}: {file} was modified after it was saved (sha256 mismatch); retrain it")
 
 
@@ -590,10 +590,6 @@ def model_encoders(loaded: LoadedModel) -> list[BaseEncoder]:
 
 def _class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _json(value: Any) -> str:

@@ -21,6 +21,7 @@ from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
 from featurestore.extras import require
 from featurestore.params import positive_int
+from featurestore.vectors import l2_normalise
 
 TextGranularity = Literal["sentence", "token"]
 Layers = Literal["last", "last4"]
@@ -272,8 +273,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
             every = np.vstack([states[0][:head], pieces, states[-1][len(states[-1]) - tail :]])  # type: ignore[index]
             out[row] = every.mean(axis=0)
         if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            np.divide(out, norms, out=out, where=norms > 0)
+            l2_normalise(out)
         return out
 
     def encode_with_stats(self, batch: Sequence[str]) -> EncodeResult:
@@ -377,8 +377,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
             counts = np.diff(np.r_[first, len(piece_word)])
             out[has] = np.add.reduceat(piece_vectors, first, axis=0) / counts[:, None]
         if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            np.divide(out, norms, out=out, where=norms > 0)
+            l2_normalise(out)
         oov = np.ones(n_words, dtype=bool)
         oov[has] = False
         if unk_id is not None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featurestore.extras import require
-from featurestore.store.table import embeddings_to_numpy, vectors_to_binary
+from featurestore.store.codec import embeddings_to_numpy, vectors_to_binary
 
 FOLD_SHARE = 0.05  # fold the delta into the index file past this share of the rows
 FOLD_ROWS = 20_000  # ... or past this many rows: every search scans the added vectors exactly

@@ -185,7 +185,8 @@ def _update_index(store: Store, table: FeatureTable, encoder: str | None, rebuil
 
 def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
     from featurestore.index.filters import matching_rows
-    from featurestore.index.vector_index import prepare
+    from featurestore.index.tuning import exact_knn
+    from featurestore.vectors import prepare
 
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -203,11 +204,10 @@ def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where
         where_of = iter(_rows_of(frame, [e for query in pairs for _, e in query]).tolist())  # one lookup for every query
         results = [[(s, next(where_of)) for s, _ in query] for query in pairs]
     if not results or any(len(h) < min(k, len(rows)) for h in results):
-        sub = prepare(frame.vectors[rows], index.info.metric) if len(rows) else np.zeros((0, index.info.dim), np.float32)
-        q = prepare(queries, index.info.metric)
-        sims = q @ sub.T if index.info.metric == "cosine" else -((q[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
-        top = np.argsort(-sims, axis=1)[:, :k]
-        results = [[(float(sims[i, j]) if index.info.metric == "cosine" else float(-sims[i, j]), int(rows[j])) for j in top[i]] for i in range(len(q))]
+        results = [[] for _ in range(len(queries))]
+        if len(rows):
+            scores, found = exact_knn(frame.vectors[rows], prepare(queries, index.info.metric), k, index.info.metric)
+            results = [[(s, int(rows[j])) for s, j in zip(row_scores, row_found)] for row_scores, row_found in zip(scores.tolist(), found.tolist())]
     extras = iter(frame.kept(np.array([r for hits in results for _, r in hits], np.int64)))
     return [[{"entity_id": frame.ids[r], "score": round(s, 6), **next(extras)} for s, r in hits] for hits in results]
 

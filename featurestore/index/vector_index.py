@@ -1,4 +1,4 @@
-"""A FAISS index over one table version: build, measure recall, tune, save, load, search.
+"""A FAISS index over one table version: build, save, load, search (tuning: :mod:`featurestore.index.tuning`).
 
 Files under ``<store>/indexes/<view>/<encoder_id>/``: ``index-<token>.faiss``, ``ids-<token>.parquet``
 (FAISS int64 id -> entity_id of every live vector) and ``index.json`` (factory string, search
@@ -32,10 +32,10 @@ from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.extras import require
 from featurestore.index.choice import ADD_CHUNK, IndexType, choose_factory, kind_of, train_rows
 from featurestore.index.delta import Delta, merge, selector_excluding
+from featurestore.index.tuning import tune
 from featurestore.params import fraction
+from featurestore.vectors import l2_normalise, prepare
 
-RECALL_K = 10
-LEGACY_FILES = {"index": "index.faiss", "ids": "ids.parquet"}  # the names before index.json listed its files
 INDEX_FILES = re.compile(r"^(index(-\w+)?\.faiss|ids(-\w+)?\.parquet|delta(-\w+)?\.parquet)$")
 # What index.json may name, by kind: plain names in the index folder (``../x`` would read outside it).
 FILE_NAMES = {"index": re.compile(r"^index(-\w+)?\.faiss$"), "ids": re.compile(r"^ids(-\w+)?\.parquet$"), "delta": re.compile(r"^delta(-\w+)?\.parquet$")}
@@ -80,21 +80,8 @@ class Rows(Protocol):
 
 @functools.cache
 def _faiss():
-    """The faiss module, imported on first use (once: every query normalises through it)."""
+    """The faiss module, imported on first use (once: every search goes through it)."""
     return require("faiss", "index")
-
-
-def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
-    """float32, C-contiguous, L2-normalised for cosine (inner product on unit vectors); a copy."""
-    return _normalise(np.array(vectors, dtype=np.float32, order="C", copy=True), metric)
-
-
-def _normalise(x: np.ndarray, metric: str) -> np.ndarray:
-    """Normalise a float32 array this code owns in place: a training sample is large enough that
-    a second copy would count against the memory budget."""
-    if metric == "cosine":
-        _faiss().normalize_L2(x)  # in place, rows of norm 0 left as they are
-    return x
 
 
 class VectorIndex:
@@ -165,8 +152,8 @@ class VectorIndex:
             raise StoreError(f"a {self.info.factory} index cannot take these changes in place; rebuild it")
         faiss = _faiss()
         if self.mapped and self.source is not None:  # read-only pages: take a writable copy
-            self.index = faiss.read_index(str(self.source / self.info.files.get("index", LEGACY_FILES["index"])))
-            self._apply(self.info.params)
+            self.index = faiss.read_index(str(self.source / self.info.files["index"]))
+            self.apply(self.info.params)
             self.mapped = False
         if len(self.delta.removed):
             self.index.remove_ids(self.delta.removed)
@@ -228,7 +215,9 @@ class VectorIndex:
         if not index.is_trained:
             rng = np.random.default_rng(seed)
             picks = np.sort(rng.choice(n, size=train_rows(n, kind_of(factory)), replace=False))
-            sample = _normalise(np.ascontiguousarray(vectors[picks], dtype=np.float32), metric)  # fancy indexing copied it
+            sample = np.ascontiguousarray(vectors[picks], dtype=np.float32)  # fancy indexing copied it: normalised in place
+            if metric == "cosine":
+                l2_normalise(sample)
             _train(index, sample, factory, bound)
         if factory == "Flat":
             index = faiss.IndexIDMap2(index)
@@ -247,31 +236,12 @@ class VectorIndex:
                          table_version=table_version, target_recall=target_recall, memory_budget=memory_budget)
         hashes = np.asarray(hashes if hashes is not None else [None] * n, dtype=object)
         built = cls(index, np.arange(n, dtype=np.int64), np.asarray(ids, dtype=object), hashes, info)
-        built.tune(vectors, target_recall, seed=seed)
+        tune(built, vectors, target_recall, seed=seed)
         info.build_seconds = round(time.perf_counter() - started, 3)
         return built
 
-    def tune(self, x: Rows, target_recall: float, *, seed: int = 0, queries: int = 500) -> None:
-        """Measure recall@10 against exact search, with stored vectors as queries (each left out of
-        its own results); raise nprobe / efSearch / k_factor until the target is met."""
-        n = x.shape[0]
-        rng = np.random.default_rng(seed + 1)
-        picks = np.sort(rng.choice(n, size=min(n, queries), replace=False))
-        q = prepare(x[picks], self.info.metric)
-        k = min(RECALL_K, n - 1) if n > 1 else 1
-        truth = _without_self(exact_search(x, q, k + 1, self.info.metric), picks, k)
-        for params in _candidates(self.index, self.info.factory):
-            self._apply(params)
-            started = time.perf_counter()
-            _, found = self.index.search(q, k + 1)
-            seconds = time.perf_counter() - started
-            recall = _recall(truth, _without_self(found, picks, k))
-            self.info.params, self.info.recall_at_10 = params, round(recall, 4)
-            self.info.latency_ms = round(1000 * seconds / len(q), 4)
-            if recall >= target_recall:
-                return
-
-    def _apply(self, params: dict[str, Any]) -> None:
+    def apply(self, params: dict[str, Any]) -> None:
+        """Set FAISS search parameters (``nprobe``, ``efSearch``, ``k_factor``) on the index."""
         faiss = _faiss()
         inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap2) else self.index
         if "nprobe" in params:
@@ -393,7 +363,7 @@ class VectorIndex:
             raise StoreError(f"{meta} cannot be read ({str(exc)[:160]}); {rebuild}") from None
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
-        files = _checked_files(folder, info.files or LEGACY_FILES, rebuild)
+        files = _checked_files(folder, info.files, rebuild)
         base = folder / files["index"]
         in_memory = info.memory_budget is not None and _file_size(base) <= info.memory_budget
         mapped = False
@@ -426,7 +396,7 @@ class VectorIndex:
         except (KeyError, pa.ArrowInvalid) as exc:
             raise StoreError(f"the id map {folder / files['ids']} is not one ({exc}); {rebuild}") from None
         loaded = cls(index, positions, entity_ids, hashes, info, delta, source=folder, mapped=mapped)
-        loaded._apply(info.params)
+        loaded.apply(info.params)
         return loaded
 
 
@@ -460,24 +430,11 @@ def _train(index: Any, sample: np.ndarray, factory: str, seconds: float) -> None
         )
 
 
-def exact_search(x: Rows, q: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Exact top-k ids of prepared queries ``q`` over ``x``, a chunk of ``x`` at a time (no full copy)."""
-    faiss = _faiss()
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    best_d = np.full((len(q), 0), 0, np.float32)
-    best_i = np.zeros((len(q), 0), np.int64)
-    for start in range(0, x.shape[0], ADD_CHUNK):
-        chunk = prepare(x[start : start + ADD_CHUNK], metric)
-        d, i = faiss.knn(q, chunk, min(k, len(chunk)), metric=faiss_metric)
-        best_d, best_i = np.hstack([best_d, d]), np.hstack([best_i, i + start])
-        order = np.argsort(-best_d if metric == "cosine" else best_d, axis=1, kind="stable")[:, :k]
-        best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
-    return best_i
-
-
 def _checked_files(folder: Path, files: Any, rebuild: str) -> dict[str, str]:
     """``index.json``'s files, each a plain file named as this module names them (never a path
     out of the folder, never a link), with the index and id map among them."""
+    if not files:
+        raise StoreError(f"{folder / 'index.json'} lists no files of this index (its \"files\" entry is missing or empty); {rebuild}")
     named = isinstance(files, dict) and {"index", "ids"} <= set(files)
     bad = [f"{k}: {v!r}" for k, v in files.items() if k not in FILE_NAMES or not isinstance(v, str) or not FILE_NAMES[k].match(v)] if named else []
     if not named or bad:
@@ -507,43 +464,11 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _nlist(index: Any) -> int:
-    faiss = _faiss()
-    try:
-        return int(faiss.extract_index_ivf(index).nlist)
-    except RuntimeError:
-        return 1
-
-
-def _candidates(index: Any, factory: str) -> list[dict[str, Any]]:
-    """Search parameters from fastest to most exact."""
-    if factory.startswith("IVF"):
-        nlist = _nlist(index)
-        probes = [p for p in (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048) if p < nlist] + [nlist]
-        if "Refine" in factory:
-            return [{"nprobe": p, "k_factor": kf} for p in probes if p >= min(8, nlist) for kf in (4, 16, 64)]
-        return [{"nprobe": p} for p in probes]
-    if factory.startswith("HNSW"):
-        return [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256, 512)]
-    return [{}]
-
-
-def _without_self(found: np.ndarray, picks: np.ndarray, k: int) -> np.ndarray:
-    """Each query is a stored vector: drop it from its own results (it would make recall look
-    better than for a new query) and keep ``k``."""
-    return np.array([[i for i in row if i != own][:k] + [-1] * max(0, k - len([i for i in row if i != own])) for row, own in zip(found.tolist(), picks.tolist())], dtype=np.int64)
-
-
-def _recall(truth: np.ndarray, found: np.ndarray) -> float:
-    hits = sum(len(set(t[t >= 0]) & set(f[f >= 0])) for t, f in zip(truth, found))
-    total = sum(int((t >= 0).sum()) for t in truth)
-    return hits / total if total else 1.0
-
-
 def _named_files(folder: Path) -> set[str]:
     """The files the ``index.json`` in ``folder`` names (none when it is missing or unreadable)."""
     try:
         info = json.loads((folder / "index.json").read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return set()
-    return set((info.get("files") or LEGACY_FILES).values())
+    files = info.get("files") if isinstance(info, dict) else None
+    return {name for name in files.values() if isinstance(name, str)} if isinstance(files, dict) else set()

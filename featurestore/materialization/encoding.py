@@ -8,6 +8,7 @@ flight (the next run's plan sees what was committed).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,41 @@ def plan_table(p: Plan) -> FeatureTable:
     return Store(p.store).table(p.view, p.encoder_id, TableMeta(**p.meta))
 
 
-def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
-    """Encode shard ``index`` of a plan (each distinct content once) and commit it."""
+@dataclass
+class _Batch:
+    """A shard or copy batch of a plan about to be committed under its app transaction id;
+    ``rows`` is None when a commit with that id is in the table already (a retried task)."""
+
+    plan: Plan
+    table: FeatureTable
+    app_id: str
+    started: float
+    rows: pa.Table | None
+
+    def encoder(self, given: BaseEncoder | None) -> BaseEncoder:
+        """``given`` when it is the plan's encoder, else the plan's encoder loaded."""
+        return given if given is not None and given.encoder_id == self.plan.encoder_id else load_encoder(self.plan)
+
+    def result(self, rows: int, forward: int, stats: EncodeResult | None, failures: list[dict[str, Any]], version: int | None) -> dict[str, Any]:
+        return _result(rows, forward, stats, failures, time.perf_counter() - self.started, version, already=self.rows is None)
+
+
+def _open_batch(plan_path: str | Path, index: int, *, copies: bool) -> _Batch:
     p = Plan.load(plan_path)
     started = time.perf_counter()
     table = plan_table(p)
-    app_id = f"{APP_ID}-{p.run_id}-{index}"
+    app_id = f"{APP_ID}-{p.run_id}-{'copies-' if copies else ''}{index}"
     if committed(table, app_id):
-        return _result(0, 0, None, [], time.perf_counter() - started, table.version(), already=True)
-    rows = _without_dropped(pq.read_table(p.shards[index]), p)
-    enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
+        return _Batch(p, table, app_id, started, None)
+    return _Batch(p, table, app_id, started, _without_dropped(pq.read_table((p.copies if copies else p.shards)[index]), p))
+
+
+def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None = None) -> dict[str, Any]:
+    """Encode shard ``index`` of a plan (each distinct content once) and commit it."""
+    batch = _open_batch(plan_path, index, copies=False)
+    if batch.rows is None:
+        return batch.result(0, 0, None, [], batch.table.version())
+    p, rows, enc = batch.plan, batch.rows, batch.encoder(encoder)
     if p.granularity == "token":
         out, stats, forward, failures = _token_rows(p, rows, enc)
         rows = rows.filter(pa.array(stats.n_tokens > 0)) if failures else rows
@@ -59,8 +85,8 @@ def encode_shard(plan_path: str | Path, index: int, encoder: BaseEncoder | None 
         stats = EncodeResult(result.vectors[inverse], result.n_tokens[inverse], result.n_oov[inverse], result.zero[inverse], errors)
         rows, stats, failures = _drop_failed(p, rows, stats)
         out, forward = feature_rows(p, rows, stats), len(unique)
-    version = commit(table, out, TableMeta(**p.meta), app_id)
-    return _result(rows.num_rows, forward, stats, failures, time.perf_counter() - started, version)
+    version = commit(batch.table, out, TableMeta(**p.meta), batch.app_id)
+    return batch.result(rows.num_rows, forward, stats, failures, version)
 
 
 def _drop_failed(p: Plan, rows: pa.Table, stats: EncodeResult) -> tuple[pa.Table, EncodeResult, list[dict[str, Any]]]:
@@ -87,20 +113,16 @@ def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None
     encoded again for another entity. A hash that cannot be found (its row was dropped or
     deleted meanwhile) is encoded after all.
     """
-    p = Plan.load(plan_path)
-    started = time.perf_counter()
-    table = plan_table(p)
-    app_id = f"{APP_ID}-{p.run_id}-copies-{index}"
-    if committed(table, app_id):
-        return _result(0, 0, None, [], time.perf_counter() - started, table.version(), already=True)
-    rows = _without_dropped(pq.read_table(p.copies[index]), p)
+    batch = _open_batch(plan_path, index, copies=True)
+    if batch.rows is None:
+        return batch.result(0, 0, None, [], batch.table.version())
+    p, rows = batch.plan, batch.rows
     hashes = rows.column("content_hash").to_pylist()
-    stored = _stored_vectors(table, set(hashes), p.meta["dim"])
+    stored = _stored_vectors(batch.table, set(hashes), p.meta["dim"])
     missing = sorted({h for h in hashes if h not in stored})
     if missing:
         contents = dict(zip(hashes, rows.column("content").to_pylist()))
-        enc = encoder if encoder is not None and encoder.encoder_id == p.encoder_id else load_encoder(p)
-        fresh = enc.encode_with_stats([contents[h] for h in missing])
+        fresh = batch.encoder(encoder).encode_with_stats([contents[h] for h in missing])
         for i, h in enumerate(missing):
             error = fresh.errors[i] if fresh.errors else None
             stored[h] = (fresh.vectors[i], int(fresh.n_tokens[i]), int(fresh.n_oov[i]), bool(fresh.zero[i]), error)
@@ -114,8 +136,8 @@ def reuse_vectors(plan_path: str | Path, index: int, encoder: BaseEncoder | None
         [v[4] for v in picked],
     )
     rows, stats, failures = _drop_failed(p, rows, stats)
-    version = commit(table, feature_rows(p, rows, stats), TableMeta(**p.meta), app_id)
-    return _result(rows.num_rows, len(missing), stats, failures, time.perf_counter() - started, version)
+    version = commit(batch.table, feature_rows(p, rows, stats), TableMeta(**p.meta), batch.app_id)
+    return batch.result(rows.num_rows, len(missing), stats, failures, version)
 
 
 def _stored_vectors(table: FeatureTable, hashes: set[str], dim: int) -> dict[str, tuple]:

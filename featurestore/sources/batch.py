@@ -6,9 +6,10 @@ A source is any object with ``modality``, ``keep``, ``path``, ``batches(batch_si
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, TypeVar
 
 from featurestore.errors import SourceError
 
@@ -33,6 +34,62 @@ class SourceBatch:
 
     def __len__(self) -> int:
         return len(self.line)
+
+    def add(
+        self,
+        line: int,
+        entity_id: str,
+        content: str,
+        content_hash: str,
+        kept: Mapping[str, Any],
+        *,
+        event_timestamp: datetime | None = None,
+        reason: str | None = None,
+        tokens: list[str] | None = None,
+    ) -> None:
+        """Append one record; ``kept`` holds its value of each kept column (a missing one is None)."""
+        self.line.append(line)
+        self.entity_id.append(entity_id)
+        self.content.append(content)
+        self.content_hash.append(content_hash)
+        self.event_timestamp.append(event_timestamp)
+        for column, values in self.keep.items():
+            values.append(kept.get(column))
+        self.reason.append(reason)
+        if self.tokens is not None:
+            self.tokens.append(tokens)  # type: ignore[arg-type]
+
+
+R = TypeVar("R")
+
+
+def batched(
+    records: Iterable[R],
+    add: Callable[[SourceBatch, R], None],
+    batch_size: int,
+    keep: Sequence[str],
+    *,
+    tokens: bool = False,
+    empty: str | None = None,
+) -> Iterator[SourceBatch]:
+    """``records`` in batches of ``batch_size``, each put in by ``add(batch, record)``; ``tokens``
+    gives the batches a tokens column. ``empty``, when given, is the :class:`SourceError`
+    raised when there are no records."""
+
+    def new() -> SourceBatch:
+        return SourceBatch(keep={c: [] for c in keep}, tokens=[] if tokens else None)
+
+    batch, seen = new(), 0
+    for record in records:
+        seen += 1
+        add(batch, record)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = new()
+    if seen == 0 and empty is not None:
+        raise SourceError(empty)
+    if len(batch):
+        yield batch
 
 
 class Source(Protocol):

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from featurestore.errors import InvalidArgumentError, SourceError
-from featurestore.sources.batch import SourceBatch
+from featurestore.sources.batch import SourceBatch, batched
 from featurestore.sources.content import content_hash
-from featurestore.sources.formats import decoded_lines
+from featurestore.sources.formats import decoded_lines, readable_file
 
 DOCSTART = "-DOCSTART-"
 LAYOUTS: dict[str, tuple[str, ...]] = {
@@ -120,35 +120,17 @@ class ConllSource:
 
     def batches(self, batch_size: int = 10_000) -> Iterator[SourceBatch]:
         """Stream sentences in batches; raises :class:`SourceError` naming the file and line."""
-        batch = self._new_batch()
-        seen = 0
-        for sentence in self._sentences():
-            seen += 1
-            self._append(batch, sentence)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = self._new_batch()
-        if seen == 0:
-            raise SourceError(f"{self.path} has no sentences; nothing to materialize")
-        if len(batch):
-            yield batch
-
-    def _new_batch(self) -> SourceBatch:
-        return SourceBatch(keep={c: [] for c in self.keep}, tokens=[])
+        empty = f"{self.path} has no sentences; nothing to materialize"
+        yield from batched(self._sentences(), self._append, batch_size, self.keep, tokens=True, empty=empty)
 
     def _append(self, batch: SourceBatch, sentence: _Sentence) -> None:
         tokens = sentence.columns["token"]
         content = " ".join(tokens)
-        batch.line.append(sentence.line)
-        batch.entity_id.append(f"{sentence.doc:05d}-{sentence.position:04d}")
-        batch.content.append(content)
-        batch.content_hash.append(content_hash(content))
-        batch.event_timestamp.append(None)
-        batch.reason.append(None)
-        batch.tokens.append(tokens)  # type: ignore[union-attr]
+        kept = {}
         for column in self.keep:
             tags = sentence.columns[column]
-            batch.keep[column].append(iob1_to_bio(tags) if self.scheme == "bio" and column in _IOB_COLUMNS else tags)
+            kept[column] = iob1_to_bio(tags) if self.scheme == "bio" and column in _IOB_COLUMNS else tags
+        batch.add(sentence.line, f"{sentence.doc:05d}-{sentence.position:04d}", content, content_hash(content), kept, tokens=tokens)
 
     def _sentences(self) -> Iterator[_Sentence]:
         """Sentences in file order, each with its first line, document index and position."""
@@ -197,13 +179,7 @@ class ConllSource:
             )
 
     def _checked_path(self) -> Path:
-        path = Path(self.path)
-        if not path.exists():
-            raise SourceError(f"source file not found: {path}")
-        if path.is_dir():
-            raise SourceError(f"{path} is a folder; a CoNLL source is one file")
-        if not os.access(path, os.R_OK):
-            raise SourceError(f"cannot read {path}: permission denied")
+        path = readable_file(self.path, "a CoNLL source")
         if self.columns != "auto":
             self._check_keep(path, LAYOUTS[self.columns])
         return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import difflib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -34,6 +35,19 @@ _SUFFIXES = {
 Record = tuple[int, dict[str, Any]]
 
 csv.field_size_limit(sys.maxsize)
+
+
+def readable_file(path: str | os.PathLike[str], what: str) -> Path:
+    """``path`` when it is a file this process can read, else a :class:`SourceError` saying why
+    (``what``: the source it is, "a text source")."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"source file not found: {path}")
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder; {what} is one file")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"cannot read {path}: permission denied")
+    return path
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:

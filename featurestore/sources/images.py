@@ -16,14 +16,14 @@ Layouts::
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from featurestore.errors import InvalidArgumentError, SourceError
-from featurestore.sources.batch import SourceBatch
+from featurestore.sources.batch import SourceBatch, batched
+from featurestore.sources.content import file_sha256
 from featurestore.sources.formats import check_columns, detect_format, open_records
 
 __all__ = ["IMAGE_EXTENSIONS", "LAYOUTS", "ImageSource"]
@@ -32,7 +32,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".
 LAYOUTS: tuple[str, ...] = ("folders", "table", "flat")
 LABEL = "label"
 _TABLE_FORMATS = ("csv", "tsv", "jsonl", "parquet")
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -103,25 +102,7 @@ class ImageSource:
         """Stream the images in sorted order; raises :class:`SourceError` naming the path (and row)."""
         layout = self.resolved_layout
         rows = self._table_rows() if layout == "table" else self._folder_rows(layout)
-        batch = SourceBatch(keep={c: [] for c in self.keep})
-        for line, entity, file, kept in rows:
-            try:
-                digest, reason = file_sha256(file), None  # decoding problems surface at encode time
-            except OSError as exc:
-                digest, reason = "", f"cannot read the file: {exc.strerror or exc}"
-            batch.line.append(line)
-            batch.entity_id.append(entity)
-            batch.content.append(file)
-            batch.content_hash.append(digest)
-            batch.event_timestamp.append(None)
-            for col in self.keep:
-                batch.keep[col].append(kept.get(col))
-            batch.reason.append(reason)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = SourceBatch(keep={c: [] for c in self.keep})
-        if len(batch):
-            yield batch
+        yield from batched(rows, _add_image, batch_size, self.keep)
 
     # -- folders and flat ------------------------------------------------------------------
 
@@ -201,13 +182,13 @@ class ImageSource:
         check_columns(table, fmt, columns, wanted, flags={"path": "`path_col`", "id": "`id_col`", "keep": "`keep`"})
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB chunks (equals ``bytes_hash`` of the bytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _add_image(batch: SourceBatch, row: tuple[int, str, str, dict[str, Any]]) -> None:
+    line, entity, file, kept = row
+    try:
+        digest, reason = file_sha256(file), None  # decoding problems surface at encode time
+    except OSError as exc:
+        digest, reason = "", f"cannot read the file: {exc.strerror or exc}"
+    batch.add(line, entity, file, digest, kept, reason=reason)
 
 
 def _image_files(root: Path, extensions: tuple[str, ...]) -> list[str]:

@@ -6,6 +6,7 @@ holds one batch at a time.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from featurestore.errors import SourceError
-from featurestore.sources.batch import SourceBatch
+from featurestore.sources.batch import SourceBatch, batched
 from featurestore.sources.content import content_hash, normalize_text
-from featurestore.sources.formats import check_columns, detect_format, json_kind, open_records
+from featurestore.sources.formats import check_columns, detect_format, json_kind, open_records, readable_file
 
 LINE_ID = "@line"  # id_col value: use the record's line (or row) number as its id
 FLAGS = {"text": "`text_col`", "id": "`id_col`", "time": "`time_col`", "keep": "`keep`"}
@@ -64,28 +65,12 @@ class TextSource:
 
     def batches(self, batch_size: int = 10_000) -> Iterator[SourceBatch]:
         """Stream the records in batches; raises :class:`SourceError` naming the file and line."""
-        path = Path(self.path)
-        if not path.exists():
-            raise SourceError(f"source file not found: {path}")
-        if path.is_dir():
-            raise SourceError(f"{path} is a folder; a text source is one file")
-        if not os.access(path, os.R_OK):
-            raise SourceError(f"cannot read {path}: permission denied")
+        path = readable_file(self.path, "a text source")
         fmt = self.resolved_format
         columns, records = open_records(path, fmt, header=self.header, batch_size=batch_size)
         self._check_columns(path, fmt, columns)
-        batch = SourceBatch(keep={c: [] for c in self.keep})
-        seen = 0
-        for line, record in records:
-            seen += 1
-            self._append(path, batch, line, record)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = SourceBatch(keep={c: [] for c in self.keep})
-        if seen == 0:
-            raise SourceError(f"{path} has no records; nothing to materialize")
-        if len(batch):
-            yield batch
+        empty = f"{path} has no records; nothing to materialize"
+        yield from batched(records, functools.partial(self._append, path), batch_size, self.keep, empty=empty)
 
     def _check_columns(self, path: Path, fmt: str, columns: list[str]) -> None:
         wanted = [("text", self.text_col)]
@@ -96,7 +81,8 @@ class TextSource:
         wanted += [("keep", c) for c in self.keep]
         check_columns(path, fmt, columns, wanted, flags=FLAGS)
 
-    def _append(self, path: Path, batch: SourceBatch, line: int, record: dict[str, Any]) -> None:
+    def _append(self, path: Path, batch: SourceBatch, numbered: tuple[int, dict[str, Any]]) -> None:
+        line, record = numbered
         required = [self.text_col] + ([self.id_col] if self.id_col and self.id_col != LINE_ID else [])
         for col in required:
             if col not in record:
@@ -117,14 +103,8 @@ class TextSource:
                 raise SourceError(f"{path}: line {line} has an empty id in column {self.id_col!r}; every record needs an id")
         else:
             entity = digest[:16]
-        batch.line.append(line)
-        batch.entity_id.append(entity)
-        batch.content.append(text)
-        batch.content_hash.append(digest)
-        batch.event_timestamp.append(self._event_time(path, line, record) if self.time_col else None)
-        for col in self.keep:
-            batch.keep[col].append(record.get(col))
-        batch.reason.append(_text_problem(raw, text))
+        when = self._event_time(path, line, record) if self.time_col else None
+        batch.add(line, entity, text, digest, record, event_timestamp=when, reason=_text_problem(raw, text))
 
     def _event_time(self, path: Path, line: int, record: dict[str, Any]) -> datetime | None:
         value = record.get(self.time_col)  # type: ignore[arg-type]

@@ -2,7 +2,8 @@
 
 from featurestore.store.catalog import Store, TableInfo
 from featurestore.store.schema import TableMeta, base_schema
-from featurestore.store.table import FeatureFrame, FeatureTable, embeddings_to_numpy, vectors_to_binary
+from featurestore.store.codec import embeddings_to_numpy, vectors_to_binary
+from featurestore.store.table import FeatureFrame, FeatureTable
 
 __all__ = [
     "FeatureFrame",

@@ -30,9 +30,10 @@ import pyarrow.compute as pc
 from featurestore import settings
 from featurestore.errors import NotFoundError, StoreError
 from featurestore.store.artifacts import Artifacts
+from featurestore.store.latest import latest_mask
 from featurestore.store.remote import RemoteFolder, check_scheme, is_remote, normalized
 from featurestore.store.schema import TableMeta, check_view_name
-from featurestore.store.table import FeatureTable, latest_mask
+from featurestore.store.table import FeatureTable
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,7 @@ class Store:
         rows = []
         for t in self.tables():
             table, version = t.scan(["entity_id", "created_at", "deleted"])
-            live_rows = table.filter(latest_mask(table)) if table.num_rows else table
+            live_rows = table.filter(latest_mask(table, granularity=t.meta.granularity)) if table.num_rows else table
             live = live_rows.num_rows
             entities = pc.count_distinct(live_rows.column("entity_id")).as_py() if live else 0
             meta = t.meta

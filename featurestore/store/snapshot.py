@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from featurestore.store.codec import embeddings_to_numpy
+from featurestore.store.datafiles import reading
+from featurestore.store.latest import latest_mask
+from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
+
 SNAPSHOT_FORMAT = 2
 ROWS_FILE = "rows.arrow"
 VECTORS_FILE = "vectors.npy"
 STALE_TMP_SECONDS = 3600  # a temporary folder this old belongs to a crashed writer
+SNAPSHOT_BATCH_BYTES = 32 * 2**20  # vectors per record batch: what memory holds while a snapshot is written
+PARQUET_READ_BUFFER = 2**20  # read column chunks page by page, not whole
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,74 @@ def write_snapshot(folder: Path, schema: pa.Schema, num_rows: int, dim: int, bat
         raise
     _remove_others(folder)
     return True
+
+
+def build_snapshot(folder: Path, paths: Sequence[str], fs: Any, meta: TableMeta) -> bool:
+    """Write the snapshot of the latest state held by a table version's data files ``paths``
+    (opened through ``fs``, None for local paths) into ``folder``; what :func:`write_snapshot` returns.
+
+    The latest-row mask comes from the small columns, then the rows and vectors go out a record
+    batch at a time, so memory never holds the table.
+    """
+    mask = _latest_mask_of_files(paths, fs, meta.granularity)
+    schema = _snapshot_schema(paths, fs)
+    return write_snapshot(folder, schema, int(mask.sum()), meta.dim, _snapshot_batches(paths, fs, mask, schema, meta.dim))
+
+
+def _latest_mask_of_files(paths: Sequence[str], fs: Any, granularity: str) -> np.ndarray:
+    """The latest-row mask over the files in order, from the three small columns only."""
+    import pyarrow.parquet as pq
+
+    parts = []
+    for path in paths:
+        with reading(path):
+            parts.append(pq.read_table(path, columns=["entity_id", "created_at", "deleted"], filesystem=fs))
+    if not parts:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(latest_mask(pa.concat_tables(parts, promote_options="default"), granularity=granularity), dtype=bool)
+
+
+def _snapshot_schema(paths: Sequence[str], fs: Any = None) -> pa.Schema:
+    """entity_id, content_hash, then every kept column any file has (older files read as nulls)."""
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for path in paths:
+        with reading(path):
+            schemas.append(pq.read_schema(path, filesystem=fs))
+    merged = pa.unify_schemas(schemas, promote_options="default") if paths else base_schema()
+    kept = [pa.field(f.name, f.type) for f in merged if f.name not in SYSTEM_COLUMNS]
+    return pa.schema([pa.field("entity_id", pa.string()), pa.field("content_hash", pa.string()), *kept])
+
+
+def _snapshot_batches(
+    paths: Sequence[str], fs: Any, mask: np.ndarray, schema: pa.Schema, dim: int
+) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
+    """The rows ``mask`` keeps, a record batch at a time, as ``schema`` and ``(m, dim)`` vectors."""
+    import pyarrow.parquet as pq
+
+    batch_rows = max(1024, SNAPSHOT_BATCH_BYTES // (dim * 4))
+    offset = 0
+    for path in paths:
+        with reading(path):
+            source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, filesystem=fs)
+            names = source.schema_arrow.names
+            for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
+                keep = mask[offset : offset + batch.num_rows]
+                offset += batch.num_rows
+                if not keep.any():
+                    continue
+                if not keep.all():
+                    batch = batch.filter(pa.array(keep))
+                vectors = embeddings_to_numpy(pa.chunked_array([batch.column("embedding")]), dim)
+                yield _conform(batch, schema), vectors
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``'s columns: cast where types differ, nulls where missing."""
+    have = set(batch.schema.names)
+    arrays = [batch.column(f.name).cast(f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _write_files(tmp: Path, schema: pa.Schema, num_rows: int, dim: int, batches: Iterable[tuple[pa.RecordBatch, np.ndarray]]) -> int:

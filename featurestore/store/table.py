@@ -1,15 +1,12 @@
 """One Delta Lake table of embeddings for one (view, encoder): append-only history.
 
 The latest state of an entity is its newest non-deleted row (for token views: all rows of its
-newest write). Reads return ids, a ``(n, dim) float32`` matrix viewed straight from the Parquet
-buffers, and the kept columns.
+newest write; the rule is :mod:`featurestore.store.latest`). Reads return ids, a ``(n, dim)
+float32`` matrix viewed straight from the Parquet buffers, and the kept columns.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from urllib.parse import unquote
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,11 +19,15 @@ import pyarrow.compute as pc
 
 from featurestore.errors import InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.params import non_negative_int
+from featurestore.store.codec import embeddings_to_numpy
+from featurestore.store.datafiles import RESTORE, local_files, outside, reading
+from featurestore.store.latest import latest_mask, newest_rows
 from featurestore.store.remote import describe
 from featurestore.store.schema import SYSTEM_COLUMNS, TableMeta, base_schema
-from featurestore.store.snapshot import Snapshot, discard_snapshot, read_snapshot, snapshot_dir, write_snapshot
+from featurestore.store.snapshot import Snapshot, build_snapshot, discard_snapshot, read_snapshot, snapshot_dir
 
 AsOf = int | datetime | str | None
+DELTA_RETENTION_HOURS = 168  # Delta's default vacuum retention (7 days)
 
 
 @dataclass
@@ -182,7 +183,7 @@ class FeatureTable:
         except TableNotFoundError:
             raise StoreError(f"no feature table at {self.uri}; materialize the view first") from None
         except (DeltaError, OSError) as exc:
-            raise StoreError(f"cannot load {self.uri}: {describe(exc)}; if its _delta_log is damaged: {_RESTORE.lower()}") from None
+            raise StoreError(f"cannot load {self.uri}: {describe(exc)}; if its _delta_log is damaged: {RESTORE.lower()}") from None
         if self._meta is None:
             self._meta = TableMeta.from_json(dt.metadata().description, self.uri)
         if as_of is not None:
@@ -253,14 +254,19 @@ class FeatureTable:
         )
         return int(self.delta().version())
 
-    def compact(self, *, vacuum: bool = False, retention_hours: int = 168) -> dict[str, Any]:
-        """Merge small files (optimize) and, when asked, delete files older than the retention."""
+    def compact(self, *, vacuum: bool = False, retention_hours: int = DELTA_RETENTION_HOURS) -> dict[str, Any]:
+        """Merge small files (optimize) and, when asked, delete files older than the retention.
+
+        A ``retention_hours`` below Delta's default retention is the caller's explicit choice:
+        deltalake's own check, which refuses it, is turned off for it (time travel to the
+        versions whose files it deletes stops working)."""
         non_negative_int("retention hours (`retention_hours`)", retention_hours)
         dt = self.delta()
         metrics = dt.optimize.compact(writer_properties=_writer_properties())
         removed: list[str] = []
         if vacuum:
-            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=retention_hours >= 168)
+            below_default = retention_hours < DELTA_RETENTION_HOURS
+            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=not below_default)
         return {"optimize": metrics, "vacuumed_files": len(removed), "version": dt.version()}
 
     # ------------------------------------------------------------------- reads
@@ -273,7 +279,7 @@ class FeatureTable:
         parts = []
         paths, fs = self.data_files(dt)
         for path in paths:
-            with _reading(path):
+            with reading(path):
                 names = pq.read_schema(path, filesystem=fs).names
                 cols = [c for c in columns if c in names] if columns else None
                 parts.append(pq.read_table(path, columns=cols, memory_map=True, filesystem=fs))
@@ -333,10 +339,7 @@ class FeatureTable:
         if folder.is_dir():  # there but does not read (damaged): written again
             discard_snapshot(folder)
         paths, fs = self.data_files(dt)
-        mask = _latest_mask_of_files(paths, fs)
-        schema = _snapshot_schema(paths, fs)
-        batches = _snapshot_batches(paths, fs, mask, schema, self.meta.dim)
-        if not write_snapshot(folder, schema, int(mask.sum()), self.meta.dim, batches):
+        if not build_snapshot(folder, paths, fs, self.meta):
             return None
         return read_snapshot(folder, self.meta.dim)
 
@@ -346,7 +349,7 @@ class FeatureTable:
             wanted.append("embedding")
         extra = list(columns) if columns is not None else None
         table, version = self.scan(None if extra is None else wanted + [c for c in extra if c not in wanted], as_of)
-        mask = latest_mask(table)
+        mask = latest_mask(table, granularity=self.meta.granularity)
         if not pc.all(mask).as_py():
             table = table.filter(mask)
         if extra is None:
@@ -370,7 +373,7 @@ class FeatureTable:
             return pa.table({c: [] for c in ["content_hash", *columns]})
         paths, fs = self.data_files(self.delta())
         for path in paths:
-            with _reading(path):
+            with reading(path):
                 hashes_here = pq.read_table(path, columns=["content_hash"], memory_map=True, filesystem=fs).column("content_hash")
             wanted = pc.is_in(hashes_here, value_set=pa.array(sorted(remaining), pa.string()))
             index = np.flatnonzero(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False))
@@ -380,7 +383,7 @@ class FeatureTable:
             first: dict[str, int] = {}
             for i, h in zip(index.tolist(), values):
                 first.setdefault(h, i)
-            with _reading(path):
+            with reading(path):
                 part = pq.read_table(path, columns=["content_hash", *columns], memory_map=True, filesystem=fs).take(pa.array(list(first.values())))
             found.append(part)
             remaining -= set(first)
@@ -395,7 +398,7 @@ class FeatureTable:
         if not self.exists():
             return {}
         table, _ = self.scan(["entity_id", "content_hash", "attrs_hash", "created_at", "deleted"], as_of)
-        table = table.filter(latest_mask(table))
+        table = table.filter(latest_mask(table, granularity=self.meta.granularity))
         attrs = table.column("attrs_hash").to_pylist() if "attrs_hash" in table.column_names else [None] * table.num_rows
         return dict(zip(table.column("entity_id").to_pylist(), zip(table.column("content_hash").to_pylist(), attrs)))
 
@@ -423,7 +426,7 @@ class FeatureTable:
         parts = []
         for path in current:
             if path not in before:
-                with _reading(path):
+                with reading(path):
                     parts.append(pq.read_table(path, columns=columns, filesystem=fs))
         table = pa.concat_tables(parts, promote_options="default") if parts else base_schema().empty_table().select(columns)
         table = table.take(pa.array(newest_rows(table)))
@@ -441,7 +444,7 @@ class FeatureTable:
         """The data files of a table version in log order, and the filesystem that opens them
         (None for local paths; deltalake's storage handler, with the table's options, for a remote table)."""
         if _is_local(self.uri):
-            return _local_files(dt, self.uri), None
+            return local_files(dt, self.uri), None
         if self._fs is None:
             import pyarrow.fs as pafs
             from deltalake.fs import DeltaStorageHandler
@@ -452,160 +455,9 @@ class FeatureTable:
         for uri in dt.file_uris():
             relative = unquote(uri[len(prefix) :])
             if not uri.startswith(prefix) or ".." in relative.split("/"):
-                raise StoreError(_outside(self.uri, uri))
+                raise StoreError(outside(self.uri, uri))
             paths.append(relative)
         return paths, self._fs
-
-
-def newest_rows(table: pa.Table) -> np.ndarray:
-    """Row numbers of each entity's newest row, tombstones included (the later row on a tie)."""
-    import pandas as pd
-
-    if table.num_rows == 0:
-        return np.zeros(0, np.int64)
-    frame = pd.DataFrame({"e": table.column("entity_id").to_numpy(zero_copy_only=False), "t": table.column("created_at").to_numpy()})
-    return np.sort(frame.sort_values("t", kind="stable").drop_duplicates("e", keep="last").index.to_numpy())
-
-
-def latest_mask(table: pa.Table) -> pa.ChunkedArray | pa.Array:
-    """True for rows of each entity's newest write that is not a tombstone."""
-    deleted = pc.fill_null(table.column("deleted"), False)
-    n = table.num_rows
-    if n == 0:
-        return pa.array([], pa.bool_())
-    ids = table.column("entity_id")
-    if pc.count_distinct(ids).as_py() == n:
-        return pc.invert(deleted)
-    import pandas as pd
-
-    frame = pd.DataFrame({"e": ids.to_numpy(zero_copy_only=False), "t": table.column("created_at").to_numpy()})
-    newest = frame.groupby("e", sort=False)["t"].transform("max").to_numpy() == frame["t"].to_numpy()
-    return pc.and_(pa.array(newest), pc.invert(deleted))
-
-
-def embeddings_to_numpy(column: pa.ChunkedArray, dim: int) -> np.ndarray:
-    """``(n, dim) float32`` from the binary embedding column: a view when it is one chunk."""
-    width = dim * 4
-    chunks = [c for c in column.chunks if len(c)]
-    if not chunks:
-        return np.zeros((0, dim), dtype=np.float32)
-
-    def view(chunk: pa.Array) -> np.ndarray:
-        if chunk.null_count:
-            raise StoreError("the embedding column has missing values in live rows; the table is damaged")
-        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if chunk.type == pa.binary() else np.int64)
-        start, stop = offsets[chunk.offset], offsets[chunk.offset + len(chunk)]
-        if stop - start != width * len(chunk):
-            raise SchemaMismatchError(f"stored embeddings are not {dim}-d float32 ({(stop - start) / max(len(chunk), 1) / 4:g} values per row)")
-        return np.frombuffer(chunk.buffers()[2], dtype=np.float32, count=(stop - start) // 4, offset=int(start)).reshape(-1, dim)
-
-    if len(chunks) == 1:
-        return view(chunks[0])
-    out = np.empty((sum(len(c) for c in chunks), dim), dtype=np.float32)
-    row = 0
-    for chunk in chunks:
-        out[row : row + len(chunk)] = view(chunk)
-        row += len(chunk)
-    return out
-
-
-def vectors_to_binary(vectors: np.ndarray) -> pa.Array:
-    """The inverse of :func:`embeddings_to_numpy`: ``(n, dim) float32`` -> binary column."""
-    vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    n, dim = vectors.shape
-    offsets = np.arange(0, (n + 1) * dim * 4, dim * 4, dtype=np.int32)
-    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(vectors)])
-
-
-def _local_files(dt: Any, uri: str) -> list[str]:
-    """The data files of a local table version as paths (the log percent-encodes spaces and non-ASCII).
-
-    Each must lie in the table's folder once links and ``..`` are resolved: the log is a file of
-    the store, and a log written elsewhere could name ``../../x`` (deltalake encodes it as
-    ``%2E%2E``, which decodes back) or a link to any file on the machine.
-    """
-    root = os.path.realpath(unquote(dt.table_uri.removeprefix("file://"))) + os.sep
-    paths = [unquote(path.removeprefix("file://")) for path in dt.file_uris()]
-    for path in paths:
-        if not os.path.realpath(path).startswith(root):
-            raise StoreError(_outside(uri, path))
-    return paths
-
-
-def _outside(uri: str, path: str) -> str:
-    return f"{uri}: its Delta log names the data file {path}, which lies outside the table; it is not read. {_RESTORE}"
-
-
-_RESTORE = "Restore the table from a copy, or remove it and materialize the view again"
-
-
-@contextmanager
-def _reading(path: str) -> Iterator[None]:
-    """What a missing, damaged or foreign data file raises, as one StoreError naming the file."""
-    try:
-        yield
-    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise StoreError(f"the data file {path} cannot be read as this table's Parquet ({describe(exc)}). {_RESTORE}") from None
-
-
-def _latest_mask_of_files(paths: Sequence[str], fs: Any = None) -> np.ndarray:
-    """The latest-row mask over the files in order, from the three small columns only."""
-    import pyarrow.parquet as pq
-
-    parts = []
-    for path in paths:
-        with _reading(path):
-            parts.append(pq.read_table(path, columns=["entity_id", "created_at", "deleted"], filesystem=fs))
-    if not parts:
-        return np.zeros(0, dtype=bool)
-    return np.asarray(latest_mask(pa.concat_tables(parts, promote_options="default")), dtype=bool)
-
-
-def _snapshot_schema(paths: Sequence[str], fs: Any = None) -> pa.Schema:
-    """entity_id, content_hash, then every kept column any file has (older files read as nulls)."""
-    import pyarrow.parquet as pq
-
-    schemas = []
-    for path in paths:
-        with _reading(path):
-            schemas.append(pq.read_schema(path, filesystem=fs))
-    merged = pa.unify_schemas(schemas, promote_options="default") if paths else base_schema()
-    kept = [pa.field(f.name, f.type) for f in merged if f.name not in SYSTEM_COLUMNS]
-    return pa.schema([pa.field("entity_id", pa.string()), pa.field("content_hash", pa.string()), *kept])
-
-
-SNAPSHOT_BATCH_BYTES = 32 * 2**20  # vectors per record batch: what memory holds while a snapshot is written
-PARQUET_READ_BUFFER = 2**20  # read column chunks page by page, not whole
-
-
-def _snapshot_batches(
-    paths: Sequence[str], fs: Any, mask: np.ndarray, schema: pa.Schema, dim: int
-) -> Iterator[tuple[pa.RecordBatch, np.ndarray]]:
-    """The rows ``mask`` keeps, a record batch at a time, as ``schema`` and ``(m, dim)`` vectors."""
-    import pyarrow.parquet as pq
-
-    batch_rows = max(1024, SNAPSHOT_BATCH_BYTES // (dim * 4))
-    offset = 0
-    for path in paths:
-        with _reading(path):
-            source = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, filesystem=fs)
-            names = source.schema_arrow.names
-            for batch in source.iter_batches(batch_size=batch_rows, columns=[c for c in ("embedding", *schema.names) if c in names]):
-                keep = mask[offset : offset + batch.num_rows]
-                offset += batch.num_rows
-                if not keep.any():
-                    continue
-                if not keep.all():
-                    batch = batch.filter(pa.array(keep))
-                vectors = embeddings_to_numpy(pa.chunked_array([batch.column("embedding")]), dim)
-                yield _conform(batch, schema), vectors
-
-
-def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with exactly ``schema``'s columns: cast where types differ, nulls where missing."""
-    have = set(batch.schema.names)
-    arrays = [batch.column(f.name).cast(f.type) if f.name in have else pa.nulls(batch.num_rows, f.type) for f in schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _parse_as_of(as_of: AsOf) -> int | datetime:

@@ -28,8 +28,7 @@ def export(
     from featurestore.export import export_view
 
     set_quiet(quiet)
-    version = int(as_of) if as_of is not None and as_of.isdigit() else as_of
-    manifest = export_view(view, encoder, out=out, store=store, as_of=version, rows_per_file=rows_per_file, overwrite=overwrite)
+    manifest = export_view(view, encoder, out=out, store=store, as_of=as_of, rows_per_file=rows_per_file, overwrite=overwrite)
     if json_out:
         print_json(manifest)
     else:

@@ -19,9 +19,10 @@ import pyarrow as pa
 
 from featurestore.errors import FeatureStoreError
 from featurestore.index import index_info, load_index
-from featurestore.index.vector_index import exact_search, prepare
+from featurestore.index.tuning import exact_knn
 from featurestore.store import FeatureTable, Store
 from featurestore.store.schema import SYSTEM_COLUMNS
+from featurestore.vectors import prepare
 from flows.report.page import OTHER, PALETTE, e, empty, figure, json_script, plotly
 from flows.report.page import table as html_table
 
@@ -134,10 +135,7 @@ def neighbours(s: Store, table: FeatureTable, frame: Any, rows: np.ndarray, vect
             return found, f"from its {info.get('factory')} index of table version {info.get('table_version')}, {score}"
     except FeatureStoreError as exc:
         reason = f"its index cannot be read: {exc}"
-    q = prepare(vectors, metric)
-    positions = exact_search(vectors, q, min(NEIGHBOURS + 1, len(rows)), metric)
-    picked = q[positions]  # (n, k, dim)
-    scores = np.einsum("nd,nkd->nk", q, picked) if metric == "cosine" else ((picked - q[:, None, :]) ** 2).sum(axis=2)
+    scores, positions = exact_knn(vectors, prepare(vectors, metric), NEIGHBOURS + 1, metric)
     found = _without_self(frame.ids[rows], frame.ids[rows][positions], scores)
     return found, f"by exact search over the sample ({reason}), {score}"
 

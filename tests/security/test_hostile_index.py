@@ -88,6 +88,23 @@ def test_index_json_with_an_unknown_file_kind_is_refused(indexed, cli):
     assert code == 2 and "names files that are not this index's (script: 'index-abc.faiss')" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("listed", [None, {}])
+def test_index_json_that_lists_no_files_is_refused(indexed, cli, listed):
+    """Files under the plain names ``index.faiss`` and ``ids.parquet`` are not read: only what
+    ``index.json`` lists is."""
+    folder = _folder(indexed)
+    info = json.loads((folder / "index.json").read_text())
+    shutil.copy(folder / info["files"]["index"], folder / "index.faiss")
+    shutil.copy(folder / info["files"]["ids"], folder / "ids.parquet")
+    if listed is None:
+        del info["files"]
+    else:
+        info["files"] = listed
+    (folder / "index.json").write_text(json.dumps(info))
+    code, _, err = _search(cli, indexed)
+    assert code == 2 and err == f"featurestore: error: {folder / 'index.json'} lists no files of this index (its \"files\" entry is missing or empty); {REBUILD}\n"
+
+
 @pytest.mark.parametrize("kind", ["index", "ids"])
 def test_a_link_in_the_index_folder_is_refused(indexed, cli, tmp_path, kind):
     path = _folder(indexed) / _files(indexed)[kind]

@@ -168,10 +168,10 @@ def _history(table) -> None:
 
 
 def test_streamed_snapshot_holds_the_same_rows_as_the_delta_read(table, monkeypatch):
-    import featurestore.store.table as table_module
+    import featurestore.store.snapshot as snapshot_module
 
     _history(table)
-    monkeypatch.setattr(table_module, "SNAPSHOT_BATCH_BYTES", 1)  # 1,024-row batches: several per file when files grow
+    monkeypatch.setattr(snapshot_module, "SNAPSHOT_BATCH_BYTES", 1)  # 1,024-row batches: several per file when files grow
     expected = table._latest_from_delta(None, as_of=3, with_vectors=True)
     streamed = table.latest()
     assert streamed.ids.tolist() == expected.ids.tolist() and len(streamed) == 50 - 2 + 10
@@ -183,11 +183,11 @@ def test_streamed_snapshot_holds_the_same_rows_as_the_delta_read(table, monkeypa
 
 
 def test_snapshot_written_in_many_batches_maps_as_one_block(table, monkeypatch):
-    import featurestore.store.table as table_module
+    import featurestore.store.snapshot as snapshot_module
 
     vectors = np.arange(3000 * DIM, dtype=np.float32).reshape(3000, DIM)
     table.append(rows([str(i) for i in range(3000)], vectors), meta())
-    monkeypatch.setattr(table_module, "SNAPSHOT_BATCH_BYTES", 1)
+    monkeypatch.setattr(snapshot_module, "SNAPSHOT_BATCH_BYTES", 1)
     snap = table.snapshot()
     assert snap.rows.column("entity_id").num_chunks == 3
     np.testing.assert_array_equal(snap.vectors, vectors)
@@ -198,16 +198,16 @@ def test_snapshot_written_in_many_batches_maps_as_one_block(table, monkeypatch):
 def test_a_crash_mid_write_leaves_no_snapshot_that_reads_use(table, tmp_path, monkeypatch):
     import os
 
-    import featurestore.store.table as table_module
+    import featurestore.store.snapshot as snapshot_module
 
     _history(table)
-    real = table_module._snapshot_batches
+    real = snapshot_module._snapshot_batches
 
     def crash_after_one_batch(*args):
         yield next(real(*args))
         raise KeyboardInterrupt  # e.g. Ctrl-C while the snapshot is being written
 
-    monkeypatch.setattr(table_module, "_snapshot_batches", crash_after_one_batch)
+    monkeypatch.setattr(snapshot_module, "_snapshot_batches", crash_after_one_batch)
     with pytest.raises(KeyboardInterrupt):
         table.latest()
     cache = next((tmp_path / "_cache").rglob("test-0000000000"))
@@ -216,7 +216,7 @@ def test_a_crash_mid_write_leaves_no_snapshot_that_reads_use(table, tmp_path, mo
     killed.mkdir()
     (killed / "rows.arrow").write_bytes(b"ARROW1 half")
     os.utime(killed, (0, 0))
-    monkeypatch.setattr(table_module, "_snapshot_batches", real)
+    monkeypatch.setattr(snapshot_module, "_snapshot_batches", real)
     assert table.latest().ids.tolist() == table._latest_from_delta(None, as_of=3, with_vectors=True).ids.tolist()
     assert [p.name for p in cache.iterdir()] == ["v00000003-f2"]
 
