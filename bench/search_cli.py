@@ -103,9 +103,10 @@ def main() -> None:
     try:
         store = build(work, args.rows)
         from featurestore import Store
+        from featurestore.index.search import index_dir
 
         table = Store(store).resolve_table("sms")
-        folder = store / "indexes" / "sms" / table.meta.encoder_id
+        folder = index_dir(table, store=Store(store), fetch=False)
         np.save(work / "query.npy", np.random.default_rng(0).standard_normal((1, 384)).astype(np.float32))
         (work / "bare_text.py").write_text(BARE_TEXT)
         (work / "bare_vector.py").write_text(BARE_VECTOR)

@@ -173,20 +173,6 @@ class ViewConfig(_Strict):
             raise ValueError("an encoder is listed twice")
         return encoders
 
-    @model_validator(mode="after")
-    def _token_options(self) -> ViewConfig:
-        given = [k for k in ("layers", "subword") if getattr(self, k) is not None]
-        if given and self.granularity != "token":
-            raise ValueError(f"{' and '.join(given)} apply to granularity: token only")
-        if self.long_text is not None and self.granularity != "sentence":
-            raise ValueError("long_text applies to granularity: sentence only")
-        if self.tta is not None:
-            from featurestore.encoders.image import MODEL
-
-            if any(ref.split(":")[0].strip().lower() != MODEL for ref in self.encoders):
-                raise ValueError(f"tta applies to image encoders ({MODEL}) only")
-        return self
-
     @field_validator("index", mode="before")
     @classmethod
     def _index_flag(cls, value: Any) -> Any:

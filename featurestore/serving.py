@@ -72,7 +72,7 @@ class _State:
     generation: Generation
     index: "VectorIndex | None"  # None: the view has no index yet (lookups work, searches are refused)
     frame: "FeatureFrame"
-    index_stamp: Any  # what the cheap check compares: index.json's identity (local) or text (remote)
+    index_stamp: Any  # what the cheap check compares: index.json's identity (local) or contents (remote)
     hits: HitTables  # the index's id map, frame rows and kept columns, in the index's id order
 
 
@@ -107,10 +107,10 @@ class Searcher:
         self._checked = 0.0
         self._state: _State | None = None
         self._as_of: OrderedDict[str, "FeatureFrame"] = OrderedDict()
-        from featurestore.index.search import index_dir
+        from featurestore.index.search import index_json
 
         # what the local check stats, as strings: building the paths per call would cost more than the stats
-        self._index_json = os.path.join(index_dir(table, store=store, fetch=False), "index.json")
+        self._index_json = str(index_json(table, store=store))
         self._log_dir = os.path.join(table.uri, "_delta_log")
         self.swaps = 0  # how many times a newer generation replaced the one served
         self.refresh()
@@ -172,10 +172,11 @@ class Searcher:
         return self._state
 
     def _index_stamp(self) -> Any:
-        """index.json's identity locally (replaced on every save), its text in a bucket; None: no index."""
+        """index.json's identity locally (replaced on every save), what it says in a bucket; None: no index."""
         if self.store.remote:
-            relative = f"indexes/{self.view}/{self.encoder_id}"
-            return self.store.read_current(relative, "index.json")[1]
+            from featurestore.index.search import index_info
+
+            return index_info(self.table, store=self.store)
         try:
             st = os.stat(self._index_json)
         except FileNotFoundError:

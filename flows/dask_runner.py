@@ -43,7 +43,7 @@ class DaskOptions:
 
     def check(self) -> None:
         """Fail before planning: prefect-dask is installed, the counts are positive, the scheduler answers."""
-        from featurestore.encoders.base import require
+        from featurestore.extras import require
 
         require("prefect_dask", "dask")
         if self.workers < 1 or self.threads_per_worker < 1:

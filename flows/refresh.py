@@ -47,10 +47,19 @@ logger = logging.getLogger(__name__)
 
 
 def load(config: str | Path) -> Project:
-    """The validated project, with each head's task and options checked against models.tasks."""
+    """The validated project: each view's encoder options checked by the encoders themselves
+    (built as a materialize builds them; no weights load), each head's task and options against
+    models.tasks."""
+    from featurestore.encoders import get_encoder
     from models.tasks import check_options
 
     project = load_project(config)
+    for i, view in enumerate(project.views):
+        for ref in view.encoders:
+            try:
+                get_encoder(ref, **_materialize_options(view, ref)["encoder_options"])
+            except FeatureStoreError as exc:  # the file's keys are the encoder's parameters: named without backticks
+                raise ProjectError(f"{project.path}: views[{i}]: {str(exc).replace('`', '')}") from None
     for i, head in enumerate(project.heads):
         try:
             check_options(head.task, head.options)

@@ -21,8 +21,6 @@ RUNNERS: tuple[str, ...] = get_args(Runner)
 STEP_RUNNERS = ("local", "inline")  # train and refresh: each step with work as its Prefect flow, or all in this process
 T = TypeVar("T")
 DEVICE_ENCODERS = ("minilm", "st", "efficientnet-lite0")  # the encoders that take a device
-CONTEXTUAL_ENCODERS = ("minilm", "st")  # the encoders whose token vectors take layers / subword
-TTA_ENCODERS = ("efficientnet-lite0",)  # the image encoders that take test-time augmentation
 
 
 def encoder_options(
@@ -35,39 +33,20 @@ def encoder_options(
     tta: str | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """The encoder keywords a materialize of ``encoder`` passes: granularity, token, long-text or TTA options, device.
+    """The encoder keywords a materialize of ``encoder`` passes: the granularity, token, long-text
+    and TTA options given, and the device of the encoders that take one.
 
     ``featurestore materialize`` and the project file's views both build them here, so the
-    same options write the same table (the same encoder_id).
+    same options write the same table (the same encoder_id). The encoder is what checks them
+    (their values, the granularity they apply to, whether it takes them at all), when
+    :func:`featurestore.encoders.get_encoder` builds it.
     """
     from featurestore import settings
-    from featurestore.errors import EncoderError
 
-    if granularity not in ("sentence", "token"):
-        raise InvalidArgumentError(f"--granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
-    name = encoder.split(":")[0]
-    token = {k: v for k, v in (("layers", layers), ("subword", subword)) if v is not None}
-    if token and (granularity != "token" or name not in CONTEXTUAL_ENCODERS):
-        flags = " and ".join(f"--{k}" for k in token)
-        raise EncoderError(f"{flags} apply to contextual token vectors: --granularity token with minilm or an st: encoder")
-    options: dict[str, Any] = {"granularity": "token", **token} if granularity == "token" else {}
-    if long_text is not None:
-        if granularity != "sentence" or name not in CONTEXTUAL_ENCODERS:
-            raise EncoderError("--long-text applies to sentence vectors of minilm or an st: encoder (token level reads every word already)")
-        if long_text not in ("truncate", "windows"):
-            raise InvalidArgumentError(f"--long-text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
-        if long_text == "windows":  # truncate is the default: left out, so the table keeps its encoder id
-            options["long_text"] = "windows"
-    if tta is not None:
-        from featurestore.encoders.image import TTA_VIEWS
-
-        if name not in TTA_ENCODERS:
-            raise EncoderError(f"--tta applies to image encoders ({', '.join(TTA_ENCODERS)}); not to {encoder!r}")
-        if tta not in TTA_VIEWS:
-            raise InvalidArgumentError(f"--tta must be one of: {', '.join(TTA_VIEWS)}. Got {tta!r} instead.")
-        if tta != "none":  # none is the default: left out, so the table keeps its encoder id
-            options["tta"] = tta
-    if name in DEVICE_ENCODERS:
+    given = {"layers": layers, "subword": subword, "long_text": long_text, "tta": tta}
+    options: dict[str, Any] = {} if granularity == "sentence" else {"granularity": granularity}
+    options.update({k: v for k, v in given.items() if v is not None})
+    if encoder.split(":")[0] in DEVICE_ENCODERS:
         options["device"] = settings.device(device)
     return options
 

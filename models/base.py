@@ -61,7 +61,7 @@ class LoadedModel:
     path: Path
     head: Any
     manifest: dict[str, Any]
-    store: str | None = None  # the root of the store it lives in (None: the folder above models/)
+    store: str  # the root of the store it lives in (set by the registry's loader)
     novelty: Any = None  # models.novelty.Novelty of its training features (None: saved without one)
 
     @property

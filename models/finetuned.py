@@ -20,9 +20,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.encoders.base import encoder_id_from_spec, require, resolve_device
-from featurestore.errors import EncoderError, FineTuneError, ImageDecodeError, InvalidArgumentError
+from featurestore.encoders import BaseEncoder, from_meta
+from featurestore.encoders.base import encoder_id_from_spec, resolve_device
+from featurestore.errors import FineTuneError, ImageDecodeError, InvalidArgumentError
+from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.sources.imaging import decode_pixels
 from models.torch_utils import length_batches, require_torch, seeded
@@ -147,13 +148,7 @@ class FineTunedClassifier(BaseEstimator):
     def encoder(self) -> BaseEncoder:
         """The base encoder, once; refused when its encoder_id is not the one fine-tuning started from."""
         if getattr(self, "encoder_", None) is None:
-            enc = get_encoder(self.encoder_ref, **(self.encoder_options or {}))
-            if enc.encoder_id != self.encoder_id:
-                raise EncoderError(
-                    f"fine-tuned from encoder {self.encoder_id}, but {self.encoder_ref!r} is {enc.encoder_id} here; "
-                    "its weights differ, so the frozen lower part cannot be rebuilt"
-                )
-            self.encoder_ = enc
+            self.encoder_ = from_meta(self.encoder_ref, self.encoder_options, expect_id=self.encoder_id, owner="the fine-tuned head")
         return self.encoder_
 
     def check_params(self) -> None:
@@ -234,7 +229,7 @@ class FineTunedImageClassifier(FineTunedClassifier):
 
     def _new_top(self, n_classes: int) -> Any:
         """The unfolded packaged network's last K blocks and conv head (with BatchNorm), then a fresh classifier."""
-        from featurestore.encoders.image import HEAD_CHANNELS, MODEL, _read_state_dict
+        from featurestore.encoders.image import HEAD_CHANNELS, MODEL, backbone_weights
 
         torch = require_torch()
         nn = torch.nn
@@ -243,7 +238,7 @@ class FineTunedImageClassifier(FineTunedClassifier):
         with torch.device("meta"):  # no random init: the weights are assigned
             net = lite.EfficientNet.from_name(MODEL, image_size=enc.size)
         net._fc = nn.Identity()
-        net.load_state_dict(_read_state_dict(enc.weights, torch), strict=True, assign=True)
+        net.load_state_dict(backbone_weights(enc.weights), strict=True, assign=True)
         first = self._depth()[0] - self.unfreeze_last
         body = nn.Sequential(*net._blocks[first:], net._conv_head, net._bn1, net._swish, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         classifier = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(HEAD_CHANNELS, n_classes))

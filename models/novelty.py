@@ -193,7 +193,7 @@ def _feature_dim(manifest: dict[str, Any]) -> int | None:
 
 
 def _flat_index(rows: np.ndarray) -> Any:
-    from featurestore.encoders.base import require
+    from featurestore.extras import require
 
     faiss = require("faiss", "index")
     index = faiss.IndexFlatIP(rows.shape[1])

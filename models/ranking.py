@@ -420,7 +420,7 @@ def model_retriever(model: LoadedModel) -> Retriever:
     """The candidate retriever a ranking model was trained with: its view, documents file
     (refused when it changed since) and word2vec view, with the model's own encoders."""
     params = model.manifest["params"]
-    store = Store(model.store or model.path.parents[2])
+    store = Store(model.store)
     table = store.resolve_table(params["view"], params["encoder_id"])
     docs_path = existing_file(params["docs"], "docs (recorded at training)")
     if file_sha256(docs_path) != params["docs_sha256"]:

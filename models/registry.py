@@ -61,8 +61,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, FeatureStoreError, ModelError, StoreError, UnknownModelError
+from featurestore.encoders import BaseEncoder, from_meta
+from featurestore.errors import FeatureStoreError, ModelError, StoreError, UnknownModelError
 from featurestore.sources.content import file_sha256
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
@@ -636,20 +636,8 @@ def model_encoders(loaded: LoadedModel) -> list[BaseEncoder]:
         if not (isinstance(entry, dict) and isinstance(entry.get("encoder_ref", ""), (str, type(None)))
                 and isinstance(entry.get("encoder_options") or {}, dict) and isinstance(entry.get("encoder_id"), str)):
             raise ModelError(f"model {loaded.name} v{loaded.version}: manifest.json's encoders are not encoder records; retrain it")
-        ref = entry.get("encoder_ref")
-        if not ref:
-            raise EncoderError(f"model {loaded.name} v{loaded.version} does not record how to rebuild encoder {entry.get('encoder_id')}")
-        try:
-            enc = get_encoder(ref, **(entry.get("encoder_options") or {}))
-            have = enc.encoder_id
-        except (EncoderError, OSError) as exc:
-            raise EncoderError(f"model {loaded.name} v{loaded.version} needs encoder {ref!r}, which is not available here: {exc}") from None
-        if have != entry["encoder_id"]:
-            raise EncoderError(
-                f"model {loaded.name} v{loaded.version} was trained on encoder {entry['encoder_id']}, but {ref!r} is "
-                f"{have} here; its weights differ, so inputs cannot be encoded the same way"
-            )
-        encoders.append(enc)
+        encoders.append(from_meta(entry.get("encoder_ref"), entry.get("encoder_options"), expect_id=entry["encoder_id"],
+                                  owner=f"model {loaded.name} v{loaded.version}"))
     return encoders
 
 

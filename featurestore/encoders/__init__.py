@@ -1,7 +1,7 @@
 """Frozen pretrained encoders behind one protocol, found by name."""
 
 from featurestore.encoders.base import BaseEncoder, EncodeResult, Encoder, TokenEncodeResult, encoder_id_from_spec
-from featurestore.encoders.registry import ENTRY_POINT_GROUP, get_encoder, list_encoders
+from featurestore.encoders.registry import ENTRY_POINT_GROUP, from_meta, get_encoder, list_encoders
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -10,6 +10,7 @@ __all__ = [
     "Encoder",
     "TokenEncodeResult",
     "encoder_id_from_spec",
+    "from_meta",
     "get_encoder",
     "list_encoders",
 ]

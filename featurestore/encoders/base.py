@@ -17,7 +17,8 @@ from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from featurestore.errors import DependencyError, InvalidArgumentError
+from featurestore.errors import InvalidArgumentError
+from featurestore.extras import require
 
 Modality = Literal["text", "image", "tokens"]
 Granularity = Literal["sentence", "token", "image"]
@@ -247,15 +248,3 @@ def resolve_device(requested: str = "auto") -> str:
     except ImportError:  # pragma: no cover - torch is part of the text extra
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def require(module: str, extra: str):
-    """Import an optional dependency or say which extra provides it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise DependencyError(
-            f"{module} is not installed; install the extra with: pip install 'featurestore[{extra}]'"
-        ) from exc

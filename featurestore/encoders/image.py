@@ -42,12 +42,13 @@ from typing import Any, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, require, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, resolve_device
 from featurestore.errors import EncoderError, ImageDecodeError, InvalidArgumentError
+from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, decode_pixels
 
-__all__ = ["BLOCK_CHANNELS", "TTA_VIEWS", "EfficientNetEncoder", "classifier_weights", "make", "packaged_weights"]
+__all__ = ["BLOCK_CHANNELS", "TTA_VIEWS", "EfficientNetEncoder", "backbone_weights", "classifier_weights", "make", "packaged_weights"]
 
 MODEL = "efficientnet-lite0"
 HEAD_CHANNELS = 1280
@@ -136,7 +137,7 @@ class EfficientNetEncoder(BackendChoice, BaseEncoder):
         self.channels_last = channels_last
         self.workers = positive_int("workers", workers) if workers is not None else min(4, max(2, os.cpu_count() or 2))
         if tta is not None and tta not in TTA_VIEWS:
-            raise InvalidArgumentError(f"tta must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
+            raise InvalidArgumentError(f"`tta` must be one of: {', '.join(get_args(Tta))}. Got {tta!r} instead.")
         self.tta: Tta = tta or "none"
         if self.path is not None and not self.path.is_file():
             raise EncoderError(f"checkpoint not found: {self.path}; give a .pth/.pt state dict or a .safetensors file")
@@ -436,7 +437,7 @@ def _build(weights: Path, size: int, device: str, channels_last: bool) -> Any:
     """EfficientNet-Lite0 with ``weights``, eval mode, on ``device`` (half precision on CUDA)."""
     torch = require("torch", "image")
     lite = require("efficientnet_lite_pytorch", "image")
-    state = _read_state_dict(weights, torch)
+    state = backbone_weights(weights)
     with torch.device("meta"):  # no random init (and no use of torch's global RNG): weights are assigned
         model = lite.EfficientNet.from_name(MODEL, image_size=size)
     model._fc = torch.nn.Identity()  # the classifier is never used
@@ -493,6 +494,13 @@ def _fold_for_inference(model: Any, torch: Any) -> None:
             if left == right and top == bottom:  # TF "SAME" is symmetric here (stride 1, odd kernel)
                 module.padding = (top, left)
                 module.static_padding = torch.nn.Identity()
+
+
+def backbone_weights(weights: Path | None = None) -> dict[str, Any]:
+    """The checkpoint's network without its classifier (``_fc``): parameter name -> CPU tensor, for
+    ``EfficientNet.load_state_dict``; the packaged weights by default. Read as tensors only
+    (safetensors, or ``torch.load(weights_only=True)``): nothing in the file runs."""
+    return _read_state_dict(weights if weights is not None else packaged_weights(), require("torch", "image"))
 
 
 def classifier_weights(weights: Path | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ A third-party package adds an encoder with an entry point whose object is a fact
 from __future__ import annotations
 
 import difflib
+import re
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from featurestore import settings
 from featurestore.encoders.base import BaseEncoder
@@ -101,7 +102,34 @@ def get_encoder(ref: str, **options: Any) -> BaseEncoder:
     except FeatureStoreError:
         raise
     except TypeError as exc:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown and unknown.group(1) in options:
+            raise EncoderError(f"encoder {name!r} does not take `{unknown.group(1)}`; leave it out or use an encoder that does") from None
         raise EncoderError(f"encoder {name!r} does not take these options: {exc}") from exc
+
+
+def from_meta(ref: str | None, options: Mapping[str, Any] | None = None, *, expect_id: str, owner: str) -> BaseEncoder:
+    """The encoder that ``owner`` recorded as ``ref`` and ``options``, rebuilt; it must still be ``expect_id``.
+
+    The one way to rebuild a stored encoder (a table's, a saved model's, a run plan's), so that
+    inputs encoded now meet vectors written then. ``owner`` names the record in messages
+    (``"view 'sms'"``, ``"model spam v1"``). Raises :class:`EncoderError` when the record names
+    no encoder, when the encoder cannot be built here, or when it now has another id (its
+    weights or options changed).
+    """
+    if not ref:
+        raise EncoderError(f"{owner} does not record how to rebuild encoder {expect_id}")
+    try:
+        enc = get_encoder(ref, **dict(options or {}))
+        have = enc.encoder_id
+    except (EncoderError, OSError) as exc:
+        raise EncoderError(f"{owner} needs encoder {ref!r}, which is not available here: {exc}") from None
+    if have != expect_id:
+        raise EncoderError(
+            f"{owner} expects encoder {expect_id}, but {ref!r} is {have} here; its weights or options differ, "
+            "so inputs cannot be encoded the same way"
+        )
+    return enc
 
 
 def list_encoders() -> list[dict[str, Any]]:

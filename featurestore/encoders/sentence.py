@@ -15,10 +15,11 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, require, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
 from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
+from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.vectors import l2_normalise
 
@@ -104,9 +105,9 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         self._config = _read_model_config(self.path)
         self.granularity = _check_token_options(granularity, layers=layers, subword=subword, stride=stride)
         if long_text is not None and long_text not in ("truncate", "windows"):
-            raise InvalidArgumentError(f"long_text must be 'truncate' or 'windows'. Got {long_text!r} instead.")
+            raise InvalidArgumentError(f"`long_text` must be 'truncate' or 'windows'. Got {long_text!r} instead.")
         if long_text is not None and granularity != "sentence":
-            raise EncoderError("long_text applies to granularity='sentence'; token level always reads every word in windows")
+            raise EncoderError("`long_text` applies to `granularity='sentence'`; token level always reads every word in windows")
         self.long_text: LongText = long_text or "truncate"
         if self.long_text == "windows" and (self._config["pooling"] != "mean_tokens" or not set(self._config["modules"]) <= WINDOWABLE):
             raise EncoderError(
@@ -420,15 +421,15 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 def _check_token_options(granularity: str, **options: Any) -> TextGranularity:
     """The granularity, after checking that token options come only with ``granularity="token"``."""
     if granularity not in ("sentence", "token"):
-        raise InvalidArgumentError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+        raise InvalidArgumentError(f"`granularity` must be 'sentence' or 'token'. Got {granularity!r} instead.")
     given = {k: v for k, v in options.items() if v is not None}
     if granularity == "sentence" and given:
-        listed = ", ".join(f"{k}={v!r}" for k, v in given.items())
-        raise EncoderError(f"{listed} only apply to granularity='token'; pass granularity='token' or leave them out")
+        listed = ", ".join(f"`{k}={v!r}`" for k, v in given.items())
+        raise EncoderError(f"{listed} only apply to `granularity='token'`; pass `granularity='token'` or leave them out")
     allowed = {"layers": ("last", "last4"), "subword": ("first", "mean")}
     for key, choices in allowed.items():
         if key in given and given[key] not in choices:
-            raise InvalidArgumentError(f"{key} must be one of {', '.join(map(repr, choices))}. Got {given[key]!r} instead.")
+            raise InvalidArgumentError(f"`{key}` must be one of {', '.join(map(repr, choices))}. Got {given[key]!r} instead.")
     return granularity  # type: ignore[return-value]
 
 

@@ -18,9 +18,10 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest, require
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.errors import EncoderError, InvalidArgumentError
+from featurestore.extras import require
 
 # The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
 # kept, numbers keep inner "." and ",", other punctuation dropped.
@@ -174,7 +175,7 @@ class Word2VecEncoder(BaseEncoder):
         if weighting not in ("mean", "sif"):
             raise InvalidArgumentError(f"weighting must be 'mean' or 'sif'. Got {weighting!r} instead.")
         if granularity not in ("sentence", "token"):
-            raise InvalidArgumentError(f"granularity must be 'sentence' or 'token'. Got {granularity!r} instead.")
+            raise InvalidArgumentError(f"`granularity` must be 'sentence' or 'token'. Got {granularity!r} instead.")
         if granularity == "token" and weighting != "mean":
             raise EncoderError(
                 f"weighting={weighting!r} pools the words of a text; with granularity='token' each word keeps "

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.encoders.base import require
+from featurestore.extras import require
 from featurestore.store.codec import embeddings_to_numpy, vectors_to_binary
 
 FOLD_SHARE = 0.05  # fold the delta into the index file past this share of the rows

@@ -10,15 +10,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from featurestore.encoders import BaseEncoder, get_encoder
-from featurestore.errors import EncoderError, InvalidArgumentError, StoreError
+from featurestore.encoders import BaseEncoder, from_meta
+from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
 from featurestore.index.queries import check_queries
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction, non_negative_int, positive_int
-from featurestore.store import FeatureTable, Store
+from featurestore.store import FeatureTable, Store, TableInfo
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
 
@@ -46,11 +46,21 @@ class IndexResult:
         return {**head, **asdict(self.info)}
 
 
+def _relative(view: str, encoder_id: str) -> str:
+    """Where a table's index lives under the store root: the one place this layout is written down."""
+    return f"indexes/{view}/{encoder_id}"
+
+
 def index_dir(table: FeatureTable, *, store: Store, fetch: bool = True) -> Path:
     """The index's folder in the (work) folder of the store; for a remote store, first brought
     up to the generation published in the bucket unless ``fetch`` is False."""
-    relative = f"indexes/{table.meta.view}/{table.meta.encoder_id}"
+    relative = _relative(table.meta.view, table.meta.encoder_id)
     return store.fetch(relative, replace=True) if fetch else store.path / relative
+
+
+def index_json(table: FeatureTable, *, store: Store) -> Path:
+    """The local ``index.json`` of the table's index, replaced by every save (what a cheap freshness check stats)."""
+    return index_dir(table, store=store, fetch=False) / "index.json"
 
 
 def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
@@ -62,9 +72,8 @@ def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
 
 def publish_index(table: FeatureTable, *, store: Store) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
-    folder = index_dir(table, store=store, fetch=False)
-    files = json.loads((folder / "index.json").read_text()).get("files") or {}
-    store.publish(f"indexes/{table.meta.view}/{table.meta.encoder_id}", replace=True, names={"index.json", *files.values()})
+    files = json.loads(index_json(table, store=store).read_text()).get("files") or {}
+    store.publish(_relative(table.meta.view, table.meta.encoder_id), replace=True, names={"index.json", *files.values()})
 
 
 def build_index(
@@ -294,7 +303,31 @@ def has_index(view: str, encoder: str | None = None, *, store: Store | str | Non
 
 def index_info(table: FeatureTable, *, store: Store) -> dict[str, Any] | None:
     """What the view's index.json says (factory, rows, recall, table version ...), None without an index."""
-    path, text = store.read_current(f"indexes/{table.meta.view}/{table.meta.encoder_id}", "index.json")
+    return _read_info(store, table.meta.view, table.meta.encoder_id)
+
+
+def index_status(row: TableInfo, *, store: Store) -> dict[str, Any] | None:
+    """How well the index of a catalog row (:meth:`Store.info`) covers its table: factory, rows
+    indexed, coverage (rows indexed / live rows), recall@10, the table version it covers and how
+    many versions it is behind; None without an index, ``{"error": ...}`` for an unreadable one."""
+    try:
+        info = _read_info(store, row.view, row.encoder_id)
+    except StoreError as exc:
+        return {"error": str(exc)}
+    if info is None:
+        return None
+    return {
+        "factory": info.get("factory"),
+        "rows": info.get("rows"),
+        "coverage": round(info.get("rows", 0) / row.rows, 4) if row.rows else None,
+        "recall_at_10": info.get("recall_at_10"),
+        "table_version": info.get("table_version"),
+        "versions_behind": row.version - info.get("table_version", row.version),
+    }
+
+
+def _read_info(store: Store, view: str, encoder_id: str) -> dict[str, Any] | None:
+    path, text = store.read_current(_relative(view, encoder_id), "index.json")
     try:
         return json.loads(text) if text is not None else None
     except ValueError:
@@ -310,15 +343,7 @@ def load_index(view: str, encoder: str | None = None, *, store: Store | str | No
 def view_encoder(table: FeatureTable) -> BaseEncoder:
     """The encoder that wrote the view, rebuilt from its metadata; refuses one that now differs."""
     meta = table.meta
-    if not meta.encoder_ref:
-        raise EncoderError(f"view {meta.view!r} does not record how to rebuild its encoder; query it with `vectors` or `ids`")
-    enc = get_encoder(meta.encoder_ref, **(meta.encoder_options or {}))
-    if enc.encoder_id != meta.encoder_id:
-        raise EncoderError(
-            f"encoder {meta.encoder_ref!r} is {enc.encoder_id} here, but view {meta.view!r} was written with "
-            f"{meta.encoder_id}; its weights are not available, so queries cannot be encoded the same way"
-        )
-    return enc
+    return from_meta(meta.encoder_ref, meta.encoder_options, expect_id=meta.encoder_id, owner=f"view {meta.view!r}")
 
 
 def search(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featurestore.encoders.base import require
+from featurestore.extras import require
 from featurestore.index.choice import ADD_CHUNK
 from featurestore.vectors import prepare
 

@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore import settings
-from featurestore.encoders.base import require
 from featurestore.errors import SchemaMismatchError, StoreError
+from featurestore.extras import require
 from featurestore.index.choice import ADD_CHUNK, IndexType, choose_factory, kind_of, train_rows
 from featurestore.index.delta import Delta, merge, selector_excluding
 from featurestore.index.tuning import tune

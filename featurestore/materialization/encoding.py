@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestore.encoders import BaseEncoder, EncodeResult, get_encoder
+from featurestore.encoders import BaseEncoder, EncodeResult, from_meta
 from featurestore.errors import EncoderError, SourceError
 from featurestore.materialization.planning import Plan
 from featurestore.store import FeatureTable, Store, TableMeta, embeddings_to_numpy, vectors_to_binary
@@ -29,13 +29,7 @@ APP_ID = "featurestore-materialize"
 
 def load_encoder(p: Plan) -> BaseEncoder:
     """The plan's encoder, refusing to go on if its weights changed since the plan was made."""
-    enc = get_encoder(p.encoder, **p.encoder_options)
-    if enc.encoder_id != p.encoder_id:
-        raise EncoderError(
-            f"encoder {p.encoder!r} is now {enc.encoder_id}, but the run was planned with {p.encoder_id}; "
-            "its weights changed during the run: start it again"
-        )
-    return enc
+    return from_meta(p.encoder, p.encoder_options, expect_id=p.encoder_id, owner=f"the run {p.run_id} of view {p.view!r}")
 
 
 def plan_table(p: Plan) -> FeatureTable:

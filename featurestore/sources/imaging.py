@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from featurestore.encoders.base import require
 from featurestore.errors import ImageDecodeError
+from featurestore.extras import require
 
 __all__ = ["INTERPOLATION", "NORMALISATION", "decode_image", "decode_pixels"]
 

@@ -51,7 +51,6 @@ class TableInfo:
     version: int
     last_update: str | None
     path: str
-    index: dict[str, Any] | None = None  # factory, rows indexed, coverage, recall, versions behind
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -198,7 +197,8 @@ class Store:
                             f"{did_you_mean(encoder, known)}")
 
     def info(self) -> list[TableInfo]:
-        """Views, encoders, live row counts, versions and last update of every table."""
+        """Views, encoders, live row counts, versions and last update of every table (the index of
+        each, with its coverage: :func:`featurestore.index.index_status`)."""
         rows = []
         for t in self.tables():
             table, version = t.scan(["entity_id", "created_at", "deleted"])
@@ -220,28 +220,9 @@ class Store:
                     version=version,
                     last_update=updated.isoformat(timespec="seconds") if updated else None,
                     path=t.uri,
-                    index=self._index_summary(meta.view, meta.encoder_id, live, version),
                 )
             )
         return rows
-
-    def _index_summary(self, view: str, encoder_id: str, live_rows: int, version: int) -> dict[str, Any] | None:
-        """What index.json says, with coverage (rows indexed / live rows) and staleness."""
-        path, text = self.read_current(f"indexes/{view}/{encoder_id}", "index.json")
-        if text is None:
-            return None
-        try:
-            info = json.loads(text)
-        except ValueError:
-            return {"error": f"{path} cannot be read; rebuild the index"}
-        return {
-            "factory": info.get("factory"),
-            "rows": info.get("rows"),
-            "coverage": round(info.get("rows", 0) / live_rows, 4) if live_rows else None,
-            "recall_at_10": info.get("recall_at_10"),
-            "table_version": info.get("table_version"),
-            "versions_behind": version - info.get("table_version", version),
-        }
 
     # ------------------------------------------------------------- run records
     def record_run(self, summary: dict[str, Any], kind: str = "materialize") -> Path:

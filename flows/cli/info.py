@@ -19,10 +19,11 @@ def info(
 ) -> None:
     """Views, encoders, live row counts, table versions, last update, indexes and the newest heads."""
     set_quiet(quiet)
+    from featurestore.index import index_status
     from featurestore.store import Store
 
     s = Store(store)
-    tables = [t.to_dict() for t in s.info()]
+    tables = [{**t.to_dict(), "index": index_status(t, store=s)} for t in s.info()]
     if drift:
         from featurestore.drift import embedding_drift
 

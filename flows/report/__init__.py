@@ -67,7 +67,7 @@ def write_report(
         raise StoreError(f"{target} is a folder; name the report file to write, e.g. {target / 'report.html'}")
     plotly()  # a missing extra is one line before anything is read
     if projection == "umap":
-        from featurestore.encoders.base import require
+        from featurestore.extras import require
 
         require("umap", "umap")
     from flows.report.heads import heads_section
@@ -93,9 +93,11 @@ def write_report(
 
 
 def _overview(s: Store) -> str:
+    from featurestore.index import index_status
+
     rows = []
     for t in s.info():
-        idx = t.index or {}
+        idx = index_status(t, store=s) or {}
         rows.append({"view": t.view, "encoder": f"{t.encoder_name} ({t.encoder_id})", "granularity": t.granularity, "dim": t.dim,
                      "entities": t.entities, "rows": t.rows, "version": t.version, "last update": t.last_update,
                      "index": idx.get("factory"), "coverage": idx.get("coverage"), "recall@10": idx.get("recall_at_10")})

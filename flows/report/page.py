@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from featurestore.encoders.base import require
+from featurestore.extras import require
 
 SECTIONS = ("overview", "views", "models", "indexes", "runs")
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}

@@ -106,7 +106,7 @@ def project(vectors: np.ndarray, projection: Projection, seed: int) -> tuple[np.
     """
     use_umap = projection == "umap" or (projection == "auto" and importlib.util.find_spec("umap") is not None)
     if use_umap and len(vectors) >= UMAP_MIN_ROWS:
-        from featurestore.encoders.base import require
+        from featurestore.extras import require
 
         umap = require("umap", "umap")
         reducer = umap.UMAP(n_components=2, n_neighbors=15, metric="cosine", random_state=seed, n_jobs=1)

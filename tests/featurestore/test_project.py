@@ -12,6 +12,7 @@ import yaml
 
 from featurestore.errors import ProjectError
 from featurestore.project import load_project
+from tests.conftest import W2V, need, snapshot
 
 BASE: dict[str, Any] = {
     "store": "store",
@@ -90,10 +91,7 @@ def test_the_library_side_does_not_import_prefect():
         (lambda d: d.pop("views"), "views: Field required"),
         (lambda d: d["views"][0].update(schedule={"cron": "61 * * * *"}), "views[0].schedule.cron: cron '61 * * * *' is not a cron"),
         (lambda d: d["views"][0].update(index={"memory_budget": "lots"}), "views[0].index.memory_budget: memory budget must look like 2GB"),
-        (lambda d: d["views"][0].update(layers="last4"), "views[0]: layers apply to granularity: token only"),
-        (lambda d: d["views"][0].update(granularity="token", long_text="windows"), "views[0]: long_text applies to granularity: sentence only"),
         (lambda d: d["views"][0].update(long_text="chunks"), "views[0].long_text: Input should be 'truncate' or 'windows'"),
-        (lambda d: d["views"][0].update(tta="flip"), "views[0]: tta applies to image encoders (efficientnet-lite0) only"),
         (lambda d: d["views"][0].update(tta="rotate"), "views[0].tta: Input should be 'none', 'flip' or 'flip5crop'"),
     ],
 )
@@ -103,6 +101,28 @@ def test_each_mistake_names_the_file_and_the_key(write, edit, message):
         load_project(path)
     text = str(info.value)
     assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["views"][0].update(layers="last4"), "views[0]: encoder 'word2vec' does not take layers; leave it out or use an encoder that does"),
+        (lambda d: d["views"][0].update(tta="flip"), "views[0]: encoder 'word2vec' does not take tta; leave it out or use an encoder that does"),
+        (lambda d: d["views"][0].update(encoders=["minilm"], layers="last4"),
+         "views[0]: layers='last4' only apply to granularity='token'; pass granularity='token' or leave them out"),
+        (lambda d: d["views"][0].update(encoders=["minilm"], granularity="token", long_text="windows"),
+         "views[0]: long_text applies to granularity='sentence'; token level always reads every word in windows"),
+    ],
+)
+def test_a_views_encoder_options_are_checked_by_the_encoder_before_anything_runs(write, edit, message, cli):
+    """The project file's types allow each value; which options an encoder takes, at which
+    granularity, its encoder says (as for `materialize`), when refresh loads the file."""
+    need(W2V)
+    path = write(edit)
+    before = snapshot(path.parent)
+    code, out, err = cli("refresh", "--config", path, "--runner", "inline")
+    assert (code, out, err) == (2, "", f"featurestore: error: {path}: {message}\n")
+    assert snapshot(path.parent) == before
 
 
 def test_a_file_that_is_not_yaml_names_the_line(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from featurestore.store import Store, TableMeta, vectors_to_binary
-from tests.conftest import snapshot
+from tests.conftest import GLOVE, need, snapshot
 
 
 @pytest.fixture
@@ -151,8 +151,14 @@ def test_bad_device_and_unknown_store_scheme_are_user_errors(tmp_path, sms_file,
         (["--granularity", "word"], "--granularity must be 'sentence' or 'token'. Got 'word' instead."),
         (["--runner", "spark"], "runner must be one of: local, inline, dask. Got 'spark' instead."),
         (["--runner", "dask", "--dask-workers", "0"], "--dask-workers and --dask-threads must be at least 1. Got 0 and 1 instead."),
-        (["--layers", "last4"], "--layers apply to contextual token vectors"),
-        (["--long-text", "windows"], "--long-text applies to sentence vectors of minilm or an st: encoder"),
+        (["--layers", "last4"], "encoder 'word2vec' does not take --layers; leave it out or use an encoder that does"),
+        (["--long-text", "windows"], "encoder 'word2vec' does not take --long-text; leave it out or use an encoder that does"),
+        # the encoder itself checks the options it takes (the last --encoder given wins)
+        (["--encoder", "minilm", "--layers", "last4"], "--layers last4 only apply to --granularity token; pass --granularity token or leave them out"),
+        (["--encoder", "minilm", "--granularity", "token", "--subword", "last"], "--subword must be one of 'first', 'mean'. Got 'last' instead."),
+        (["--encoder", "minilm", "--granularity", "token", "--long-text", "windows"],
+         "--long-text applies to --granularity sentence; token level always reads every word in windows"),
+        (["--encoder", "minilm", "--long-text", "chunks"], "--long-text must be 'truncate' or 'windows'. Got 'chunks' instead."),
     ],
 )
 def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_file, cli, extra, message):
@@ -161,6 +167,29 @@ def test_bad_materialize_options_leave_the_store_unchanged(store_with_view, sms_
                  "--id-col", "@line", "--keep", "label", *extra)
     assert_user_error(result, message)
     assert snapshot(store_with_view) == before
+
+
+def test_search_refuses_a_view_whose_encoder_now_has_other_weights(tmp_path, cli):
+    """Queries are encoded by the view's encoder rebuilt from the table's record; vectors that
+    file now gives would not meet the stored ones, so the search is refused, naming both ids."""
+    from featurestore.encoders import get_encoder
+
+    need(GLOVE)
+    lines = (GLOVE / "glove.6B.50d.top5k.txt").read_text(encoding="utf-8").splitlines()[:300]
+    vectors, texts, store = tmp_path / "glove.txt", tmp_path / "notes.txt", tmp_path / "s"
+    vectors.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    texts.write_text("the people of the city\nit was a good year\n", encoding="utf-8")
+    ref = f"w2v:{vectors}"
+    common = ("--view", "notes", "--store", store)
+    assert cli("materialize", texts, *common, "--encoder", ref, "--id-col", "@line", "--runner", "inline")[0] == 0
+    assert cli("index", "build", *common)[0] == 0
+    written = Store(store).resolve_table("notes").meta.encoder_id
+    vectors.write_text("\n".join(lines[:200]) + "\n", encoding="utf-8")  # other weights under the same name
+    before = snapshot(store)
+    assert_user_error(cli("search", *common, "--text", "the city"),
+                      f"view 'notes' expects encoder {written}, but {ref!r} is {get_encoder(ref).encoder_id} here; "
+                      "its weights or options differ, so inputs cannot be encoded the same way")
+    assert snapshot(store) == before
 
 
 def test_compact_and_search_bad_input(store_with_view, tmp_path, cli):

@@ -106,10 +106,10 @@ def test_layers_and_subword_reach_the_token_encoder(tmp_path, cli, minilm):
     assert json.loads(out)["encoder_id"] != Store(store).resolve_table("last").meta.encoder_id
     before = snapshot(store)
     assert_user_error(cli("materialize", path, "--view", "last4", *common, "--layers", "last8"),
-                      "layers must be one of 'last', 'last4'. Got 'last8' instead.")
+                      "--layers must be one of 'last', 'last4'. Got 'last8' instead.")
     assert_user_error(cli("materialize", path, "--view", "w2v", "--encoder", "word2vec", "--granularity", "token",
                           "--store", store, "--layers", "last4"),
-                      "--layers apply to contextual token vectors")
+                      "encoder 'word2vec' does not take --layers; leave it out or use an encoder that does")
     assert snapshot(store) == before
 
 
@@ -162,7 +162,7 @@ def test_tta_reaches_the_table_and_its_queries_and_bad_values_are_one_line(tmp_p
     texts = tmp_path / "t.txt"
     texts.write_text("a line\n", encoding="utf-8")
     assert_user_error(cli("materialize", texts, "--view", "t", "--encoder", "word2vec", "--store", store, "--tta", "flip"),
-                      "--tta applies to image encoders (efficientnet-lite0); not to 'word2vec'")
+                      "encoder 'word2vec' does not take --tta; leave it out or use an encoder that does")
     assert_user_error(cli("train", "image", "--view", "bees", "--store", store, "--option", "C=5", "--runner", "inline"),
                       "head 'logistic-cv' chooses C by inner cross-validation; to fix C=5, use head 'logistic'")
     assert snapshot(store) == before

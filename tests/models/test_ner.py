@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,9 +62,9 @@ def sentences(ner_store) -> ner.Sentences:
     return ner.read_sentences(ner.token_table(ner_store, "train"))[0]
 
 
-def loaded(result, name: str = "ner") -> LoadedModel:
+def loaded(result, store: Path, name: str = "ner") -> LoadedModel:
     manifest = {"task": result.task, "encoders": result.encoders}
-    return LoadedModel(name=name, version=1, path=None, head=result.head, manifest=manifest)  # type: ignore[arg-type]
+    return LoadedModel(name=name, version=1, path=None, head=result.head, manifest=manifest, store=str(store))  # type: ignore[arg-type]
 
 
 def test_sentences_come_back_in_word_order_with_bio_tags(sentences):
@@ -85,9 +86,9 @@ def test_heads_score_entities_on_testa_overall_and_per_type(trained, head):
     assert result.encoders[0]["encoder_ref"] == "word2vec" and result.params["head"] == head
 
 
-def test_predict_finds_entities_with_exact_character_spans(trained):
+def test_predict_finds_entities_with_exact_character_spans(trained, ner_store):
     text = "EU rejects German call to boycott British lamb ."
-    [out] = ner.predict(loaded(trained["mlp"]), [{"id": "a", "text": text}])
+    [out] = ner.predict(loaded(trained["mlp"], ner_store), [{"id": "a", "text": text}])
     assert out["id"] == "a" and out["label"] == len(out["entities"]) >= 1 and 0 < out["score"] <= 1
     for entity in out["entities"]:
         assert text[entity["start"] : entity["end"]] == entity["text"]
@@ -95,8 +96,8 @@ def test_predict_finds_entities_with_exact_character_spans(trained):
     assert {"text": "German", "type": "MISC"} in [{"text": e["text"], "type": e["type"]} for e in out["entities"]]
 
 
-def test_predict_refuses_a_model_whose_encoder_differs(trained):
-    model = loaded(trained["logreg"])
+def test_predict_refuses_a_model_whose_encoder_differs(trained, ner_store):
+    model = loaded(trained["logreg"], ner_store)
     model.manifest["encoders"] = [{**model.manifest["encoders"][0], "encoder_id": "word2vec-000000"}]
     with pytest.raises(EncoderError, match="word2vec-000000"):
         ner.predict(model, [{"id": 1, "text": "Paris"}])
@@ -145,7 +146,7 @@ def test_saved_heads_load_back_and_predict_the_same(trained, ner_store, head):
     save_model(ner_store, f"ner-{head}", trained[head])
     model = load_model(ner_store, f"ner-{head}")
     inputs = [{"id": 1, "text": "Germany beat Italy in Rome on Sunday ."}, {"id": 2, "text": "..."}]
-    assert ner.predict(model, inputs) == ner.predict(loaded(trained[head]), inputs)
+    assert ner.predict(model, inputs) == ner.predict(loaded(trained[head], ner_store), inputs)
 
 
 def test_bio_decode_never_starts_an_entity_with_i():
@@ -191,11 +192,11 @@ def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline
     assert (mlp.arch, mlp.context, mlp.crf) == ("mlp", 1, False)  # the quick head, by name
 
 
-def test_top_k_is_refused_for_a_model_that_does_not_rank(trained):
+def test_top_k_is_refused_for_a_model_that_does_not_rank(trained, ner_store):
     from models import tasks
 
     with pytest.raises(InvalidArgumentError, match="`top_k` applies to ranking models; model 'ner' is a ner model"):
-        tasks.predict(loaded(trained["logreg"]), [{"id": "a", "text": "Paris"}], top_k=3)
+        tasks.predict(loaded(trained["logreg"], ner_store), [{"id": "a", "text": "Paris"}], top_k=3)
 
 
 def test_evaluate_scores_an_ner_head_on_a_token_view_beside_its_dictionary_baseline(ner_store, cli):

@@ -48,7 +48,8 @@ def trained(cran_store):
 
 def loaded(result, store: Path) -> LoadedModel:
     """The model as the registry would hand it back: under <store>/models/<name>/<version>."""
-    return LoadedModel("cran-rank", 1, store / "models" / "cran-rank" / "1", result.head, {"task": "ranking", "params": result.params})
+    return LoadedModel("cran-rank", 1, store / "models" / "cran-rank" / "1", result.head, {"task": "ranking", "params": result.params},
+                       store=str(store))
 
 
 # ------------------------------------------------------------------------------------ metrics

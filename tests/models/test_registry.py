@@ -123,7 +123,7 @@ def test_encoders_that_are_missing_or_differ_are_refused(saved, tmp_path):
     manifest["encoders"][0]["encoder_ref"] = "word2vec"
     manifest["encoders"][0]["encoder_id"] = "word2vec-0000000000"
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(EncoderError, match=r"trained on encoder word2vec-0000000000, but 'word2vec' is word2vec-\w+ here"):
+    with pytest.raises(EncoderError, match=r"^model spam v1 expects encoder word2vec-0000000000, but 'word2vec' is word2vec-\w+ here; its weights or options differ"):
         spam.predict(load_model(root, "spam"), [{"id": 1, "text": "hello"}])
 
 

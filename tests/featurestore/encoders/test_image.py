@@ -208,7 +208,7 @@ def test_bad_options_are_refused_with_the_allowed_values(tmp_path):
             EfficientNetEncoder(device="cuda")  # refused when built, before any work
     with pytest.raises(InvalidArgumentError, match="device must be one of auto, cpu, cuda, cuda:N. Got 'gpu' instead."):
         EfficientNetEncoder(device="gpu")
-    with pytest.raises(InvalidArgumentError, match=r"^tta must be one of: none, flip, flip5crop. Got 'rotate' instead.$"):
+    with pytest.raises(InvalidArgumentError, match=r"^`tta` must be one of: none, flip, flip5crop. Got 'rotate' instead.$"):
         EfficientNetEncoder(tta="rotate")
 
 
@@ -329,7 +329,7 @@ def test_registry_lists_it_ready_made():
     rows = {r["name"]: r for r in list_encoders()}
     row = rows["efficientnet-lite0"]
     assert row["dim"] == 1280 and row["modality"] == "image" and row["source"] == str(packaged_weights())
-    with pytest.raises(EncoderError, match="does not take these options"):
+    with pytest.raises(EncoderError, match="^encoder 'efficientnet-lite0' does not take `pooling`; leave it out or use an encoder that does$"):
         get_encoder("efficientnet-lite0", pooling="max")
 
 

@@ -120,9 +120,9 @@ def test_long_text_options_are_checked():
     from featurestore.encoders import get_encoder
     from featurestore.errors import EncoderError
 
-    with pytest.raises(InvalidArgumentError, match="long_text must be 'truncate' or 'windows'. Got 'chunks' instead."):
+    with pytest.raises(InvalidArgumentError, match="^`long_text` must be 'truncate' or 'windows'. Got 'chunks' instead.$"):
         get_encoder("minilm", device="cpu", long_text="chunks")
-    with pytest.raises(EncoderError, match="long_text applies to granularity='sentence'"):
+    with pytest.raises(EncoderError, match="^`long_text` applies to `granularity='sentence'`"):
         get_encoder("minilm", device="cpu", granularity="token", long_text="windows")
 
 

@@ -67,11 +67,11 @@ def test_sentence_encoder_ids_are_unchanged_and_token_ids_differ(minilm, word2ve
 
 
 def test_bad_token_options_are_refused():
-    with pytest.raises(InvalidArgumentError, match="granularity must be 'sentence' or 'token'. Got 'word' instead"):
+    with pytest.raises(InvalidArgumentError, match="^`granularity` must be 'sentence' or 'token'. Got 'word' instead"):
         get_encoder("minilm", granularity="word")
-    with pytest.raises(EncoderError, match=r"layers='last4' only apply to granularity='token'"):
+    with pytest.raises(EncoderError, match=r"^`layers='last4'` only apply to `granularity='token'`"):
         get_encoder("minilm", layers="last4")
-    with pytest.raises(InvalidArgumentError, match="subword must be one of 'first', 'mean'. Got 'last' instead"):
+    with pytest.raises(InvalidArgumentError, match="^`subword` must be one of 'first', 'mean'. Got 'last' instead"):
         get_encoder("minilm", granularity="token", subword="last")
     with pytest.raises(InvalidArgumentError, match="stride must be an int from 0 to 127"):
         get_encoder("minilm", granularity="token", stride=200)

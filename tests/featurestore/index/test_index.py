@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError, StoreError
-from featurestore.index import VectorIndex, build_index, choose_factory, parse_bytes, search, update_index
+from featurestore.index import VectorIndex, build_index, choose_factory, index_status, parse_bytes, search, update_index
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from featurestore.store import Store
@@ -210,12 +210,17 @@ def test_info_shows_index_coverage_and_staleness(sms_view, sms_file, cli):
     build_index("sms", store=sms_view)
     materialize(TextSource(str(sms_file(310, name="more.sms")), format="sms", id_col="@line", keep=("label",)), "sms", "word2vec", store=sms_view)
     [table] = sms_view.info()
-    assert table.index["rows"] == 300 and table.index["coverage"] == pytest.approx(300 / 310, abs=1e-4)
-    assert table.index["versions_behind"] >= 1
+    status = index_status(table, store=sms_view)
+    assert status["rows"] == 300 and status["coverage"] == pytest.approx(300 / 310, abs=1e-4)
+    assert status["versions_behind"] >= 1
     code, out, _ = cli("index", "update", "--view", "sms", "--store", sms_view.root, "--json")
     assert code == 0 and json.loads(out)["added"] == 10
     [table] = sms_view.info()
-    assert (table.index["coverage"], table.index["versions_behind"]) == (1.0, 0)
+    status = index_status(table, store=sms_view)
+    assert (status["coverage"], status["versions_behind"]) == (1.0, 0)
+    code, out, _ = cli("info", "--store", sms_view.root, "--json")
+    [shown] = json.loads(out)["tables"]
+    assert code == 0 and shown["index"] == status and list(shown)[-3:] == ["path", "index", "index_status"]
 
 
 @pytest.mark.parametrize("exact_below", [20_000, 1])  # exact on the subset, and the index with an ID selector

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from featurestore.errors import StoreError
+from featurestore.index import index_status
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from featurestore.store import Store
@@ -172,7 +173,8 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     assert other.path.is_relative_to(tmp_path / "machine-b") and not other.path.exists()
     assert search("sms", store=s3_store, **query) == first_hits
     [info] = other.info()
-    assert (info.index["rows"], info.index["versions_behind"]) == (200, 0)
+    status = index_status(info, store=other)
+    assert (status["rows"], status["versions_behind"]) == (200, 0)
     model = load_model(s3_store, "spam")
     assert model.version == trained.version == 1 and model.manifest == trained.manifest
     messages = [{"id": "a", "text": "Free entry! Text WIN to 80086 to claim your prize"}, {"id": "b", "text": "see you at lunch"}]
@@ -185,7 +187,8 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     assert update_index("sms", store=s3_store).info.rows == 230
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "work"))  # back on the first machine
     [info] = Store(s3_store).info()
-    assert (info.index["rows"], info.index["versions_behind"]) == (230, 0)
+    status = index_status(info, store=Store(s3_store))
+    assert (status["rows"], status["versions_behind"]) == (230, 0)
     assert [m["version"] for m in list_models(s3_store)] == [1, 2]
     keys = bucket_keys(s3_store)
     assert any(k.endswith("/models/spam/2/manifest.json") for k in keys) and any(k.endswith("/indexes/sms/" + info.encoder_id + "/CURRENT") for k in keys)
@@ -207,7 +210,7 @@ def test_publishes_keep_two_index_generations_and_a_fetch_never_mixes_them(s3_st
     monkeypatch.setenv("FEATURESTORE_WORK_DIR", str(tmp_path / "machine-b"))
     other = Store(s3_store)
     [info] = other.info()
-    assert info.index["factory"] == builds[-1].info.factory == "Flat"
+    assert index_status(info, store=other)["factory"] == builds[-1].info.factory == "Flat"
     assert search("sms", store=s3_store, texts=["call now"], k=3)
     folder = next((other.path / "indexes" / "sms").iterdir())
     names = sorted(p.name for p in folder.iterdir())
