@@ -6,7 +6,7 @@ A task module (``models.spam``, ``models.image``, ``models.classify``, ``models.
 - ``train(store, view, encoder=None, **options) -> TrainResult``: build the training set from
   the store, fit the head, evaluate it (cross-validation or a held-out split) and return it,
   unsaved. The registry saves it (:func:`models.registry.save_model`). Two keywords are not
-  options a user sets: ``rebuild`` (a :class:`~featurestore.training.TrainingManifest`: train on
+  options a user sets: ``rebuild`` (a :class:`~featurestore.manifest.TrainingManifest`: train on
   the set it describes, at its table versions, instead of building one from the options) and
   ``progress`` (called ``(done, total)`` after each cross-validation fold or fitting step).
 - ``predict(model: LoadedModel, inputs: Sequence[dict]) -> list[dict]``: each input is
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from featurestore.materialization.runs import ProgressFn
-    from featurestore.training import TrainingManifest
+    from featurestore.manifest import TrainingManifest
 
 
 @dataclass
@@ -33,8 +33,8 @@ class TrainResult:
     head: Any  # scikit-learn estimator API (a torch head wrapped in it)
     metrics: dict[str, float]  # the headline numbers (e.g. f1, roc_auc, accuracy, ndcg@10)
     report: dict[str, Any]  # the whole evaluation: per class, curves, confusion matrix, baselines, timings
-    training_manifest: TrainingManifest  # what it was trained on (featurestore.training.make_manifest)
-    encoders: list[dict[str, Any]]  # per feature source (featurestore.training.encoder_entry): view, encoder_id, encoder_ref, encoder_options, dim
+    training_manifest: TrainingManifest  # what it was trained on (featurestore.manifest.make_manifest)
+    encoders: list[dict[str, Any]]  # per feature source (featurestore.manifest.encoder_entry): view, encoder_id, encoder_ref, encoder_options, dim
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
     novelty: Any = None  # models.novelty.Novelty: the training features predict compares inputs with (None: not kept)
     choice: dict[str, Any] | None = None  # a head chosen by cross-validation: each candidate's score, the choice and why
@@ -71,6 +71,6 @@ class LoadedModel:
     @property
     def training(self) -> TrainingManifest:
         """The training manifest, read strictly (:meth:`TrainingManifest.from_dict`; checked at load)."""
-        from featurestore.training import TrainingManifest
+        from featurestore.manifest import TrainingManifest
 
         return TrainingManifest.from_dict(self.manifest.get("training_set"))

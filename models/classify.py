@@ -19,7 +19,8 @@ import numpy as np
 
 from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.materialization.runs import ProgressFn
-from featurestore.training import TrainingManifest, TrainingSet, training_set, training_set_from_manifest
+from featurestore.manifest import TrainingManifest
+from featurestore.training import TrainingSet, training_set, training_set_from_manifest
 from models import novelty
 from models.base import LoadedModel, Steps, TrainResult
 from models.registry import model_encoders

@@ -39,7 +39,8 @@ from featurestore.errors import FineTuneError, SourceError
 from featurestore.materialization.runs import ProgressFn
 from featurestore.sources import open_source
 from featurestore.store import FeatureTable, Store
-from featurestore.training import TrainingManifest, TrainingSet, encoder_entry
+from featurestore.manifest import TrainingManifest, encoder_entry
+from featurestore.training import TrainingSet
 from models.base import LoadedModel, Steps, TrainResult
 from models.classify import classification_metrics, head_training_set, make_head, out_of_fold_proba
 from models.lexical import raw_texts

@@ -14,7 +14,7 @@ from typing import Any
 
 from featurestore.errors import InvalidArgumentError
 from featurestore.materialization.runs import ProgressFn
-from featurestore.training import TrainingManifest
+from featurestore.manifest import TrainingManifest
 from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier

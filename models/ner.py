@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError, StoreError
 from featurestore.materialization.runs import ProgressFn
 from featurestore.store import FeatureTable, Store
-from featurestore.training import TrainingManifest, encoder_entry, make_manifest
+from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
 from models.base import LoadedModel, Steps, TrainResult
 from models.tagging import TokenLogisticRegression, TorchTokenClassifier
 

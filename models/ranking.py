@@ -34,7 +34,7 @@ from featurestore.index.search import build_index, has_index, search, view_encod
 from featurestore.materialization.runs import ProgressFn
 from featurestore.sources.content import file_sha256
 from featurestore.store import FeatureTable, Store
-from featurestore.training import TrainingManifest, encoder_entry, make_manifest
+from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
 from featurestore.vectors import prepare
 from models.base import LoadedModel, Steps, TrainResult
 from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)

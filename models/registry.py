@@ -66,7 +66,7 @@ from featurestore.errors import FeatureStoreError, ModelError, StoreError, Unkno
 from featurestore.sources.content import file_sha256
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
-from featurestore.training import TrainingManifest
+from featurestore.manifest import TrainingManifest
 from models import novelty
 from models.base import LoadedModel, TrainResult
 

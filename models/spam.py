@@ -19,7 +19,7 @@ import numpy as np
 from featurestore.errors import SourceError
 from featurestore.materialization.runs import ProgressFn
 from featurestore.sources import TextSource
-from featurestore.training import TrainingManifest
+from featurestore.manifest import TrainingManifest
 from models import novelty
 from models.base import TrainResult
 from models.classify import (

@@ -12,7 +12,8 @@ import pytest
 from featurestore.errors import InvalidArgumentError, SourceError, StoreError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
-from featurestore.training import TrainingManifest, TrainingSet, training_set, training_set_from_manifest
+from featurestore.manifest import TrainingManifest
+from featurestore.training import TrainingSet, training_set, training_set_from_manifest
 from tests.conftest import SMS, need
 
 
