@@ -110,7 +110,7 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     from safetensors.numpy import load_file
 
     from featurestore.errors import ModelError
-    from models.registry import _first_line
+    from models.headfiles import first_line
 
     entry = manifest.get("novelty")
     if entry is None:
@@ -128,7 +128,7 @@ def load(model: str, folder: Path, manifest: dict[str, Any]) -> Novelty | None:
     try:
         tensors = load_file(str(folder / FILE))
     except (SafetensorError, OSError, ValueError, TypeError, KeyError) as exc:
-        raise ModelError(f"{model}: {FILE} is damaged or not a safetensors file ({_first_line(exc)}); retrain it") from None
+        raise ModelError(f"{model}: {FILE} is damaged or not a safetensors file ({first_line(exc)}); retrain it") from None
     rows = tensors.get(_TENSOR)
     dim = _feature_dim(manifest) or fields.get("dim")  # (encoders that are not records are refused when they are rebuilt)
     if set(tensors) != {_TENSOR} or rows is None or rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[0] < 1 or rows.shape[1] != dim:

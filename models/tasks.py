@@ -154,7 +154,7 @@ def reproduce(store: Store | str | None, model: LoadedModel, *, progress: Progre
     """
     import time
 
-    from models.registry import head_files
+    from models.headfiles import head_files
 
     store = store if isinstance(store, Store) else Store(store)
     manifest, training = model.manifest, model.training

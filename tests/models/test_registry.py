@@ -22,8 +22,8 @@ from models.registry import (
     model_encoders,
     needs_retrain,
     save_model,
-    torch_head,
 )
+from models.headfiles import torch_head
 from tests.conftest import SMS, need
 
 

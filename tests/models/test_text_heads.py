@@ -12,7 +12,7 @@ import pytest
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from flows.train import train_and_register
-from models import registry, tasks
+from models import headfiles, registry, tasks
 from tests.conftest import SMS, need, snapshot
 from tests.flows.test_cli import assert_user_error
 
@@ -63,7 +63,7 @@ def test_a_hybrid_head_loads_through_skops_with_the_trusted_types_and_predicts_r
     loaded = registry.load_model(store, "hybrid")  # refuses any type outside SKOPS_TYPES
     assert loaded.manifest["head_choice"]["chosen"] == "hybrid" and takes_text(loaded.head)
     assert isinstance(loaded.head[0], ColumnTransformer) and [name for name, *_ in loaded.head[0].transformers] == ["dense", "word", "char"]
-    assert registry.skops_refusals((loaded.path / "head.skops").read_bytes()) == []
+    assert headfiles.skops_refusals((loaded.path / "head.skops").read_bytes()) == []
     prize = "URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot! Txt CLAIM to 81010"
     out = tasks.predict(loaded, [{"id": "a", "text": prize}, {"id": "b", "text": "Ok, see you at home tonight"}])
     assert [(o["id"], o["label"]) for o in out] == [("a", "spam"), ("b", "ham")]

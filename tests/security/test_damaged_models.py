@@ -12,7 +12,8 @@ import pytest
 
 from models.base import TrainResult
 from featurestore.errors import ModelError
-from models.registry import load_model, save_model, torch_head
+from models.headfiles import torch_head
+from models.registry import load_model, save_model
 from tests.conftest import snapshot
 from tests.security.tampering import plant, version_folder
 

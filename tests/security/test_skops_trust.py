@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from models import classify, lexical, ner, ranking
-from models.registry import SKOPS_NODES, SKOPS_TYPES, head_files, skops_refusals
+from models.headfiles import SKOPS_NODES, SKOPS_TYPES, head_files, skops_refusals
 
 
 def _tiny(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
