@@ -38,6 +38,7 @@ from featurestore.project import (
 )
 from featurestore.store import Store
 from flows.artifacts import artifact_key
+from flows.progress import ProgressFn
 from flows.runner import STEP_RUNNERS, Runner, check_runner, encoder_options, in_flow, run
 
 __all__ = ["artifact_markdown", "load", "refresh", "run_refresh"]  # and refresh_flow, made on first use
@@ -68,16 +69,27 @@ def load(config: str | Path) -> Project:
     return project
 
 
-def refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local") -> dict[str, Any]:
+def refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local", progress: ProgressFn | None = None) -> dict[str, Any]:
     """Refresh every view of the project (or ``view``); returns the summary the artifact shows.
 
-    ``runner="inline"`` runs every step in this process without Prefect.
+    ``runner="inline"`` runs every step in this process without Prefect. ``progress(done,
+    total)`` is called after each step: one per encoder of a view (materialize, index, drift)
+    and one per head, a skipped or failed view's steps at once.
     """
+    from models.base import Steps
+
     check_runner(runner, STEP_RUNNERS)
     started = time.perf_counter()
     project = load(config)
     views = [project.view(view)] if view else list(project.views)
-    results = [refresh_view(project, v, runner) for v in views]
+    counts = [len(v.encoders) + len(project.heads_of(v)) for v in views]
+    steps = Steps(progress, sum(counts))
+    results = []
+    for v, count in zip(views, counts):
+        before = steps.done
+        results.append(refresh_view(project, v, runner, steps))
+        while steps.done < before + count:  # the steps a skipped or failed view did not take
+            steps.tick()
     summary = {
         "config": str(project.path),
         "store": project.store_root,
@@ -102,11 +114,11 @@ def failure_message(summary: dict[str, Any]) -> str:
     return f"refresh of {summary['config']} failed for {len(summary['failed'])} of {len(summary['views'])} view(s): {reasons}"
 
 
-def refresh_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str, Any]:
+def refresh_view(project: Project, view: ViewConfig, runner: Runner, steps: Any = None) -> dict[str, Any]:
     """One view under its lock; a view another run is writing is skipped, not waited for, and a
     view that fails is reported with its reason (user errors as they are, others with their type)."""
     try:
-        return _refresh_locked_view(project, view, runner)
+        return _refresh_locked_view(project, view, runner, steps)
     except PrefectUnavailableError:
         raise  # every other view would fail the same way: stop at once, with the one line that says what to do
     except FeatureStoreError as exc:
@@ -116,12 +128,17 @@ def refresh_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str
         return {"view": view.name, "failed": f"{type(exc).__name__}: {exc}", "changed": False}
 
 
-def _refresh_locked_view(project: Project, view: ViewConfig, runner: Runner) -> dict[str, Any]:
+def _refresh_locked_view(project: Project, view: ViewConfig, runner: Runner, steps: Any = None) -> dict[str, Any]:
+    def step(result: dict[str, Any]) -> dict[str, Any]:
+        if steps is not None:
+            steps.tick()
+        return result
+
     try:
         with view_lock(view.name, "refresh", store=project.store_root):
-            encoders = [_refresh_encoder(project, view, ref, runner) for ref in view.encoders]
+            encoders = [step(_refresh_encoder(project, view, ref, runner)) for ref in view.encoders]
             tables = {e["encoder"]: e["encoder_id"] for e in encoders if e["table_version"] is not None}
-            heads = [_refresh_head(project, head, tables, runner) for head in project.heads_of(view)]
+            heads = [step(_refresh_head(project, head, tables, runner)) for head in project.heads_of(view)]
     except ViewBusyError as exc:
         return {"view": view.name, "skipped": str(exc), "changed": False}
     changed = any(e["changed"] for e in encoders) or any(h["status"] == "retrained" for h in heads)
@@ -254,13 +271,13 @@ def publish_artifact(summary: dict[str, Any]) -> None:
     create_markdown_artifact(markdown=artifact_markdown(summary), key=artifact_key("refresh", names), description=f"refresh of {summary['config']}")
 
 
-def run_refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local") -> dict[str, Any]:
+def run_refresh(config: str | Path, view: str | None = None, *, runner: Runner = "local", progress: ProgressFn | None = None) -> dict[str, Any]:
     """The command line's refresh: Prefect starts only for steps with work; the artifact only when something changed.
 
     A refresh whose views only failed (a source that is gone, say) changed nothing: it does not
     start Prefect to publish that; the command line prints the failures in one line.
     """
-    summary = refresh(config, view, runner=runner)
+    summary = refresh(config, view, runner=runner, progress=progress)
     if summary["changed"]:  # Prefect artifacts belong to a flow run: inline publishes none
         in_flow(runner, lambda: None, lambda: _summary_flow()(summary))
     return summary

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from flows.cli.options import QuietOpt, json_option
-from flows.cli.output import console, print_json, set_quiet
+from flows.cli.output import console, print_json, progress_bar, set_quiet
 
 ConfigOpt = typer.Option(Path("featurestore.yaml"), "--config", help="The project file (sources, views, heads, schedules).")
 
@@ -51,7 +51,8 @@ def refresh(
 
     set_quiet(quiet)
     quiet_user_errors()
-    summary = run_refresh(config, view, runner=runner)
+    with progress_bar(f"refresh {config.name}", unit="steps") as update:
+        summary = run_refresh(config, view, runner=runner, progress=update)
     if json_out:
         print_json(summary)
     else:

@@ -144,7 +144,8 @@ def evaluate(
                         view, (queries, qrels, qrels_by) if queries is not None else None)
         return
     loaded = registry.load_model(store, name, version)
-    check = tasks.reproduce(store, loaded)
+    with progress_bar(f"evaluate {loaded.name} v{loaded.version}", unit="steps") as update:
+        check = tasks.reproduce(store, loaded, progress=update)
     if json_out:
         print_json(check)
         return

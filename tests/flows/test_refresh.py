@@ -257,8 +257,10 @@ def test_a_failing_view_is_reported_and_the_other_views_still_refresh(tmp_path, 
     store = tmp_path / "store"
     notes_before = {k: v for k, v in snapshot(store).items() if k.startswith("views/notes/")}
     code, out, err = cli("refresh", "--config", config, "--runner", "inline", "--json")
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"featurestore: error: refresh of {config} failed for 1 of 2 view(s): notes: ") and "'text'" in err
+    *progress, error = err.splitlines()  # progress on stderr (one step per view here), then the one-line error
+    assert code == 2 and "Traceback" not in err and progress[0] == "featurestore: refresh featurestore.yaml: 1/2 steps"
+    assert progress[-1] == "featurestore: refresh featurestore.yaml: 2/2 steps", err
+    assert error.startswith(f"featurestore: error: refresh of {config} failed for 1 of 2 view(s): notes: ") and "'text'" in error
     import json
 
     summary = json.loads(out)
