@@ -23,6 +23,7 @@ import numpy as np
 
 from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.serving import ENCODE_LOCK
+from featurestore.vectors import prepare
 
 __all__ = ["AS_IS", "imagenet", "imagenet_classes", "zero_shot"]
 
@@ -89,12 +90,12 @@ def zero_shot(
     with _LOCK:
         label_vectors = _LABEL_VECTORS.get(key)
     if label_vectors is None:
-        label_vectors = _unit(handle.embed(list(descriptions), modality="text").vectors)
+        label_vectors = prepare(handle.embed(list(descriptions), modality="text").vectors, "cosine")
         with _LOCK:
             _LABEL_VECTORS[key] = label_vectors
     empty = [None if isinstance(t, str) and t.strip() else "empty text" for t in texts]
     result = handle.embed([t if e is None else "-" for t, e in zip(texts, empty)], modality="text")
-    cosine = _unit(result.vectors) @ label_vectors.T
+    cosine = prepare(result.vectors, "cosine") @ label_vectors.T
     logits = cosine / temperature
     logits -= logits.max(axis=1, keepdims=True)
     proba = np.exp(logits)
@@ -118,11 +119,6 @@ def _rows(proba: np.ndarray, names: Sequence[str], k: int, errors: Sequence[str 
         top = [{"label": names[j], "score": round(float(row[j]), 6)} for j in best]
         out.append({"id": str(i), "label": top[0]["label"], "score": top[0]["score"], "top": top})
     return out
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1)
 
 
 def _check_k(k: Any, most: int) -> None:
