@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -44,6 +44,7 @@ TOLERANCE = 1e-5  # max |cos - 1| between ONNX and torch vectors on CHECK_TEXTS
 SIDECAR = "onnx.json"
 MODEL_FILE = "model.onnx"
 POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens")
+LAYERS = ("last", "last4")  # the transformer's last hidden layer, or the mean of its last four
 # What the export is checked on: short, long (past 256 word pieces: truncated), unicode, punctuation,
 # nearly empty, and enough of them for batches with padding.
 CHECK_TEXTS: tuple[str, ...] = (
@@ -108,36 +109,45 @@ class Plan:
     normalize: bool  # the model stack ends with Normalize
     max_length: int
     lowercase: bool
+    layers: str = "last"  # one of LAYERS: the states the graph puts out (token vectors may ask for last4)
 
     def key_parts(self) -> dict[str, Any]:
         from featurestore.encoders.base import file_digest
 
-        return {
+        parts = {
             "tokenizer": file_digest(self.folder / "tokenizer.json"),
             "pooling": self.pooling,
             "normalize": self.normalize,
             "max_length": self.max_length,
             "lowercase": self.lowercase,
         }
+        if self.layers != "last":  # the last layer's export keeps the key it had before token vectors used it
+            parts["layers"] = self.layers
+        return parts
 
     def sidecar_parts(self) -> dict[str, Any]:
-        return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length}
+        return {"pooling": self.pooling, "normalize": self.normalize, "max_length": self.max_length, "layers": self.layers}
 
     def write(self, torch_model: Any, path: Path) -> None:
-        _export_transformer(torch_model, path)
+        _export_transformer(torch_model, path, self.layers)
 
     def build(self, model_bytes: bytes) -> OnnxSentenceModel:
         return OnnxSentenceModel(self, model_bytes)
 
     def compare(self, onnx_model: Any, torch_model: Any) -> tuple[float, int, str]:
-        return _compare(onnx_model, torch_model), len(CHECK_TEXTS), "texts"
+        worst = _compare_states(onnx_model, torch_model, self.layers)
+        if self.layers == "last":  # the pooled vectors too: what sentence encoders store
+            worst = max(worst, _compare(onnx_model, torch_model))
+        return worst, len(CHECK_TEXTS), "texts"
 
 
-def plan(folder: Path, config: dict[str, Any]) -> Plan:
+def plan(folder: Path, config: dict[str, Any], *, layers: str = "last") -> Plan:
     """The ONNX plan of a sentence-transformers folder, or :class:`Unsupported` with the reason.
 
     Only ``Transformer -> Pooling [-> Normalize]`` is reproduced; a Dense layer, a custom module
-    or a pooling mode other than one of :data:`POOLINGS` keeps the model on torch.
+    or a pooling mode other than one of :data:`POOLINGS` keeps the model on torch. ``layers``
+    (one of :data:`LAYERS`) is what the graph puts out per token: token vectors may ask for the
+    mean of the last four layers, which gives an export of its own.
     """
     modules = list(config["modules"])
     if modules not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
@@ -145,7 +155,10 @@ def plan(folder: Path, config: dict[str, Any]) -> Plan:
     if not (folder / "tokenizer.json").is_file():
         raise Unsupported("it has no tokenizer.json (a fast tokenizer's file)")
     pooling = _pooling_mode(folder)
-    return Plan(folder=folder, pooling=pooling, normalize=modules[-1] == "Normalize", max_length=int(config["max_seq_length"]), lowercase=bool(config["lowercase"]))
+    return Plan(
+        folder=folder, pooling=pooling, normalize=modules[-1] == "Normalize", max_length=int(config["max_seq_length"]),
+        lowercase=bool(config["lowercase"]), layers=layers,
+    )
 
 
 def _pooling_mode(folder: Path) -> str:
@@ -205,6 +218,21 @@ class Tokenizer:
         """Each text's word-piece ids without special tokens or truncation."""
         texts = [t.lower() for t in texts] if self.lowercase else list(texts)
         return [enc.ids for enc in self.plain.encode_batch(texts, add_special_tokens=False)]
+
+    def split(self, texts: Sequence[Any], *, words: bool = False) -> list[tuple[list[int], list[int | None], list[tuple[int, int]]]]:
+        """Per text (``words``: per list of words), as it is (no lowercasing), without special tokens or
+        truncation: its piece ids, each piece's word index and character span (what transformers'
+        tokenizer gives as ``input_ids``, ``word_ids()`` and ``offset_mapping``)."""
+        found = self.plain.encode_batch([list(t) for t in texts] if words else list(texts), is_pretokenized=words, add_special_tokens=False)
+        return [(enc.ids, enc.word_ids, enc.offsets) for enc in found]
+
+    def specials(self) -> tuple[list[int], list[int]]:
+        """The ids put before and after one sequence (BERT: ``[CLS]`` and ``[SEP]``)."""
+        enc = self.plain.encode(["a"], is_pretokenized=True, add_special_tokens=True)
+        word_ids = enc.word_ids
+        first = word_ids.index(0)
+        last = len(word_ids) - 1 - word_ids[::-1].index(0)
+        return enc.ids[:first], enc.ids[last + 1 :]
 
 
 def _special_id(folder: Path, tok: Any, key: str, default: str) -> int | None:
@@ -272,26 +300,45 @@ class OnnxSentenceModel:
         """``(n, dim) float32``: the model's own vectors (its Normalize included), L2-normalised
         again when ``normalize`` (sentence-transformers' ``normalize_embeddings``)."""
         texts = list(texts)
-        ids = self.tokenizer.ids(texts)
         out: np.ndarray | None = None
-        order = sorted(range(len(ids)), key=lambda k: -len(ids[k]))  # longest first, as sentence-transformers: little padding
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = len(ids[rows[0]])
-            batch = np.full((len(rows), width), self.tokenizer.pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, k in enumerate(rows):
-                batch[r, : len(ids[k])] = ids[k]
-                mask[r, : len(ids[k])] = 1
-            feeds = {"input_ids": batch, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(batch)
-            (states,) = self.session.run(["token_embeddings"], feeds)
+        for rows, mask, states in self._run(self.tokenizer.ids(texts), batch_size):
             vectors = pool(states, mask, self.plan.pooling, self.plan.normalize or normalize)
             if out is None:
                 out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+    def states(self, segments: Sequence[Sequence[int]], batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+        """``(k, (len(segments[k]), dim) float32)``: the per-token states (the plan's ``layers``) of
+        each id sequence (special tokens included, at most the model's window), longest first."""
+        for rows, _, states in self._run(segments, batch_size):
+            for r, k in enumerate(rows):
+                yield k, states[r, : len(segments[k])]
+
+    def _run(self, ids: Sequence[Sequence[int]], batch_size: int) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+        """``(rows, mask, states)`` per batch of :func:`padded_batches`."""
+        for rows, batch, mask in padded_batches(ids, batch_size, self.tokenizer.pad_id or 0):
+            feeds = {"input_ids": batch, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(batch)
+            (states,) = self.session.run(["token_embeddings"], feeds)
+            yield rows, mask, states
+
+
+def padded_batches(ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """``(rows, ids (b, width) int64, mask (b, width) int64)``: the sequences longest first,
+    ``batch_size`` at a time, each batch padded to its own longest (as sentence-transformers
+    sorts by length: little padding); ``rows`` are the positions in ``ids``."""
+    order = sorted(range(len(ids)), key=lambda k: -len(ids[k]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = len(ids[rows[0]])
+        batch = np.full((len(rows), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, k in enumerate(rows):
+            batch[r, : len(ids[k])] = ids[k]
+            mask[r, : len(ids[k])] = 1
+        yield rows, batch, mask
 
 
 # ------------------------------------------------------------------------------------ the cache
@@ -489,8 +536,9 @@ def _replace_folder(new: Path, target: Path) -> None:
     os.replace(new, target)
 
 
-def _export_transformer(model: Any, path: Path) -> None:
-    """The SentenceTransformer's transformer, ids and mask in, token embeddings out, dynamic batch and length."""
+def _export_transformer(model: Any, path: Path, layers: str = "last") -> None:
+    """The SentenceTransformer's transformer, ids and mask in, token embeddings out (the last
+    layer's, or with ``layers="last4"`` the mean of the last four), dynamic batch and length."""
     import warnings
 
     import torch
@@ -503,7 +551,7 @@ def _export_transformer(model: Any, path: Path) -> None:
             self.inner = inner
 
         def forward(self, input_ids: Any, attention_mask: Any) -> Any:
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return hidden_states(self.inner(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=layers != "last"), layers)
 
     wrapper = TokenEmbeddings(transformer).eval()
     ids = torch.ones((2, 8), dtype=torch.int64)
@@ -521,6 +569,32 @@ def _export_transformer(model: Any, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+def hidden_states(result: Any, layers: str) -> Any:
+    """The per-token states ``layers`` names from a transformers model's output: the last hidden
+    layer, or the mean of the last four (``last4``; the output holds ``hidden_states``)."""
+    import torch
+
+    return result.last_hidden_state if layers == "last" else torch.stack(result.hidden_states[-4:]).mean(dim=0)
+
+
+def _compare_states(onnx_model: OnnxSentenceModel, torch_model: Any, layers: str) -> float:
+    """max |cos - 1| between the two backends' per-token states of :data:`CHECK_TEXTS` (ONNX in
+    batches of 4, padding included; torch one text at a time), over every token."""
+    import torch
+
+    ids = onnx_model.tokenizer.ids(CHECK_TEXTS)
+    transformer = torch_model[0].auto_model
+    worst = 0.0
+    with torch.inference_mode():
+        for k, got in onnx_model.states(ids, batch_size=4):
+            row = torch.tensor([ids[k]], dtype=torch.int64)
+            result = transformer(input_ids=row, attention_mask=torch.ones_like(row), output_hidden_states=layers != "last")
+            want = hidden_states(result, layers)[0].float().numpy()
+            cos = (got * want).sum(axis=1) / np.maximum(np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12)
+            worst = max(worst, float(np.abs(cos - 1.0).max()))
+    return worst
 
 
 def _compare(onnx_model: OnnxSentenceModel, torch_model: Any) -> float:
