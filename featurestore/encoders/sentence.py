@@ -48,7 +48,8 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
     path : folder of a sentence-transformers model (modules.json, config.json, weights).
     name : the registry name, recorded in the spec.
     device : ``auto`` (CUDA with half precision when present), ``cpu`` or ``cuda``.
-    batch_size : texts (token level: windows) per forward pass, sorted by length.
+    batch_size : at most this many texts (token level: windows) per forward pass, sorted by length
+        (through ONNX Runtime or torch at token level, also at most 512 padded pieces a pass).
     normalize : L2-normalise the vectors. Default: True for sentence vectors (inner product is
         cosine similarity), False for token vectors (their norm carries information a head can use).
     granularity : ``sentence`` (``encode``) or ``token`` (``encode_tokens``, one vector per word).
