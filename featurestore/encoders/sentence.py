@@ -71,6 +71,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         ``windows`` reads it in overlapping windows (half a window shared, as token level) and
         mean-pools every piece's contextual vector, so the end of a long document counts too.
         Texts that fit one window get the same vector either way.
+    int8 : sentence level: the int8 variant (``minilm-int8``; its own ``encoder_id``): the ONNX
+        export quantized (:data:`~featurestore.encoders.onnx_backend.INT8`), kept only when its
+        vectors' mean cosine to torch's fp32 ones is at least 0.99 on the check texts. It runs
+        through ONNX Runtime only: the torch backend is refused.
     """
 
     modality = "text"
@@ -91,11 +95,17 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         stride: int | None = None,
         long_text: LongText | None = None,
         backend: str | None = None,
+        int8: bool = False,
     ) -> None:
         from featurestore import settings
 
         self.path = Path(path)
         self.requested_backend = settings.encoder_backend(backend)
+        self.int8 = bool(int8)
+        if self.int8 and self.requested_backend == "torch":
+            raise EncoderError(f"{name} is quantized for ONNX Runtime and has no torch backend; use backend auto or onnx (FEATURESTORE_ENCODER_BACKEND)")
+        if self.int8 and (granularity != "sentence" or long_text == "windows"):
+            raise EncoderError(f"{name} gives sentence vectors of texts truncated to one window; use minilm for token vectors or long_text='windows'")
         self._backend: tuple[Any, str | None] | None = None  # (ONNX model or None, why torch), decided on first use
         self.model_name = model_name
         self.name = name
@@ -155,6 +165,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
             spec.update(granularity="token", layers=self.layers, subword=self.subword, stride=self.stride)
         elif self.long_text == "windows":  # recorded only when set: tables written before keep their id
             spec.update(long_text="windows", window_overlap=self.stride)
+        if self.int8:
+            from featurestore.encoders.onnx_backend import INT8, INT8_FP32_NODES
+
+            spec.update(quantization=INT8, fp32_nodes=list(INT8_FP32_NODES))
         return spec
 
     def model(self):
@@ -184,12 +198,15 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 
         if self.requested_backend == "torch":
             return None, "the torch backend was asked for"
-        key = (str(self.path.resolve()), file_digest(self._config["weights"]), self.layers)
+        key = (str(self.path.resolve()), file_digest(self._config["weights"]), self.layers, str(self.int8))
         load = lambda: self._load_onnx(onnx_backend, key[1])  # noqa: E731
-        return onnx_backend.choose(self.name, self.requested_backend, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
+        requested = "onnx" if self.int8 else self.requested_backend  # no torch to fall back on
+        return onnx_backend.choose(self.name, requested, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
 
     def _onnx_blocker(self, onnx_backend: Any) -> str | None:
         """Why this encoder cannot use ONNX whatever its model is, or None."""
+        if self.int8:
+            return onnx_backend.available()
         if self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present()):
             return "CUDA is used through torch"
         return onnx_backend.available()
@@ -197,7 +214,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
     def _load_onnx(self, onnx_backend: Any, digest: str) -> tuple[Any, str | None]:
         """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
         try:  # a model the backend does not reproduce is a normal case: recorded in backend_reason, not said
-            plan = onnx_backend.plan(self.path, self._config, layers=self.layers)
+            plan = onnx_backend.plan(self.path, self._config, layers=self.layers, int8=self.int8)
         except onnx_backend.Unsupported as exc:
             return None, f"{self.path.name}: {exc}"
         return onnx_backend.load_or_export(self.name, plan, digest, self.model, label=self.path.name)
