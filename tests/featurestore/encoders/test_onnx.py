@@ -177,6 +177,43 @@ def test_long_text_windows_through_onnx_equal_torch(onnx_minilm):
     assert _worst_cos(ours.encode(texts), theirs.encode(texts)) <= 1e-5
 
 
+@pytest.fixture(scope="module")
+def int8_minilm(onnx_minilm):
+    enc = get_encoder("minilm-int8")
+    enc.load()  # exported and quantized once per session
+    return enc
+
+
+def test_the_int8_variant_keeps_a_mean_cosine_of_0_99_to_fp32_on_real_sms(int8_minilm, onnx_minilm, sms_lines):
+    texts = list(dict.fromkeys(line.split("\t", 1)[1] for line in sms_lines[:300]))  # a fixed slice: 290 distinct SMS
+    got, want = int8_minilm.encode(texts), onnx_minilm.encode(texts)
+    cos = (got * want).sum(axis=1)  # both L2-normalised
+    assert 0.99 <= cos.mean() < 0.9999, cos.mean()  # close to fp32, and not fp32 (it is quantized)
+    assert int8_minilm.backend == "onnx" and int8_minilm.encoder_id.startswith("minilm-int8-")
+    assert int8_minilm.encoder_id != onnx_minilm.encoder_id and int8_minilm.spec["quantization"] == onnx_backend.INT8
+    folder = onnx_backend.cache_folder("minilm-int8", int8_minilm.spec["weights"], int8_minilm._onnx().plan)
+    sidecar = json.loads((folder / onnx_backend.SIDECAR).read_text())
+    assert sidecar["check"]["passed"] is True and sidecar["check"]["tolerance"] == 0.01
+    assert 0 < sidecar["check"]["one_minus_mean_cos"] <= 0.01 and sidecar["quantization"] == onnx_backend.INT8
+    fp32 = onnx_backend.cache_folder("minilm", onnx_minilm.spec["weights"], onnx_minilm._onnx().plan) / onnx_backend.MODEL_FILE
+    assert (folder / onnx_backend.MODEL_FILE).stat().st_size < fp32.stat().st_size * 0.75  # int8 MatMul weights (the embeddings stay fp32)
+    assert sorted(p.name for p in folder.iterdir()) == [onnx_backend.MODEL_FILE, onnx_backend.SIDECAR]  # no fp32 copy left
+
+
+def test_the_int8_variant_refuses_torch_and_token_vectors_in_one_line(tmp_path, sms_file, cli):
+    with pytest.raises(EncoderError, match=r"^minilm-int8 is quantized for ONNX Runtime and has no torch backend; use backend auto or onnx"):
+        get_encoder("minilm-int8", backend="torch")
+    with pytest.raises(EncoderError, match=r"^minilm-int8 gives sentence vectors of texts truncated to one window"):
+        get_encoder("minilm-int8", granularity="token")
+    store = tmp_path / "store"
+    before = snapshot(store)
+    assert_user_error(
+        cli("materialize", sms_file(20), "--view", "sms", "--encoder", "minilm-int8", "--store", store, "--runner", "inline", "--backend", "torch"),
+        "minilm-int8 is quantized for ONNX Runtime and has no torch backend",
+    )
+    assert snapshot(store) == before
+
+
 def test_the_environment_variable_chooses_the_backend(monkeypatch, onnx_minilm):
     monkeypatch.setenv("FEATURESTORE_ENCODER_BACKEND", "torch")
     assert get_encoder("minilm").requested_backend == "torch"
