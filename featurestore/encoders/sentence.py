@@ -59,13 +59,13 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         ``max_seq_length`` pieces (special tokens included). Default and maximum: half a window
         (127 for MiniLM), so a word keeps about a quarter window of context on a cut side; a
         smaller stride costs fewer windows and gives less context.
-    backend : how sentence vectors are computed, never what they are (not part of the spec):
+    backend : how the vectors are computed, never what they are (not part of the spec):
         ``auto`` (default: :func:`featurestore.settings.encoder_backend`, i.e.
         ``$FEATURESTORE_ENCODER_BACKEND``, else auto) runs the model through ONNX Runtime on CPU
         when onnxruntime is installed and the model's checked export is cached or can be made
         (:mod:`featurestore.encoders.onnx_backend`), else torch; ``torch`` always torch; ``onnx``
-        refuses a model that cannot run through ONNX. Token vectors and ``long_text="windows"``
-        always run on torch, as does CUDA.
+        refuses a model that cannot run through ONNX. Token vectors (``layers="last4"``: an
+        export of its own) and ``long_text="windows"`` run through the same backend; CUDA runs on torch.
     long_text : sentence level: what happens to a text longer than ``max_seq_length`` pieces.
         ``truncate`` (default, what sentence-transformers does) keeps its first window;
         ``windows`` reads it in overlapping windows (half a window shared, as token level) and
@@ -205,9 +205,8 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 
     def _onnx_blocker(self, onnx_backend: Any) -> str | None:
         """Why this encoder cannot use ONNX whatever its model is, or None."""
-        if self.int8:
-            return onnx_backend.available()
-        if self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present()):
+        cuda = self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present())
+        if cuda and not self.int8:  # the int8 variant has no torch side: it runs on the CPU
             return "CUDA is used through torch"
         return onnx_backend.available()
 
