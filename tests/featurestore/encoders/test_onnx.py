@@ -200,7 +200,8 @@ def test_the_int8_variant_keeps_a_mean_cosine_of_0_99_to_fp32_on_real_sms(int8_m
     assert sorted(p.name for p in folder.iterdir()) == [onnx_backend.MODEL_FILE, onnx_backend.SIDECAR]  # no fp32 copy left
 
 
-def test_the_int8_variant_refuses_torch_and_token_vectors_in_one_line(tmp_path, sms_file, cli):
+def test_the_int8_variant_refuses_torch_and_token_vectors_in_one_line(tmp_path, sms_file, cli, monkeypatch):
+    monkeypatch.setenv("FEATURESTORE_ENCODER_BACKEND", "auto")  # --backend sets it in this process: put back afterwards
     with pytest.raises(EncoderError, match=r"^minilm-int8 is quantized for ONNX Runtime and has no torch backend; use backend auto or onnx"):
         get_encoder("minilm-int8", backend="torch")
     with pytest.raises(EncoderError, match=r"^minilm-int8 gives sentence vectors of texts truncated to one window"):
