@@ -1,10 +1,13 @@
 """MiniLM sentence vectors through the ONNX Runtime backend vs bare ``SentenceTransformer.encode``.
 
-Data: the distinct SMS texts of the SMSSpamCollection (4,187; ``--texts N`` for a slice). Both
-sides encode the same texts in one process with batches of 64, alternating rounds (A B A B ...):
+Data: the distinct SMS texts of the SMSSpamCollection (4,187; ``--texts N`` for a slice). All
+sides encode the same texts in one process, alternating rounds (A B A B ...):
 
-- ``onnx``: ``get_encoder("minilm", backend="onnx").encode`` (the project's encoder: tokenizers,
-  onnxruntime, numpy pooling; the export made, or loaded from the cache, before timing);
+- ``onnx``: ``get_encoder("minilm", backend="onnx", batch_size=64).encode`` (the project's encoder:
+  tokenizers, onnxruntime, numpy pooling, batches of at most 64 texts and 512 padded pieces, longest
+  first; the export made, or loaded from the cache, before timing);
+- ``int8``: the same through ``minilm-int8`` (its quantized export); its mean cosine to ``onnx``'s
+  vectors is reported beside;
 - ``torch``: ``SentenceTransformer(...).encode(batch_size=64, normalize_embeddings=True)``;
 - ``gemm`` (the fp32 ceiling): numpy matmuls of the model's per-token shapes for every token of
   the texts (per layer 4 x hidden x hidden and 2 x hidden x intermediate multiply-adds, read from
@@ -54,12 +57,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ours = get_encoder("minilm", backend="onnx", batch_size=64)
     ours.load()
+    int8 = get_encoder("minilm-int8", batch_size=64)
+    int8.load()
     bare = SentenceTransformer(str(minilm_path()), device="cpu", local_files_only=True)
     tokens = sum(len(row) for row in ours._onnx().tokenizer.ids(texts))
     config = json.loads((minilm_path() / "config.json").read_text())
     gemm = _gemm_side(tokens, int(config["hidden_size"]), int(config["intermediate_size"]), int(config["num_hidden_layers"]), args.threads)
     sides = {
         "onnx": lambda: ours.encode(texts),
+        "int8": lambda: int8.encode(texts),
         "gemm": gemm,
         "torch": lambda: bare.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False),
     }
@@ -72,6 +78,7 @@ def main() -> None:
             runs[name].append((time.perf_counter() - wall, time.process_time() - cpu))
         log(f"[onnx_encode] round {round_ + 1}: " + ", ".join(f"{n} {r[-1][0]:.1f} s" for n, r in runs.items()))
     del vectors["gemm"]
+    int8_cos = (vectors.pop("int8") * vectors["onnx"]).sum(axis=1)
     a, b = vectors["onnx"], vectors["torch"]
     cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     results = {
@@ -92,6 +99,10 @@ def main() -> None:
         "fraction_of_gemm_ceiling_wall": round(results["gemm"]["wall_s_min"] / results["onnx"]["wall_s_min"], 3),
         "fraction_of_gemm_ceiling_cpu": round(results["gemm"]["cpu_s_min"] / results["onnx"]["cpu_s_min"], 3),
         "max_abs_cos_minus_1": float(np.abs(cos - 1).max()),
+        "ratio_onnx_over_int8_wall": round(results["onnx"]["wall_s_min"] / results["int8"]["wall_s_min"], 2),
+        "ratio_onnx_over_int8_cpu": round(results["onnx"]["cpu_s_min"] / results["int8"]["cpu_s_min"], 2),
+        "int8_mean_cos_to_onnx": round(float(int8_cos.mean()), 5),
+        "int8_min_cos_to_onnx": round(float(int8_cos.min()), 4),
     })
 
 

@@ -28,6 +28,7 @@ SCRIPTS = (
     "image_tta.py",
     "token_speed.py",
     "onnx_encode.py",
+    "onnx_query.py",
     "token_materialize.py",
     "index_speed.py",
     "index_train.py",

@@ -30,6 +30,14 @@ def _minilm(arg: str | None, **options: Any) -> BaseEncoder:
     )
 
 
+def _minilm_int8(arg: str | None, **options: Any) -> BaseEncoder:
+    from featurestore.encoders.sentence import SentenceTransformerEncoder, minilm_path
+
+    return SentenceTransformerEncoder(
+        arg or minilm_path(), name="minilm-int8", model_name="sentence-transformers/all-MiniLM-L6-v2", int8=True, **options
+    )
+
+
 def _st(arg: str | None, **options: Any) -> BaseEncoder:
     from featurestore.encoders.sentence import SentenceTransformerEncoder
 
@@ -65,6 +73,7 @@ def _efficientnet(arg: str | None, **options: Any) -> BaseEncoder:
 
 BUILTINS: dict[str, Factory] = {
     "minilm": _minilm,
+    "minilm-int8": _minilm_int8,
     "st": _st,
     "word2vec": _word2vec,
     "w2v": _w2v,

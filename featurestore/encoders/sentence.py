@@ -50,7 +50,8 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
     path : folder of a sentence-transformers model (modules.json, config.json, weights).
     name : the registry name, recorded in the spec.
     device : ``auto`` (CUDA with half precision when present), ``cpu`` or ``cuda``.
-    batch_size : texts (token level: windows) per forward pass, sorted by length.
+    batch_size : at most this many texts (token level: windows) per forward pass, sorted by length
+        (through ONNX Runtime or torch at token level, also at most 512 padded pieces a pass).
     normalize : L2-normalise the vectors. Default: True for sentence vectors (inner product is
         cosine similarity), False for token vectors (their norm carries information a head can use).
     granularity : ``sentence`` (``encode``) or ``token`` (``encode_tokens``, one vector per word).
@@ -60,18 +61,22 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         ``max_seq_length`` pieces (special tokens included). Default and maximum: half a window
         (127 for MiniLM), so a word keeps about a quarter window of context on a cut side; a
         smaller stride costs fewer windows and gives less context.
-    backend : how sentence vectors are computed, never what they are (not part of the spec):
+    backend : how the vectors are computed, never what they are (not part of the spec):
         ``auto`` (default: :func:`featurestore.settings.encoder_backend`, i.e.
         ``$FEATURESTORE_ENCODER_BACKEND``, else auto) runs the model through ONNX Runtime on CPU
         when onnxruntime is installed and the model's checked export is cached or can be made
         (:mod:`featurestore.encoders.onnx_backend`), else torch; ``torch`` always torch; ``onnx``
-        refuses a model that cannot run through ONNX. Token vectors and ``long_text="windows"``
-        always run on torch, as does CUDA.
+        refuses a model that cannot run through ONNX. Token vectors (``layers="last4"``: an
+        export of its own) and ``long_text="windows"`` run through the same backend; CUDA runs on torch.
     long_text : sentence level: what happens to a text longer than ``max_seq_length`` pieces.
         ``truncate`` (default, what sentence-transformers does) keeps its first window;
         ``windows`` reads it in overlapping windows (half a window shared, as token level) and
         mean-pools every piece's contextual vector, so the end of a long document counts too.
         Texts that fit one window get the same vector either way.
+    int8 : sentence level: the int8 variant (``minilm-int8``; its own ``encoder_id``): the ONNX
+        export quantized (:data:`~featurestore.encoders.onnx_backend.INT8`), kept only when its
+        vectors' mean cosine to torch's fp32 ones is at least 0.99 on the check texts. It runs
+        through ONNX Runtime only: the torch backend is refused.
     """
 
     modality = "text"
@@ -92,11 +97,17 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         stride: int | None = None,
         long_text: LongText | None = None,
         backend: str | None = None,
+        int8: bool = False,
     ) -> None:
         from featurestore import settings
 
         self.path = Path(path)
         self.requested_backend = settings.encoder_backend(backend)
+        self.int8 = bool(int8)
+        if self.int8 and self.requested_backend == "torch":
+            raise EncoderError(f"{name} is quantized for ONNX Runtime and has no torch backend; use backend auto or onnx (FEATURESTORE_ENCODER_BACKEND)")
+        if self.int8 and (granularity != "sentence" or long_text == "windows"):
+            raise EncoderError(f"{name} gives sentence vectors of texts truncated to one window; use minilm for token vectors or long_text='windows'")
         self._backend: tuple[Any, str | None] | None = None  # (ONNX model or None, why torch), decided on first use
         self.model_name = model_name
         self.name = name
@@ -156,6 +167,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
             spec.update(granularity="token", layers=self.layers, subword=self.subword, stride=self.stride)
         elif self.long_text == "windows":  # recorded only when set: tables written before keep their id
             spec.update(long_text="windows", window_overlap=self.stride)
+        if self.int8:
+            from featurestore.encoders.onnx_backend import INT8, INT8_FP32_NODES
+
+            spec.update(quantization=INT8, fp32_nodes=list(INT8_FP32_NODES))
         return spec
 
     def model(self):
@@ -185,24 +200,22 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 
         if self.requested_backend == "torch":
             return None, "the torch backend was asked for"
-        key = (str(self.path.resolve()), file_digest(self._config["weights"]))
+        key = (str(self.path.resolve()), file_digest(self._config["weights"]), self.layers, str(self.int8))
         load = lambda: self._load_onnx(onnx_backend, key[1])  # noqa: E731
-        return onnx_backend.choose(self.name, self.requested_backend, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
+        requested = "onnx" if self.int8 else self.requested_backend  # no torch to fall back on
+        return onnx_backend.choose(self.name, requested, self._onnx_blocker(onnx_backend), key, load, _ONNX, _ONNX_LOCK)
 
     def _onnx_blocker(self, onnx_backend: Any) -> str | None:
         """Why this encoder cannot use ONNX whatever its model is, or None."""
-        if self.granularity == "token":
-            return "token vectors run on torch"
-        if self.long_text == "windows":
-            return "long_text='windows' runs on torch"
-        if self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present()):
+        cuda = self.device.startswith("cuda") or (self.device == "auto" and self.requested_backend == "auto" and onnx_backend.cuda_present())
+        if cuda and not self.int8:  # the int8 variant has no torch side: it runs on the CPU
             return "CUDA is used through torch"
         return onnx_backend.available()
 
     def _load_onnx(self, onnx_backend: Any, digest: str) -> tuple[Any, str | None]:
         """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
         try:  # a model the backend does not reproduce is a normal case: recorded in backend_reason, not said
-            plan = onnx_backend.plan(self.path, self._config)
+            plan = onnx_backend.plan(self.path, self._config, layers=self.layers, int8=self.int8)
         except onnx_backend.Unsupported as exc:
             return None, f"{self.path.name}: {exc}"
         return onnx_backend.load_or_export(self.name, plan, digest, self.model, label=self.path.name)
@@ -220,18 +233,18 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         texts = list(batch)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        onnx = self._onnx()  # None with long_text='windows'
-        if onnx is not None:
+        onnx = self._onnx()
+        if onnx is not None and self.long_text == "truncate":
             return onnx.encode(texts, batch_size=self.batch_size, normalize=self.normalize)
         is_long = np.zeros(len(texts), dtype=bool)
         if self.long_text == "windows":
-            tokenizer = self.model().tokenizer
-            prefix, suffix = _special_tokens(tokenizer)
-            pieces = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-            is_long[:] = [len(row) > self.max_seq_length - len(prefix) - len(suffix) for row in pieces]
+            prefix, suffix, _ = self._special_ids()
+            is_long[:] = [len(row) > self.max_seq_length - len(prefix) - len(suffix) for row, _, _ in self._split(texts)]
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         short = np.flatnonzero(~is_long)
-        if len(short):
+        if len(short) and onnx is not None:
+            vectors[short] = onnx.encode([texts[i] for i in short], batch_size=self.batch_size, normalize=self.normalize)
+        elif len(short):
             vectors[short] = self.model().encode(
                 [texts[i] for i in short],
                 batch_size=self.batch_size,
@@ -247,16 +260,14 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         """``(n, dim)``: the mean of every piece's contextual vector, read in overlapping windows,
         with the first window's leading and the last window's trailing special tokens (as
         sentence-transformers' mean pooling counts them for a text of one window)."""
-        tokenizer = self.model().tokenizer
         if self._config["lowercase"]:
             texts = [t.lower() for t in texts]
-        enc = tokenizer(texts, add_special_tokens=False, verbose=False)
-        prefix, suffix = _special_tokens(tokenizer)
+        prefix, suffix, _ = self._special_ids()
         size = self.max_seq_length - len(prefix) - len(suffix)
         plans, segments = [], []
-        for row in range(len(texts)):
-            ids = np.asarray(enc["input_ids"][row], dtype=np.int64)
-            piece_word = np.asarray(enc.word_ids(row), dtype=np.int64)
+        for row_ids, word_ids, _ in self._split(texts):
+            ids = np.asarray(row_ids, dtype=np.int64)
+            piece_word = np.asarray(word_ids, dtype=np.int64)
             windows = plan_windows(piece_word, size=size, overlap=self.stride)
             plans.append((piece_word, windows))
             segments += [prefix + ids[a:b].tolist() + suffix for a, b in windows]
@@ -318,11 +329,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         """The tokenizer's words with their spans in the original text (from its offset mapping)."""
         if not texts:
             return []
-        enc = self.model().tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         out: list[list[Span]] = []
-        for i, text in enumerate(texts):
+        for text, (_, word_ids, offsets) in zip(texts, self._split(texts)):
             words: dict[int, list[int]] = {}
-            for word, (start, end) in zip(enc.word_ids(i), enc["offset_mapping"][i]):
+            for word, (start, end) in zip(word_ids, offsets):
                 span = words.setdefault(word, [start, end])
                 span[1] = end
             out.append([(text[a:b], a, b) for a, b in words.values()])
@@ -330,20 +340,19 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 
     def _word_vectors(self, sentences: list[list[str]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per sentence, ``(n_words, dim) float32`` vectors and ``(n_words,) bool`` OOV flags."""
-        tokenizer = self.model().tokenizer
         vectors = [np.zeros((len(words), self.dim), dtype=np.float32) for words in sentences]
         oov = [np.ones(len(words), dtype=bool) for words in sentences]
         todo = [i for i, words in enumerate(sentences) if words]
         if not todo:
             return vectors, oov
-        enc = tokenizer([sentences[i] for i in todo], is_split_into_words=True, add_special_tokens=False, verbose=False)
-        prefix, suffix = _special_tokens(tokenizer)
+        split = self._split([sentences[i] for i in todo], words=True)
+        prefix, suffix, unk_id = self._special_ids()
         size = self.max_seq_length - len(prefix) - len(suffix)
         pieces: list[tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]] = []
         segments: list[list[int]] = []
-        for row in range(len(todo)):
-            ids = np.asarray(enc["input_ids"][row], dtype=np.int64)
-            piece_word = np.asarray(enc.word_ids(row), dtype=np.int64)
+        for row, (row_ids, word_ids, _) in enumerate(split):
+            ids = np.asarray(row_ids, dtype=np.int64)
+            piece_word = np.asarray(word_ids, dtype=np.int64)
             windows = plan_windows(piece_word, size=size, overlap=self.stride) if len(ids) else []
             pieces.append((ids, piece_word, windows))
             segments += [prefix + ids[a:b].tolist() + suffix for a, b in windows]
@@ -360,7 +369,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
                 done = outs[row]
                 piece_vectors = done[0] if len(done) == 1 else _stitch(done, windows, piece_word)  # type: ignore[arg-type]
                 i = todo[row]
-                vectors[i], oov[i] = self._pool(piece_vectors, ids, piece_word, len(sentences[i]), tokenizer.unk_token_id)
+                vectors[i], oov[i] = self._pool(piece_vectors, ids, piece_word, len(sentences[i]), unk_id)
                 outs[row] = []
         return vectors, oov
 
@@ -388,34 +397,47 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         """``(k, states)``: the hidden states ``(n_pieces, dim) float32`` of segment ``k``'s own pieces.
 
         Segments go through the model longest first, ``batch_size`` at a time, so padding is
-        small; ``specials`` counts the special tokens before and after the pieces.
+        small (:func:`~featurestore.encoders.onnx_backend.padded_batches`), through ONNX Runtime
+        when this encoder runs on it; ``specials`` counts the special tokens before and after the pieces.
         """
+        from featurestore.encoders.onnx_backend import hidden_states, padded_batches
+
+        onnx = self._onnx()
+        if onnx is not None:
+            for k, states in onnx.states(segments, self.batch_size):
+                yield k, states[specials[0] : len(states) - specials[1]]
+            return
         torch = require("torch", "text")
         model = self.model()
         transformer = model[0].auto_model
-        pad_id = model.tokenizer.pad_token_id or 0
-        order = sorted(range(len(segments)), key=lambda k: -len(segments[k]))
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                width = len(segments[rows[0]])
-                ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for r, k in enumerate(rows):
-                    ids[r, : len(segments[k])] = segments[k]
-                    mask[r, : len(segments[k])] = 1
+            for rows, ids, mask in padded_batches(segments, self.batch_size, model.tokenizer.pad_token_id or 0):
                 result = transformer(
                     input_ids=torch.from_numpy(ids).to(model.device),
                     attention_mask=torch.from_numpy(mask).to(model.device),
                     output_hidden_states=self.layers == "last4",
                 )
-                if self.layers == "last":
-                    states = result.last_hidden_state
-                else:
-                    states = torch.stack(result.hidden_states[-4:]).mean(dim=0)
-                states = states.float().cpu().numpy()
+                states = hidden_states(result, self.layers).float().cpu().numpy()
                 for r, k in enumerate(rows):
                     yield k, states[r, specials[0] : len(segments[k]) - specials[1]]
+
+    def _split(self, texts: list[Any], *, words: bool = False) -> list[tuple[list[int], list[Any], list[tuple[int, int]]]]:
+        """Per text (``words``: per list of words): piece ids without special tokens or truncation,
+        each piece's word index and character span, from the backend's tokenizer (the same
+        ``tokenizer.json``: ``tokenizers`` for ONNX, transformers' fast tokenizer for torch)."""
+        onnx = self._onnx()
+        if onnx is not None:
+            return onnx.tokenizer.split(texts, words=words)
+        enc = self.model().tokenizer(texts, is_split_into_words=words, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [(enc["input_ids"][i], enc.word_ids(i), enc["offset_mapping"][i]) for i in range(len(texts))]
+
+    def _special_ids(self) -> tuple[list[int], list[int], int | None]:
+        """``(ids before, ids after one sequence, the unknown piece's id)`` of the backend's tokenizer."""
+        onnx = self._onnx()
+        if onnx is not None:
+            return (*onnx.tokenizer.specials(), onnx.tokenizer.unk_id)
+        tokenizer = self.model().tokenizer
+        return (*_special_tokens(tokenizer), tokenizer.unk_token_id)
 
 
 def _check_token_options(granularity: str, **options: Any) -> TextGranularity:

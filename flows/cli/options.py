@@ -10,7 +10,7 @@ __all__ = ["BACKEND_HELP", "BackendOpt", "EncoderOpt", "QuietOpt", "STORE_HELP",
 
 STORE_HELP = "Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."
 BACKEND_HELP = (
-    "What runs the minilm/st: sentence encoders and efficientnet-lite0: auto (default: ONNX Runtime on CPU when "
+    "What runs the minilm/st: encoders (sentence and token vectors) and efficientnet-lite0 (minilm-int8: ONNX Runtime only): auto (default: ONNX Runtime on CPU when "
     "installed and its checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."
 )
 

@@ -135,11 +135,84 @@ def test_cls_pooling_is_read_from_the_pooling_config(tmp_path):
         onnx_backend.plan(_model_copy(tmp_path / "b", pooling={"pooling_mode_lasttoken": True}), {"modules": ["Transformer", "Pooling"], "max_seq_length": 8, "lowercase": False})
 
 
-def test_token_vectors_and_long_text_windows_stay_on_torch():
-    assert get_encoder("minilm", granularity="token").backend_reason == "token vectors run on torch"
-    assert get_encoder("minilm", long_text="windows").backend_reason == "long_text='windows' runs on torch"
-    with pytest.raises(EncoderError, match="minilm cannot run through ONNX Runtime here: token vectors run on torch"):
-        get_encoder("minilm", granularity="token", backend="onnx").load()
+TOKEN_TEXTS = [
+    "EU rejects German call to boycott British lamb .",
+    "Peter Blackburn",
+    "Héllo wörld — naïve café, São Paulo 🙂 a\x07b " * 30,  # past one window: read in overlapping windows
+    "?!",
+    "",
+]
+
+
+@pytest.mark.parametrize("layers", ["last4", "last"])
+def test_token_vectors_through_onnx_equal_torch_with_the_same_words_and_oov(layers, onnx_minilm):
+    ours = get_encoder("minilm", granularity="token", layers=layers)
+    theirs = get_encoder("minilm", granularity="token", layers=layers, backend="torch")
+    assert ours.backend == "onnx", ours.backend_reason
+    assert theirs.backend == "torch" and ours.encoder_id == theirs.encoder_id
+    got, want = ours.encode_tokens(TOKEN_TEXTS), theirs.encode_tokens(TOKEN_TEXTS)
+    assert got.tokens == want.tokens and len(got.tokens[2]) > 256
+    for a, b, oa, ob in zip(got.vectors, want.vectors, got.oov, want.oov):
+        np.testing.assert_array_equal(oa, ob)
+        live = np.linalg.norm(b, axis=1) > 0  # a dropped control character has a zero vector on both sides
+        np.testing.assert_array_equal(np.linalg.norm(a, axis=1) > 0, live)
+        if live.any():
+            assert _worst_cos(a[live], b[live]) <= 1e-5
+    words = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+    given, plain = ours.encode_tokens([" ".join(w) for w in words], tokens=words), theirs.encode_tokens([" ".join(w) for w in words], tokens=words)
+    assert all(_worst_cos(a, b) <= 1e-5 for a, b in zip(given.vectors, plain.vectors))
+    plan = ours._onnx().plan
+    folder = onnx_backend.cache_folder("minilm", ours.spec["weights"], plan)
+    sidecar = json.loads((folder / onnx_backend.SIDECAR).read_text())
+    assert sidecar["layers"] == layers and sidecar["check"]["passed"] is True and sidecar["check"]["max_abs_cos_minus_1"] <= 1e-5
+    # the last layer's export is the sentence encoder's own (one folder); last4 has its own
+    same = folder == onnx_backend.cache_folder("minilm", onnx_minilm.spec["weights"], onnx_minilm._onnx().plan)
+    assert same is (layers == "last")
+
+
+def test_long_text_windows_through_onnx_equal_torch(onnx_minilm):
+    ours, theirs = get_encoder("minilm", long_text="windows"), get_encoder("minilm", long_text="windows", backend="torch")
+    assert ours.backend == "onnx" and theirs.backend == "torch"
+    texts = [t for t in TOKEN_TEXTS if t.strip()]
+    assert _worst_cos(ours.encode(texts), theirs.encode(texts)) <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def int8_minilm(onnx_minilm):
+    enc = get_encoder("minilm-int8")
+    enc.load()  # exported and quantized once per session
+    return enc
+
+
+def test_the_int8_variant_keeps_a_mean_cosine_of_0_99_to_fp32_on_real_sms(int8_minilm, onnx_minilm, sms_lines):
+    texts = list(dict.fromkeys(line.split("\t", 1)[1] for line in sms_lines[:300]))  # a fixed slice: 290 distinct SMS
+    got, want = int8_minilm.encode(texts), onnx_minilm.encode(texts)
+    cos = (got * want).sum(axis=1)  # both L2-normalised
+    assert 0.99 <= cos.mean() < 0.9999, cos.mean()  # close to fp32, and not fp32 (it is quantized)
+    assert int8_minilm.backend == "onnx" and int8_minilm.encoder_id.startswith("minilm-int8-")
+    assert int8_minilm.encoder_id != onnx_minilm.encoder_id and int8_minilm.spec["quantization"] == onnx_backend.INT8
+    folder = onnx_backend.cache_folder("minilm-int8", int8_minilm.spec["weights"], int8_minilm._onnx().plan)
+    sidecar = json.loads((folder / onnx_backend.SIDECAR).read_text())
+    assert sidecar["check"]["passed"] is True and sidecar["check"]["tolerance"] == 0.01
+    assert 0 < sidecar["check"]["one_minus_mean_cos"] <= 0.01 and sidecar["quantization"] == onnx_backend.INT8
+    fp32 = onnx_backend.cache_folder("minilm", onnx_minilm.spec["weights"], onnx_minilm._onnx().plan) / onnx_backend.MODEL_FILE
+    assert (folder / onnx_backend.MODEL_FILE).stat().st_size < fp32.stat().st_size * 0.75  # int8 MatMul weights (the embeddings stay fp32)
+    assert sorted(p.name for p in folder.iterdir()) == [onnx_backend.MODEL_FILE, onnx_backend.SIDECAR]  # no fp32 copy left
+
+
+def test_the_int8_variant_refuses_torch_and_token_vectors_in_one_line(tmp_path, sms_file, cli, monkeypatch):
+    monkeypatch.setenv("FEATURESTORE_ENCODER_BACKEND", "auto")  # --backend sets it in this process: put back afterwards
+    with pytest.raises(EncoderError, match=r"^minilm-int8 is quantized for ONNX Runtime and has no torch backend; use backend auto or onnx"):
+        get_encoder("minilm-int8", backend="torch")
+    with pytest.raises(EncoderError, match=r"^minilm-int8 gives sentence vectors of texts truncated to one window"):
+        get_encoder("minilm-int8", granularity="token")
+    store = tmp_path / "store"
+    before = snapshot(store)
+    assert_user_error(
+        cli("materialize", sms_file(20), "--view", "sms", "--encoder", "minilm-int8", "--store", store, "--runner", "inline", "--backend", "torch"),
+        "minilm-int8 is quantized for ONNX Runtime and has no torch backend",
+    )
+    assert snapshot(store) == before
 
 
 def test_the_environment_variable_chooses_the_backend(monkeypatch, onnx_minilm):
