@@ -27,7 +27,9 @@ One-query ``featurestore search`` processes are timed by ``bench/search_cli.py``
 
 Targets: http vector p50 (one client) <= 2 ms at 1M rows; http text p50 (one client) <= 1.5 x
 (bare encode + bare FAISS); the handle's speed (bare p50 / handle p50) >= 0.8 x the bare
-same-work loop; QPS with 2 workers >= 1.6 x one. Each is reported with ``pass``; a miss is a finding, not an error.
+same-work loop; QPS with 2 workers >= 1.6 x one, under ``--saturate-clients`` (16) connections
+(with ``--clients`` (4), one request in flight each, a worker waits while its connections'
+responses travel; that ratio is reported beside it). Each is reported with ``pass``; a miss is a finding, not an error.
 """
 
 from __future__ import annotations
@@ -237,6 +239,8 @@ def main() -> None:
     parser.add_argument("--text-rows", type=int, default=1000, help="SMS messages in the minilm view")
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per variant and round")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--saturate-clients", type=int, default=16,
+                        help="connections for the workers' throughput (1 vs 2 workers): enough that no worker waits for a request")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--python-clients", action="store_true", help="load from --clients Python processes even where ab is installed")
     parser.add_argument("--quick", action="store_true", help="5,000 rows, 300 texts, 400 requests")
@@ -315,7 +319,7 @@ def main() -> None:
         one_url, one = start_server(store, 1)
         two_url, two = start_server(store, 2)
         try:
-            with ProcessPoolExecutor(max_workers=args.clients, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=max(args.clients, args.saturate_clients), mp_context=get_context("spawn")) as pool:
                 for url in (one_url, two_url):
                     for name in bodies:
                         for _ in range(2):  # every worker process of the server loads its handles
@@ -330,6 +334,9 @@ def main() -> None:
                         runs.setdefault(f"http_{name}_1_client", []).append(http_load(pool, one_url, body, requests // 4, 1, [one.pid]))
                         runs.setdefault(f"http_{name}", []).append(load(pool, one_url, body, requests, args.clients, [one.pid]))
                     runs.setdefault("http_vector_2_workers", []).append(load(pool, two_url, bodies["vector"], args.requests, args.clients, [two.pid]))
+                    # throughput of 1 vs 2 workers under a load that keeps both busy
+                    for key, (url, server) in {"http_vector_saturated": (one_url, one), "http_vector_2_workers_saturated": (two_url, two)}.items():
+                        runs.setdefault(key, []).append(load(pool, url, bodies["vector"], args.requests, args.saturate_clients, [server.pid]))
                     log(f"[serve_latency] round {round_ + 1}: " + ", ".join(f"{n} p50 {r[-1]['p50_ms']:.2f} ms" for n, r in runs.items()))
         finally:
             stop(one)
@@ -340,7 +347,7 @@ def main() -> None:
             "http_vector_p50_ms<=2": best["http_vector_1_client"]["p50_ms"] <= 2.0,
             "http_text_p50<=1.5x_bare_text": best["http_text_1_client"]["p50_ms"] <= 1.5 * text_budget,
             "handle>=0.8x_bare_same_work": best["bare_vector_same_work"]["p50_ms"] / best["handle_vector"]["p50_ms"] >= 0.8,
-            "2_workers_qps>=1.6x_one": best["http_vector_2_workers"]["qps"] >= 1.6 * best["http_vector"]["qps"],
+            "2_workers_qps>=1.6x_one": best["http_vector_2_workers_saturated"]["qps"] >= 1.6 * best["http_vector_saturated"]["qps"],
         }
         emit({
             "benchmark": "serve_latency",
@@ -351,6 +358,7 @@ def main() -> None:
             "params": synth.info.params,
             "requests_per_variant": args.requests,
             "clients": args.clients,
+            "saturate_clients": args.saturate_clients,
             "load_generator": "ab (apache2-utils), one process, keep-alive" if AB and not args.python_clients else "Python client processes",
             "rounds": args.rounds,
             "faiss_threads": faiss.omp_get_max_threads(),
@@ -363,10 +371,15 @@ def main() -> None:
                 "handle_over_bare_faiss_only": round(best["bare_vector"]["p50_ms"] / best["handle_vector"]["p50_ms"], 3),
                 "handle_qps_over_bare_same_work": round(best["handle_vector"]["qps"] / best["bare_vector_same_work"]["qps"], 3),
                 "handle_text_p50_over_bare_text": round(best["handle_text"]["p50_ms"] / text_budget, 2),
-                "two_workers_qps_over_one": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
+                # the workers' scaling under a load that keeps both busy (--saturate-clients connections) ...
+                "two_workers_qps_over_one": round(best["http_vector_2_workers_saturated"]["qps"] / best["http_vector_saturated"]["qps"], 2),
+                # ... and under --clients connections, one request in flight each: with 4, a worker waits
+                # while its two connections' responses travel, so 2 workers do not saturate 2 cores
+                "two_workers_qps_over_one_at_clients": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
                 # where the CPU went under load: the servers' CPU seconds per wall second (2 cores: at most 2.0)
                 "server_cores_busy_1_worker": round(best["http_vector"]["server_cpu_seconds"] / best["http_vector"]["wall_seconds"], 2),
                 "server_cores_busy_2_workers": round(best["http_vector_2_workers"]["server_cpu_seconds"] / best["http_vector_2_workers"]["wall_seconds"], 2),
+                "server_cores_busy_2_workers_saturated": round(best["http_vector_2_workers_saturated"]["server_cpu_seconds"] / best["http_vector_2_workers_saturated"]["wall_seconds"], 2),
             },
             "targets": checks,
             "pass": all(checks.values()),

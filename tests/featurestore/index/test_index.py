@@ -162,14 +162,17 @@ def cranfield(path, field: str = ".W") -> list[tuple[str, str]]:
 
 @pytest.mark.slow
 def test_cranfield_queries_get_the_exact_top_10(tmp_path, minilm):
-    """150 Cranfield queries against the 1,400 documents embedded with minilm, through an HNSW index."""
+    """150 Cranfield queries against the first 500 of its documents embedded with minilm, through an
+    HNSW index (the whole 1,400 took ~40 s of the suite for the same check)."""
     need(CRAN)
     docs = cranfield(CRAN / "cran.all.1400")
+    assert len(docs) == 1400 and sum(1 for _, t in docs if not t.strip()) == 2  # two Cranfield documents are empty
+    docs = docs[:500]
     source = tmp_path / "cran.jsonl"
     source.write_text("\n".join(json.dumps({"id": d, "text": t}) for d, t in docs) + "\n")
     materialize(TextSource(str(source), id_col="id"), "cran", "minilm", store=tmp_path / "s", encoder_options={"device": "cpu"})
     info = build_index("cran", store=tmp_path / "s", index_type="hnsw", target_recall=0.95).info
-    assert info.rows == sum(1 for _, t in docs if t.strip()) == 1398  # two Cranfield documents are empty
+    assert info.rows == sum(1 for _, t in docs if t.strip())
     queries = [t for _, t in cranfield(CRAN / "cran.qry")]
     assert len(queries) == 150
     results = search("cran", store=tmp_path / "s", texts=queries, k=10)
