@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.calls, args.rounds = 100, 2
-    from featurestore.encoders import get_encoder, onnx_backend
+    from featurestore.encoders import get_encoder, onnx_backend, onnx_text
 
     encoder = get_encoder("minilm", backend="onnx")
     encoder.load()
@@ -41,7 +41,7 @@ def main() -> None:
     model_bytes = (onnx_backend.cache_folder("minilm", encoder.spec["weights"], plan) / onnx_backend.MODEL_FILE).read_bytes()
     results = {}
     for threads in sorted({1, cores}):
-        model = onnx_backend.OnnxSentenceModel(plan, model_bytes, n_threads=threads)
+        model = onnx_text.OnnxSentenceModel(plan, model_bytes, n_threads=threads)
         ids = model.tokenizer.ids([TEXT])[0]
         feeds = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
         sides = {

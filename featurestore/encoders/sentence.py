@@ -18,7 +18,7 @@ import numpy as np
 from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, TokenEncodeResult, check_device, file_digest, resolve_device
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.encoders.windows import assign_pieces, plan_windows
-from featurestore.errors import EncoderError, FeatureStoreError, InvalidArgumentError
+from featurestore.errors import EncoderError, InvalidArgumentError
 from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.vectors import l2_normalise
@@ -74,7 +74,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         mean-pools every piece's contextual vector, so the end of a long document counts too.
         Texts that fit one window get the same vector either way.
     int8 : sentence level: the int8 variant (``minilm-int8``; its own ``encoder_id``): the ONNX
-        export quantized (:data:`~featurestore.encoders.onnx_backend.INT8`), kept only when its
+        export quantized (:data:`~featurestore.encoders.onnx_text.INT8`), kept only when its
         vectors' mean cosine to torch's fp32 ones is at least 0.99 on the check texts. It runs
         through ONNX Runtime only: the torch backend is refused.
     """
@@ -168,7 +168,7 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         elif self.long_text == "windows":  # recorded only when set: tables written before keep their id
             spec.update(long_text="windows", window_overlap=self.stride)
         if self.int8:
-            from featurestore.encoders.onnx_backend import INT8, INT8_FP32_NODES
+            from featurestore.encoders.onnx_text import INT8, INT8_FP32_NODES
 
             spec.update(quantization=INT8, fp32_nodes=list(INT8_FP32_NODES))
         return spec
@@ -214,8 +214,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
 
     def _load_onnx(self, onnx_backend: Any, digest: str) -> tuple[Any, str | None]:
         """The cached export (checked), or a new one; (None, reason) when the model stays on torch."""
+        from featurestore.encoders import onnx_text
+
         try:  # a model the backend does not reproduce is a normal case: recorded in backend_reason, not said
-            plan = onnx_backend.plan(self.path, self._config, layers=self.layers, int8=self.int8)
+            plan = onnx_text.plan(self.path, self._config, layers=self.layers, int8=self.int8)
         except onnx_backend.Unsupported as exc:
             return None, f"{self.path.name}: {exc}"
         return onnx_backend.load_or_export(self.name, plan, digest, self.model, label=self.path.name)
@@ -397,10 +399,10 @@ class SentenceTransformerEncoder(BackendChoice, BaseEncoder):
         """``(k, states)``: the hidden states ``(n_pieces, dim) float32`` of segment ``k``'s own pieces.
 
         Segments go through the model longest first, ``batch_size`` at a time, so padding is
-        small (:func:`~featurestore.encoders.onnx_backend.padded_batches`), through ONNX Runtime
+        small (:func:`~featurestore.encoders.onnx_text.padded_batches`), through ONNX Runtime
         when this encoder runs on it; ``specials`` counts the special tokens before and after the pieces.
         """
-        from featurestore.encoders.onnx_backend import hidden_states, padded_batches
+        from featurestore.encoders.onnx_text import hidden_states, padded_batches
 
         onnx = self._onnx()
         if onnx is not None:

@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs the onnx extra")
 
-from featurestore.encoders import get_encoder, onnx_backend, sentence  # noqa: E402
+from featurestore.encoders import get_encoder, onnx_backend, onnx_text, sentence  # noqa: E402
 from featurestore.encoders.sentence import minilm_path  # noqa: E402
 from featurestore.errors import EncoderError  # noqa: E402
 from tests.conftest import snapshot  # noqa: E402
@@ -46,7 +46,7 @@ def torch_minilm():
 
 @pytest.fixture(scope="module")
 def texts(sms_lines):
-    return list(onnx_backend.CHECK_TEXTS) + [line.split("\t", 1)[1] for line in sms_lines[:32]]
+    return list(onnx_text.CHECK_TEXTS) + [line.split("\t", 1)[1] for line in sms_lines[:32]]
 
 
 def _worst_cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,7 +61,7 @@ def test_onnx_vectors_equal_torch_vectors_and_the_check_is_recorded(onnx_minilm,
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
     folder = onnx_backend.cache_folder("minilm", onnx_minilm.spec["weights"], onnx_minilm._onnx().plan)
     sidecar = json.loads((folder / onnx_backend.SIDECAR).read_text())
-    assert sidecar["check"]["passed"] is True and sidecar["check"]["texts"] == len(onnx_backend.CHECK_TEXTS)
+    assert sidecar["check"]["passed"] is True and sidecar["check"]["texts"] == len(onnx_text.CHECK_TEXTS)
     assert 0 <= sidecar["check"]["max_abs_cos_minus_1"] <= 1e-5
     assert sidecar["weights_digest"] == onnx_minilm.spec["weights"] and sidecar["pooling"] == "mean" and sidecar["normalize"] is True
 
@@ -84,7 +84,7 @@ def test_same_encoder_id_and_stats_with_either_backend(onnx_minilm, torch_minilm
     assert a.n_tokens.max() > 256  # counted before truncation, as torch's side counts them
 
 
-@pytest.mark.parametrize("mode", onnx_backend.POOLINGS)
+@pytest.mark.parametrize("mode", onnx_text.POOLINGS)
 @pytest.mark.parametrize("normalize", [False, True])
 def test_numpy_pooling_equals_sentence_transformers_modules(mode, normalize):
     import torch
@@ -97,7 +97,7 @@ def test_numpy_pooling_equals_sentence_transformers_modules(mode, normalize):
     out = Pooling(16, pooling_mode=mode)(features)
     if normalize:
         out = Normalize()(out)
-    np.testing.assert_allclose(onnx_backend.pool(states, mask, mode, normalize), out["sentence_embedding"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(onnx_text.pool(states, mask, mode, normalize), out["sentence_embedding"].numpy(), atol=1e-6)
 
 
 def _model_copy(tmp_path: Path, modules: list[dict] | None = None, pooling: dict | None = None) -> Path:
@@ -129,10 +129,10 @@ def test_a_module_stack_the_backend_does_not_reproduce_stays_on_torch_with_the_r
 def test_cls_pooling_is_read_from_the_pooling_config(tmp_path):
     folder = _model_copy(tmp_path, pooling={"word_embedding_dimension": 384, "pooling_mode": "cls"})
     modules = json.loads((folder / "modules.json").read_text())
-    plan = onnx_backend.plan(folder, {"modules": [m["type"].rpartition(".")[2] for m in modules[:2]], "max_seq_length": 128, "lowercase": False})
+    plan = onnx_text.plan(folder, {"modules": [m["type"].rpartition(".")[2] for m in modules[:2]], "max_seq_length": 128, "lowercase": False})
     assert (plan.pooling, plan.normalize, plan.max_length) == ("cls", False, 128)
     with pytest.raises(onnx_backend.Unsupported, match="its pooling is lasttoken"):
-        onnx_backend.plan(_model_copy(tmp_path / "b", pooling={"pooling_mode_lasttoken": True}), {"modules": ["Transformer", "Pooling"], "max_seq_length": 8, "lowercase": False})
+        onnx_text.plan(_model_copy(tmp_path / "b", pooling={"pooling_mode_lasttoken": True}), {"modules": ["Transformer", "Pooling"], "max_seq_length": 8, "lowercase": False})
 
 
 TOKEN_TEXTS = [
@@ -190,11 +190,11 @@ def test_the_int8_variant_keeps_a_mean_cosine_of_0_99_to_fp32_on_real_sms(int8_m
     cos = (got * want).sum(axis=1)  # both L2-normalised
     assert 0.99 <= cos.mean() < 0.9999, cos.mean()  # close to fp32, and not fp32 (it is quantized)
     assert int8_minilm.backend == "onnx" and int8_minilm.encoder_id.startswith("minilm-int8-")
-    assert int8_minilm.encoder_id != onnx_minilm.encoder_id and int8_minilm.spec["quantization"] == onnx_backend.INT8
+    assert int8_minilm.encoder_id != onnx_minilm.encoder_id and int8_minilm.spec["quantization"] == onnx_text.INT8
     folder = onnx_backend.cache_folder("minilm-int8", int8_minilm.spec["weights"], int8_minilm._onnx().plan)
     sidecar = json.loads((folder / onnx_backend.SIDECAR).read_text())
     assert sidecar["check"]["passed"] is True and sidecar["check"]["tolerance"] == 0.01
-    assert 0 < sidecar["check"]["one_minus_mean_cos"] <= 0.01 and sidecar["quantization"] == onnx_backend.INT8
+    assert 0 < sidecar["check"]["one_minus_mean_cos"] <= 0.01 and sidecar["quantization"] == onnx_text.INT8
     fp32 = onnx_backend.cache_folder("minilm", onnx_minilm.spec["weights"], onnx_minilm._onnx().plan) / onnx_backend.MODEL_FILE
     assert (folder / onnx_backend.MODEL_FILE).stat().st_size < fp32.stat().st_size * 0.75  # int8 MatMul weights (the embeddings stay fp32)
     assert sorted(p.name for p in folder.iterdir()) == [onnx_backend.MODEL_FILE, onnx_backend.SIDECAR]  # no fp32 copy left
