@@ -11,7 +11,7 @@ import pyarrow as pa
 from featurestore.store import Store
 from featurestore.store.latest import latest_mask, newest_rows
 from featurestore.store.schema import TIMESTAMP
-from featurestore.training import _asof_rows
+from featurestore.training.joins import asof_rows as _asof_rows
 from tests.featurestore.store.test_table import DIM, meta, rows
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
