@@ -71,12 +71,12 @@ def main() -> None:
         scored = evaluate(args.store, saved, held_out, save=False)
     held = {
         "train_rows": int(len(train_rows)),
-        "test_rows": scored["rows"],
+        "test_rows": scored.rows,
         "head": result.choice["chosen"],
-        "f1": round(scored["metrics"]["f1"], 4),
-        "roc_auc": round(scored["metrics"]["roc_auc"], 4),
-        "word_tfidf_f1": round(scored["baselines"]["tfidf+logistic"]["f1"], 4),
-        "char_tfidf_f1": round(scored["baselines"]["char-tfidf+logistic"]["f1"], 4),
+        "f1": round(scored.metrics["f1"], 4),
+        "roc_auc": round(scored.metrics["roc_auc"], 4),
+        "word_tfidf_f1": round(scored.baselines["tfidf+logistic"]["f1"], 4),
+        "char_tfidf_f1": round(scored.baselines["char-tfidf+logistic"]["f1"], 4),
         "overlap_of_texts": int(len(set(ts.groups[train_rows]) & set(ts.groups[test_rows]))),
     }
     emit({"benchmark": "text_heads", "cross_validation": cv, "held_out": held, "seconds": round(time.perf_counter() - started, 1),

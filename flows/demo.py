@@ -98,7 +98,7 @@ def _train_heads(root: Path, store: str | None, say: Say) -> list[dict[str, Any]
     ensure_api()
     for task, view, encoder, options in jobs:
         say(f"training the {task} head on {view} ...")
-        summary = train_flow(task, view, encoder, store=store, name=task, options=options)
+        summary = train_flow(task, view, encoder, store=store, name=task, options=options).to_dict()
         results.append(summary)
         say(f"  {summary['name']} v{summary['version']}: {_headline(summary)}")
     say("")

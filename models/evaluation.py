@@ -12,6 +12,7 @@ TF-IDF models for text heads, the majority class for classify and image heads.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,11 +24,43 @@ from featurestore.errors import FeatureStoreError, InvalidArgumentError, SourceE
 from featurestore.store import Store
 from models.base import LoadedModel
 
-__all__ = ["EVALUATED_TASKS", "evaluate", "evaluate_ner", "evaluate_ranking", "labelled_inputs"]
+__all__ = ["EVALUATED_TASKS", "Evaluation", "evaluate", "evaluate_ner", "evaluate_ranking", "labelled_inputs"]
 
 EVALUATED_TASKS = ("spam", "classify", "image")
 _SPAM_METRICS = ("f1", "precision", "recall", "roc_auc", "average_precision", "accuracy")
 _CLASSIFY_METRICS = ("accuracy", "macro_f1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A head scored on new labelled data: the model, what was scored (``input`` and its
+    ``input_sha256``, the ``rows`` scored, the inputs ``skipped`` with why), the head's
+    ``metrics``, its ``baselines`` (name -> the same metrics, or ``skipped`` with the reason) and
+    when. An NER head's also counts its ``tokens``, a ranking head's the ``dropped_judgments``."""
+
+    name: str
+    version: int
+    task: str
+    input: str
+    input_sha256: str
+    rows: int
+    skipped: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    baselines: dict[str, Any]
+    evaluated_at: str
+    tokens: int | None = None
+    dropped_judgments: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``featurestore evaluate --json`` and of ``evaluations.json``."""
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "task": self.task, "input": self.input,
+                               "input_sha256": self.input_sha256, "rows": self.rows}
+        if self.tokens is not None:
+            out["tokens"] = self.tokens
+        out["skipped"] = self.skipped
+        if self.dropped_judgments is not None:
+            out["dropped_judgments"] = self.dropped_judgments
+        return {**out, "metrics": self.metrics, "baselines": self.baselines, "evaluated_at": self.evaluated_at}
 
 
 def evaluate(
@@ -40,13 +73,11 @@ def evaluate(
     text_col: str | None = None,
     label_col: str = "label",
     save: bool = True,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Score ``model`` on the labelled inputs at ``path`` and, with ``save``, keep the result in
     the model's folder (``evaluations.json``, shown by ``featurestore report``).
 
-    Returns ``name, version, task, input, input_sha256, rows, skipped`` (inputs that could not
-    be encoded, with why), ``metrics`` (the head's), ``baselines`` (name -> the same metrics, or
-    ``skipped`` with the reason) and ``evaluated_at``. Refused, before anything is written: a
+    ``skipped`` in the result lists the inputs that could not be encoded, with why. Refused, before anything is written: a
     task other than spam, classify and image, an empty file, a missing label, a label that is
     not one of the head's classes.
     """
@@ -89,7 +120,7 @@ def evaluate(
 
 def evaluate_ranking(
     store: Store | str | None, model: LoadedModel, queries: str | Path, qrels: str | Path, *, qrels_by: str = "id", save: bool = True
-) -> dict[str, Any]:
+) -> Evaluation:
     """nDCG@10, MRR@10 and recall@100 of a ranking head on new judged queries, beside BM25 and
     dense retrieval alone on the same queries (:func:`models.ranking.evaluate_queries`); the
     same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
@@ -106,7 +137,7 @@ def evaluate_ranking(
     )
 
 
-def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> dict[str, Any]:
+def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> Evaluation:
     """Entity F1 of an NER head on a token view of new labelled sentences (a CoNLL file
     materialized with the head's encoder and ``--granularity token``), beside the dictionary
     baseline fitted on the head's own training sentences (:func:`models.ner.evaluate_view`); the
@@ -123,14 +154,14 @@ def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, sa
     )
 
 
-def _result(store: Store, model: LoadedModel, save: bool, **scored: Any) -> dict[str, Any]:
+def _result(store: Store, model: LoadedModel, save: bool, **scored: Any) -> Evaluation:
     """One evaluation record (the model, what was scored and when), kept in ``evaluations.json`` with ``save``."""
     from models.registry import save_evaluation
 
-    result = {"name": model.name, "version": model.version, "task": model.task, **scored,
-              "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    result = Evaluation(name=model.name, version=model.version, task=model.task, **scored,
+                        evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if save:
-        save_evaluation(store, model, result)
+        save_evaluation(store, model, result.to_dict())
     return result
 
 

@@ -7,6 +7,7 @@ names the options the task does take, not a silent no-op.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import tempfile
@@ -20,7 +21,7 @@ from featurestore.materialization.runs import ProgressFn
 from featurestore.store import Store
 from models.base import LoadedModel, TrainResult
 
-__all__ = ["TASKS", "check_options", "check_train", "predict", "reproduce", "task_module", "train"]
+__all__ = ["TASKS", "Reproduction", "check_options", "check_train", "predict", "reproduce", "task_module", "train"]
 
 TASKS: dict[str, str] = {
     "spam": "models.spam",
@@ -141,7 +142,26 @@ def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int 
     return module.predict(model, inputs, top_k=top_k)
 
 
-def reproduce(store: Store | str | None, model: LoadedModel, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Reproduction:
+    """A registered head trained again from its manifest: the metrics it was registered with and
+    the new ones, whether they (to 9 decimals) and the head's files are identical, and the seconds it took."""
+
+    name: str
+    version: int
+    task: str
+    recorded_metrics: dict[str, Any]
+    metrics: dict[str, Any]
+    identical_metrics: bool
+    identical_head: bool
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``featurestore evaluate MODEL --json``."""
+        return dataclasses.asdict(self)
+
+
+def reproduce(store: Store | str | None, model: LoadedModel, *, progress: ProgressFn | None = None) -> Reproduction:
     """Train ``model`` again on the set its training manifest describes, and compare.
 
     The set is rebuilt through the manifest (its tables at the versions it records, its hashes
@@ -169,16 +189,16 @@ def reproduce(store: Store | str | None, model: LoadedModel, *, progress: Progre
     with tempfile.TemporaryDirectory(prefix="fs-reproduce-") as tmp:
         files = head_files(Path(tmp), result.head)
     recorded_files = {k: v for k, v in manifest["files"].items() if k in files}
-    return {
-        "name": model.name,
-        "version": model.version,
-        "task": model.task,
-        "recorded_metrics": manifest["metrics"],
-        "metrics": result.metrics,
-        "identical_metrics": _rounded(result.metrics) == _rounded(manifest["metrics"]),
-        "identical_head": files == recorded_files,
-        "seconds": round(seconds, 3),
-    }
+    return Reproduction(
+        name=model.name,
+        version=model.version,
+        task=model.task,
+        recorded_metrics=manifest["metrics"],
+        metrics=result.metrics,
+        identical_metrics=_rounded(result.metrics) == _rounded(manifest["metrics"]),
+        identical_head=files == recorded_files,
+        seconds=round(seconds, 3),
+    )
 
 
 def _train_function(module: ModuleType) -> Any:

@@ -54,10 +54,10 @@ def refresh(
     with progress_bar(f"refresh {config.name}", unit="steps") as update:
         summary = run_refresh(config, view, runner=runner, progress=update)
     if json_out:
-        print_json(summary)
+        print_json(summary.to_dict())
     else:
-        _print_summary(summary)
-    if summary["failed"]:
+        _print_summary(summary.to_dict())
+    if summary.failed:
         raise RefreshFailed(failure_message(summary))
 
 

@@ -60,10 +60,10 @@ def train(
     with progress_bar(f"train {task}", unit="steps") as update:
         summary = train_head(task, view, encoder, store=store, name=name, options=options, runner=runner, progress=update)
     if json_out:
-        print_json(summary)
+        print_json(summary.to_dict())
         return
-    metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary["metrics"].items())
-    console().print(f"{summary['name']} v{summary['version']} ({summary['task']}, {summary['rows']} rows): {metrics}")
+    metrics = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.metrics.items())
+    console().print(f"{summary.name} v{summary.version} ({summary.task}, {summary.rows} rows): {metrics}")
 
 
 def predict(
@@ -147,13 +147,13 @@ def evaluate(
     with progress_bar(f"evaluate {loaded.name} v{loaded.version}", unit="steps") as update:
         check = tasks.reproduce(store, loaded, progress=update)
     if json_out:
-        print_json(check)
+        print_json(check.to_dict())
         return
-    rows = [{"metric": k, "recorded": _fmt(v), "again": _fmt(check["metrics"].get(k))} for k, v in check["recorded_metrics"].items()]
+    rows = [{"metric": k, "recorded": _fmt(v), "again": _fmt(check.metrics.get(k))} for k, v in check.recorded_metrics.items()]
     print_table(f"{loaded.name} v{loaded.version} ({loaded.task})", rows, ["metric", "recorded", "again"])
     console().print(
-        f"identical metrics: {check['identical_metrics']}, identical head bytes: {check['identical_head']} "
-        f"(trained again in {check['seconds']:.1f} s)"
+        f"identical metrics: {check.identical_metrics}, identical head bytes: {check.identical_head} "
+        f"(trained again in {check.seconds:.1f} s)"
     )
 
 
@@ -169,20 +169,20 @@ def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], 
         result = evaluate_ner(store, loaded, view)
     else:
         result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
-    path = path if path is not None else result["input"]
+    path = path if path is not None else result.input
     if json_out:
-        print_json(result)
+        print_json(result.to_dict())
         return
-    shown = [k for k, v in result["metrics"].items() if isinstance(v, float)]
-    baselines = {k: v for k, v in result["baselines"].items() if "skipped" not in v}
-    rows = [{"metric": k, "head": _fmt(result["metrics"][k]), **{b: _fmt(v.get(k, "")) for b, v in baselines.items()}} for k in shown]
-    print_table(f"{result['name']} v{result['version']} ({result['task']}) on {result['rows']} new rows of {path}", rows,
+    shown = [k for k, v in result.metrics.items() if isinstance(v, float)]
+    baselines = {k: v for k, v in result.baselines.items() if "skipped" not in v}
+    rows = [{"metric": k, "head": _fmt(result.metrics[k]), **{b: _fmt(v.get(k, "")) for b, v in baselines.items()}} for k in shown]
+    print_table(f"{result.name} v{result.version} ({result.task}) on {result.rows} new rows of {path}", rows,
                 ["metric", "head", *baselines])
-    for name, value in result["baselines"].items():
+    for name, value in result.baselines.items():
         if "skipped" in value:
             console().print(f"baseline {name} skipped: {value['skipped']}")
-    if result["skipped"]:
-        console().print(f"{len(result['skipped'])} input(s) not predicted (first: {result['skipped'][0]['error']})")
+    if result.skipped:
+        console().print(f"{len(result.skipped)} input(s) not predicted (first: {result.skipped[0]['error']})")
 
 
 def models(

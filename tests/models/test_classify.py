@@ -127,4 +127,4 @@ def test_the_image_head_picks_C_by_inner_cv_and_round_trips_the_registry(image_s
     np.testing.assert_array_equal(model.head.predict_proba(X), result.head.predict_proba(X))
     assert image.predict(model, [{"id": "a", "path": str(IMAGES / "ants" / "0013035.jpg")}])[0]["label"] == "ants"
     again = reproduce(image_slice, model)
-    assert again["identical_metrics"] and again["identical_head"], again
+    assert again.identical_metrics and again.identical_head, again

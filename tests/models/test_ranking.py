@@ -186,7 +186,7 @@ def test_evaluate_trains_it_again_on_the_judgments_its_manifest_names(trained, c
     assert manifest.arguments["qrels"] == str(QRELS.absolute()) and manifest.rows == trained.report["pairs"]
     saved = save_model(cran_store, "cran-again", trained)
     check = reproduce(cran_store, load_model(cran_store, "cran-again", saved.version))
-    assert check["identical_metrics"] and check["identical_head"] and check["metrics"] == trained.metrics, check
+    assert check.identical_metrics and check.identical_head and check.metrics == trained.metrics, check
 
 
 def test_predict_returns_ranked_documents(trained, cran_store):
