@@ -391,8 +391,6 @@ def run_refresh(config: str | Path, view: str | None = None, *, runner: Runner =
 def _summary_flow() -> Any:
     from prefect import flow
 
-
-
     @flow(name="refresh-summary", log_prints=False, persist_result=False)
     def refresh_summary(summary: RefreshResult) -> None:
         """Publish the summary of a refresh whose steps ran as their own flows."""

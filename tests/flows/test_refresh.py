@@ -57,7 +57,7 @@ def test_refresh_encodes_indexes_trains_then_does_nothing_then_only_the_new_rows
     from flows.refresh import run_refresh
 
     config = project(tmp_path, sms_file)
-    first = run_refresh(config)["views"][0]
+    first = run_refresh(config).to_dict()["views"][0]
     enc, head = first["encoders"][0], first["heads"][0]
     assert (enc["encoded"], enc["table_version"], enc["index"]["status"], enc["index"]["rows"]) == (60, 0, "built", 60)
     assert (head["status"], head["version"], head["reason"]) == ("retrained", 1, "not trained yet") and "f1" in head["metrics"]
@@ -66,13 +66,13 @@ def test_refresh_encodes_indexes_trains_then_does_nothing_then_only_the_new_rows
 
     with monkeypatch.context() as m:
         no_prefect_steps(m)
-        again = run_refresh(config)
+        again = run_refresh(config).to_dict()
     enc, head = again["views"][0]["encoders"][0], again["views"][0]["heads"][0]
     assert not again["changed"] and (enc["encoded"], enc["skipped"], enc["index"]["status"], enc["drift"]) == (0, 60, "current", None)
     assert head == {"name": "spam", "status": "current"}
 
     sms_file(70)  # ten more messages in the same file
-    third = run_refresh(config, runner="inline")["views"][0]
+    third = run_refresh(config, runner="inline").to_dict()["views"][0]
     enc, head = third["encoders"][0], third["heads"][0]
     assert (enc["encoded"], enc["skipped"], enc["previous_version"], enc["index"]["status"], enc["index"]["rows"]) == (10, 60, 0, "updated", 70)
     assert enc["drift"]["base_version"] == 0 and "mean_shift_relative_l2" in enc["drift"]
@@ -99,7 +99,7 @@ def test_a_refresh_of_a_locked_view_is_skipped_and_writes_nothing(tmp_path, sms_
     holder.start()
     try:
         assert held.wait(10)
-        result = refresh(config, runner="inline")["views"][0]
+        result = refresh(config, runner="inline").to_dict()["views"][0]
         assert result["skipped"].startswith("view sms is being written by another run (refresh, pid ") and not result["changed"]
         code, _, err = cli("materialize", tmp_path / "SMSSpamCollection", "--view", "sms", "--encoder", "word2vec", "--store", store,
                            "--id-col", "@line", "--keep", "label", "--runner", "inline")
@@ -108,19 +108,19 @@ def test_a_refresh_of_a_locked_view_is_skipped_and_writes_nothing(tmp_path, sms_
     finally:
         release.set()
         holder.join()
-    assert refresh(config, runner="inline")["views"][0]["encoders"][0]["encoded"] == 10
+    assert refresh(config, runner="inline").to_dict()["views"][0]["encoders"][0]["encoded"] == 10
 
 
 def test_a_head_whose_options_changed_in_the_project_file_is_retrained(tmp_path, sms_file, word2vec):
     from flows.refresh import refresh
 
     config = project(tmp_path, sms_file, 60, index=False)
-    assert refresh(config, runner="inline")["views"][0]["heads"][0]["version"] == 1
-    assert refresh(config, runner="inline")["views"][0]["heads"][0] == {"name": "spam", "status": "current"}
+    assert refresh(config, runner="inline").to_dict()["views"][0]["heads"][0]["version"] == 1
+    assert refresh(config, runner="inline").to_dict()["views"][0]["heads"][0] == {"name": "spam", "status": "current"}
     data = yaml.safe_load(config.read_text())
     data["heads"][0]["options"]["n_splits"] = 3
     config.write_text(yaml.safe_dump(data))
-    head = refresh(config, runner="inline")["views"][0]["heads"][0]
+    head = refresh(config, runner="inline").to_dict()["views"][0]["heads"][0]
     assert (head["status"], head["version"]) == ("retrained", 2) and head["reason"] == "option n_splits is 3 in the project file; v1 was trained with 2"
 
 
@@ -149,7 +149,7 @@ def test_two_refreshes_at_once_write_the_table_once(tmp_path, sms_file, word2vec
 
     def one() -> None:
         start.wait()
-        results.append(refresh(config, runner="inline")["views"][0])
+        results.append(refresh(config, runner="inline").to_dict()["views"][0])
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
@@ -226,11 +226,11 @@ def test_refresh_of_a_project_whose_store_is_a_bucket(prefect_server, s3_store, 
     config = project(tmp_path, sms_file)
     data = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**data, "store": s3_store}), encoding="utf-8")
-    first = run_refresh(config, runner="inline")["views"][0]
+    first = run_refresh(config, runner="inline").to_dict()["views"][0]
     enc, head = first["encoders"][0], first["heads"][0]
     assert (enc["encoded"], enc["index"]["status"], head["status"], head["version"]) == (60, "built", "retrained", 1)
     sms_file(70)
-    second = run_refresh(config, runner="inline")["views"][0]
+    second = run_refresh(config, runner="inline").to_dict()["views"][0]
     enc, head = second["encoders"][0], second["heads"][0]
     assert (enc["encoded"], enc["skipped"], enc["index"]["status"], enc["index"]["rows"]) == (10, 60, "updated", 70)
     assert (head["status"], head["version"]) == ("retrained", 2)
