@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # heavy at import time; loaded inside the functions that need
     from featurestore.index.vector_index import VectorIndex
     from featurestore.store import FeatureFrame, FeatureTable, Store
 
-__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searcher", "loaded_searchers", "search", "searcher"]
+__all__ = ["Generation", "SearchResults", "Searcher", "clear_searchers", "loaded_searcher", "loaded_searchers", "searcher"]
 
 DEFAULT_MAX_VIEWS = 8
 ENCODE_LOCK = threading.Lock()  # one forward pass at a time in this process: HF tokenizers fail when shared by threads
@@ -431,23 +431,3 @@ def clear_searchers() -> None:
         _CACHE.clear()
         _NAMES.clear()
 
-
-def search(
-    view: str,
-    encoder: str | None = None,
-    *,
-    store: "Store | str | None" = None,
-    texts: Sequence[str] | None = None,
-    images: Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
-    vectors: np.ndarray | None = None,
-    k: int = 10,
-    where: str | None = None,
-    exact_below: int = 20_000,
-) -> SearchResults:
-    """The ``k`` nearest stored entities for each query, best first, with their kept columns,
-    answered by this process's warm handle of the view (see
-    :func:`featurestore.index.search.search`, which this is)."""
-    from featurestore.index.search import search as index_search
-
-    return index_search(view, encoder, store=store, texts=texts, images=images, ids=ids, vectors=vectors, k=k, where=where, exact_below=exact_below)

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from featurestore.params import fraction, non_negative_int, positive_int
 from featurestore.store import FeatureTable, Store, TableInfo
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
+
+if TYPE_CHECKING:
+    from featurestore.serving import SearchResults
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,7 @@ def search(
     k: int = 10,
     where: str | None = None,
     exact_below: int = 20_000,
-) -> list[list[dict[str, Any]]]:
+) -> SearchResults:
     """The ``k`` nearest stored entities for each query, best first, with their kept columns.
 
     Give exactly one of ``texts``, ``images`` (paths), ``ids`` (stored entities) or ``vectors``
