@@ -96,7 +96,7 @@ def main() -> None:
         log(f"[ood_warning] materializing {rows} messages with minilm and training the spam head (setup, untimed) ...")
         materialize(TextSource(str(work / "sms.txt"), format="sms", id_col="@line", keep=("label", "text")), "sms", "minilm",
                     store=store, encoder_options={"device": "cpu"})
-        model = load_model(store, "spam", save_model(store, "spam", spam.train(store, "sms")).version)
+        model = load_model("spam", save_model("spam", spam.train("sms", store=store), store=store).version, store=store)
 
         kinds = {"sms_held_out": [line.split("\t", 1)[1] for line in lines[rows:rows + inputs]],
                  "cranfield_abstracts": cranfield(inputs), "conll_sentences": conll(inputs)}

@@ -43,7 +43,7 @@ def main() -> None:
     from models.lexical import raw_texts, view_source
 
     started = time.perf_counter()
-    full = tasks.train("spam", args.store, args.view, args.encoder)
+    full = tasks.train("spam", args.view, args.encoder, store=args.store)
     cv = {
         "rows": full.report["rows"],
         "folds": full.report["folds"],
@@ -56,7 +56,7 @@ def main() -> None:
     log(f"cross-validation done in {time.perf_counter() - started:.0f} s")
 
     ts = training_set(args.view, args.encoder, store=args.store, split="text")
-    texts = raw_texts(ts, view_source(args.store, ts))
+    texts = raw_texts(ts, view_source(ts, store=args.store))
     train_rows, test_rows = next(GroupShuffleSplit(n_splits=1, test_size=args.test_size, random_state=0).split(ts.X, ts.y, ts.groups))
     with tempfile.TemporaryDirectory(prefix="text-heads-") as tmp:
         labels = Path(tmp) / "labels.csv"
@@ -66,9 +66,9 @@ def main() -> None:
             writer.writerows(zip(ts.ids[train_rows].tolist(), ts.y[train_rows].tolist()))
         held_out = Path(tmp) / "SMSSpamCollection"  # the sms layout: label<TAB>text
         held_out.write_text("".join(f"{ts.y[i]}\t{texts[i]}\n" for i in test_rows), encoding="utf-8")
-        result = tasks.train("spam", args.store, args.view, args.encoder, labels=str(labels))
-        saved = registry.save_model(args.store, "spam-80", result)
-        scored = evaluate(args.store, saved, held_out, save=False)
+        result = tasks.train("spam", args.view, args.encoder, labels=str(labels), store=args.store)
+        saved = registry.save_model("spam-80", result, store=args.store)
+        scored = evaluate(saved, held_out, save=False, store=args.store)
     held = {
         "train_rows": int(len(train_rows)),
         "test_rows": scored.rows,

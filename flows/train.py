@@ -68,8 +68,8 @@ def train_and_register(task_name: str, view: str, encoder: str | None = None, *,
     from featurestore.store import Store
 
     started = time.perf_counter()
-    result = tasks.train(task_name, store, view, encoder, progress=progress, **options)
-    saved = registry.save_model(store, name, result)
+    result = tasks.train(task_name, view, encoder, progress=progress, store=store, **options)
+    saved = registry.save_model(name, result, store=store)
     summary = TrainSummary(name=saved.name, version=saved.version, task=result.task, path=str(saved.path), metrics=result.metrics,
                            rows=result.training_manifest.rows, encoders=[e.get("encoder_id") for e in result.encoders])
     seconds = time.perf_counter() - started

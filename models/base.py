@@ -3,7 +3,7 @@
 A task module (``models.spam``, ``models.image``, ``models.classify``, ``models.ner``,
 ``models.ranking``) exposes two functions:
 
-- ``train(store, view, encoder=None, **options) -> TrainResult``: build the training set from
+- ``train(view, encoder=None, *, store=None, **options) -> TrainResult``: build the training set from
   the store, fit the head, evaluate it (cross-validation or a held-out split) and return it,
   unsaved. The registry saves it (:func:`models.registry.save_model`). Two keywords are not
   options a user sets: ``rebuild`` (a :class:`~featurestore.manifest.TrainingManifest`: train on

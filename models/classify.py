@@ -45,10 +45,10 @@ TextHeadKind = Literal["auto", "logistic", "mlp", "logistic-cv", "lexical", "hyb
 
 
 def train(
-    store: Any,
     view: str,
     encoder: str | None = None,
     *,
+    store: Any = None,
     labels: Any = "label",
     label_col: str = "label",
     head: TextHeadKind = "auto",
@@ -94,7 +94,7 @@ def train(
         rebuild, view, encoder, store=store, labels=labels, label_col=label_col, as_of=as_of, split=split,
         n_splits=n_splits, seed=seed, strict=strict, extra_encoders=extra_encoders,
     )
-    texts = raw_texts(ts, view_source(store, ts))
+    texts = raw_texts(ts, view_source(ts, store=store))
     steps = cv_steps(progress, head, ts, texts)
 
     def macro_f1(proba: np.ndarray, classes: np.ndarray) -> float:

@@ -64,10 +64,10 @@ class Evaluation:
 
 
 def evaluate(
-    store: Store | str | None,
     model: LoadedModel,
     path: str | Path,
     *,
+    store: Store | str | None = None,
     format: str | None = None,
     id_col: str | None = None,
     text_col: str | None = None,
@@ -119,7 +119,7 @@ def evaluate(
 
 
 def evaluate_ranking(
-    store: Store | str | None, model: LoadedModel, queries: str | Path, qrels: str | Path, *, qrels_by: str = "id", save: bool = True
+    model: LoadedModel, queries: str | Path, qrels: str | Path, *, store: Store | str | None = None, qrels_by: str = "id", save: bool = True
 ) -> Evaluation:
     """nDCG@10, MRR@10 and recall@100 of a ranking head on new judged queries, beside BM25 and
     dense retrieval alone on the same queries (:func:`models.ranking.evaluate_queries`); the
@@ -137,7 +137,7 @@ def evaluate_ranking(
     )
 
 
-def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, save: bool = True) -> Evaluation:
+def evaluate_ner(model: LoadedModel, view: str, *, store: Store | str | None = None, save: bool = True) -> Evaluation:
     """Entity F1 of an NER head on a token view of new labelled sentences (a CoNLL file
     materialized with the head's encoder and ``--granularity token``), beside the dictionary
     baseline fitted on the head's own training sentences (:func:`models.ner.evaluate_view`); the
@@ -147,7 +147,7 @@ def evaluate_ner(store: Store | str | None, model: LoadedModel, view: str, *, sa
     store = store if isinstance(store, Store) else Store(store)
     if model.task != "ner":
         raise InvalidArgumentError(f"a token `view` scores NER heads; model {model.name} v{model.version} is a {model.task} head (score it on labelled inputs)")
-    scored = ner.evaluate_view(store, model, view)
+    scored = ner.evaluate_view(model, view, store=store)
     return _result(
         store, model, save, input=scored["input"], input_sha256=scored["content_hash"], rows=scored["rows"], tokens=scored["tokens"],
         skipped=[], metrics=scored["metrics"], baselines=scored["baselines"],
@@ -161,7 +161,7 @@ def _result(store: Store, model: LoadedModel, save: bool, **scored: Any) -> Eval
     result = Evaluation(name=model.name, version=model.version, task=model.task, **scored,
                         evaluated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if save:
-        save_evaluation(store, model, result.to_dict())
+        save_evaluation(model, result.to_dict(), store=store)
     return result
 
 
@@ -242,7 +242,7 @@ def _baselines(store: Store, model: LoadedModel, values: list[str], truth: np.nd
         out["majority"] = _classify_scores(truth, majority, classes)
     if model.task == "image":
         return out
-    texts = raw_texts(ts, view_source(store, ts))
+    texts = raw_texts(ts, view_source(ts, store=store))
     if texts is None:
         out["tfidf"] = {"skipped": "no raw texts of the training rows: the view keeps no text column and its source is gone"}
         return out

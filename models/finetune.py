@@ -56,10 +56,10 @@ HEADLINE = ("accuracy", "macro_f1", "f1", "precision", "recall", "roc_auc", "ave
 
 
 def finetune(
-    store: Store | str | None,
     view: str,
     encoder: str | None = None,
     *,
+    store: Store | str | None = None,
     unfreeze_last: int,
     labels: Any = "label",
     label_col: str = "label",

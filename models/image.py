@@ -33,10 +33,10 @@ def _check_c(head: str, C: float | None) -> None:
 
 
 def train(
-    store: Any,
     view: str,
     encoder: str | None = None,
     *,
+    store: Any = None,
     labels: Any = "label",
     label_col: str = "label",
     head: HeadKind = "logistic-cv",
@@ -56,7 +56,7 @@ def train(
     """
     _check_c(head, C)
     result = train_classifier(
-        store, view, encoder, labels=labels, label_col=label_col, head=head, C=1.0 if C is None else C, hidden=hidden,
+        view, encoder, store=store, labels=labels, label_col=label_col, head=head, C=1.0 if C is None else C, hidden=hidden,
         split="stratified", n_splits=n_splits, seed=seed, as_of=as_of, strict=strict, task="image",
         rebuild=rebuild, progress=progress,
     )

@@ -114,7 +114,7 @@ def takes_text(head: Any) -> bool:
     return TEXT_COLUMN in list(getattr(head, "feature_names_in_", ()))
 
 
-def view_source(store: Any, ts: TrainingSet) -> TextSource | None:
+def view_source(ts: TrainingSet, *, store: Any) -> TextSource | None:
     """The text source the view was materialized from (its run record), or None when it is unknown or gone."""
     from featurestore.errors import StoreError
     from featurestore.store import Store

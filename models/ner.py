@@ -69,7 +69,7 @@ class Sentences:
         return sum(len(t) for t in self.tags)
 
 
-def token_table(store: Store, view: str, encoder: str | None = None) -> FeatureTable:
+def token_table(view: str, encoder: str | None = None, *, store: Store) -> FeatureTable:
     """The view's table, refused unless it holds token rows with their NER tags."""
     table = store.resolve_table(view, encoder)
     if table.meta.granularity != "token":
@@ -188,10 +188,10 @@ def make_head(head: str, options: dict[str, Any], seed: int = 0) -> BaseEstimato
 
 
 def train(
-    store: Store | str | None,
     view: str,
     encoder: str | None = None,
     *,
+    store: Store | str | None = None,
     eval_view: str | None = None,
     head: Head = DEFAULT_HEAD,
     test_size: float = 0.2,
@@ -213,7 +213,7 @@ def train(
     if rebuild is not None:  # the sentences and split the manifest describes, at its table versions
         view, encoder = rebuild.view, rebuild.tables[0].encoder_id
         eval_view, test_size, seed = rebuild.arguments.get("eval_view"), rebuild.arguments.get("test_size", test_size), rebuild.arguments.get("seed", seed)
-    table = token_table(store, view, encoder)
+    table = token_table(view, encoder, store=store)
     model = make_head(head, options, seed)
     steps = Steps(progress, 3)
     fit_set, test_set, tables = _sentences(store, table, eval_view, test_size, seed, rebuild)
@@ -256,18 +256,18 @@ def _sentences(
     pins = {(t.view, t.encoder_id): t.version for t in rebuild.tables} if rebuild is not None else {}
     data, version = read_sentences(table, as_of=pins.get((table.meta.view, table.meta.encoder_id)))
     if eval_view is not None:
-        eval_table = token_table(store, eval_view, table.meta.encoder_id)
+        eval_table = token_table(eval_view, table.meta.encoder_id, store=store)
         test_set, eval_version = read_sentences(eval_table, as_of=pins.get((eval_view, table.meta.encoder_id)))
         return data, test_set, [(table, version), (eval_table, eval_version)]
     fit_rows, test_rows = document_split(data.ids, test_size, seed)
     return data.take(fit_rows), data.take(test_rows), [(table, version)]
 
 
-def training_sentences(store: Store, model: LoadedModel) -> Sentences:
+def training_sentences(model: LoadedModel, *, store: Store) -> Sentences:
     """The sentences ``model`` was fitted on, read back through its training manifest: the view at
     the recorded table version, less the document split's test side when it had no eval view."""
     training = model.training
-    table = token_table(store, training.view, training.tables[0].encoder_id)
+    table = token_table(training.view, training.tables[0].encoder_id, store=store)
     data, _ = read_sentences(table, as_of=training.tables[0].version)
     if training.arguments.get("eval_view") is None:
         fit_rows, _ = document_split(data.ids, float(training.arguments["test_size"]), int(training.arguments["seed"]))
@@ -275,7 +275,7 @@ def training_sentences(store: Store, model: LoadedModel) -> Sentences:
     return data
 
 
-def evaluate_view(store: Store | str | None, model: LoadedModel, view: str) -> dict[str, Any]:
+def evaluate_view(model: LoadedModel, view: str, *, store: Store | str | None = None) -> dict[str, Any]:
     """Entity F1 of ``model`` on the token rows of ``view`` (new CoNLL data materialized with
     ``--granularity token`` and the head's own encoder), beside the dictionary baseline fitted on
     the head's own training sentences and scored on the same sentences.
@@ -286,7 +286,7 @@ def evaluate_view(store: Store | str | None, model: LoadedModel, view: str) -> d
     store = store if isinstance(store, Store) else Store(store)
     encoder_id = model.manifest["encoders"][0]["encoder_id"]
     try:
-        table = token_table(store, view, encoder_id)
+        table = token_table(view, encoder_id, store=store)
     except NotFoundError:
         store.resolve_table(view)  # the view itself is missing: that message
         raise NotFoundError(
@@ -297,7 +297,7 @@ def evaluate_view(store: Store | str | None, model: LoadedModel, view: str) -> d
     if not data.ids:
         raise FeatureStoreError(f"view {view!r} holds no sentences to score")
     report = entity_report(data.tags, model.head.predict(data.vectors))
-    fit = training_sentences(store, model)
+    fit = training_sentences(model, store=store)
     baseline = entity_report(data.tags, dictionary_tags(fit.words, fit.tags, data.words))
     metrics = {k: report[k] for k in ("f1", "precision", "recall", "f1_strict")}
     metrics.update({f"f1_{t}": report["per_type"][t]["f1"] for t in ENTITY_TYPES if t in report["per_type"]})

@@ -48,7 +48,7 @@ class Heads:
             if loaded is not None:
                 self._models.move_to_end((name, version))
                 return loaded
-        loaded = load_model(self.store, name, version)  # refuses an unknown name or version, a tampered file
+        loaded = load_model(name, version, store=self.store)  # refuses an unknown name or version, a tampered file
         with self._lock:
             self._models[(name, version)] = loaded
             while len(self._models) > max(self.max_models, 1):
@@ -64,7 +64,7 @@ class Heads:
             return checked[1]
         versions = model_versions(self.store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
         if not versions:
-            load_model(self.store, name)  # raises the registry's own message (no such model, the models there)
+            load_model(name, store=self.store)  # raises the registry's own message (no such model, the models there)
         self._newest[name] = (time.monotonic(), versions[-1])
         return versions[-1]
 
@@ -87,8 +87,8 @@ class Heads:
             raise SourceError(f"give exactly one kind of input (texts, images or ids). Got {', '.join(given) or 'none'}.")
         loaded = self.get(name, version)
         if ids is not None:
-            X = stored_features(self.store, loaded, list(ids))
-            predictions = predict_features(loaded, X, list(ids), texts=stored_texts(self.store, loaded, list(ids)))
+            X = stored_features(loaded, list(ids), store=self.store)
+            predictions = predict_features(loaded, X, list(ids), texts=stored_texts(loaded, list(ids), store=self.store))
         else:
             field, values = ("path", images) if images is not None else ("text", texts)
             wanted = "image" if loaded.task == "image" else "text"
@@ -101,7 +101,7 @@ class Heads:
         return {"model": loaded.name, "version": loaded.version, "task": loaded.task, "predictions": predictions, "ood": ood}
 
 
-def stored_features(store: Store, loaded: LoadedModel, ids: list[str]) -> np.ndarray:
+def stored_features(loaded: LoadedModel, ids: list[str], *, store: Store) -> np.ndarray:
     """``(len(ids), d) float32``: the head's features of stored entities, read from the views and
     encoder ids its manifest names (the same blocks, in the same order, as training used)."""
     if loaded.task not in STORED_ID_TASKS or (loaded.manifest.get("params") or {}).get("unfreeze_last"):
@@ -121,7 +121,7 @@ def stored_features(store: Store, loaded: LoadedModel, ids: list[str]) -> np.nda
 
 
 
-def stored_texts(store: Store, loaded: LoadedModel, ids: list[str]) -> list[str] | None:
+def stored_texts(loaded: LoadedModel, ids: list[str], *, store: Store) -> list[str] | None:
     """The raw texts of stored entities for a lexical or hybrid head (None for other heads): the
     kept ``text`` column of the view it was trained on. A view that keeps no text column cannot
     give them, which is an error that says to send the texts."""

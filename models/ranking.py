@@ -37,7 +37,7 @@ from featurestore.store import FeatureTable, Store
 from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
 from featurestore.vectors import prepare
 from models.base import LoadedModel, Steps, TrainResult
-from models.ir import (  # noqa: F401 (load_* and the metrics are this task's public API too)
+from models.ir import (
     Qrels,
     QrelsBy,
     check_qrels,
@@ -47,10 +47,8 @@ from models.ir import (  # noqa: F401 (load_* and the metrics are this task's pu
     load_docs,
     load_qrels,
     load_queries,
-    mrr_at_k,
     ndcg_at_k,
     query_folds,
-    recall_at_k,
 )
 
 FEATURES = (
@@ -149,7 +147,7 @@ def _stemmer() -> Any:
 
 
 def open_retriever(
-    store: Store, table: FeatureTable, texts: Mapping[str, str], *, n_candidates: int, word2vec_view: str | None
+    table: FeatureTable, texts: Mapping[str, str], *, store: Store, n_candidates: int, word2vec_view: str | None
 ) -> Retriever:
     """Load the view's vectors and encoder, index the texts with BM25 and get word2vec vectors."""
     import bm25s
@@ -260,10 +258,10 @@ def _docs_path(store: Store, table: FeatureTable, docs: str | Path | None) -> Pa
 
 
 def train(
-    store: Store | str | None,
     view: str,
     encoder: str | None = None,
     *,
+    store: Store | str | None = None,
     queries: str | Path,
     qrels: str | Path,
     docs: str | Path | None = None,
@@ -299,7 +297,7 @@ def train(
     if rebuild is not None and _judgments_hash(judged, texts) != rebuild.content_sha256:
         raise StoreError(f"the judgments in {qrels} do not rebuild the training set identically (content_sha256 differs); they changed since")
     steps = Steps(progress, n_splits + 1)
-    retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=n_candidates, word2vec_view=word2vec_view)
+    retriever = open_retriever(table, load_docs(docs_path), n_candidates=n_candidates, word2vec_view=word2vec_view, store=store)
     cands = retriever.candidates(list(judged), [texts[q] for q in judged])
     features_s = time.perf_counter() - started
     cv = cross_validate(cands, judged, n_splits=n_splits, seed=seed, steps=steps)
@@ -425,7 +423,7 @@ def model_retriever(model: LoadedModel) -> Retriever:
     docs_path = existing_file(params["docs"], "docs (recorded at training)")
     if file_sha256(docs_path) != params["docs_sha256"]:
         raise StoreError(f"{docs_path} changed since model {model.name!r} v{model.version} was trained; retrain it")
-    retriever = open_retriever(store, table, load_docs(docs_path), n_candidates=params["n_candidates"], word2vec_view=params["word2vec_view"])
+    retriever = open_retriever(table, load_docs(docs_path), n_candidates=params["n_candidates"], word2vec_view=params["word2vec_view"], store=store)
     trained_on = [e["encoder_id"] for e in model.manifest.get("encoders", [])]
     here = [retriever.encoder.encoder_id, retriever.w2v_encoder.encoder_id]
     if trained_on and trained_on != here:

@@ -66,7 +66,7 @@ MODEL_FILES = frozenset({headfiles.SKOPS_FILE, headfiles.TORCH_FILE, headfiles.T
 # --------------------------------------------------------------------------------- save
 
 
-def save_model(store: Store | str | None, name: str, result: TrainResult) -> LoadedModel:
+def save_model(name: str, result: TrainResult, *, store: Store | str | None = None) -> LoadedModel:
     """Write ``result`` as the next version of model ``name`` and return it as loaded."""
     store = store if isinstance(store, Store) else Store(store)
     check_view_name(name)
@@ -99,7 +99,7 @@ def save_model(store: Store | str | None, name: str, result: TrainResult) -> Loa
                        novelty=result.novelty)
 
 
-def save_evaluation(store: Store | str | None, model: LoadedModel, evaluation: dict[str, Any]) -> Path:
+def save_evaluation(model: LoadedModel, evaluation: dict[str, Any], *, store: Store | str | None = None) -> Path:
     """Add ``evaluation`` (one :func:`models.evaluation.evaluate` result) to the version's
     ``evaluations.json``, replacing an earlier one of the same input (``input_sha256``).
 
@@ -183,7 +183,7 @@ def model_versions(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "manifest.json").is_file())
 
 
-def newest_manifest(store: Store | str | None, name: str) -> tuple[int, dict[str, Any]] | None:
+def newest_manifest(name: str, *, store: Store | str | None = None) -> tuple[int, dict[str, Any]] | None:
     """The newest version of model ``name`` and its manifest.json, without loading the head (None: never saved)."""
     store = store if isinstance(store, Store) else Store(store)
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
@@ -208,7 +208,7 @@ def needs_retrain(
     """
     store = store if isinstance(store, Store) else Store(store)
     try:
-        saved = newest_manifest(store, name)
+        saved = newest_manifest(name, store=store)
     except ModelError as exc:
         return f"{exc}"
     if saved is None:
@@ -239,7 +239,7 @@ def needs_retrain(
 # --------------------------------------------------------------------------------- load
 
 
-def load_model(store: Store | str | None, name: str, version: int | None = None) -> LoadedModel:
+def load_model(name: str, version: int | None = None, *, store: Store | str | None = None) -> LoadedModel:
     """Model ``name`` at ``version`` (the newest when None), its files verified against the manifest."""
     store = store if isinstance(store, Store) else Store(store)
     folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED)
@@ -247,7 +247,7 @@ def load_model(store: Store | str | None, name: str, version: int | None = None)
     if not versions:
         from featurestore.store.catalog import did_you_mean
 
-        names = sorted({m["name"] for m in list_models(store)})
+        names = sorted({m["name"] for m in list_models(store=store)})
         raise UnknownModelError(f"no model {name!r} in {store.root}; models: {', '.join(names) or 'none yet'}{did_you_mean(name, names)}")
     version = versions[-1] if version is None else version
     if version not in versions:
@@ -310,7 +310,7 @@ def _verify(model: str, path: Path, files: dict[str, Any]) -> None:
 # -------------------------------------------------------------------------- list, encoders
 
 
-def list_models(store: Store | str | None) -> list[dict[str, Any]]:
+def list_models(*, store: Store | str | None = None) -> list[dict[str, Any]]:
     """One row per saved version: name, version, task, metrics, created_at, encoders."""
     store = store if isinstance(store, Store) else Store(store)
     base = store.fetch("models", marker="manifest.json", names=LISTED)
@@ -337,7 +337,7 @@ def list_models(store: Store | str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def newest_records(store: Store | str | None) -> list[dict[str, Any]]:
+def newest_records(*, store: Store | str | None = None) -> list[dict[str, Any]]:
     """The newest version of each saved model as plain JSON, without reading its head: one dict
     per model with ``name``, ``version``, ``manifest``, ``report`` (report.json) and
     ``evaluations`` (evaluations.json, ``[]`` when never evaluated), or ``name``, ``version`` and

@@ -41,10 +41,10 @@ _HEADLINE = ("f1", "precision", "recall", "roc_auc", "average_precision", "accur
 
 
 def train(
-    store: Any,
     view: str,
     encoder: str | None = None,
     *,
+    store: Any = None,
     labels: Any = "label",
     label_col: str = "label",
     positive: str = "spam",
@@ -76,7 +76,7 @@ def train(
     )
     if positive not in set(ts.y.tolist()):
         raise SourceError(f"positive class {positive!r} is not among the labels ({', '.join(map(str, np.unique(ts.y)))}); pass positive=")
-    raw = raw_texts(ts, texts if texts is not None else view_source(store, ts))
+    raw = raw_texts(ts, texts if texts is not None else view_source(ts, store=store))
     steps = cv_steps(progress, head, ts, raw)
 
     def scores(proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:

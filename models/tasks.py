@@ -30,7 +30,7 @@ TASKS: dict[str, str] = {
     "ner": "models.ner",
     "ranking": "models.ranking",
 }
-_POSITIONAL = ("store", "view", "encoder")
+_POSITIONAL = ("store", "view", "encoder")  # the arguments every train function takes by name, not options
 _NOT_OPTIONS = ("rebuild", "progress")  # what a train function takes from this module, never from a user (models.base)
 # Fine-tuned models (--unfreeze-last K) are registered as task "finetune": their own module predicts them.
 _FINETUNED = "finetune"
@@ -72,7 +72,7 @@ def check_options(task: str, options: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def check_train(task: str, store: Store | str | None, view: str, encoder: str | None, name: str, options: dict[str, Any]) -> dict[str, Any]:
+def check_train(task: str, view: str, encoder: str | None, name: str, options: dict[str, Any], *, store: Store | str | None = None) -> dict[str, Any]:
     """:func:`check_options`, then what training would refuse for the arguments alone; the options to train with.
 
     Reads the tables' metadata and schemas, never their rows: the view and encoders exist, the
@@ -119,7 +119,7 @@ def _check_choices(train_fn: Any, given: dict[str, Any]) -> None:
 
 
 def train(
-    task: str, store: Store | str | None, view: str, encoder: str | None = None, *, progress: ProgressFn | None = None, **options: Any
+    task: str, view: str, encoder: str | None = None, *, store: Store | str | None = None, progress: ProgressFn | None = None, **options: Any
 ) -> TrainResult:
     """Fit and evaluate the head of ``task`` on ``view`` (not saved: see models.registry.save_model).
 
@@ -128,7 +128,7 @@ def train(
     store = store if isinstance(store, Store) else Store(store)
     given = check_options(task, options)
     module = task_module(_FINETUNED if "unfreeze_last" in given else task)
-    return _train_function(module)(store, view, encoder, progress=progress, **given)
+    return _train_function(module)(view, encoder, store=store, progress=progress, **given)
 
 
 def predict(model: LoadedModel, inputs: Sequence[dict[str, Any]], *, top_k: int | None = None) -> list[dict[str, Any]]:
@@ -161,7 +161,7 @@ class Reproduction:
         return dataclasses.asdict(self)
 
 
-def reproduce(store: Store | str | None, model: LoadedModel, *, progress: ProgressFn | None = None) -> Reproduction:
+def reproduce(model: LoadedModel, *, store: Store | str | None = None, progress: ProgressFn | None = None) -> Reproduction:
     """Train ``model`` again on the set its training manifest describes, and compare.
 
     The set is rebuilt through the manifest (its tables at the versions it records, its hashes
@@ -184,7 +184,7 @@ def reproduce(store: Store | str | None, model: LoadedModel, *, progress: Progre
     recorded = {**training.arguments, **(manifest.get("params") or {})}
     options = {k: recorded[k] for k in _train_options(module) if k in recorded and k != "as_of"}
     started = time.perf_counter()
-    result = _train_function(module)(store, training.view, training.tables[0].encoder_id, rebuild=training, progress=progress, **options)
+    result = _train_function(module)(training.view, training.tables[0].encoder_id, store=store, rebuild=training, progress=progress, **options)
     seconds = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="fs-reproduce-") as tmp:
         files = head_files(Path(tmp), result.head)

@@ -33,7 +33,7 @@ def complete_model(ctx: click.Context, incomplete: str) -> list[str]:
     from models.registry import list_models
 
     try:
-        rows = list_models(_store(ctx))
+        rows = list_models(store=_store(ctx))
     except (FeatureStoreError, OSError):
         return []
     names = sorted({f"{r['name']}:{r['version']}" for r in rows} if ":" in incomplete else {r["name"] for r in rows})

@@ -61,7 +61,7 @@ def _newest_heads(s) -> list[dict]:
     except ImportError:
         return []
     newest: dict[str, dict] = {}
-    for row in list_models(s):
+    for row in list_models(store=s):
         newest[row["name"]] = row
     return list(newest.values())
 

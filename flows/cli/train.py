@@ -52,7 +52,7 @@ def train(
         "unfreeze_last": unfreeze_last, "strict": strict or None, "qrels_by": qrels_by,
     }
     options.update(_head_options(option or []))
-    options = check_train(task, store, view, encoder, name or task, options)  # before Prefect starts: a mistake is a quick line
+    options = check_train(task, view, encoder, name or task, options, store=store)  # before Prefect starts: a mistake is a quick line
     from flows.prefect_api import quiet_user_errors
     from flows.train import train as train_head
 
@@ -90,7 +90,7 @@ def predict(
     if bool(inputs) == bool(input_file):
         raise SourceError("give the inputs as arguments or with --input FILE (one of the two)")
     name, version = _model_ref(model)
-    loaded = registry.load_model(store, name, version)
+    loaded = registry.load_model(name, version, store=store)
     field = "path" if loaded.task == "image" else "text"
     rows = _read_inputs(input_file, id_col, text_col or field, field) if input_file else [{"id": str(i), field: v} for i, v in enumerate(inputs or [])]
     results = tasks.predict(loaded, rows, top_k=top_k)
@@ -140,12 +140,12 @@ def evaluate(
     if qrels_by not in ("id", "position"):
         raise SourceError(f"--qrels-by must be one of: id, position. Got {qrels_by!r} instead.")
     if given:
-        _evaluate_input(store, registry.load_model(store, name, version), input_file, fmt, id_col, text_col, label_col, json_out,
+        _evaluate_input(store, registry.load_model(name, version, store=store), input_file, fmt, id_col, text_col, label_col, json_out,
                         view, (queries, qrels, qrels_by) if queries is not None else None)
         return
-    loaded = registry.load_model(store, name, version)
+    loaded = registry.load_model(name, version, store=store)
     with progress_bar(f"evaluate {loaded.name} v{loaded.version}", unit="steps") as update:
-        check = tasks.reproduce(store, loaded, progress=update)
+        check = tasks.reproduce(loaded, progress=update, store=store)
     if json_out:
         print_json(check.to_dict())
         return
@@ -164,11 +164,11 @@ def _evaluate_input(store: Optional[str], loaded: object, path: Optional[Path], 
     from models.evaluation import evaluate_ner, evaluate_ranking
 
     if judged is not None:
-        result = evaluate_ranking(store, loaded, judged[0], judged[1], qrels_by=judged[2])
+        result = evaluate_ranking(loaded, judged[0], judged[1], qrels_by=judged[2], store=store)
     elif view is not None:
-        result = evaluate_ner(store, loaded, view)
+        result = evaluate_ner(loaded, view, store=store)
     else:
-        result = evaluate_input(store, loaded, path, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
+        result = evaluate_input(loaded, path, store=store, format=fmt, id_col=id_col, text_col=text_col, label_col=label_col)
     path = path if path is not None else result.input
     if json_out:
         print_json(result.to_dict())
@@ -194,7 +194,7 @@ def models(
     from models.registry import headline_metrics, list_models
 
     set_quiet(quiet)
-    rows = list_models(store)
+    rows = list_models(store=store)
     if json_out:
         print_json(rows)
         return

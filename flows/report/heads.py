@@ -19,7 +19,7 @@ METRICS = ("f1", "precision", "recall", "accuracy", "macro_f1", "roc_auc", "aver
 
 
 def heads_section(s: Any) -> tuple[str, int]:
-    records = newest_records(s)
+    records = newest_records(store=s)
     parts = [head_panel(r) for r in records]
     return ("".join(parts) if parts else empty("no models in the registry yet; train one with `featurestore train`")), len(parts)
 

@@ -51,7 +51,7 @@ def test_a_train_killed_before_its_version_is_renamed_into_place_is_cleared_by_t
     assert code == 0, err
     assert json.loads(out)["version"] == 1
     assert [p.name for p in models.iterdir()] == ["1"]
-    assert load_model(sms_store, "spam").version == 1
+    assert load_model("spam", store=sms_store).version == 1
 
 
 HOLDER = """
@@ -66,17 +66,17 @@ time.sleep(600)
 
 
 def test_a_save_leaves_a_live_writers_temporary_folder_alone_and_clears_it_once_the_writer_is_dead(sms_store):
-    result = spam.train(sms_store, "sms", n_splits=2)
+    result = spam.train("sms", n_splits=2, store=sms_store)
     models = sms_store / "models" / "spam"
     models.mkdir(parents=True)
     writer = subprocess.Popen([sys.executable, "-c", HOLDER, str(models)], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "writing"
-        assert save_model(sms_store, "spam", result).version == 1
+        assert save_model("spam", result, store=sms_store).version == 1
         assert (models / ".tmp-live").is_dir()  # another process writes it: not a leftover
         writer.kill()
         writer.wait(timeout=30)
-        assert save_model(sms_store, "spam", result).version == 2
+        assert save_model("spam", result, store=sms_store).version == 2
         assert sorted(p.name for p in models.iterdir()) == ["1", "2"]
     finally:
         writer.kill()

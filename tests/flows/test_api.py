@@ -90,7 +90,7 @@ def store(tmp_path_factory) -> Path:
     materialize(TextSource(str(root / "live.txt"), format="sms", id_col="@line", keep=("label", "text")), "live", "word2vec", store=store)
     for view in ("sms", "photos", "live"):
         build_index(view, store=store)
-    save_model(store, "spam", spam.train(store, "sms", n_splits=3))
+    save_model("spam", spam.train("sms", n_splits=3, store=store), store=store)
     return store
 
 

@@ -91,7 +91,7 @@ def test_beir_corpus_queries_and_qrels_read_with_their_ids(files, store):
 def test_train_ranking_on_beir_files_scores_every_judged_query(files, store):
     from models.registry import load_model
 
-    model = load_model(store, "beir-rank", 1)
+    model = load_model("beir-rank", 1, store=store)
     report = json.loads((model.path / "report.json").read_text())
     assert (report["queries"], report["judgments"], model.manifest["params"]["qrels_by"]) == (47, 100, "id")
     assert report["dropped_judgments"] == {"unknown_query": 0, "unknown_doc": 0}
@@ -152,7 +152,7 @@ def test_evaluate_scores_a_ranking_head_on_judged_queries_beside_bm25_and_dense(
     code, out, err = cli("evaluate", "beir-rank", *new, "--store", store, "--json")
     assert code == 0, err
     result = json.loads(out)
-    recorded = load_model(store, "beir-rank", 1).manifest["metrics"]
+    recorded = load_model("beir-rank", 1, store=store).manifest["metrics"]
     assert result["task"] == "ranking" and result["rows"] == 47
     assert set(result["metrics"]) == {"ndcg@10", "mrr@10", "recall@100"} and 0.0 < result["metrics"]["ndcg@10"] <= 1.0
     # BM25 and dense retrieval alone do not train: on the training queries they score what training recorded

@@ -105,7 +105,8 @@ def store(tmp_path_factory, sms_lines, word2vec) -> Path:
     from models.base import TrainResult
     from models.ir import ndcg_at_k
     from models.ner import entity_report
-    from models.ranking import evaluate, headline
+    from models.ir import evaluate
+    from models.ranking import headline
     from models.registry import load_model, save_model
 
     root = tmp_path_factory.mktemp("report")
@@ -124,7 +125,7 @@ def store(tmp_path_factory, sms_lines, word2vec) -> Path:
     materialize(ImageSource(str(root / "photos")), "photos", "efficientnet-lite0", store=str(store), encoder_options={"device": "cpu"})
     build_index("sms", store=str(store))
     train_and_register("spam", "sms", store=str(store), name="spam", options={"n_splits": 3})
-    spam_training = load_model(str(store), "spam").training  # a real training manifest for the hand-made heads below
+    spam_training = load_model("spam", store=str(store)).training  # a real training manifest for the hand-made heads below
     qrels = {"q1": {"d1": 1.0}, "q2": {"d3": 1.0}}
     rankings = {"bm25": {"q1": ["d2", "d1"], "q2": ["d3"]}, "dense": {"q1": ["d1"], "q2": ["d2", "d3"]}, "reranker": {"q1": ["d1"], "q2": ["d3"]}}
     systems = {name: evaluate(ranking, qrels) for name, ranking in rankings.items()}
@@ -133,7 +134,7 @@ def store(tmp_path_factory, sms_lines, word2vec) -> Path:
     ner["baselines"] = {"dictionary": entity_report([["B-PER", "O", "B-LOC"]], [["O", "O", "B-LOC"]])}
     for name, task, metrics, report in (("rank", "ranking", headline(systems), {"systems": systems, "per_query_ndcg@10": per_query}),
                                         ("ner", "ner", {"f1": ner["f1"]}, ner)):
-        save_model(store, name, TrainResult(task, LogisticRegression(), metrics, report, spam_training, []))
+        save_model(name, TrainResult(task, LogisticRegression(), metrics, report, spam_training, []), store=store)
     return store
 
 

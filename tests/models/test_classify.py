@@ -31,7 +31,7 @@ def sms_store(tmp_path_factory, word2vec) -> Path:
 
 @pytest.fixture(scope="module")
 def spam_result(sms_store):
-    return spam.train(sms_store, "sms")
+    return spam.train("sms", store=sms_store)
 
 
 def test_spam_head_on_1500_messages_reaches_a_sane_f1_beside_the_tfidf_baseline(spam_result):
@@ -50,9 +50,9 @@ def test_saved_spam_head_flags_a_prize_message(spam_result, sms_store, tmp_path)
 
     root = tmp_path / "store"
     shutil.copytree(sms_store, root)
-    save_model(root, "spam", spam_result)
+    save_model("spam", spam_result, store=root)
     out = spam.predict(
-        load_model(root, "spam"),
+        load_model("spam", store=root),
         [{"id": 1, "text": "URGENT! You have won a 1 week FREE membership in our £100,000 Prize Jackpot! Txt CLAIM to 81010"},
          {"id": 2, "text": "Ok, see you at home tonight"}],
     )
@@ -60,13 +60,13 @@ def test_saved_spam_head_flags_a_prize_message(spam_result, sms_store, tmp_path)
 
 
 def test_generic_classifier_reports_per_class_metrics_and_an_mlp_option(sms_store):
-    result = classify.train(sms_store, "sms", head="mlp", hidden=(32,), n_splits=3)
+    result = classify.train("sms", head="mlp", hidden=(32,), n_splits=3, store=sms_store)
     report = result.report
     assert set(report["per_class"]) == {"ham", "spam"} and report["folds"] == 3
     assert np.sum(report["confusion_matrix"]) == 1500
     assert result.metrics["accuracy"] >= 0.93 and result.params["head"] == "mlp"
     with pytest.raises(FeatureStoreError, match=r"^head must be 'logistic', 'mlp' or 'logistic-cv'. Got 'svm' instead.$"):
-        classify.train(sms_store, "sms", head="svm")
+        classify.train("sms", head="svm", store=sms_store)
 
 
 @pytest.mark.slow
@@ -79,12 +79,12 @@ def test_image_head_separates_ants_from_bees_in_5_fold_cv(tmp_path):
         pytest.skip(f"needs {IMAGES}")
     store = tmp_path / "store"
     summary = materialize(ImageSource(str(IMAGES)), "bees", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
-    result = image.train(store, "bees")
+    result = image.train("bees", store=store)
     assert result.report["rows"] == summary.encoded >= 244
     assert result.metrics["accuracy"] >= 0.95, result.report
     assert {"recall_ants", "recall_bees"} <= set(result.metrics)
-    model = save_model(store, "bees", result)
-    out = image.predict(load_model(store, "bees", model.version), [{"id": "a", "path": str(IMAGES / "ants" / "0013035.jpg")}])
+    model = save_model("bees", result, store=store)
+    out = image.predict(load_model("bees", model.version, store=store), [{"id": "a", "path": str(IMAGES / "ants" / "0013035.jpg")}])
     assert out[0]["label"] == "ants"
 
 
@@ -116,15 +116,15 @@ def test_the_image_head_picks_C_by_inner_cv_and_round_trips_the_registry(image_s
     from featurestore.training import training_set
     from models.tasks import reproduce
 
-    result = image.train(image_slice, "bees", n_splits=3)
+    result = image.train("bees", n_splits=3, store=image_slice)
     assert result.params["head"] == "logistic-cv" and result.report["rows"] == 30
     normalizer, search = result.head.named_steps.values()
     assert isinstance(normalizer, Normalizer) and isinstance(search, LogisticRegressionCV)
     assert result.report["chosen_C"] in classify.LOGISTIC_CV_CS and search.scores_.shape == (5, 1, len(classify.LOGISTIC_CV_CS))  # inner folds x l1 ratio x C
     assert result.metrics["accuracy"] >= 0.8, result.report
-    model = load_model(image_slice, "bees", save_model(image_slice, "bees", result).version)
+    model = load_model("bees", save_model("bees", result, store=image_slice).version, store=image_slice)
     X = training_set("bees", None, store=image_slice).X
     np.testing.assert_array_equal(model.head.predict_proba(X), result.head.predict_proba(X))
     assert image.predict(model, [{"id": "a", "path": str(IMAGES / "ants" / "0013035.jpg")}])[0]["label"] == "ants"
-    again = reproduce(image_slice, model)
+    again = reproduce(model, store=image_slice)
     assert again.identical_metrics and again.identical_head, again

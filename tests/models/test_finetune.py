@@ -39,7 +39,7 @@ def image_store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def image_result(image_store):
-    return finetune(image_store, "bees", unfreeze_last=1, **SMALL)
+    return finetune("bees", unfreeze_last=1, **SMALL, store=image_store)
 
 
 def test_image_finetune_reports_frozen_and_finetuned_side_by_side_with_times(image_result):
@@ -57,7 +57,7 @@ def test_image_finetune_reports_frozen_and_finetuned_side_by_side_with_times(ima
 
 
 def test_two_runs_give_identical_metrics_and_tensors(image_store, image_result):
-    again = finetune(image_store, "bees", unfreeze_last=1, **SMALL)
+    again = finetune("bees", unfreeze_last=1, **SMALL, store=image_store)
     assert again.metrics == image_result.metrics
     first, second = image_result.head.state_tensors(), again.head.state_tensors()
     assert first.keys() == second.keys() and all(first[k].equal(second[k]) for k in first)
@@ -66,8 +66,8 @@ def test_two_runs_give_identical_metrics_and_tensors(image_store, image_result):
 def test_saved_model_predicts_like_the_trained_one_and_refuses_the_frozen_path(image_store, image_result, tmp_path):
     root = tmp_path / "store"
     shutil.copytree(image_store, root)
-    saved = save_model(root, "bees-ft", image_result)
-    loaded = load_model(root, "bees-ft", saved.version)
+    saved = save_model("bees-ft", image_result, store=root)
+    loaded = load_model("bees-ft", saved.version, store=root)
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("not an image")
     paths = [str(IMAGES / "ants" / "0013035.jpg"), str(max((IMAGES / "bees").glob("*.jpg"))), str(not_an_image)]
@@ -82,7 +82,7 @@ def test_saved_model_predicts_like_the_trained_one_and_refuses_the_frozen_path(i
 @pytest.mark.parametrize("k", [0, 17, True])
 def test_unfreeze_last_out_of_range_is_one_clear_line(image_store, k):
     with pytest.raises(FineTuneError, match=rf"^unfreeze_last must be an int from 1 to 16 \(the MBConv blocks of efficientnet-lite0\)\. Got {k!r} instead\.$"):
-        finetune(image_store, "bees", unfreeze_last=k)
+        finetune("bees", unfreeze_last=k, store=image_store)
 
 
 def test_word2vec_view_has_nothing_to_finetune(tmp_path):
@@ -92,7 +92,7 @@ def test_word2vec_view_has_nothing_to_finetune(tmp_path):
     source.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:20]) + "\n", encoding="utf-8")
     materialize(TextSource(str(source), format="sms", keep=("label",)), "sms", f"w2v:{GLOVE / 'glove.6B.50d.top5k.w2v.txt'}", store=tmp_path / "store")
     with pytest.raises(FineTuneError, match=r"^view 'sms' is encoded with w2v \(w2v-\w+\), which has no layers to fine-tune; "):
-        finetune(tmp_path / "store", "sms", unfreeze_last=1)
+        finetune("sms", unfreeze_last=1, store=tmp_path / "store")
 
 
 def test_minilm_finetune_on_200_messages_reads_texts_from_the_run_record(tmp_path, minilm):
@@ -102,18 +102,18 @@ def test_minilm_finetune_on_200_messages_reads_texts_from_the_run_record(tmp_pat
     source.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:200]) + "\n", encoding="utf-8")
     store = tmp_path / "store"
     materialize(TextSource(str(source), keep=("label",)), "sms", "minilm", store=store, encoder_options={"device": "cpu"})
-    result = finetune(store, "sms", unfreeze_last=1, split="text", positive="spam", class_weight="balanced", **SMALL)
+    result = finetune("sms", unfreeze_last=1, split="text", positive="spam", class_weight="balanced", **SMALL, store=store)
     report = result.report
     assert {"f1", "roc_auc", "train_seconds"} <= set(report["finetuned"]) and {"f1", "train_seconds"} <= set(report["frozen"])
     assert report["finetuned"]["roc_auc"] >= 0.8 and result.encoders[0]["encoder_id"].startswith("minilm-ft-")
-    loaded = load_model(store, "spam-ft", save_model(store, "spam-ft", result).version)
+    loaded = load_model("spam-ft", save_model("spam-ft", result, store=store).version, store=store)
     prize = "WINNER!! Claim your FREE prize now, txt WIN to 80082"
     out = predict(loaded, [{"id": "a", "text": prize}, {"id": "b", "text": " "}])
     assert out[1]["error"] == "empty text"
     expected = result.head.predict_proba(result.head.activations([prize])[0])[0]
     assert out[0]["label"] == result.head.classes_[expected.argmax()] and out[0]["score"] == pytest.approx(expected.max())
     with pytest.raises(FineTuneError, match=r"^unfreeze_last must be an int from 1 to 6 \(the transformer layers of minilm\)\. Got 7 instead\.$"):
-        finetune(store, "sms", unfreeze_last=7)
+        finetune("sms", unfreeze_last=7, store=store)
 
 
 def test_a_tta_view_is_refused_the_network_reads_one_centre_crop(tmp_path):
@@ -127,14 +127,14 @@ def test_a_tta_view_is_refused_the_network_reads_one_centre_crop(tmp_path):
     materialize(ImageSource(str(tmp_path / "photos")), "bees", "efficientnet-lite0", store=tmp_path / "store",
                 encoder_options={"device": "cpu", "tta": "flip"})
     with pytest.raises(FineTuneError, match=r"^view 'bees' is encoded with test-time augmentation \(tta flip\); fine-tuning reads the centre crop"):
-        finetune(tmp_path / "store", "bees", unfreeze_last=1, **SMALL)
+        finetune("bees", unfreeze_last=1, **SMALL, store=tmp_path / "store")
 
 
 def test_the_report_shows_frozen_against_finetuned_with_their_training_times(image_store, image_result, tmp_path):
     pytest.importorskip("plotly", reason="the report extra (plotly) is not installed")
     from flows.report import write_report
 
-    save_model(image_store, "tuned-report", image_result)
+    save_model("tuned-report", image_result, store=image_store)
     write_report(tmp_path / "r.html", store=image_store, projection="pca")
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     frozen, tuned = image_result.report["frozen"], image_result.report["finetuned"]

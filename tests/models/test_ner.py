@@ -52,14 +52,14 @@ def ner_store(tmp_path_factory, word2vec) -> Store:
 def trained(ner_store):
     """Both heads trained on the train slice and scored on the testa slice, once."""
     return {
-        "logreg": ner.train(ner_store, "train", eval_view="testa", head="logreg"),
-        "mlp": ner.train(ner_store, "train", eval_view="testa", head="mlp"),
+        "logreg": ner.train("train", eval_view="testa", head="logreg", store=ner_store),
+        "mlp": ner.train("train", eval_view="testa", head="mlp", store=ner_store),
     }
 
 
 @pytest.fixture(scope="session")
 def sentences(ner_store) -> ner.Sentences:
-    return ner.read_sentences(ner.token_table(ner_store, "train"))[0]
+    return ner.read_sentences(ner.token_table("train", store=ner_store))[0]
 
 
 def loaded(result, store: Path, name: str = "ner") -> LoadedModel:
@@ -119,17 +119,17 @@ def test_torch_head_is_reproducible_and_round_trips_through_its_state(sentences,
 
 def test_a_sentence_view_is_refused_naming_its_granularity(ner_store):
     with pytest.raises(FeatureStoreError, match="granularity 'sentence'.*`granularity='token'`"):
-        ner.train(ner_store, "sentences", head="logreg")
+        ner.train("sentences", head="logreg", store=ner_store)
 
 
 def test_a_view_without_ner_tags_is_refused_listing_its_columns(ner_store):
     with pytest.raises(FeatureStoreError, match="no ner_tags column; it has: .*token_index.*`keep='ner_tags'`"):
-        ner.train(ner_store, "untagged", head="logreg")
+        ner.train("untagged", head="logreg", store=ner_store)
 
 
 def test_unknown_head_options_are_refused_listing_the_valid_ones(ner_store):
     with pytest.raises(FeatureStoreError, match="layers: not options of the mlp NER head; it takes: .*arch"):
-        ner.train(ner_store, "train", head="mlp", layers=2)
+        ner.train("train", head="mlp", layers=2, store=ner_store)
 
 
 def test_document_split_is_seeded_and_keeps_documents_whole(sentences):
@@ -143,8 +143,8 @@ def test_document_split_is_seeded_and_keeps_documents_whole(sentences):
 def test_saved_heads_load_back_and_predict_the_same(trained, ner_store, head):
     from models.registry import load_model, save_model
 
-    save_model(ner_store, f"ner-{head}", trained[head])
-    model = load_model(ner_store, f"ner-{head}")
+    save_model(f"ner-{head}", trained[head], store=ner_store)
+    model = load_model(f"ner-{head}", store=ner_store)
     inputs = [{"id": 1, "text": "Germany beat Italy in Rome on Sunday ."}, {"id": 2, "text": "..."}]
     assert ner.predict(model, inputs) == ner.predict(loaded(trained[head], ner_store), inputs)
 
@@ -184,7 +184,7 @@ def test_the_default_recipe_is_the_bilstm_crf_and_train_ner_reports_its_baseline
     assert 0.04 < summary["metrics"]["baseline_f1"] < 0.2 and 0.0 <= summary["metrics"]["f1"] <= 1.0
     from models.registry import load_model
 
-    model = load_model(ner_store, "ner-default")
+    model = load_model("ner-default", store=ner_store)
     params = model.manifest["params"]
     assert (params["head"], params["arch"], params["crf"], params["hidden"]) == ("bilstm-crf", "bilstm", True, 128)
     assert model.head.module_.crf is not None

@@ -37,7 +37,7 @@ def ood_store(tmp_path_factory, sms_lines, minilm) -> Path:
     store = root / "store"
     materialize(TextSource(str(root / "sms.txt"), format="sms", id_col="@line", keep=("label", "text")), "sms", "minilm",
                 store=store, encoder_options={"device": "cpu"})
-    save_model(store, "spam", spam.train(store, "sms", n_splits=2))
+    save_model("spam", spam.train("sms", n_splits=2, store=store), store=store)
     return store
 
 
@@ -62,7 +62,7 @@ def test_the_threshold_is_the_99th_percentile_of_the_training_rows_leave_one_out
     from featurestore.training import training_set
     from models.registry import load_model
 
-    model = load_model(ood_store, "spam")
+    model = load_model("spam", store=ood_store)
     record = model.manifest["novelty"]
     X = training_set("sms", store=ood_store, split="text").X
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -81,7 +81,7 @@ def test_held_out_sms_is_within_the_training_range_and_cranfield_abstracts_are_n
     from models import tasks
     from models.registry import load_model
 
-    model = load_model(ood_store, "spam")
+    model = load_model("spam", store=ood_store)
     sms = tasks.predict(model, _inputs(held_out_sms))
     cran = tasks.predict(model, _inputs(abstracts))
     assert all(isinstance(p["ood"], bool) and 0 <= p["ood_distance"] <= 2 for p in sms + cran)
@@ -130,7 +130,7 @@ def test_a_head_saved_without_the_description_still_predicts(ood_store, tmp_path
     del manifest["novelty"], manifest["files"]["novelty.safetensors"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / "novelty.safetensors").unlink()
-    model = load_model(root, "spam")
+    model = load_model("spam", store=root)
     out = tasks.predict(model, _inputs(["WINNER!! claim your free prize now", "see you at lunch?"]))
     assert [p["label"] for p in out] == ["spam", "ham"] and [(p["ood"], p["ood_distance"]) for p in out] == [(None, None)] * 2
     assert novelty.summary(out, model.novelty) == {"recorded": False, "threshold": None, "inputs": 0, "beyond": None, "share": None,
@@ -180,7 +180,7 @@ def test_an_image_head_flags_noise_images_and_not_held_out_photos(tmp_path):
             shutil.copy(path, tmp_path / "photos" / label / path.name)
     store = tmp_path / "store"
     materialize(ImageSource(str(tmp_path / "photos")), "photos", "efficientnet-lite0", store=store, encoder_options={"device": "cpu"})
-    model = load_model(store, "bees", save_model(store, "bees", image.train(store, "photos", n_splits=2)).version)
+    model = load_model("bees", save_model("bees", image.train("photos", n_splits=2, store=store), store=store).version, store=store)
     rng = np.random.default_rng(0)
     noise = []
     for i in range(3):

@@ -14,18 +14,8 @@ from featurestore.errors import EncoderError, SourceError, StoreError
 from featurestore.materialization import materialize
 from featurestore.sources import TextSource, open_source
 from models.base import LoadedModel
-from models.ranking import (
-    check_qrels,
-    load_docs,
-    load_qrels,
-    load_queries,
-    mrr_at_k,
-    ndcg_at_k,
-    predict,
-    query_folds,
-    recall_at_k,
-    train,
-)
+from models.ir import check_qrels, load_docs, load_qrels, load_queries, mrr_at_k, ndcg_at_k, query_folds, recall_at_k
+from models.ranking import predict, train
 from tests.conftest import DATA, need
 
 CRAN = DATA / "search" / "cranfield"
@@ -43,7 +33,7 @@ def cran_store(tmp_path_factory, word2vec) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(cran_store):
-    return train(cran_store, "cran", queries=QUERIES, qrels=QRELS, qrels_by="position")
+    return train("cran", queries=QUERIES, qrels=QRELS, qrels_by="position", store=cran_store)
 
 
 def loaded(result, store: Path) -> LoadedModel:
@@ -141,10 +131,10 @@ def test_judgments_of_unknown_queries_or_docs_are_counted_or_refused():
 def test_empty_qrels_and_strict_unknown_query_fail_before_any_work(cran_store, tmp_path):
     (tmp_path / "empty.tsv").write_text("")
     with pytest.raises(SourceError, match="empty.tsv has no judgments"):
-        train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "empty.tsv")
+        train("cran", queries=QUERIES, qrels=tmp_path / "empty.tsv", store=cran_store)
     (tmp_path / "extra.tsv").write_text("1\t184\t3\n151\t12\t2\n")
     with pytest.raises(SourceError, match="judges query '151', which is not in the queries file"):
-        train(cran_store, "cran", queries=QUERIES, qrels=tmp_path / "extra.tsv", strict=True, qrels_by="position")
+        train("cran", queries=QUERIES, qrels=tmp_path / "extra.tsv", strict=True, qrels_by="position", store=cran_store)
 
 
 def test_docs_come_from_the_views_run_record_or_a_clear_error(tmp_path, word2vec):
@@ -155,11 +145,11 @@ def test_docs_come_from_the_views_run_record_or_a_clear_error(tmp_path, word2vec
     materialize(TextSource(str(source), id_col="id"), "few", "word2vec", store=store)
     source.rename(tmp_path / "moved.jsonl")
     with pytest.raises(SourceError, match=r"the source of view 'few' \(.*docs.jsonl\) is gone; pass the source path as docs=PATH"):
-        train(store, "few", queries=QUERIES, qrels=QRELS, qrels_by="position")
+        train("few", queries=QUERIES, qrels=QRELS, qrels_by="position", store=store)
     for run in (store / "runs").glob("*.json"):
         run.unlink()
     with pytest.raises(SourceError, match="view 'few' has no run record naming its source; pass the source path as docs=PATH"):
-        train(store, "few", queries=QUERIES, qrels=QRELS, qrels_by="position")
+        train("few", queries=QUERIES, qrels=QRELS, qrels_by="position", store=store)
 
 
 # ---------------------------------------------------------------------------- train / predict
@@ -184,8 +174,8 @@ def test_evaluate_trains_it_again_on_the_judgments_its_manifest_names(trained, c
     manifest = trained.training_manifest
     assert (manifest.kind, manifest.view, [t.view for t in manifest.tables]) == ("judgments", "cran", ["cran"])
     assert manifest.arguments["qrels"] == str(QRELS.absolute()) and manifest.rows == trained.report["pairs"]
-    saved = save_model(cran_store, "cran-again", trained)
-    check = reproduce(cran_store, load_model(cran_store, "cran-again", saved.version))
+    saved = save_model("cran-again", trained, store=cran_store)
+    check = reproduce(load_model("cran-again", saved.version, store=cran_store), store=cran_store)
     assert check.identical_metrics and check.identical_head and check.metrics == trained.metrics, check
 
 
@@ -226,6 +216,6 @@ def test_minilm_view_with_a_word2vec_view_beside_it(tmp_path, minilm, cran_store
     source.write_text("".join(json.dumps({"id": d, "text": docs[d]}) + "\n" for d in keep))
     (tmp_path / "qrels.tsv").write_text("".join(f"{q}\t{d}\t{g}\n" for q, d, g in judgments))
     materialize(TextSource(str(source), id_col="id"), "cran-minilm", "minilm", store=cran_store, encoder_options={"device": "cpu"})
-    result = train(cran_store, "cran-minilm", queries=QUERIES, qrels=tmp_path / "qrels.tsv", word2vec_view="cran", qrels_by="position")
+    result = train("cran-minilm", queries=QUERIES, qrels=tmp_path / "qrels.tsv", word2vec_view="cran", qrels_by="position", store=cran_store)
     assert result.report["queries"] == 20 and [e["view"] for e in result.encoders] == ["cran-minilm", "cran"]
     assert result.metrics["dense_ndcg@10"] > 0.3 and result.metrics["recall@100"] >= result.metrics["dense_recall@100"]

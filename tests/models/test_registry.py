@@ -39,7 +39,7 @@ def store(tmp_path_factory, word2vec) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(store) -> TrainResult:
-    return spam.train(store, "sms", head="logistic")  # a head of the stored vectors alone: predict_proba of arrays
+    return spam.train("sms", head="logistic", store=store)  # a head of the stored vectors alone: predict_proba of arrays
 
 
 @pytest.fixture
@@ -49,27 +49,27 @@ def saved(store, trained, tmp_path):
 
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
-    return copy, save_model(copy, "spam", trained)
+    return copy, save_model("spam", trained, store=copy)
 
 
 def test_save_then_load_gives_the_same_predictions_and_versions_count_up(saved, trained):
     root, first = saved
     assert first.version == 1 and sorted(p.name for p in first.path.iterdir()) == ["head.skops", "manifest.json", "novelty.safetensors", "report.json"]
-    second = save_model(root, "spam", trained)
+    second = save_model("spam", trained, store=root)
     assert second.version == 2 and not [p for p in (root / "models" / "spam").iterdir() if p.name.startswith(".")]
-    loaded = load_model(root, "spam")
+    loaded = load_model("spam", store=root)
     assert loaded.version == 2 and loaded.task == "spam"
     assert loaded.manifest["training_set"]["content_sha256"] == trained.training_manifest.content_sha256
     X = np.random.default_rng(0).normal(size=(5, 100)).astype(np.float32)
     np.testing.assert_array_equal(loaded.head.predict_proba(X), trained.head.predict_proba(X))
-    rows = list_models(root)
+    rows = list_models(store=root)
     assert [(r["name"], r["version"], r["task"]) for r in rows] == [("spam", 1, "spam"), ("spam", 2, "spam")]
     assert rows[0]["metrics"]["f1"] == trained.metrics["f1"]
 
 
 def test_predict_encodes_raw_text_with_the_models_own_encoder(saved):
     root, _ = saved
-    out = spam.predict(load_model(root, "spam", 1), [{"id": "x", "text": "Sorry, I'll call you later"}, {"id": "y", "text": " "}])
+    out = spam.predict(load_model("spam", 1, store=root), [{"id": "x", "text": "Sorry, I'll call you later"}, {"id": "y", "text": " "}])
     assert out[0]["id"] == "x" and out[0]["label"] == "ham" and 0.5 <= out[0]["score"] <= 1
     assert out[1] == {"id": "y", "label": None, "score": None, "error": "empty text", "ood": None, "ood_distance": None}
 
@@ -80,14 +80,14 @@ def test_a_file_modified_after_saving_is_refused(saved, file):
     with open(model.path / file, "ab") as fh:
         fh.write(b" ")
     with pytest.raises(ModelError, match=rf"^model spam v1: {file} was modified after it was saved \(sha256 mismatch\); retrain it$"):
-        load_model(root, "spam")
+        load_model("spam", store=root)
 
 
 def test_training_twice_from_the_same_manifest_gives_identical_model_bytes(saved, store, trained):
     root, first = saved
-    again = spam.train(store, "sms", **{k: trained.params[k] for k in ("head", "C", "split", "n_splits", "seed")})
+    again = spam.train("sms", **{k: trained.params[k] for k in ("head", "C", "split", "n_splits", "seed")}, store=store)
     assert again.training_manifest == trained.training_manifest and again.metrics == trained.metrics
-    second = save_model(root, "spam", again)
+    second = save_model("spam", again, store=root)
     assert (second.path / "head.skops").read_bytes() == (first.path / "head.skops").read_bytes()
 
 
@@ -95,7 +95,7 @@ def test_a_head_of_a_type_the_registry_would_not_load_is_not_saved(saved, traine
     root, _ = saved
     result = TrainResult("spam", Untrusted(), {}, {}, trained.training_manifest, trained.encoders)
     with pytest.raises(ModelError, match=r"^a (tests\.models\.)?test_registry\.Untrusted head holds types the registry does not load \('.*Untrusted'\); it is not saved"):
-        save_model(root, "evil", result)
+        save_model("evil", result, store=root)
     assert not list((root / "models" / "evil").iterdir())
 
 
@@ -107,7 +107,7 @@ def test_a_crash_while_saving_leaves_no_version(saved, trained, monkeypatch):
 
     monkeypatch.setattr(registry, "_manifest", crash)
     with pytest.raises(OSError, match="disk full"):
-        save_model(root, "spam", trained)
+        save_model("spam", trained, store=root)
     assert sorted(p.name for p in (root / "models" / "spam").iterdir()) == ["1"]
 
 
@@ -115,31 +115,31 @@ def test_encoders_that_are_missing_or_differ_are_refused(saved, tmp_path):
     root, model = saved
     manifest_path = model.path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    assert [e.encoder_id for e in model_encoders(load_model(root, "spam"))] == [manifest["encoders"][0]["encoder_id"]]
+    assert [e.encoder_id for e in model_encoders(load_model("spam", store=root))] == [manifest["encoders"][0]["encoder_id"]]
     manifest["encoders"][0]["encoder_ref"] = f"w2v:{tmp_path / 'gone.bin'}"
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(EncoderError, match=r"^model spam v1 needs encoder 'w2v:.*gone.bin', which is not available here"):
-        model_encoders(load_model(root, "spam"))
+        model_encoders(load_model("spam", store=root))
     manifest["encoders"][0]["encoder_ref"] = "word2vec"
     manifest["encoders"][0]["encoder_id"] = "word2vec-0000000000"
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(EncoderError, match=r"^model spam v1 expects encoder word2vec-0000000000, but 'word2vec' is word2vec-\w+ here; its weights or options differ"):
-        spam.predict(load_model(root, "spam"), [{"id": 1, "text": "hello"}])
+        spam.predict(load_model("spam", store=root), [{"id": 1, "text": "hello"}])
 
 
 def test_torch_heads_round_trip_through_safetensors_and_unlisted_classes_are_refused(saved, trained):
     torch = pytest.importorskip("torch")
     root, _ = saved
     head = TinyTorchHead(torch.arange(6, dtype=torch.float32).reshape(2, 3), ["ham", "spam"])
-    model = save_model(root, "tiny", TrainResult("classify", head, {}, {}, trained.training_manifest, trained.encoders))
+    model = save_model("tiny", TrainResult("classify", head, {}, {}, trained.training_manifest, trained.encoders), store=root)
     assert sorted(os.listdir(model.path)) == ["head.json", "head.safetensors", "manifest.json", "report.json"]
-    loaded = load_model(root, "tiny")
+    loaded = load_model("tiny", store=root)
     assert torch.equal(loaded.head.weight, head.weight) and loaded.head.classes == ["ham", "spam"]
     manifest = json.loads((model.path / "manifest.json").read_text())
     manifest["head"]["class"] = "os.system"
     (model.path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=r"head class 'os.system' is not an allowed torch head; it is not loaded"):
-        load_model(root, "tiny")
+        load_model("tiny", store=root)
 
 
 class Untrusted:

@@ -40,7 +40,7 @@ def text_store(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_the_default_head_is_chosen_by_cross_validation_and_the_choice_is_recorded(text_store):
-    loaded = registry.load_model(text_store["store"], "spam")
+    loaded = registry.load_model("spam", store=text_store["store"])
     choice = loaded.manifest["head_choice"]
     assert (choice["asked"], choice["metric"]) == ("auto", "f1")
     assert [c["head"] for c in choice["candidates"]] == ["logistic", "lexical", "hybrid"]
@@ -60,7 +60,7 @@ def test_a_hybrid_head_loads_through_skops_with_the_trusted_types_and_predicts_r
     from models.lexical import takes_text
 
     store = text_store["store"]
-    loaded = registry.load_model(store, "hybrid")  # refuses any type outside SKOPS_TYPES
+    loaded = registry.load_model("hybrid", store=store)  # refuses any type outside SKOPS_TYPES
     assert loaded.manifest["head_choice"]["chosen"] == "hybrid" and takes_text(loaded.head)
     assert isinstance(loaded.head[0], ColumnTransformer) and [name for name, *_ in loaded.head[0].transformers] == ["dense", "word", "char"]
     assert headfiles.skops_refusals((loaded.path / "head.skops").read_bytes()) == []
@@ -97,7 +97,7 @@ def test_evaluate_scores_held_out_messages_beside_the_baselines_and_the_report_s
     assert sum(map(sum, result["metrics"]["confusion_matrix"])) == result["rows"]
     saved = json.loads((store / "models" / "spam" / "1" / "evaluations.json").read_text())
     assert [e["input_sha256"] for e in saved] == [result["input_sha256"]]
-    registry.load_model(store, "spam", 1)  # the added file is not a tampered model file
+    registry.load_model("spam", 1, store=store)  # the added file is not a tampered model file
     code, out, err = cli("evaluate", "spam:1", "--input", text_store["held_out"], "--store", store)
     assert code == 0 and "char-tfidf+logistic" in out and "roc_auc" in out, err
     assert len(json.loads((store / "models" / "spam" / "1" / "evaluations.json").read_text())) == 1  # same input: replaced
@@ -110,7 +110,7 @@ def test_evaluate_scores_held_out_messages_beside_the_baselines_and_the_report_s
     kept = evaluations.read_bytes()
     try:  # a damaged evaluations.json is data: the model still loads, the report says so
         evaluations.write_text('{"not": [json')
-        registry.load_model(store, "spam", 1)
+        registry.load_model("spam", 1, store=store)
         code, _, err = cli("report", "--out", page, "--store", store)
         assert code == 0 and "evaluations.json cannot be read" in page.read_text(), err
     finally:
@@ -118,7 +118,7 @@ def test_evaluate_scores_held_out_messages_beside_the_baselines_and_the_report_s
 
 
 def test_classify_on_a_text_view_chooses_by_macro_f1_beside_both_baselines(text_store):
-    result = tasks.train("classify", text_store["store"], "sms", n_splits=3)
+    result = tasks.train("classify", "sms", n_splits=3, store=text_store["store"])
     assert result.choice["metric"] == "macro_f1" and [c["head"] for c in result.choice["candidates"]] == ["logistic", "lexical", "hybrid"]
     assert result.report["macro_f1"] == max(c["macro_f1"] for c in result.choice["candidates"])
     assert {"baseline_macro_f1", "baseline_char_macro_f1"} <= set(result.metrics)

@@ -23,7 +23,7 @@ def _model_store(tmp_path_factory, word2vec) -> Path:
     source.write_text("\n".join(SMS.read_text(encoding="utf-8").splitlines()[:200]) + "\n", encoding="utf-8")
     root = base / "store"
     materialize(TextSource(str(source), format="sms", id_col="@line", keep=("label", "text")), "sms", "word2vec", store=root)
-    save_model(root, "spam", spam.train(root, "sms", n_splits=2))
+    save_model("spam", spam.train("sms", n_splits=2, store=root), store=root)
     return root
 
 

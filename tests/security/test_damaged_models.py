@@ -110,10 +110,10 @@ class _TinyHead:
 @pytest.fixture
 def torch_model(model_store):
     torch = pytest.importorskip("torch")
-    spam = load_model(model_store, "spam")
+    spam = load_model("spam", store=model_store)
     head = _TinyHead(torch.ones(2, 3), ["ham", "spam"])
-    saved = save_model(model_store, "tiny", TrainResult("classify", head, {}, {}, spam.training, spam.manifest["encoders"]))
-    assert load_model(model_store, "tiny").head.classes == ["ham", "spam"]
+    saved = save_model("tiny", TrainResult("classify", head, {}, {}, spam.training, spam.manifest["encoders"]), store=model_store)
+    assert load_model("tiny", store=model_store).head.classes == ["ham", "spam"]
     return saved.path
 
 
@@ -131,7 +131,7 @@ def test_a_damaged_torch_head_is_one_line(model_store, torch_model, cli, file, d
     plant(torch_model, file, damage((torch_model / file).read_bytes()))
     before = snapshot(model_store)
     with pytest.raises(ModelError, match="^model tiny v1: " + re.escape(says)):
-        load_model(model_store, "tiny")
+        load_model("tiny", store=model_store)
     code, _, err = cli("predict", "tiny", "--store", model_store, "hello")
     assert code == 2 and err.startswith(f"featurestore: error: model tiny v1: {says}") and err.count("\n") == 1
     assert snapshot(model_store) == before

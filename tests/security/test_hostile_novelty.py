@@ -106,6 +106,6 @@ def test_a_novelty_entry_whose_file_the_manifest_does_not_list_is_one_line(model
 def test_the_untouched_novelty_file_loads_with_the_training_rows(model_store):
     from models.registry import load_model
 
-    model = load_model(model_store, "spam")
+    model = load_model("spam", store=model_store)
     assert model.novelty.rows.shape == (200, _dim(version_folder(model_store)))
     np.testing.assert_allclose(np.linalg.norm(model.novelty.rows, axis=1)[np.linalg.norm(model.novelty.rows, axis=1) > 0], 1, atol=1e-5)

@@ -164,7 +164,7 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
 
     materialize(sms_source(sms_file(200)), "sms", "word2vec", store=s3_store)
     build_index("sms", store=s3_store)
-    trained = save_model(s3_store, "spam", spam.train(s3_store, "sms", n_splits=2))
+    trained = save_model("spam", spam.train("sms", n_splits=2, store=s3_store), store=s3_store)
     query = {"texts": ["WINNER!! claim your free prize now"], "k": 5}
     first_hits = search("sms", store=s3_store, **query)
 
@@ -175,13 +175,13 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     [info] = other.info()
     status = index_status(info, store=other)
     assert (status["rows"], status["versions_behind"]) == (200, 0)
-    model = load_model(s3_store, "spam")
+    model = load_model("spam", store=s3_store)
     assert model.version == trained.version == 1 and model.manifest == trained.manifest
     messages = [{"id": "a", "text": "Free entry! Text WIN to 80086 to claim your prize"}, {"id": "b", "text": "see you at lunch"}]
     assert predict(model, messages) == predict(trained, messages)
-    assert [m["version"] for m in list_models(s3_store)] == [1]
+    assert [m["version"] for m in list_models(store=s3_store)] == [1]
     assert other.last_run("sms", info.encoder_id)["encoded"] == 200
-    assert save_model(s3_store, "spam", spam.train(s3_store, "sms", n_splits=2)).version == 2, "versions count across machines"
+    assert save_model("spam", spam.train("sms", n_splits=2, store=s3_store), store=s3_store).version == 2, "versions count across machines"
 
     materialize(sms_source(sms_file(230)), "sms", "word2vec", store=s3_store)  # machine b adds rows and updates the index
     assert update_index("sms", store=s3_store).info.rows == 230
@@ -189,7 +189,7 @@ def test_a_second_machine_sees_the_indexes_heads_and_runs_of_the_first(s3_store,
     [info] = Store(s3_store).info()
     status = index_status(info, store=Store(s3_store))
     assert (status["rows"], status["versions_behind"]) == (230, 0)
-    assert [m["version"] for m in list_models(s3_store)] == [1, 2]
+    assert [m["version"] for m in list_models(store=s3_store)] == [1, 2]
     keys = bucket_keys(s3_store)
     assert any(k.endswith("/models/spam/2/manifest.json") for k in keys) and any(k.endswith("/indexes/sms/" + info.encoder_id + "/CURRENT") for k in keys)
 
