@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from featurestore.materialization.runs import ProgressFn
+from featurestore.progress import ProgressFn
 
 _HOOKS: list[ProgressFn] = []
 

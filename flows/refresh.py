@@ -30,6 +30,7 @@ from typing import Any
 from featurestore.drift import embedding_drift
 from featurestore.errors import FeatureStoreError, PrefectUnavailableError, RefreshFailed, StoreError, ViewBusyError
 from featurestore.locks import view_lock
+from featurestore.progress import ProgressFn, Steps
 from featurestore.project import (
     HeadConfig,
     Project,
@@ -39,7 +40,6 @@ from featurestore.project import (
 )
 from featurestore.store import Store
 from flows.artifacts import artifact_key
-from flows.progress import ProgressFn
 from flows.runner import STEP_RUNNERS, Runner, check_runner, encoder_options, in_flow, run
 
 __all__ = ["EncoderRefresh", "HeadRefresh", "IndexRefresh", "RefreshResult", "ViewRefresh", "artifact_markdown", "load", "refresh",
@@ -187,7 +187,6 @@ def refresh(config: str | Path, view: str | None = None, *, runner: Runner = "lo
     total)`` is called after each step: one per encoder of a view (materialize, index, drift)
     and one per head, a skipped or failed view's steps at once.
     """
-    from models.base import Steps
 
     check_runner(runner, STEP_RUNNERS)
     started = time.perf_counter()

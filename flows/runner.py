@@ -11,10 +11,11 @@ from typing import Any, Callable, Literal, TypeVar, get_args
 from featurestore import materialization as lib
 from featurestore.errors import FeatureStoreError, InvalidArgumentError
 from featurestore.materialization.runs import RunSummary
+from featurestore.progress import ProgressFn
 from featurestore.sources import Source
 from flows.dask_runner import DaskOptions
 from flows.prefect_api import ensure_api
-from flows.progress import ProgressFn, progress_hook
+from flows.progress import progress_hook
 
 Runner = Literal["local", "inline", "dask"]  # a Prefect flow on the local API, this process without Prefect, shard tasks on Dask
 RUNNERS: tuple[str, ...] = get_args(Runner)

@@ -14,9 +14,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from featurestore.progress import ProgressFn
 from flows.artifacts import artifact_key
 from flows.materialize import transient
-from flows.progress import ProgressFn, call_hooks, progress_hook
+from flows.progress import call_hooks, progress_hook
 from flows.runner import STEP_RUNNERS, Runner, check_runner, in_flow
 
 
@@ -63,9 +64,8 @@ def train_and_register(task_name: str, view: str, encoder: str | None = None, *,
 
     ``progress(done, total)`` is called after each cross-validation fold or fitting step.
     """
-    from models import registry, tasks
-
     from featurestore.store import Store
+    from models import registry, tasks
 
     started = time.perf_counter()
     result = tasks.train(task_name, view, encoder, progress=progress, store=store, **options)

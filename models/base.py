@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from featurestore.materialization.runs import ProgressFn
     from featurestore.manifest import TrainingManifest
 
 
@@ -38,18 +37,6 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)  # the options train() was called with
     novelty: Any = None  # models.novelty.Novelty: the training features predict compares inputs with (None: not kept)
     choice: dict[str, Any] | None = None  # a head chosen by cross-validation: each candidate's score, the choice and why
-
-
-class Steps:
-    """Counts a training's finished steps (cross-validation folds, fits) for a ``progress`` callback."""
-
-    def __init__(self, progress: ProgressFn | None, total: int) -> None:
-        self.progress, self.total, self.done = progress, total, 0
-
-    def tick(self) -> None:
-        self.done += 1
-        if self.progress is not None:
-            self.progress(min(self.done, self.total), self.total)
 
 
 @dataclass

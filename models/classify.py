@@ -18,11 +18,11 @@ from typing import Any, Literal
 import numpy as np
 
 from featurestore.errors import InvalidArgumentError, SourceError
-from featurestore.materialization.runs import ProgressFn
 from featurestore.manifest import TrainingManifest
+from featurestore.progress import ProgressFn, Steps
 from featurestore.training import TrainingSet, training_set, training_set_from_manifest
 from models import novelty
-from models.base import LoadedModel, Steps, TrainResult
+from models.base import LoadedModel, TrainResult
 from models.registry import model_encoders
 
 __all__ = [

@@ -36,16 +36,16 @@ import numpy as np
 from sklearn.base import clone
 
 from featurestore.errors import FineTuneError, SourceError
-from featurestore.materialization.runs import ProgressFn
+from featurestore.manifest import TrainingManifest, encoder_entry
+from featurestore.progress import ProgressFn, Steps
 from featurestore.sources import open_source
 from featurestore.store import FeatureTable, Store
-from featurestore.manifest import TrainingManifest, encoder_entry
 from featurestore.training import TrainingSet
-from models.base import LoadedModel, Steps, TrainResult
+from models.base import LoadedModel, TrainResult
 from models.classify import classification_metrics, head_training_set, make_head, out_of_fold_proba
+from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier
 from models.lexical import raw_texts
 from models.spam import binary_metrics
-from models.finetuned import Activations, FineTunedClassifier, FineTunedImageClassifier, FineTunedTextClassifier
 from models.torch_utils import require_torch
 
 __all__ = ["FineTunedImageClassifier", "FineTunedTextClassifier", "finetune", "predict"]

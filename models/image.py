@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from featurestore.errors import InvalidArgumentError
-from featurestore.materialization.runs import ProgressFn
 from featurestore.manifest import TrainingManifest
+from featurestore.progress import ProgressFn
 from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier

@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from featurestore.errors import FeatureStoreError, InvalidArgumentError, NotFoundError, StoreError
-from featurestore.materialization.runs import ProgressFn
-from featurestore.store import FeatureTable, Store
 from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
-from models.base import LoadedModel, Steps, TrainResult
+from featurestore.progress import ProgressFn, Steps
+from featurestore.store import FeatureTable, Store
+from models.base import LoadedModel, TrainResult
 from models.tagging import TokenLogisticRegression, TorchTokenClassifier
 
 TASK = "ner"

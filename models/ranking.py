@@ -31,12 +31,12 @@ import numpy as np
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, EncoderError, InvalidArgumentError, SourceError, StoreError
 from featurestore.index.search import build_index, has_index, search, view_encoder
-from featurestore.materialization.runs import ProgressFn
+from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
+from featurestore.progress import ProgressFn, Steps
 from featurestore.sources.content import file_sha256
 from featurestore.store import FeatureTable, Store
-from featurestore.manifest import TrainingManifest, encoder_entry, make_manifest
 from featurestore.vectors import prepare
-from models.base import LoadedModel, Steps, TrainResult
+from models.base import LoadedModel, TrainResult
 from models.ir import (
     Qrels,
     QrelsBy,

@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from featurestore.errors import SourceError
-from featurestore.materialization.runs import ProgressFn
-from featurestore.sources import TextSource
 from featurestore.manifest import TrainingManifest
+from featurestore.progress import ProgressFn
+from featurestore.sources import TextSource
 from models import novelty
 from models.base import TrainResult
 from models.classify import (

@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any, Sequence
 
 from featurestore.errors import FeatureStoreError, InvalidArgumentError
-from featurestore.materialization.runs import ProgressFn
+from featurestore.progress import ProgressFn
 from featurestore.store import Store
 from models.base import LoadedModel, TrainResult
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pyarrow.parquet as pq
 
 from featurestore.materialization.encoding import APP_ID, commit, encode_shard, load_encoder, plan_table, reuse_vectors, tombstone_rows
 from featurestore.materialization.planning import OnDuplicate, Plan, plan, remove_empty_parents
+from featurestore.progress import ProgressFn
 from featurestore.sources import Source
 from featurestore.store import Store, TableMeta
 
-ProgressFn = Callable[[int, int], None]
 Execute = Callable[[Plan], "RunSummary"]  # runs a saved plan's shards and finishes it: see materialize
 
 
