@@ -34,7 +34,8 @@ import numpy as np
 
 from _common import emit, log, own_cpu_seconds, photo_files
 from featurestore.encoders import onnx_backend
-from featurestore.encoders.image import EfficientNetEncoder, packaged_weights
+from featurestore.encoders.efficientnet import packaged_weights
+from featurestore.encoders.image import EfficientNetEncoder
 from featurestore.encoders.onnx_image import OnnxImageModel, OnnxPlan
 from featurestore.sources.imaging import decode_image, decode_pixels
 

@@ -51,7 +51,8 @@ def main() -> None:
 
     from featurestore import materialize
     from featurestore.materialization import RunSummary
-    from featurestore.encoders.image import EfficientNetEncoder, packaged_weights
+    from featurestore.encoders.efficientnet import packaged_weights
+    from featurestore.encoders.image import EfficientNetEncoder
     from featurestore.sources.images import ImageSource
     from featurestore.sources.imaging import _open_rgb, _resize_and_crop, decode_pixels
 

@@ -195,7 +195,7 @@ class FineTunedImageClassifier(FineTunedClassifier):
     modality = "image"
 
     def _depth(self) -> tuple[int, str]:
-        from featurestore.encoders.image import BLOCK_CHANNELS
+        from featurestore.encoders.efficientnet import BLOCK_CHANNELS
 
         return len(BLOCK_CHANNELS), "MBConv blocks"
 
@@ -229,7 +229,7 @@ class FineTunedImageClassifier(FineTunedClassifier):
 
     def _new_top(self, n_classes: int) -> Any:
         """The unfolded packaged network's last K blocks and conv head (with BatchNorm), then a fresh classifier."""
-        from featurestore.encoders.image import HEAD_CHANNELS, MODEL, backbone_weights
+        from featurestore.encoders.efficientnet import HEAD_CHANNELS, MODEL, backbone_weights
 
         torch = require_torch()
         nn = torch.nn

@@ -42,7 +42,7 @@ def imagenet_classes() -> tuple[str, ...]:
 @lru_cache(maxsize=1)
 def _imagenet_model() -> tuple[Any, np.ndarray, np.ndarray]:
     from featurestore.encoders import get_encoder
-    from featurestore.encoders.image import classifier_weights
+    from featurestore.encoders.efficientnet import classifier_weights
 
     encoder = get_encoder("efficientnet-lite0", normalize=False)
     weights, bias = classifier_weights()

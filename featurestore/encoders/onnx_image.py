@@ -66,7 +66,7 @@ class OnnxPlan:
     def write(self, torch_model: Any, path: Path) -> None:
         import warnings
 
-        from featurestore.encoders.image import pooled_features
+        from featurestore.encoders.efficientnet import pooled_features
 
         torch = require("torch", "image")
         block = self.block
@@ -98,7 +98,7 @@ class OnnxPlan:
 
     def compare(self, onnx_model: Any, torch_model: Any) -> tuple[float, int, str]:
         """Against the torch network on :func:`check_pixels`, in batches of 5 (a remainder included)."""
-        from featurestore.encoders.image import pooled_features
+        from featurestore.encoders.efficientnet import pooled_features
 
         torch = require("torch", "image")
         pixels = check_pixels(self.size)

@@ -19,7 +19,8 @@ from featurestore.errors import EncoderError, InvalidArgumentError
 torch = pytest.importorskip("torch", reason="torch is part of the image extra")
 Image = pytest.importorskip("PIL.Image", reason="Pillow is part of the image extra")
 
-from featurestore.encoders.image import BLOCK_CHANNELS, TTA_VIEWS, EfficientNetEncoder, make, packaged_weights  # noqa: E402
+from featurestore.encoders.efficientnet import BLOCK_CHANNELS, packaged_weights  # noqa: E402
+from featurestore.encoders.image import TTA_VIEWS, EfficientNetEncoder, make  # noqa: E402
 from featurestore.sources.images import ImageSource  # noqa: E402
 
 ROOT = settings.data_dir() / "images" / "hymenoptera_train"
