@@ -47,6 +47,7 @@ from models.ir import (
 )
 from models.retrieval import BM25_SETTINGS, FEATURES, Candidates, Retriever, open_retriever
 
+
 # ----------------------------------------------------------------------------------- the head
 def make_head(seed: int = 0) -> Any:
     """The re-ranker, fixed up front: standardised features into a logistic regression."""

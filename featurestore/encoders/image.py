@@ -39,8 +39,8 @@ from typing import Any, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-from featurestore.encoders.efficientnet import BLOCK_CHANNELS, HEAD_CHANNELS, MODEL, build_model, packaged_weights, pooled_features
 from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, resolve_device
+from featurestore.encoders.efficientnet import BLOCK_CHANNELS, HEAD_CHANNELS, MODEL, build_model, packaged_weights, pooled_features
 from featurestore.encoders.onnx_image import OnnxPlan, check_photos
 from featurestore.errors import EncoderError, ImageDecodeError, InvalidArgumentError
 from featurestore.extras import require

@@ -3,7 +3,8 @@
 from featurestore.store.catalog import Store, TableInfo
 from featurestore.store.schema import TableMeta, base_schema
 from featurestore.store.codec import embeddings_to_numpy, vectors_to_binary
-from featurestore.store.table import FeatureFrame, FeatureTable
+from featurestore.store.frame import FeatureFrame
+from featurestore.store.table import FeatureTable
 
 __all__ = [
     "FeatureFrame",
