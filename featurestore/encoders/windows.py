@@ -75,3 +75,13 @@ def _best_window(ps: int, pe: int, windows: list[Window], n: int) -> int | None:
             if score > best_score:
                 best, best_score = k, score
     return best
+
+
+def stitch(outs: list[np.ndarray], windows: list[tuple[int, int]], piece_word: np.ndarray) -> np.ndarray:
+    """One ``(n_pieces, dim)`` array from overlapping windows: each word from its most central window."""
+    choice = assign_pieces(piece_word, windows)
+    stitched = np.empty((len(piece_word), outs[0].shape[1]), dtype=np.float32)
+    for k, ((a, b), out) in enumerate(zip(windows, outs)):
+        mine = np.flatnonzero(choice[a:b] == k)
+        stitched[a + mine] = out[mine]
+    return stitched
