@@ -52,7 +52,7 @@ def main() -> None:
     import faiss
 
     from featurestore.index import build_index, load_index, parse_bytes, search, update_index
-    from featurestore.index.search import index_dir
+    from featurestore.index.lifecycle import index_dir
     from featurestore.store import Store, TableMeta
 
     n = 50_000 if args.quick else args.rows

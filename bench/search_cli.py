@@ -103,7 +103,7 @@ def main() -> None:
     try:
         store = build(work, args.rows)
         from featurestore import Store
-        from featurestore.index.search import index_dir
+        from featurestore.index.lifecycle import index_dir
 
         table = Store(store).resolve_table("sms")
         folder = index_dir(table, store=Store(store), fetch=False)

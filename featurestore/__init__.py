@@ -30,7 +30,7 @@ _LAZY = {
     "ensure_index": "featurestore.index",
     "update_index": "featurestore.index",
     "materialize": "featurestore.materialization",
-    "search": "featurestore.index.search",
+    "search": "featurestore.index.queries",
     "searcher": "featurestore.serving",
     "TextSource": "featurestore.sources",
     "FeatureFrame": "featurestore.store",
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from featurestore.encoders import BaseEncoder, Encoder, get_encoder, list_encoders
     from featurestore.index import build_index, ensure_index, update_index
     from featurestore.materialization import materialize
-    from featurestore.index.search import search
+    from featurestore.index.queries import search
     from featurestore.serving import searcher
     from featurestore.sources import TextSource
     from featurestore.store import FeatureFrame, FeatureTable, Store

@@ -107,7 +107,7 @@ class Searcher:
         self._checked = 0.0
         self._state: _State | None = None
         self._as_of: OrderedDict[str, "FeatureFrame"] = OrderedDict()
-        from featurestore.index.search import index_json
+        from featurestore.index.lifecycle import index_json
 
         # what the local check stats, as strings: building the paths per call would cost more than the stats
         self._index_json = str(index_json(table, store=store))
@@ -174,7 +174,7 @@ class Searcher:
     def _index_stamp(self) -> Any:
         """index.json's identity locally (replaced on every save), what it says in a bucket; None: no index."""
         if self.store.remote:
-            from featurestore.index.search import index_info
+            from featurestore.index.lifecycle import index_info
 
             return index_info(self.table, store=self.store)
         try:
@@ -185,7 +185,7 @@ class Searcher:
 
     def _index_of(self, state: _State) -> "VectorIndex":
         if state.index is None:
-            from featurestore.index.search import index_dir
+            from featurestore.index.lifecycle import index_dir
 
             folder = index_dir(self.table, store=self.store, fetch=False)
             raise NotFoundError(f"no index at {folder}; build one with `featurestore index build`")
@@ -227,7 +227,7 @@ class Searcher:
 
     def _load(self, stamp: Any, version: int, old: _State | None) -> _State:
         """The index and the latest frame read together; the parts that did not change are kept."""
-        from featurestore.index.search import index_dir
+        from featurestore.index.lifecycle import index_dir
         from featurestore.index.vector_index import VectorIndex
 
         if old is not None and old.index_stamp == stamp:
@@ -249,7 +249,7 @@ class Searcher:
     # ---------------------------------------------------------------- encoder
     def encoder(self) -> "BaseEncoder":
         """The view's own encoder, rebuilt once from the table's metadata (weights loaded)."""
-        from featurestore.index.search import view_encoder
+        from featurestore.index.lifecycle import view_encoder
 
         if self._encoder is None:
             with ENCODE_LOCK:
@@ -284,10 +284,10 @@ class Searcher:
         check: bool = True,
     ) -> SearchResults:
         """The ``k`` nearest stored entities of each query with their kept columns; see
-        :func:`featurestore.index.search.search` for the arguments. Every hit comes from the
+        :func:`featurestore.index.queries.search` for the arguments. Every hit comes from the
         generation in ``result.generation``. ``check=False``: answer from the generation in
         force, without the freshness check (see :meth:`check_due`)."""
-        check_query, query_vectors, check_vectors, describe_query, _filtered = _query_tools()
+        check_query, query_vectors, check_vectors, describe_query, filtered_search = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
         state = self._current(check)  # read once: this call sees one generation, whatever swaps meanwhile
         index, frame = self._index_of(state), state.frame
@@ -310,7 +310,7 @@ class Searcher:
             queries = result.vectors
         check_vectors(queries, meta.metric, kind, None if kind == "vectors" else texts if kind == "texts" else images if kind == "images" else ids, encoder_id=meta.encoder_id)
         if where is not None:
-            return SearchResults.of(_filtered(index, frame, queries, k, where, exact_below), state.generation)
+            return SearchResults.of(filtered_search(index, frame, queries, k, where, exact_below), state.generation)
         scores, found = index.search(queries, min(k, len(index)))
         return SearchResults.of(state.hits.records(scores, found), state.generation)
 
@@ -372,9 +372,9 @@ def _query_tools() -> tuple[Any, ...]:
     """The library's query checks and filtered search, imported once (importing
     :mod:`featurestore.index` loads FAISS, which ``import featurestore`` must not)."""
     from featurestore.index.queries import check_vectors, describe_query, query_vectors
-    from featurestore.index.search import _filtered, check_query
+    from featurestore.index.queries import check_query, filtered_search
 
-    return check_query, query_vectors, check_vectors, describe_query, _filtered
+    return check_query, query_vectors, check_vectors, describe_query, filtered_search
 
 
 # -------------------------------------------------------------------- per-process cache

@@ -140,7 +140,7 @@ def create_app(*, store: str | None = None, token: str | None = None, max_body: 
         body = await _payload(request, SearchRequest)
 
         def run(on: Any = None) -> dict[str, Any]:
-            from featurestore.index.search import check_query
+            from featurestore.index.queries import check_query
 
             vectors = _matrix(body.vectors) if body.vectors is not None else None
             with _images(body.images) as paths:
@@ -240,7 +240,7 @@ def _as_is(name: str, body: PredictRequest, paths: list[str] | None, store: Stor
 
 
 def _views(store: Store) -> list[dict[str, Any]]:
-    from featurestore.index.search import index_info
+    from featurestore.index.lifecycle import index_info
     from featurestore.serving import loaded_searchers
 
     served = {(h.view, h.encoder_id): h.served_generation() for h in loaded_searchers() if h.store.root == store.root}

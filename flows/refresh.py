@@ -274,7 +274,7 @@ def _materialize_options(view: ViewConfig, ref: str) -> dict[str, Any]:
 def _refresh_index(store: str, view: ViewConfig, encoder_id: str, version: int | None, runner: Runner) -> IndexRefresh:
     """Update (or build) the index when it does not cover ``version``; else report the one there is."""
     from featurestore.index import IndexResult, ensure_index
-    from featurestore.index.search import index_info
+    from featurestore.index.lifecycle import index_info
 
     s = Store(store)
     info = index_info(s.resolve_table(view.name, encoder_id), store=s)

@@ -18,7 +18,8 @@ import numpy as np
 
 from featurestore.encoders import BaseEncoder, get_encoder
 from featurestore.errors import DependencyError, SourceError
-from featurestore.index.search import build_index, has_index, search, view_encoder
+from featurestore.index.queries import search
+from featurestore.index.lifecycle import build_index, has_index, view_encoder
 from featurestore.store import FeatureTable, Store
 from featurestore.vectors import prepare
 

@@ -1,5 +1,6 @@
-"""What a similarity search accepts as queries, checked in the library so that the command line,
-the Python API and an HTTP service refuse the same inputs with the same message.
+"""Similarity search: what it accepts as queries, checked in the library so that the command line,
+the Python API and an HTTP service refuse the same inputs with the same message, and
+:func:`search`, the one call that answers them (through the warm handle of :mod:`featurestore.serving`).
 
 A query that carries nothing to search for (an empty or blank text, an all-zero vector under
 cosine, a vector with NaN) would still return k hits, all scoring 0 or NaN: each is refused,
@@ -11,12 +12,18 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError
+from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError, StoreError
+from featurestore.params import non_negative_int, positive_int
 from featurestore.sources.content import normalize_text
+
+if TYPE_CHECKING:
+    from featurestore.index.vector_index import VectorIndex
+    from featurestore.serving import SearchResults
+    from featurestore.store import Store
 
 SHOWN = 40  # characters of a query text quoted in a message
 
@@ -107,3 +114,95 @@ def _quote(value: Any, *, shorten: bool = True) -> str:
     """``repr`` of a query for a message; a long text is cut (a path or id is shown whole: it must be findable)."""
     text = repr(os.fspath(value) if isinstance(value, os.PathLike) else value)
     return text if not shorten or len(text) <= SHOWN else text[: SHOWN - 4] + "...'"
+
+
+def search(
+    view: str,
+    encoder: str | None = None,
+    *,
+    store: Store | str | None = None,
+    texts: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    vectors: np.ndarray | None = None,
+    k: int = 10,
+    where: str | None = None,
+    exact_below: int = 20_000,
+) -> SearchResults:
+    """The ``k`` nearest stored entities for each query, best first, with their kept columns.
+
+    Give exactly one of ``texts``, ``images`` (paths), ``ids`` (stored entities) or ``vectors``
+    (``(n, dim) float32``). Queries are encoded with the view's own encoder. ``where`` filters on
+    kept columns (``label = 'spam'``); a filtered search returns k results whenever k rows match:
+    exact search over the matching rows when they are fewer than ``exact_below``, else the index
+    restricted to them (and exact search if the index still returns fewer).
+    Answered by this process's warm handle of the view (:func:`featurestore.serving.searcher`):
+    the index, the latest state and the encoder load on the first call and stay loaded; a newer
+    index generation or table version is picked up by the next call.
+    """
+    from featurestore.serving import searcher
+
+    check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
+    handle = searcher(view, encoder, store=store)
+    return handle.search(texts=texts, images=images, ids=ids, vectors=vectors, k=k, where=where, exact_below=exact_below)
+
+
+def check_query(
+    *,
+    texts: Sequence[str] | None = None,
+    images: Sequence[str] | None = None,
+    ids: Sequence[str] | None = None,
+    vectors: np.ndarray | None = None,
+    k: int = 10,
+    exact_below: int = 20_000,
+    max_k: int | None = None,
+    max_queries: int | None = None,
+) -> str:
+    """Refuse a query before anything loads and return its kind (``texts``, ``images``, ``ids`` or
+    ``vectors``): ``k`` a positive int (at most ``max_k``), exactly one kind of query, at least one
+    and at most ``max_queries`` queries, no blank entry (:func:`check_queries`). The one check of
+    every search path (Python, CLI, HTTP service, which sets the limits)."""
+    if type(vectors) is np.ndarray and texts is None and images is None and ids is None and max_queries is None and type(k) is int and 0 < k and (max_k is None or k <= max_k) and type(exact_below) is int and exact_below >= 0:
+        return "vectors"  # the usual service query, cleared without the general checks below (which give the same answer)
+    positive_int("k", k)
+    non_negative_int("exact_below", exact_below)
+    if max_k is not None and k > max_k:
+        raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
+    kind = check_queries(texts, images, ids, vectors)
+    value = {"texts": texts, "images": images, "ids": ids, "vectors": vectors}[kind]
+    if kind != "vectors":
+        count = len(value)
+    else:
+        count = (value.shape[0] if value.ndim == 2 else 1) if isinstance(value, np.ndarray) else int(np.atleast_2d(np.asarray(value)).shape[0]) if np.ndim(value) >= 1 else 1
+    if max_queries is not None and count > max_queries:
+        raise StoreError(f"at most {max_queries} queries per call here. Got {count} {kind}; send them in smaller batches.")
+    return kind
+
+
+def filtered_search(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from featurestore.index.filters import matching_rows
+    from featurestore.index.tuning import exact_knn
+    from featurestore.vectors import prepare
+
+    rows = matching_rows(frame.columns, where)
+    if queries.ndim != 2 or queries.shape[1] != index.info.dim:
+        index.search(queries, 1)  # raises the dimension error
+    results: list[list[tuple[float, int]]] = []
+    if len(rows) and len(rows) >= exact_below:
+        allowed = pc.is_in(pa.array(index.entity_ids, pa.string()), value_set=pa.array(frame.ids[rows], pa.string()))
+        positions = index.positions[np.asarray(allowed, dtype=bool)]
+        scores, found = index.search_subset(queries, min(k, len(rows)), positions)
+        pairs = [[(s, e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
+                 for row_scores, row_found in zip(scores, found)]
+        where_of = iter(frame.rows_of([e for query in pairs for _, e in query]).tolist())  # one lookup for every query
+        results = [[(s, next(where_of)) for s, _ in query] for query in pairs]
+    if not results or any(len(h) < min(k, len(rows)) for h in results):
+        results = [[] for _ in range(len(queries))]
+        if len(rows):
+            scores, found = exact_knn(frame.vectors[rows], prepare(queries, index.info.metric), k, index.info.metric)
+            results = [[(s, int(rows[j])) for s, j in zip(row_scores, row_found)] for row_scores, row_found in zip(scores.tolist(), found.tolist())]
+    extras = iter(frame.kept(np.array([r for hits in results for _, r in hits], np.int64)))
+    return [[{"entity_id": frame.ids[r], "score": round(s, 6), **next(extras)} for s, r in hits] for hits in results]

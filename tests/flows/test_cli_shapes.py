@@ -117,7 +117,7 @@ def test_long_text_windows_reaches_the_table_and_its_queries(tmp_path, cli, mini
     """`--long-text windows`: the table records the option, its vectors read whole documents, and
     a text query is encoded by the same encoder (its encoder id matches the view's)."""
     from featurestore.encoders import get_encoder
-    from featurestore.index.search import view_encoder
+    from featurestore.index.lifecycle import view_encoder
 
     long_doc = " ".join(f"the flutter of panel {i} grew with the dynamic pressure ." for i in range(40))
     docs = [{"id": "long", "text": long_doc + " finally the panel failed in fatigue ."}, {"id": "short", "text": "a note on shock waves"}]
@@ -142,7 +142,7 @@ def test_tta_reaches_the_table_and_its_queries_and_bad_values_are_one_line(tmp_p
     vectors, and a query image is encoded the same way; a bad value or a text encoder is refused,
     and so is a fixed C for the image head that chooses its own."""
     from featurestore.encoders.image import EfficientNetEncoder
-    from featurestore.index.search import view_encoder
+    from featurestore.index.lifecycle import view_encoder
 
     store = tmp_path / "s"
     code, out, err = cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0", "--tta", "flip",

@@ -75,7 +75,7 @@ def test_an_update_writes_a_delta_and_searches_stay_exact(tmp_path):
 def test_a_delta_past_its_share_is_folded_into_the_index_file(tmp_path, monkeypatch):
     import importlib
 
-    index_search = importlib.import_module("featurestore.index.search")  # the package re-exports a function of that name
+    index_search = importlib.import_module("featurestore.index.lifecycle")  # the package re-exports a function of that name
     store = Store(tmp_path)
     table = store.table("synth", META.encoder_id)
     x = clustered(2_200, 16, seed=4)
@@ -156,7 +156,7 @@ def test_an_ivfpq_index_builds_takes_a_delta_and_rebuilds_instead_of_folding(tmp
     [hits] = search("synth", store=store, vectors=x[5:6], k=3, where="\"group\" = 1", exact_below=0)
     assert hits and all(int(h["entity_id"][1:]) % 2 == 1 for h in hits)
     assert not (hits[0]["entity_id"] == "e5" and hits[0]["score"] > 0.999), "e5's replaced vector is tombstoned"
-    monkeypatch.setattr(importlib.import_module("featurestore.index.search"), "FOLD_SHARE", 0.001)
+    monkeypatch.setattr(importlib.import_module("featurestore.index.lifecycle"), "FOLD_SHARE", 0.001)
     table.append(rows([f"e{i}" for i in range(6_020, 6_030)], x[6_020:6_030]), META)
     assert update_index("synth", store=store).rebuilt
 

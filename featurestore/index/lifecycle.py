@@ -1,4 +1,4 @@
-"""Index lifecycle and similarity search over a view: build, load, query by text, image, id or vector."""
+"""An index's life beside its view: build, update (or rebuild), ensure, load, and where its files live (local and published)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -14,16 +14,12 @@ from featurestore.encoders import BaseEncoder, from_meta
 from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
-from featurestore.index.queries import check_queries
 from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
-from featurestore.params import fraction, non_negative_int, positive_int
+from featurestore.params import fraction
 from featurestore.store import FeatureTable, Store, TableInfo
 from featurestore.store.artifacts import LOCAL_GENERATION
 from featurestore.store.table import Changes
-
-if TYPE_CHECKING:
-    from featurestore.serving import SearchResults
 
 
 @dataclass(frozen=True)
@@ -230,35 +226,6 @@ def ensure_index(
     return build_index(view, encoder, store=store, progress=progress, **build_options)
 
 
-def _filtered(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
-    from featurestore.index.filters import matching_rows
-    from featurestore.index.tuning import exact_knn
-    from featurestore.vectors import prepare
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    rows = matching_rows(frame.columns, where)
-    if queries.ndim != 2 or queries.shape[1] != index.info.dim:
-        index.search(queries, 1)  # raises the dimension error
-    results: list[list[tuple[float, int]]] = []
-    if len(rows) and len(rows) >= exact_below:
-        allowed = pc.is_in(pa.array(index.entity_ids, pa.string()), value_set=pa.array(frame.ids[rows], pa.string()))
-        positions = index.positions[np.asarray(allowed, dtype=bool)]
-        scores, found = index.search_subset(queries, min(k, len(rows)), positions)
-        pairs = [[(s, e) for s, e in zip(row_scores.tolist(), index.entity_at(row_found)) if e is not None]
-                 for row_scores, row_found in zip(scores, found)]
-        where_of = iter(_rows_of(frame, [e for query in pairs for _, e in query]).tolist())  # one lookup for every query
-        results = [[(s, next(where_of)) for s, _ in query] for query in pairs]
-    if not results or any(len(h) < min(k, len(rows)) for h in results):
-        results = [[] for _ in range(len(queries))]
-        if len(rows):
-            scores, found = exact_knn(frame.vectors[rows], prepare(queries, index.info.metric), k, index.info.metric)
-            results = [[(s, int(rows[j])) for s, j in zip(row_scores, row_found)] for row_scores, row_found in zip(scores.tolist(), found.tolist())]
-    extras = iter(frame.kept(np.array([r for hits in results for _, r in hits], np.int64)))
-    return [[{"entity_id": frame.ids[r], "score": round(s, 6), **next(extras)} for s, r in hits] for hits in results]
-
-
 def _diff(index: VectorIndex, changes: Changes) -> tuple[list[str], np.ndarray]:
     """Entities to remove (tombstoned, or indexed with other content) and the rows of
     ``changes`` to add (not indexed, or with new content)."""
@@ -347,71 +314,3 @@ def view_encoder(table: FeatureTable) -> BaseEncoder:
     """The encoder that wrote the view, rebuilt from its metadata; refuses one that now differs."""
     meta = table.meta
     return from_meta(meta.encoder_ref, meta.encoder_options, expect_id=meta.encoder_id, owner=f"view {meta.view!r}")
-
-
-def search(
-    view: str,
-    encoder: str | None = None,
-    *,
-    store: Store | str | None = None,
-    texts: Sequence[str] | None = None,
-    images: Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
-    vectors: np.ndarray | None = None,
-    k: int = 10,
-    where: str | None = None,
-    exact_below: int = 20_000,
-) -> SearchResults:
-    """The ``k`` nearest stored entities for each query, best first, with their kept columns.
-
-    Give exactly one of ``texts``, ``images`` (paths), ``ids`` (stored entities) or ``vectors``
-    (``(n, dim) float32``). Queries are encoded with the view's own encoder. ``where`` filters on
-    kept columns (``label = 'spam'``); a filtered search returns k results whenever k rows match:
-    exact search over the matching rows when they are fewer than ``exact_below``, else the index
-    restricted to them (and exact search if the index still returns fewer).
-    Answered by this process's warm handle of the view (:func:`featurestore.serving.searcher`):
-    the index, the latest state and the encoder load on the first call and stay loaded; a newer
-    index generation or table version is picked up by the next call.
-    """
-    from featurestore.serving import searcher
-
-    check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
-    handle = searcher(view, encoder, store=store)
-    return handle.search(texts=texts, images=images, ids=ids, vectors=vectors, k=k, where=where, exact_below=exact_below)
-
-
-def check_query(
-    *,
-    texts: Sequence[str] | None = None,
-    images: Sequence[str] | None = None,
-    ids: Sequence[str] | None = None,
-    vectors: np.ndarray | None = None,
-    k: int = 10,
-    exact_below: int = 20_000,
-    max_k: int | None = None,
-    max_queries: int | None = None,
-) -> str:
-    """Refuse a query before anything loads and return its kind (``texts``, ``images``, ``ids`` or
-    ``vectors``): ``k`` a positive int (at most ``max_k``), exactly one kind of query, at least one
-    and at most ``max_queries`` queries, no blank entry (:func:`check_queries`). The one check of
-    every search path (Python, CLI, HTTP service, which sets the limits)."""
-    if type(vectors) is np.ndarray and texts is None and images is None and ids is None and max_queries is None and type(k) is int and 0 < k and (max_k is None or k <= max_k) and type(exact_below) is int and exact_below >= 0:
-        return "vectors"  # the usual service query, cleared without the general checks below (which give the same answer)
-    positive_int("k", k)
-    non_negative_int("exact_below", exact_below)
-    if max_k is not None and k > max_k:
-        raise StoreError(f"k must be at most {max_k} here. Got {k} instead; page through fewer results per call.")
-    kind = check_queries(texts, images, ids, vectors)
-    value = {"texts": texts, "images": images, "ids": ids, "vectors": vectors}[kind]
-    if kind != "vectors":
-        count = len(value)
-    else:
-        count = (value.shape[0] if value.ndim == 2 else 1) if isinstance(value, np.ndarray) else int(np.atleast_2d(np.asarray(value)).shape[0]) if np.ndim(value) >= 1 else 1
-    if max_queries is not None and count > max_queries:
-        raise StoreError(f"at most {max_queries} queries per call here. Got {count} {kind}; send them in smaller batches.")
-    return kind
-
-
-def _rows_of(frame: Any, entity_ids: list[str]) -> np.ndarray:
-    """Each entity's row in ``frame`` (-1: not there): see :meth:`FeatureFrame.rows_of`."""
-    return frame.rows_of(entity_ids)
