@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -155,3 +157,22 @@ def bucket_keys(root: str) -> list[str]:
     client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def assert_user_error(result, message: str) -> None:
+    """A user error: exit 2, one line on stderr that holds ``message``, no traceback."""
+    code, out, err = result
+    assert code == 2, (code, out, err)
+    assert message in err, err
+    assert err.count("\n") == 1 and err.startswith("featurestore: error: "), err
+    assert "Traceback" not in err + out
+
+
+def run_main(*args: object) -> tuple[int, str, str]:
+    """The CLI in this process, its output captured without capsys (for module-scoped fixtures): (exit code, stdout, stderr)."""
+    from flows.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()

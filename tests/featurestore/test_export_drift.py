@@ -11,8 +11,7 @@ import pytest
 from featurestore import TextSource, materialize
 from featurestore.drift import compare, embedding_drift
 from featurestore.store import Store
-from tests.conftest import snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import assert_user_error, snapshot
 
 
 @pytest.fixture

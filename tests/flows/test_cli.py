@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from featurestore.store import Store, TableMeta, vectors_to_binary
-from tests.conftest import GLOVE, need, snapshot
+from tests.conftest import GLOVE, assert_user_error, need, snapshot
 
 
 @pytest.fixture
@@ -22,14 +22,6 @@ def store_with_view(tmp_path, sms_file, cli, word2vec):
     assert code == 0, err
     assert json.loads(out)["encoded"] == 30
     return store
-
-
-def assert_user_error(result, message: str) -> None:
-    code, out, err = result
-    assert code == 2, (code, out, err)
-    assert message in err, err
-    assert err.count("\n") == 1 and err.startswith("featurestore: error: "), err
-    assert "Traceback" not in err + out
 
 
 def test_materialize_json_has_the_documented_keys(store_with_view, sms_file, cli):
@@ -90,8 +82,9 @@ def test_bad_input_is_one_line_exit_2_and_store_unchanged(store_with_view, tmp_p
 def test_a_view_with_another_dimension_is_refused(tmp_path, sms_file, cli, word2vec):
     store = Store(tmp_path / "store")
     table = store.table("sms", word2vec.encoder_id)
-    import pyarrow as pa
     from datetime import datetime, timezone
+
+    import pyarrow as pa
 
     now = datetime.now(timezone.utc)
     table.append(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import GLOVE, need, snapshot
-from tests.flows.test_cli import assert_user_error
-from tests.flows.test_cli_json import built  # noqa: F401 - a fixture: view 'sms' (word2vec) and model 'spam'
+from tests.conftest import GLOVE, assert_user_error, need, snapshot
 
 GLOVE_W2V = GLOVE / "glove.6B.50d.top5k.w2v.txt"
 

@@ -13,10 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore.store import Store, TableMeta
-from tests.conftest import snapshot
+from tests.conftest import assert_user_error, snapshot
 from tests.featurestore.index.test_index import _synthetic_rows, clustered
-from tests.flows.test_cli import assert_user_error
-from tests.flows.test_cli_shapes import image_folder  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +241,7 @@ def test_a_label_file_of_the_wrong_type_is_refused(sms_store, tmp_path, cli, lab
 
 
 def test_a_query_image_that_is_not_an_image_is_refused_by_position(tmp_path, image_folder, cli):
-    from tests.flows.test_cli_shapes import IMAGES
+    from tests.flows.conftest import IMAGES
 
     store = tmp_path / "s"
     assert cli("materialize", image_folder, "--view", "bees", "--encoder", "efficientnet-lite0", "--store", store, "--runner", "inline")[0] == 0
@@ -261,7 +259,7 @@ def test_a_query_image_that_is_not_an_image_is_refused_by_position(tmp_path, ima
 
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_a_serve_limit_below_one_is_one_line_before_any_server_starts(tmp_path, sms_file, cli, value):
-    from tests.flows.test_refresh import project
+    from tests.flows.conftest import project
 
     config = project(tmp_path, sms_file, 10, index=False, heads=False, schedule={"interval": 3600})
     unchanged(cli, tmp_path, "serve", "--config", config, "--limit", value, message=f"limit (--limit) must be a positive int. Got {value} instead.")

@@ -7,44 +7,11 @@ train, report) are checked on the outputs of that build, the quick ones each in 
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pytest
 import yaml
-
-
-
-def run_main(*args: object) -> tuple[int, str, str]:
-    from flows.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory, sms_lines, word2vec):
-    """The store, its source, and the (code, stdout, stderr) of each costly command that built it."""
-    root = tmp_path_factory.mktemp("json")
-    source = root / "SMSSpamCollection"
-    store = root / "store"
-    common = ["--view", "sms", "--encoder", "word2vec", "--store", store, "--id-col", "@line", "--keep", "label,text", "--runner", "inline"]
-    outputs = {}
-    source.write_text("\n".join(sms_lines[:80]) + "\n", encoding="utf-8")
-    outputs["materialize"] = run_main("materialize", source, *common, "--json")
-    source.write_text("\n".join(sms_lines[:100]) + "\n", encoding="utf-8")
-    outputs["materialize_quiet"] = run_main("materialize", source, *common, "--json", "--quiet")
-    outputs["index build"] = run_main("index", "build", "--view", "sms", "--store", store, "--json")
-    outputs["train"] = run_main("train", "spam", "--view", "sms", "--store", store, "--head", "logistic", "--folds", "3", "--runner", "inline", "--json")
-    outputs["report"] = run_main("report", "--out", root / "report.html", "--sample", "50", "--store", store, "--json")
-    outputs["index build quiet"] = run_main("index", "build", "--view", "sms", "--store", store, "--json", "--quiet")
-    for name, (code, _, err) in outputs.items():
-        assert code == 0, (name, err)
-    return {"store": store, "source": source, "root": root, "outputs": outputs}
 
 
 def parsed(result: tuple[int, str, str]) -> object:
@@ -181,7 +148,7 @@ def test_info_never_cuts_an_id_in_a_narrow_terminal(built, cli, monkeypatch):
 
 
 def test_runs_lists_materialize_index_and_train_runs_with_their_counts(built, cli):
-    from tests.flows.test_cli import assert_user_error
+    from tests.conftest import assert_user_error
 
     store = built["store"]
     records = parsed(cli("runs", "--store", store, "--json"))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GLOVE, need, snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import GLOVE, assert_user_error, need, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 GLOVE_W2V = GLOVE / "glove.6B.50d.top5k.w2v.txt"

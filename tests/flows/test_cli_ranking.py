@@ -13,8 +13,7 @@ from featurestore.sources.formats import read_cranfield
 from featurestore.store import Store
 from flows.cli.main import main
 from models.ir import load_docs, load_qrels, load_queries
-from tests.conftest import DATA, need, snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import DATA, assert_user_error, need, snapshot
 
 CRAN = DATA / "search" / "cranfield"
 N_DOCS = 100

@@ -9,22 +9,10 @@ import numpy as np
 import pytest
 
 from featurestore.store import Store
-from tests.conftest import DATA, need, snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import DATA, assert_user_error, need, snapshot
+from tests.flows.conftest import IMAGES
 
-IMAGES = DATA / "images" / "hymenoptera_train"
 TESTA = DATA / "ner" / "conll2003" / "eng.testa"
-
-
-@pytest.fixture
-def image_folder(tmp_path):
-    need(IMAGES)
-    root = tmp_path / "imgs"
-    for label in ("ants", "bees"):
-        (root / label).mkdir(parents=True)
-        for src in sorted((IMAGES / label).glob("*.jpg"))[:3]:
-            shutil.copy(src, root / label / src.name)
-    return root
 
 
 def test_a_corrupt_jpeg_is_a_failed_row_and_the_rest_are_stored(tmp_path, image_folder, cli):

@@ -7,8 +7,7 @@ import re
 
 import pytest
 
-from tests.conftest import snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import assert_user_error, snapshot
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,26 +16,9 @@ import yaml
 from featurestore.locks import view_lock
 from featurestore.store import Store
 from tests.conftest import bucket_keys, snapshot
-from tests.flows.conftest import read_artifact
+from tests.flows.conftest import project, read_artifact
 
 pytestmark = pytest.mark.slow
-
-
-def project(tmp_path: Path, sms_file, n: int = 60, *, index: bool = True, heads: bool = True, schedule: dict | None = None) -> Path:
-    """A project of the first ``n`` SMS messages, word2vec, an index and a spam head (2 folds: few rows)."""
-    sms_file(n)
-    view = {"name": "sms", "source": "sms", "encoders": ["word2vec"], "index": index}
-    if schedule:
-        view["schedule"] = schedule
-    data = {
-        "store": "store",
-        "sources": [{"name": "sms", "path": "SMSSpamCollection", "format": "sms", "id_col": "@line", "keep": ["label"]}],
-        "views": [view],
-        "heads": [{"name": "spam", "task": "spam", "view": "sms", "options": {"n_splits": 2}}] if heads else [],
-    }
-    path = tmp_path / "featurestore.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
 
 
 def no_prefect_steps(monkeypatch) -> None:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from featurestore.store import Store
-from tests.conftest import DATA, need, snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import DATA, assert_user_error, need, snapshot
 
 CONLL = DATA / "ner" / "conll2003" / "eng.testa"
 PHOTOS = DATA / "images" / "hymenoptera_train"
@@ -103,9 +102,8 @@ def store(tmp_path_factory, sms_lines, word2vec) -> Path:
     from featurestore.sources import ConllSource, ImageSource
     from flows.train import train_and_register
     from models.base import TrainResult
-    from models.ir import ndcg_at_k
+    from models.ir import evaluate, ndcg_at_k
     from models.ner import entity_report
-    from models.ir import evaluate
     from models.ranking import headline
     from models.registry import load_model, save_model
 

@@ -13,8 +13,7 @@ from featurestore.materialization import materialize
 from featurestore.sources import TextSource
 from flows.train import train_and_register
 from models import headfiles, registry, tasks
-from tests.conftest import SMS, need, snapshot
-from tests.flows.test_cli import assert_user_error
+from tests.conftest import SMS, assert_user_error, need, snapshot
 
 TRAIN_ROWS = 300
 HELD_OUT = (300, 450)  # lines of SMSSpamCollection the heads never see

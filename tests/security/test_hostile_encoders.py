@@ -17,8 +17,8 @@ import pytest
 from featurestore.encoders import get_encoder
 from featurestore.errors import EncoderError
 from tests.conftest import GLOVE, need, snapshot
+from tests.security.conftest import Marker
 from tests.security.tampering import version_folder
-from tests.security.test_hostile_models import _Marker
 
 
 def _point_model_at(root: Path, ref: str) -> None:
@@ -33,7 +33,7 @@ def _point_model_at(root: Path, ref: str) -> None:
 def test_a_pickle_named_by_a_model_manifest_as_word_vectors_runs_nothing(model_store, tmp_path, cli):
     marker = tmp_path / "marker"
     evil = tmp_path / "vectors.kv"  # the suffix makes it gensim native: a pickle
-    evil.write_bytes(pickle.dumps(_Marker(marker)))
+    evil.write_bytes(pickle.dumps(Marker(marker)))
     folder = version_folder(model_store)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["encoders"][0].update(encoder_ref=f"w2v:{evil}", encoder_options={})

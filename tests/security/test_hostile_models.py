@@ -11,19 +11,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import snapshot
+from tests.security.conftest import Marker
 from tests.security.tampering import call_node, json_node, plant, skops_archive, version_folder
 
 REFUSED = "featurestore: error: model spam v1: head.skops holds types that no head of this project saves"
-
-
-class _Marker:
-    """A pickle that creates a file when it is unpickled (what a hostile pickle does, harmlessly)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
 
 
 def _code(marker: Path) -> str:
@@ -46,7 +37,7 @@ CALLS = {
 def test_a_crafted_head_that_would_run_code_is_refused_and_runs_nothing(model_store, tmp_path, cli, call):
     marker = tmp_path / "marker"
     pkl = tmp_path / "outside.pkl"  # a pickle outside the store that numpy.load(allow_pickle=True) would run
-    pkl.write_bytes(pickle.dumps(_Marker(marker)))
+    pkl.write_bytes(pickle.dumps(Marker(marker)))
     module, name, *args = CALLS[call](marker, pkl)
     plant(version_folder(model_store), "head.skops", skops_archive(call_node(module, name, *args)))
     before = snapshot(model_store)

@@ -24,8 +24,10 @@ from featurestore.encoders import image, onnx_backend  # noqa: E402
 from featurestore.encoders.image import EfficientNetEncoder  # noqa: E402
 from featurestore.encoders.onnx_image import OnnxPlan  # noqa: E402
 from featurestore.sources.imaging import _resize_and_crop, decode_pixels  # noqa: E402
-from tests.conftest import snapshot  # noqa: E402
-from tests.flows.test_cli import assert_user_error  # noqa: E402
+from tests.conftest import (
+    assert_user_error,  # noqa: E402
+    snapshot,  # noqa: E402
+)
 
 ROOT = settings.data_dir() / "images" / "hymenoptera_train"
 

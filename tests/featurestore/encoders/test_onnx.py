@@ -22,8 +22,10 @@ pytest.importorskip("onnxruntime", reason="the ONNX backend needs the onnx extra
 from featurestore.encoders import get_encoder, onnx_backend, onnx_text, sentence  # noqa: E402
 from featurestore.encoders.sentence import minilm_path  # noqa: E402
 from featurestore.errors import EncoderError  # noqa: E402
-from tests.conftest import snapshot  # noqa: E402
-from tests.flows.test_cli import assert_user_error  # noqa: E402
+from tests.conftest import (
+    assert_user_error,  # noqa: E402
+    snapshot,  # noqa: E402
+)
 
 HEAVY = ("torch", "transformers", "sentence_transformers")
 

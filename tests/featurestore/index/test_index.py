@@ -72,13 +72,6 @@ def test_load_refuses_another_encoder_a_damaged_file_and_a_wrong_dimension(tmp_p
         VectorIndex.load(tmp_path, encoder_id="t-1")
 
 
-@pytest.fixture
-def sms_view(tmp_path, sms_file, word2vec):
-    source = TextSource(str(sms_file(300)), format="sms", id_col="@line", keep=("label",))
-    materialize(source, "sms", "word2vec", store=tmp_path)
-    return Store(tmp_path)
-
-
 def test_search_by_text_id_and_vector_returns_kept_columns(sms_view, word2vec):
     info = build_index("sms", store=sms_view).info
     assert (info.factory, info.rows, info.recall_at_10) == ("Flat", 300, 1.0)

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError
+from featurestore.errors import InvalidArgumentError, SchemaMismatchError
 from featurestore.index import build_index, search
 from featurestore.index.queries import check_queries, query_vectors
-from tests.featurestore.index.test_index import sms_view  # noqa: F401 - a fixture
 
 
 @pytest.mark.parametrize(
