@@ -19,6 +19,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = (
     "materialize_speed.py",
+    "text_materialize.py",
     "read_speed.py",
     "latest_rows.py",
     "remote_read.py",
