@@ -34,7 +34,7 @@ def embedding_drift(
     """Drift of ``view`` from version ``base`` (default: the one before ``current``) to ``current`` (default: newest)."""
     if not 0 < alert_level:
         raise StoreError(f"alert level must be positive; got {alert_level}")
-    table = (store if isinstance(store, Store) else Store(store)).resolve_table(view, encoder)
+    table = Store.of(store).resolve_table(view, encoder)
     newest = table.version()
     current = newest if current is None else current
     base = max(current - 1, 0) if base is None else base

@@ -51,7 +51,7 @@ def export_view(
     target = Path(out)
     if target.exists() and not (target.is_dir() and not any(target.iterdir())) and not overwrite:
         raise StoreError(f"{target} already exists and is not an empty folder; choose another `out` or pass `overwrite=True`")
-    table = (store if isinstance(store, Store) else Store(store)).resolve_table(view, encoder)
+    table = Store.of(store).resolve_table(view, encoder)
     frame = table.latest(None, as_of=as_of)
     meta = table.meta
     if len(frame) == 0:

@@ -52,7 +52,7 @@ def view_lock(view: str, purpose: str, *, store: Store | str | None = None, enco
     holds the view while its materialize takes a table of it). ``purpose`` (``refresh``,
     ``materialize``, ``index build`` ...) is shown to a run that finds the lock taken.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     folder = store.path / "locks" / check_view_name(view)
     table = folder / check_view_name(encoder_id) if encoder_id is not None else None
     held: set[Path] = _HELD.__dict__.setdefault("folders", set())

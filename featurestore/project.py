@@ -51,6 +51,7 @@ from pydantic import (
 
 from featurestore import settings
 from featurestore.drift import DEFAULT_ALERT
+from featurestore.encoders.base import Layers, LongText, Subword, TextGranularity, Tta
 from featurestore.encoders.registry import BUILTINS, ENTRY_POINT_GROUP
 from featurestore.errors import FeatureStoreError, ProjectError
 from featurestore.sources import SOURCE_FORMATS, open_source
@@ -152,11 +153,11 @@ class ViewConfig(_Strict):
     name: Name
     source: str
     encoders: tuple[str, ...] = Field(min_length=1)
-    granularity: Literal["sentence", "token"] = "sentence"
-    layers: Literal["last", "last4"] | None = None  # token level, contextual encoders: as `materialize --layers`
-    subword: Literal["first", "mean"] | None = None  # token level, contextual encoders: as `materialize --subword`
-    long_text: Literal["truncate", "windows"] | None = None  # sentence level, contextual encoders: as `materialize --long-text`
-    tta: Literal["none", "flip", "flip5crop"] | None = None  # image encoders: as `materialize --tta`
+    granularity: TextGranularity = "sentence"
+    layers: Layers | None = None  # token level, contextual encoders: as `materialize --layers`
+    subword: Subword | None = None  # token level, contextual encoders: as `materialize --subword`
+    long_text: LongText | None = None  # sentence level, contextual encoders: as `materialize --long-text`
+    tta: Tta | None = None  # image encoders: as `materialize --tta`
     index: IndexConfig | None = None  # true: the default options; false or absent: no index
     schedule: Schedule | None = None
     full_sync: bool = False

@@ -371,8 +371,7 @@ class Searcher:
 def _query_tools() -> tuple[Any, ...]:
     """The library's query checks and filtered search, imported once (importing
     :mod:`featurestore.index` loads FAISS, which ``import featurestore`` must not)."""
-    from featurestore.index.queries import check_vectors, describe_query, query_vectors
-    from featurestore.index.queries import check_query, filtered_search
+    from featurestore.index.queries import check_query, check_vectors, describe_query, filtered_search, query_vectors
 
     return check_query, query_vectors, check_vectors, describe_query, filtered_search
 
@@ -390,7 +389,7 @@ def searcher(view: str, encoder: str | None = None, *, store: "Store | str | Non
     local folder: two work folders over one bucket (two "machines") never share one."""
     from featurestore.store import Store
 
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     handle = loaded_searcher(view, encoder, store=store)
     if handle is not None:
         return handle

@@ -83,7 +83,7 @@ def evaluate(
     """
     from models import tasks
 
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if model.task not in EVALUATED_TASKS:
         raise InvalidArgumentError(
             f"labelled inputs score {', '.join(EVALUATED_TASKS)} heads; model {model.name} v{model.version} is a {model.task} head "
@@ -126,7 +126,7 @@ def evaluate_ranking(
     same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
     from models import ranking
 
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if model.task != "ranking":
         raise InvalidArgumentError(f"`queries` and `qrels` score ranking heads; model {model.name} v{model.version} is a {model.task} head")
     scored = ranking.evaluate_queries(model, queries, qrels, qrels_by=qrels_by)  # type: ignore[arg-type]
@@ -144,7 +144,7 @@ def evaluate_ner(model: LoadedModel, view: str, *, store: Store | str | None = N
     same result shape as :func:`evaluate`, kept in ``evaluations.json`` with ``save``."""
     from models import ner
 
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if model.task != "ner":
         raise InvalidArgumentError(f"a token `view` scores NER heads; model {model.name} v{model.version} is a {model.task} head (score it on labelled inputs)")
     scored = ner.evaluate_view(model, view, store=store)

@@ -87,7 +87,7 @@ def finetune(
     the stored content_hash. ``train_seconds``: the frozen side's cross-validation over stored
     features; the fine-tuned side's, with the one pass of the frozen lower part (``cache_seconds``).
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     table = store.resolve_table(view, encoder)
     head = _head_for(table, unfreeze_last, max_epochs=max_epochs, patience=patience, lr=lr, batch_size=batch_size,
                      class_weight=class_weight, random_state=seed)

@@ -121,7 +121,7 @@ def view_source(ts: TrainingSet, *, store: Any) -> TextSource | None:
 
     table = ts.manifest.tables[0]
     try:
-        source = (store if isinstance(store, Store) else Store(store)).view_source(table.view, table.encoder_id)
+        source = Store.of(store).view_source(table.view, table.encoder_id)
     except StoreError:
         return None
     return source if isinstance(source, TextSource) else None

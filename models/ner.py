@@ -209,7 +209,7 @@ def train(
     ``baseline_f1`` in the metrics, its full report under ``baselines`` in the report.
     ``progress`` ticks three steps: the sentences read, the head fitted, both scored.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if rebuild is not None:  # the sentences and split the manifest describes, at its table versions
         view, encoder = rebuild.view, rebuild.tables[0].encoder_id
         eval_view, test_size, seed = rebuild.arguments.get("eval_view"), rebuild.arguments.get("test_size", test_size), rebuild.arguments.get("seed", seed)
@@ -283,7 +283,7 @@ def evaluate_view(model: LoadedModel, view: str, *, store: Store | str | None = 
     Returns ``input`` (the view and version read), ``content_hash`` (of its sentence ids and
     tags), ``rows`` (sentences), ``tokens``, ``metrics`` and ``baselines``.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     encoder_id = model.manifest["encoders"][0]["encoder_id"]
     try:
         table = token_table(view, encoder_id, store=store)

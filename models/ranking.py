@@ -144,7 +144,7 @@ def train(
     views' newest state, so they must still be at the versions it records.
     """
     started = time.perf_counter()
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if rebuild is not None:
         args = rebuild.arguments
         view, encoder, word2vec_view = rebuild.view, rebuild.tables[0].encoder_id, args.get("word2vec_view")

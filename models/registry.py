@@ -41,10 +41,10 @@ from typing import Any
 
 from featurestore.encoders import BaseEncoder, from_meta
 from featurestore.errors import ModelError, StoreError, UnknownModelError
+from featurestore.manifest import TrainingManifest
 from featurestore.sources.content import file_sha256
 from featurestore.store import Store
 from featurestore.store.schema import check_view_name
-from featurestore.manifest import TrainingManifest
 from models import headfiles, novelty
 from models.base import LoadedModel, TrainResult
 
@@ -68,7 +68,7 @@ MODEL_FILES = frozenset({headfiles.SKOPS_FILE, headfiles.TORCH_FILE, headfiles.T
 
 def save_model(name: str, result: TrainResult, *, store: Store | str | None = None) -> LoadedModel:
     """Write ``result`` as the next version of model ``name`` and return it as loaded."""
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     check_view_name(name)
     store.ensure_writable()
     folder = store.fetch(f"models/{name}", marker="manifest.json", names=LISTED)  # a remote store's versions count too
@@ -107,7 +107,7 @@ def save_evaluation(model: LoadedModel, evaluation: dict[str, Any], *, store: St
     into place, so a reader sees the old list or the new one; a list that cannot be read is
     replaced. Returns the file's path.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     store.ensure_writable()
     folder = store.path / "models" / model.name
     target = folder / str(model.version) / EVALUATIONS_FILE
@@ -185,7 +185,7 @@ def model_versions(folder: Path) -> list[int]:
 
 def newest_manifest(name: str, *, store: Store | str | None = None) -> tuple[int, dict[str, Any]] | None:
     """The newest version of model ``name`` and its manifest.json, without loading the head (None: never saved)."""
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     versions = model_versions(store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED))
     if not versions:
         return None
@@ -206,7 +206,7 @@ def needs_retrain(
     is gone. Reads only the newest version's manifest.json (no head is loaded), so the check
     costs next to nothing when nothing changed; a manifest that cannot be read is a reason too.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     try:
         saved = newest_manifest(name, store=store)
     except ModelError as exc:
@@ -241,7 +241,7 @@ def needs_retrain(
 
 def load_model(name: str, version: int | None = None, *, store: Store | str | None = None) -> LoadedModel:
     """Model ``name`` at ``version`` (the newest when None), its files verified against the manifest."""
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     folder = store.fetch(f"models/{check_view_name(name)}", marker="manifest.json", names=LISTED)
     versions = model_versions(folder)
     if not versions:
@@ -312,7 +312,7 @@ def _verify(model: str, path: Path, files: dict[str, Any]) -> None:
 
 def list_models(*, store: Store | str | None = None) -> list[dict[str, Any]]:
     """One row per saved version: name, version, task, metrics, created_at, encoders."""
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     base = store.fetch("models", marker="manifest.json", names=LISTED)
     rows = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
@@ -342,7 +342,7 @@ def newest_records(*, store: Store | str | None = None) -> list[dict[str, Any]]:
     per model with ``name``, ``version``, ``manifest``, ``report`` (report.json) and
     ``evaluations`` (evaluations.json, ``[]`` when never evaluated), or ``name``, ``version`` and
     ``error`` (one line ending in what to do) when a file of the version cannot be read."""
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     base = store.fetch("models", marker="manifest.json", names=(*LISTED, EVALUATIONS_FILE))
     records = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:

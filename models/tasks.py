@@ -85,7 +85,7 @@ def check_train(task: str, view: str, encoder: str | None, name: str, options: d
     from featurestore.training import check_arguments
 
     given = check_options(task, options)
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     train_fn = _train_function(task_module(_FINETUNED if "unfreeze_last" in given else task))
     params = inspect.signature(train_fn).parameters
     taken = {k: given.get(k, params[k].default) for k in ("labels", "split", "n_splits", "as_of", "extra_encoders") if k in params}
@@ -125,7 +125,7 @@ def train(
 
     ``progress(done, total)`` is called after each cross-validation fold or fitting step.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     given = check_options(task, options)
     module = task_module(_FINETUNED if "unfreeze_last" in given else task)
     return _train_function(module)(view, encoder, store=store, progress=progress, **given)
@@ -176,7 +176,7 @@ def reproduce(model: LoadedModel, *, store: Store | str | None = None, progress:
 
     from models.headfiles import head_files
 
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     manifest, training = model.manifest, model.training
     if training.arguments.get("labels") == "<DataFrame>":
         raise FeatureStoreError(f"model {model.name} was trained on labels given as a DataFrame; reproduce it from Python")

@@ -19,10 +19,17 @@ import numpy as np
 
 from featurestore.errors import InvalidArgumentError
 from featurestore.extras import require
+from featurestore.sources.content import file_sha256
 
 Modality = Literal["text", "image", "tokens"]
 Granularity = Literal["sentence", "token", "image"]
 Metric = Literal["cosine", "l2"]
+# The encoders' option types: the encoders check them, the project file and the CLI take them as they are.
+TextGranularity = Literal["sentence", "token"]
+Layers = Literal["last", "last4"]
+Subword = Literal["first", "mean"]
+LongText = Literal["truncate", "windows"]
+Tta = Literal["none", "flip", "flip5crop"]
 
 
 @dataclass
@@ -184,11 +191,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         if isinstance(cached.get(name), str):
             _DIGESTS[key] = cached[name]
         else:
-            h = hashlib.sha256()
-            with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-            _DIGESTS[key] = h.hexdigest()[:16]
+            _DIGESTS[key] = file_sha256(p)[:16]
             _write_digest(name, _DIGESTS[key])
     return _DIGESTS[key]
 

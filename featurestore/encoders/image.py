@@ -35,21 +35,21 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence, get_args
+from typing import Any, Iterator, Sequence, get_args
 
 import numpy as np
 
-from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, resolve_device
+from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, Tta, check_device, file_digest, resolve_device
 from featurestore.encoders.efficientnet import BLOCK_CHANNELS, HEAD_CHANNELS, MODEL, build_model, packaged_weights, pooled_features
 from featurestore.encoders.onnx_image import OnnxPlan, check_photos
 from featurestore.errors import EncoderError, ImageDecodeError, InvalidArgumentError
 from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.sources.imaging import INTERPOLATION, NORMALISATION, decode_pixels
+from featurestore.vectors import l2_normalise
 
 __all__ = ["TTA_VIEWS", "EfficientNetEncoder", "make"]
 
-Tta = Literal["none", "flip", "flip5crop"]
 # Views whose pooled features are averaged, per test-time augmentation ("none": the centre crop alone).
 TTA_VIEWS: dict[str, int] = {"none": 1, "flip": 2, "flip5crop": 10}
 
@@ -273,8 +273,8 @@ class EfficientNetEncoder(BackendChoice, BaseEncoder):
         pooled = np.concatenate([self._run(self._views(pixels[i : i + step])) for i in range(0, len(pixels), step)])
         if n_views > 1:
             pooled = pooled.reshape(len(pixels), n_views, -1).mean(axis=1, dtype=np.float32)
-        if self.normalize:  # torch.nn.functional.normalize(p=2, eps=1e-12)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        if self.normalize:
+            l2_normalise(pooled, eps=1e-12)
         return pooled
 
     def _views(self, x: np.ndarray) -> np.ndarray:

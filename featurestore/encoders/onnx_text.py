@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from featurestore.encoders.onnx_backend import OPSET, TOLERANCE, Unsupported, session
-
+from featurestore.vectors import l2_normalise
 
 POOLINGS = ("cls", "mean", "max", "mean_sqrt_len_tokens")
 LAYERS = ("last", "last4")
@@ -248,8 +248,8 @@ def pool(states: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np
         count = np.maximum(m.sum(axis=1), 1e-9)
         out = total / (np.sqrt(count) if mode == "mean_sqrt_len_tokens" else count)
     out = np.ascontiguousarray(out, dtype=np.float32)
-    if normalize:  # torch.nn.functional.normalize(p=2, eps=1e-12)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    if normalize:
+        l2_normalise(out, eps=1e-12)
     return out
 
 

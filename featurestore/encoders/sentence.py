@@ -11,11 +11,22 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BackendChoice, BaseEncoder, EncodeResult, check_device, file_digest, resolve_device
+from featurestore.encoders.base import (
+    BackendChoice,
+    BaseEncoder,
+    EncodeResult,
+    Layers,
+    LongText,
+    Subword,
+    TextGranularity,
+    check_device,
+    file_digest,
+    resolve_device,
+)
 from featurestore.encoders.token_vectors import TokenVectors
 from featurestore.encoders.windows import plan_windows, stitch
 from featurestore.errors import EncoderError, InvalidArgumentError
@@ -23,10 +34,6 @@ from featurestore.extras import require
 from featurestore.params import positive_int
 from featurestore.vectors import l2_normalise
 
-TextGranularity = Literal["sentence", "token"]
-Layers = Literal["last", "last4"]
-Subword = Literal["first", "mean"]
-LongText = Literal["truncate", "windows"]
 WINDOWABLE = {"Transformer", "Pooling", "Normalize"}  # the modules whose output the windowed mean reproduces
 TOKEN_DEFAULTS: dict[str, Any] = {"layers": "last4", "subword": "first"}  # last4: what the default NER head scores best on
 

@@ -18,10 +18,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from featurestore.encoders.base import BaseEncoder, EncodeResult, TokenEncodeResult, file_digest
+from featurestore.encoders.base import BaseEncoder, EncodeResult, TextGranularity, TokenEncodeResult, file_digest
 from featurestore.encoders.spans import Span, align_tokens
 from featurestore.errors import EncoderError, InvalidArgumentError
 from featurestore.extras import require
+from featurestore.vectors import l2_normalise
 
 # The tokenizer the default vectors were trained with: letter/digit runs, in-word apostrophes
 # kept, numbers keep inner "." and ",", other punctuation dropped.
@@ -167,7 +168,7 @@ class Word2VecEncoder(BaseEncoder):
         weighting: Literal["mean", "sif"] = "mean",
         sif_a: float = 1e-3,
         normalize: bool | None = None,
-        granularity: Literal["sentence", "token"] = "sentence",
+        granularity: TextGranularity = "sentence",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -295,8 +296,7 @@ class Word2VecEncoder(BaseEncoder):
                 out[i] = (w[:, None] * table[ids]).sum(axis=0) / w.sum()
         zero = ~out.any(axis=1)
         if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            np.divide(out, norms, out=out, where=norms > 0)
+            l2_normalise(out)
         return EncodeResult(out, n_tokens, n_oov, zero)
 
     def encode_tokens(self, texts: Sequence[str], tokens: Sequence[Sequence[str] | None] | None = None) -> TokenEncodeResult:
@@ -331,8 +331,7 @@ class Word2VecEncoder(BaseEncoder):
             out = np.zeros((len(keys), self.dim), dtype=np.float32)
             out[known] = kv.vectors[ids[known]]
             if self.normalize:
-                norms = np.linalg.norm(out, axis=1, keepdims=True)
-                np.divide(out, norms, out=out, where=norms > 0)
+                l2_normalise(out)
             vectors.append(out)
             oov.append(~known)
         return TokenEncodeResult(tokens=spans, vectors=vectors, oov=oov)

@@ -14,7 +14,7 @@ from featurestore.encoders import BaseEncoder, from_meta
 from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
-from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
+from featurestore.index.vector_index import INFO_FILE, IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction
 from featurestore.store import FeatureTable, Store, TableInfo
@@ -59,7 +59,7 @@ def index_dir(table: FeatureTable, *, store: Store, fetch: bool = True) -> Path:
 
 def index_json(table: FeatureTable, *, store: Store) -> Path:
     """The local ``index.json`` of the table's index, replaced by every save (what a cheap freshness check stats)."""
-    return index_dir(table, store=store, fetch=False) / "index.json"
+    return index_dir(table, store=store, fetch=False) / INFO_FILE
 
 
 def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
@@ -72,7 +72,7 @@ def local_index_dir(table: FeatureTable, *, store: Store) -> Path:
 def publish_index(table: FeatureTable, *, store: Store) -> None:
     """Share a just-written index through a remote store's bucket (nothing to do locally)."""
     files = json.loads(index_json(table, store=store).read_text()).get("files") or {}
-    store.publish(_relative(table.meta.view, table.meta.encoder_id), replace=True, names={"index.json", *files.values()})
+    store.publish(_relative(table.meta.view, table.meta.encoder_id), replace=True, names={INFO_FILE, *files.values()})
 
 
 def build_index(
@@ -91,7 +91,7 @@ def build_index(
     Vectors stream from the table's snapshot file a chunk at a time, so the build's memory is
     the index plus a working set (see ``choice.build_overhead``), not the table as well.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     table = store.resolve_table(view, encoder)
     if table.meta.granularity == "token":
         raise StoreError(f"view {view!r} holds token rows; indexes are built over sentence or image views")
@@ -163,7 +163,7 @@ def update_index(
     fraction("rebuild share", rebuild_share, example=0.2)
     if isinstance(max_imbalance, bool) or not isinstance(max_imbalance, (int, float)) or not 1 <= max_imbalance < float("inf"):
         raise InvalidArgumentError(f"max imbalance must be a number >= 1 (largest IVF list over the mean), e.g. 8. Got {max_imbalance!r} instead.")
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     table = store.resolve_table(view, encoder)
     with view_lock(table.meta.view, "index update", store=store, encoder_id=table.meta.encoder_id):  # one writer per table: see featurestore.locks
         return _update_index(store, table, encoder, rebuild_share, max_imbalance)
@@ -220,7 +220,7 @@ def ensure_index(
     The refresh flow and the index flow both call it, so a project's view and ``featurestore
     index build`` / ``update`` keep one index the same way.
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     if has_index(view, encoder, store=store):
         return update_index(view, encoder, store=store)
     return build_index(view, encoder, store=store, progress=progress, **build_options)
@@ -267,7 +267,7 @@ def _vectors_by_hash(table: FeatureTable, hashes: list[str]) -> np.ndarray:
 
 
 def has_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> bool:
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     return index_info(store.resolve_table(view, encoder), store=store) is not None
 
 
@@ -297,7 +297,7 @@ def index_status(row: TableInfo, *, store: Store) -> dict[str, Any] | None:
 
 
 def _read_info(store: Store, view: str, encoder_id: str) -> dict[str, Any] | None:
-    path, text = store.read_current(_relative(view, encoder_id), "index.json")
+    path, text = store.read_current(_relative(view, encoder_id), INFO_FILE)
     try:
         return json.loads(text) if text is not None else None
     except ValueError:
@@ -305,7 +305,7 @@ def _read_info(store: Store, view: str, encoder_id: str) -> dict[str, Any] | Non
 
 
 def load_index(view: str, encoder: str | None = None, *, store: Store | str | None = None) -> VectorIndex:
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     table = store.resolve_table(view, encoder)
     return VectorIndex.load(index_dir(table, store=store), encoder_id=table.meta.encoder_id)
 

@@ -45,6 +45,8 @@ FAISS_HEADERS = (b"IxM2", b"IwFl", b"IxRF")
 TEMPORARY = re.compile(r"^\..+\.tmp$")  # what a save writes before renaming it into place
 
 
+INFO_FILE = "index.json"  # names the generation's files; written last, it commits a save
+
 @dataclass
 class IndexInfo:
     """What ``index.json`` holds."""
@@ -340,8 +342,8 @@ class VectorIndex:
     def save_info(self, folder: Path) -> None:
         """Write ``index.json`` alone (temporary name, then renamed): enough when only the covered
         version moved."""
-        (folder / ".index.json.tmp").write_text(json.dumps(asdict(self.info), indent=2))
-        os.replace(folder / ".index.json.tmp", folder / "index.json")
+        (folder / f".{INFO_FILE}.tmp").write_text(json.dumps(asdict(self.info), indent=2))
+        os.replace(folder / f".{INFO_FILE}.tmp", folder / INFO_FILE)
 
     @classmethod
     def load(cls, folder: Path, *, encoder_id: str | None = None) -> "VectorIndex":
@@ -354,7 +356,7 @@ class VectorIndex:
         """
         faiss = _faiss()
         rebuild = "rebuild it with `featurestore index build`"
-        meta = folder / "index.json"
+        meta = folder / INFO_FILE
         if not meta.is_file():
             raise StoreError(f"no index at {folder}; build one with `featurestore index build`")
         try:
@@ -467,7 +469,7 @@ def _file_size(path: Path) -> int:
 def _named_files(folder: Path) -> set[str]:
     """The files the ``index.json`` in ``folder`` names (none when it is missing or unreadable)."""
     try:
-        info = json.loads((folder / "index.json").read_text())
+        info = json.loads((folder / INFO_FILE).read_text())
     except (OSError, ValueError, RecursionError):
         return set()
     files = info.get("files") if isinstance(info, dict) else None

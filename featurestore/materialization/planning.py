@@ -142,7 +142,7 @@ def plan(
     if on_duplicate not in ("error", "last"):
         raise InvalidArgumentError(f"on_duplicate must be 'error' or 'last'. Got {on_duplicate!r} instead.")
     positive_int("shard size (`shard_size`)", shard_size)
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     options = dict(encoder_options or {})
     enc = get_encoder(encoder, **options)
     check_fits(source, enc)

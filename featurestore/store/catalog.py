@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from urllib.parse import unquote
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pyarrow.compute as pc
 
@@ -58,6 +58,12 @@ class TableInfo:
 
 class Store:
     """A feature store rooted at a folder (``--store``, ``FEATURESTORE_HOME`` or ``~/.featurestore``)."""
+
+    @classmethod
+    def of(cls, store: "Store | str | os.PathLike[str] | None") -> "Store":
+        """``store`` itself when it is a :class:`Store`, else the store at that root (None: the
+        configured default): what every function taking ``store=`` does with it."""
+        return store if isinstance(store, Store) else cls(store)
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         root_text = settings.store_root(root)

@@ -133,7 +133,7 @@ def training_set(
         "strict": strict,
         "extra_encoders": list(extra_encoders),
     }
-    return _build(arguments, store if isinstance(store, Store) else Store(store), labels, pins=None)
+    return _build(arguments, Store.of(store), labels, pins=None)
 
 
 # The arguments training_set() records: what training_set_from_manifest passes to it again.
@@ -160,7 +160,7 @@ def check_arguments(
     not a Prefect start; what depends on the rows (labels that match nothing, one class) is
     still found while building the set. ``labels=None``: the caller takes no labels (nothing to check).
     """
-    store = store if isinstance(store, Store) else Store(store)
+    store = Store.of(store)
     tables = _tables(store, view, encoder, extra_encoders)
     if isinstance(as_of, int) and len(tables) > 1:
         raise InvalidArgumentError(_AS_OF_VERSION_WITH_EXTRAS)
@@ -194,7 +194,7 @@ def training_set_from_manifest(
         raise SourceError("this training set was built from a DataFrame of labels; pass it again with `labels`")
     source = labels if labels is not None else arguments["labels"]
     pins = {t.encoder_id: t.version for t in manifest.tables}
-    rebuilt = _build(arguments, store if isinstance(store, Store) else Store(store), source, pins=pins)
+    rebuilt = _build(arguments, Store.of(store), source, pins=pins)
     for key in ("content_sha256", "features_sha256"):
         if getattr(rebuilt.manifest, key) != getattr(manifest, key):
             raise StoreError(

@@ -8,9 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli.options import BackendOpt
-
-StoreOpt = typer.Option(None, "--store", help="Store root (default: $FEATURESTORE_HOME or ~/.featurestore); local or s3://.")
+from flows.cli.options import BackendOpt, StoreOpt
 
 
 def api(
@@ -36,8 +34,8 @@ def api(
             f"Got workers={workers}, max_views={max_views}, threads={threads}, port={port}."
         )
     the_store = Store(store)
-    if the_store.remote is None and not (the_store.path / "views").is_dir():
-        raise FeatureStoreError(f"no store at {the_store.root} (no views/ folder); materialize a view first or pass --store")
+    if the_store.remote is None and not the_store.views():
+        raise FeatureStoreError(f"no store at {the_store.root} (no views in it); materialize a view first or pass --store")
     env_backend = {"FEATURESTORE_ENCODER_BACKEND": settings.encoder_backend(backend.strip().lower())} if backend is not None else {}
     settings.api_max_body(max_body)  # a bad --max-body is a one-line error now, not in every worker
     env = {"FEATURESTORE_HOME": the_store.root, "FEATURESTORE_API_MAX_BODY": max_body, "FEATURESTORE_API_MAX_VIEWS": str(max_views), **env_backend}

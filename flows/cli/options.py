@@ -8,7 +8,7 @@ import typer
 
 __all__ = ["BACKEND_HELP", "BackendOpt", "EncoderOpt", "QuietOpt", "STORE_HELP", "StoreOpt", "WaitOpt", "json_option"]
 
-STORE_HELP = "Store root (default: $FEATURESTORE_HOME or ~/.featurestore)."
+STORE_HELP = "Store root (default: $FEATURESTORE_HOME or ~/.featurestore); local or s3://."
 BACKEND_HELP = (
     "What runs the minilm/st: encoders (sentence and token vectors) and efficientnet-lite0 (minilm-int8: ONNX Runtime only): auto (default: ONNX Runtime on CPU when "
     "installed and its checked export is cached or can be made, else torch), torch or onnx. Sets $FEATURESTORE_ENCODER_BACKEND."

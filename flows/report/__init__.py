@@ -57,7 +57,7 @@ def write_report(
         positive_int(name, value)
     if projection not in PROJECTIONS:
         raise InvalidArgumentError(f"projection must be one of: {', '.join(PROJECTIONS)}. Got {projection!r} instead.")
-    s = store if isinstance(store, Store) else Store(store)
+    s = Store.of(store)
     if s.remote is not None:
         s.remote.check_reachable()
     elif not s.path.is_dir():
