@@ -53,7 +53,7 @@ def view_lock(view: str, purpose: str, *, store: Store | str | None = None, enco
     ``materialize``, ``index build`` ...) is shown to a run that finds the lock taken.
     """
     store = Store.of(store)
-    folder = store.path / "locks" / check_view_name(view)
+    folder = store.lock_dir(view)
     table = folder / check_view_name(encoder_id) if encoder_id is not None else None
     held: set[Path] = _HELD.__dict__.setdefault("folders", set())
     if folder in held or (table is not None and table in held):

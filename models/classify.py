@@ -20,6 +20,7 @@ import numpy as np
 from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.manifest import TrainingManifest
 from featurestore.progress import ProgressFn, Steps
+from featurestore.store import Store
 from featurestore.training import TrainingSet, training_set, training_set_from_manifest
 from models import novelty
 from models.base import LoadedModel, TrainResult
@@ -48,7 +49,7 @@ def train(
     view: str,
     encoder: str | None = None,
     *,
-    store: Any = None,
+    store: Store | str | None = None,
     labels: Any = "label",
     label_col: str = "label",
     head: TextHeadKind = "auto",
@@ -113,7 +114,7 @@ def train(
                        novelty=novelty.describe(ts.X, seed=seed), choice=choice.record)
 
 
-def head_training_set(rebuild: TrainingManifest | None, view: str, encoder: str | None, *, store: Any, **arguments: Any) -> TrainingSet:
+def head_training_set(rebuild: TrainingManifest | None, view: str, encoder: str | None, *, store: Store | str | None, **arguments: Any) -> TrainingSet:
     """The set a head trains on: the one ``rebuild`` describes (at its table versions, hashes
     checked), else :func:`featurestore.training.training_set` of ``view`` with ``arguments``."""
     if rebuild is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from featurestore.errors import InvalidArgumentError
 from featurestore.manifest import TrainingManifest
 from featurestore.progress import ProgressFn
+from featurestore.store import Store
 from models.base import TrainResult
 from models.classify import HeadKind, predict
 from models.classify import train as train_classifier
@@ -36,7 +37,7 @@ def train(
     view: str,
     encoder: str | None = None,
     *,
-    store: Any = None,
+    store: Store | str | None = None,
     labels: Any = "label",
     label_col: str = "label",
     head: HeadKind = "logistic-cv",

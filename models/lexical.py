@@ -32,6 +32,7 @@ import numpy as np
 
 from featurestore.errors import SourceError
 from featurestore.sources import TextSource
+from featurestore.store import Store
 from featurestore.training import TrainingSet
 
 __all__ = [
@@ -114,10 +115,9 @@ def takes_text(head: Any) -> bool:
     return TEXT_COLUMN in list(getattr(head, "feature_names_in_", ()))
 
 
-def view_source(ts: TrainingSet, *, store: Any) -> TextSource | None:
+def view_source(ts: TrainingSet, *, store: Store | str | None) -> TextSource | None:
     """The text source the view was materialized from (its run record), or None when it is unknown or gone."""
     from featurestore.errors import StoreError
-    from featurestore.store import Store
 
     table = ts.manifest.tables[0]
     try:

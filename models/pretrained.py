@@ -23,6 +23,7 @@ import numpy as np
 
 from featurestore.errors import InvalidArgumentError, SourceError
 from featurestore.serving import ENCODE_LOCK
+from featurestore.store import Store
 from featurestore.vectors import prepare
 
 __all__ = ["AS_IS", "imagenet", "imagenet_classes", "zero_shot"]
@@ -69,7 +70,7 @@ def zero_shot(
     *,
     view: str,
     encoder: str | None = None,
-    store: Any = None,
+    store: Store | str | None = None,
     k: int | None = None,
     temperature: float = 0.05,
 ) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from featurestore.errors import SourceError
 from featurestore.manifest import TrainingManifest
 from featurestore.progress import ProgressFn
 from featurestore.sources import TextSource
+from featurestore.store import Store
 from models import novelty
 from models.base import TrainResult
 from models.classify import (
@@ -44,7 +45,7 @@ def train(
     view: str,
     encoder: str | None = None,
     *,
-    store: Any = None,
+    store: Store | str | None = None,
     labels: Any = "label",
     label_col: str = "label",
     positive: str = "spam",

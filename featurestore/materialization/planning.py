@@ -154,7 +154,7 @@ def plan(
         clear_dead_staging(view, enc.encoder_id, store=store)
         state = table.state()
         run_id = uuid.uuid4().hex[:12]
-        staging = store.path / "_staging" / view / enc.encoder_id / run_id
+        staging = store.staging_dir(view, enc.encoder_id) / run_id
         p = Plan(
             run_id=run_id,
             store=store.root,
@@ -335,7 +335,7 @@ def clear_dead_staging(view: str, encoder_id: str, *, store: Store) -> None:
     other run's staging is live: what is there was left by a run that was killed (a failed run
     removes its own). What such a run committed stays, and this run's diff re-plans the rest.
     """
-    folder = store.path / "_staging" / view / encoder_id
+    folder = store.staging_dir(view, encoder_id)
     if folder.is_dir():
         shutil.rmtree(folder, ignore_errors=True)
         remove_empty_parents(folder.parent, store.path)

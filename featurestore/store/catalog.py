@@ -89,6 +89,14 @@ class Store:
     def storage_options(self) -> dict[str, str] | None:
         return self.remote.storage_options if self.remote else None
 
+    def staging_dir(self, view: str, encoder_id: str) -> Path:
+        """Where the runs of table (``view``, ``encoder_id``) stage their shards (``_staging/``, local)."""
+        return self.path / "_staging" / check_view_name(view) / encoder_id
+
+    def lock_dir(self, view: str) -> Path:
+        """Where the locks of ``view`` and of its tables live (``locks/<view>/``, local)."""
+        return self.path / "locks" / check_view_name(view)
+
     def table_uri(self, view: str, encoder_id: str) -> str:
         return self.table(view, encoder_id).uri
 
