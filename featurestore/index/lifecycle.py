@@ -14,7 +14,8 @@ from featurestore.encoders import BaseEncoder, from_meta
 from featurestore.errors import InvalidArgumentError, StoreError
 from featurestore.index.choice import IndexType, kind_of, parse_bytes
 from featurestore.index.delta import FOLD_ROWS, FOLD_SHARE
-from featurestore.index.vector_index import INFO_FILE, IndexInfo, Rows, VectorIndex
+from featurestore.index.files import INFO_FILE
+from featurestore.index.vector_index import IndexInfo, Rows, VectorIndex
 from featurestore.locks import view_lock
 from featurestore.params import fraction
 from featurestore.store import FeatureTable, Store, TableInfo

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import threading
 import time
 import uuid
@@ -32,20 +31,11 @@ from featurestore.errors import SchemaMismatchError, StoreError
 from featurestore.extras import require
 from featurestore.index.choice import ADD_CHUNK, IndexType, choose_factory, kind_of, train_rows
 from featurestore.index.delta import Delta, merge, selector_excluding
+from featurestore.index.files import INDEX_FILES, INFO_FILE, TEMPORARY, check_header, checked_files, file_size, named_files
 from featurestore.index.tuning import tune
 from featurestore.params import fraction
 from featurestore.vectors import l2_normalise, prepare
 
-INDEX_FILES = re.compile(r"^(index(-\w+)?\.faiss|ids(-\w+)?\.parquet|delta(-\w+)?\.parquet)$")
-# What index.json may name, by kind: plain names in the index folder (``../x`` would read outside it).
-FILE_NAMES = {"index": re.compile(r"^index(-\w+)?\.faiss$"), "ids": re.compile(r"^ids(-\w+)?\.parquet$"), "delta": re.compile(r"^delta(-\w+)?\.parquet$")}
-# The first four bytes of the index files built here: IndexIDMap2 (flat and HNSW), IndexIVFFlat, IndexRefine
-# (IVF-PQ). Checked before FAISS, C++ code, parses the rest of a file that may come from anywhere.
-FAISS_HEADERS = (b"IxM2", b"IwFl", b"IxRF")
-TEMPORARY = re.compile(r"^\..+\.tmp$")  # what a save writes before renaming it into place
-
-
-INFO_FILE = "index.json"  # names the generation's files; written last, it commits a save
 
 @dataclass
 class IndexInfo:
@@ -309,7 +299,7 @@ class VectorIndex:
         """
         faiss = _faiss()
         folder.mkdir(parents=True, exist_ok=True)
-        previous = _named_files(folder)
+        previous = named_files(folder)
         token = uuid.uuid4().hex[:12]
         files = dict(self.info.files) if self.info.files else {}
         same = self.source is not None and self.source.resolve() == folder.resolve() and (folder / files.get("index", "")).is_file()
@@ -365,11 +355,11 @@ class VectorIndex:
             raise StoreError(f"{meta} cannot be read ({str(exc)[:160]}); {rebuild}") from None
         if encoder_id is not None and info.encoder_id != encoder_id:
             raise SchemaMismatchError(f"the index at {folder} was built for {info.encoder_id}, not {encoder_id}; {rebuild}")
-        files = _checked_files(folder, info.files, rebuild)
+        files = checked_files(folder, info.files, rebuild)
         base = folder / files["index"]
-        in_memory = info.memory_budget is not None and _file_size(base) <= info.memory_budget
+        in_memory = info.memory_budget is not None and file_size(base) <= info.memory_budget
         mapped = False
-        _check_header(base, rebuild)
+        check_header(base, rebuild)
         try:
             if in_memory:
                 raise RuntimeError("read into memory")
@@ -430,47 +420,3 @@ def _train(index: Any, sample: np.ndarray, factory: str, seconds: float) -> None
             f"(stopped after {elapsed:.1f} s); nothing was written. Use `index_type='flat'` (it needs no training) "
             "or raise FEATURESTORE_INDEX_TRAIN_SECONDS"
         )
-
-
-def _checked_files(folder: Path, files: Any, rebuild: str) -> dict[str, str]:
-    """``index.json``'s files, each a plain file named as this module names them (never a path
-    out of the folder, never a link), with the index and id map among them."""
-    if not files:
-        raise StoreError(f"{folder / 'index.json'} lists no files of this index (its \"files\" entry is missing or empty); {rebuild}")
-    named = isinstance(files, dict) and {"index", "ids"} <= set(files)
-    bad = [f"{k}: {v!r}" for k, v in files.items() if k not in FILE_NAMES or not isinstance(v, str) or not FILE_NAMES[k].match(v)] if named else []
-    if not named or bad:
-        listed = ", ".join(bad) if bad else repr(files)
-        raise StoreError(f"{folder / 'index.json'} names files that are not this index's ({listed}); {rebuild}")
-    for name in files.values():
-        if (folder / name).is_symlink():
-            raise StoreError(f"the index file {folder / name} is a link; an index folder holds plain files only, {rebuild}")
-    return files
-
-
-def _check_header(path: Path, rebuild: str) -> None:
-    """Refuse a file that is missing or does not start as the index files built here do."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as exc:
-        raise StoreError(f"the index file {path} cannot be read ({exc.strerror or exc}); {rebuild}") from None
-    if head not in FAISS_HEADERS:
-        raise StoreError(f"the index file {path} is not a FAISS index built here (it starts with {head!r}); {rebuild}")
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _named_files(folder: Path) -> set[str]:
-    """The files the ``index.json`` in ``folder`` names (none when it is missing or unreadable)."""
-    try:
-        info = json.loads((folder / INFO_FILE).read_text())
-    except (OSError, ValueError, RecursionError):
-        return set()
-    files = info.get("files") if isinstance(info, dict) else None
-    return {name for name in files.values() if isinstance(name, str)} if isinstance(files, dict) else set()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from featurestore.index import VectorIndex, build_index
-from featurestore.index.vector_index import FAISS_HEADERS
+from featurestore.index.files import FAISS_HEADERS
 from featurestore.store import Store, TableMeta
 from tests.conftest import snapshot
 from tests.featurestore.index.test_index import _synthetic_rows, clustered
