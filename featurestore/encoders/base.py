@@ -19,7 +19,6 @@ import numpy as np
 
 from featurestore.errors import InvalidArgumentError
 from featurestore.extras import require
-from featurestore.sources.content import file_sha256
 
 Modality = Literal["text", "image", "tokens"]
 Granularity = Literal["sentence", "token", "image"]
@@ -191,6 +190,8 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         if isinstance(cached.get(name), str):
             _DIGESTS[key] = cached[name]
         else:
+            from featurestore.sources.content import file_sha256  # not at import: it imports the sources package
+
             _DIGESTS[key] = file_sha256(p)[:16]
             _write_digest(name, _DIGESTS[key])
     return _DIGESTS[key]

@@ -180,6 +180,9 @@ def check_query(
 
 
 def filtered_search(index: VectorIndex, frame: Any, queries: np.ndarray, k: int, where: str, exact_below: int) -> list[list[dict[str, Any]]]:
+    """The hits of a ``where``-filtered search: the index restricted to the matching rows when
+    they are at least ``exact_below``, else (or when the index returns fewer than k) exact search
+    over them; k hits whenever k rows match."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
