@@ -56,6 +56,7 @@ class SearchResults(list):
     """A list (one list of hits per query, best first) that also says which :class:`Generation`
     answered, so a caller can tell that every hit of one call came from one generation."""
 
+    __slots__ = ("generation",)  # no per-result __dict__ to build
     generation: Generation
 
     @classmethod
@@ -289,8 +290,10 @@ class Searcher:
         force, without the freshness check (see :meth:`check_due`)."""
         check_query, query_vectors, check_vectors, describe_query, filtered_search = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
-        state = self._current(check)  # read once: this call sees one generation, whatever swaps meanwhile
-        index, frame = self._index_of(state), state.frame
+        state = self._state  # read once: this call sees one generation, whatever swaps meanwhile
+        if state is None or (check and time.monotonic() - self._checked >= self.check_every):  # refresh()'s own test, inline: a warm query pays no call for it
+            state = self._current(check)
+        index, frame = state.index if state.index is not None else self._index_of(state), state.frame
         meta = self.table.meta
         if ids is not None:
             rows = frame.rows_of(list(ids))

@@ -37,6 +37,22 @@ def l2_normalise(x: np.ndarray, *, eps: float | None = None) -> np.ndarray:
     return x
 
 
+def squared_norms(x: np.ndarray) -> list[float]:
+    """The squared L2 norm of each row of the 2-d array ``x``, computed in float32, as Python floats.
+
+    A float32 C-contiguous array goes through FAISS's ``fvec_norms_L2sqr`` where FAISS is
+    installed: the SIMD kernel a search runs anyway, where numpy's ``vecdot`` goes through the
+    generalised-ufunc machinery (~3 us more per query on a warm search path, whose checks are
+    its main cost beside the search). Elsewhere numpy computes the same sums. A norm past
+    float32's range is ``inf`` on both paths."""
+    faiss = _faiss()
+    if faiss is not None and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous:
+        out = np.empty(x.shape[0], np.float32)
+        faiss.fvec_norms_L2sqr(faiss.swig_ptr(out), faiss.swig_ptr(x), x.shape[1], x.shape[0])
+        return out.tolist()
+    return np.vecdot(x, x).tolist()
+
+
 @functools.cache
 def _faiss() -> Any:
     """The faiss module when it is installed, imported on first use; else None."""

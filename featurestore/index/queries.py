@@ -19,6 +19,7 @@ import numpy as np
 from featurestore.errors import EncoderError, InvalidArgumentError, SchemaMismatchError, StoreError
 from featurestore.params import non_negative_int, positive_int
 from featurestore.sources.content import normalize_text
+from featurestore.vectors import squared_norms
 
 if TYPE_CHECKING:
     from featurestore.index.vector_index import VectorIndex
@@ -80,12 +81,13 @@ def query_vectors(vectors: Any, dim: int, encoder_id: str) -> np.ndarray:
 def check_vectors(queries: np.ndarray, metric: str, kind: str, values: Any, *, encoder_id: str) -> None:
     """Refuse a query vector holding NaN or an infinite value and, under cosine, the zero
     vector: it has no direction, so every stored vector would score 0. One pass over the rows'
-    squared norms (``np.vecdot``, float32: ~2 us a query, where float64 or an ``errstate`` costs
-    3-4 us more) clears the usual batch; when a norm is not a positive finite number, the checks
-    row by row name the first bad query (a norm that only overflowed, past ~1e19 a value, with
-    numpy's warning, or underflowed passes them). ``kind`` and ``values`` (the texts, paths or
+    squared norms (:func:`featurestore.vectors.squared_norms`, float32: FAISS's kernel, where numpy's
+    ``vecdot`` costs ~3 us more a query on the warm path, float64 or an ``errstate`` more still)
+    clears the usual batch; when a norm is not a positive finite number, the checks
+    row by row name the first bad query (a norm that only overflowed, past ~1e19 a value, or
+    underflowed passes them). ``kind`` and ``values`` (the texts, paths or
     ids given; None for vectors) name the query in the message."""
-    norms = np.vecdot(queries, queries).tolist()
+    norms = squared_norms(queries)
     if (0.0 < norms[0] < math.inf) if len(norms) == 1 else all(0.0 < s < math.inf for s in norms):
         return
     finite = np.isfinite(queries).all(axis=1)
