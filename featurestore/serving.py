@@ -106,6 +106,7 @@ class Searcher:
         self._log_seen: tuple[int, int] | None = None
         self._log_read = 0.0
         self._checked = 0.0
+        self._claimed = 0.0  # when a caller last took the freshness check on itself (claim_check)
         self._state: _State | None = None
         self._as_of: OrderedDict[str, "FeatureFrame"] = OrderedDict()
         from featurestore.index.lifecycle import index_json
@@ -160,11 +161,20 @@ class Searcher:
         finally:
             self._lock.release()
 
-    def check_due(self) -> bool:
-        """Whether the next call checks for a newer generation (and may load it). A caller that
-        must not wait on a load, such as the service's event loop, answers with ``check=False``
-        while this is False and hands the call to a thread when it is True."""
-        return self._state is None or time.monotonic() - self._checked >= self.check_every
+    def claim_check(self) -> bool:
+        """Whether the caller is to run the freshness check (and may load a newer generation):
+        True for one caller per ``check_every``, False for the others meanwhile. A caller that must
+        not wait on a load, such as the service's event loop, answers with ``check=False`` on
+        False and hands the call, checked, to a thread on True; the requests that arrive while
+        that thread waits for its turn keep answering from the generation in force (were each of
+        them sent to a thread too, a burst of hand-offs would cost more than their searches)."""
+        if self._state is None:
+            return True
+        now = time.monotonic()
+        if now - self._checked < self.check_every or now - self._claimed < self.check_every:
+            return False
+        self._claimed = now
+        return True
 
     def _current(self, check: bool = True) -> _State:
         if check or self._state is None:
@@ -287,7 +297,7 @@ class Searcher:
         """The ``k`` nearest stored entities of each query with their kept columns; see
         :func:`featurestore.index.queries.search` for the arguments. Every hit comes from the
         generation in ``result.generation``. ``check=False``: answer from the generation in
-        force, without the freshness check (see :meth:`check_due`)."""
+        force, without the freshness check (see :meth:`claim_check`)."""
         check_query, query_vectors, check_vectors, describe_query, filtered_search = _query_tools()
         kind = check_query(texts=texts, images=images, ids=ids, vectors=vectors, k=k, exact_below=exact_below)
         state = self._state  # read once: this call sees one generation, whatever swaps meanwhile

@@ -127,13 +127,14 @@ def create_app(*, store: str | None = None, token: str | None = None, max_body: 
         return searcher(view, encoder, store=the_store, max_views=max_views)
 
     def warm(view: str, encoder: str | None) -> Any:
-        """The view's handle when it is loaded and no freshness check is due: a query on it reads
-        memory only, so it is answered on the event loop (a thread hand-off costs more than a
-        vector or id search); else None, and the query goes to a thread, where a load may happen."""
+        """The view's handle when it is loaded and this request has not claimed the freshness
+        check: a query on it reads memory only, so it is answered on the event loop (a thread
+        hand-off costs more than a vector or id search); else None, and the query goes to a
+        thread, where the check runs and a load may happen (one request per check interval)."""
         from featurestore.serving import loaded_searcher
 
         found = loaded_searcher(view, encoder, store=the_store)
-        return found if found is not None and not found.check_due() else None
+        return found if found is not None and not found.claim_check() else None
 
     @app.post("/v1/search", summary="k nearest stored entities of text, image, id or vector queries")
     async def search(request: Request) -> Response:

@@ -63,7 +63,7 @@ def test_the_freshness_check_runs_at_most_every_check_every_seconds(two_views, s
 
 def test_check_false_answers_from_the_generation_in_force_and_never_loads(two_views, sms_file):
     """The service's event loop answers warm views with ``check=False``: no freshness check, so no
-    load, until ``check_due`` hands the call back to a thread, whose check swaps."""
+    load, until ``claim_check`` hands one call to a thread, whose check swaps."""
     from featurestore import Store
     from featurestore.serving import loaded_searcher
 
@@ -73,11 +73,14 @@ def test_check_false_answers_from_the_generation_in_force_and_never_loads(two_vi
     assert loaded_searcher("a", store=store) is handle
     handle.check_every = 3600
     first = handle.search(ids=["3"], k=2, check=False)
-    assert not handle.check_due()
+    assert not handle.claim_check()
     materialize(TextSource(str(sms_file(200, name="more.sms")), format="sms", id_col="@line", keep=("label", "text")), "a", "word2vec", store=two_views)
     update_index("a", store=two_views)
+    handle.check_every = 1.0
+    time.sleep(1.05)  # a check is due: the first caller takes it, the others answer from the state in force
+    assert handle.claim_check() and not handle.claim_check()
     handle.check_every = 0  # a check is due on every call now
-    assert handle.check_due()
+    assert handle.claim_check() and handle.claim_check()  # every caller takes it
     assert handle.search(ids=["3"], k=2, check=False).generation == first.generation and handle.swaps == 0
     assert handle.features(["180"], check=False)["unknown"] == ["180"]
     assert handle.search(ids=["180"], k=1)[0][0]["entity_id"] == "180" and handle.swaps == 1

@@ -99,7 +99,10 @@ def test_show_completion_prints_the_bash_script():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "flows.cli.main", "--show-completion", "bash"], capture_output=True, text=True, check=False)
+    # --show-completion prints the script of the shell it runs under (typer detects it from the
+    # parent processes: a word after the flag is not read), so the command runs under bash here
+    # (the trailing ":" keeps bash from exec-ing into Python), whatever started pytest.
+    out = subprocess.run(["bash", "-c", '"$0" -m flows.cli.main --show-completion; :', sys.executable], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "_FEATURESTORE_COMPLETE=complete_bash" in out.stdout and "complete -o default -F" in out.stdout
 

@@ -179,6 +179,29 @@ def test_evaluate_trains_it_again_on_the_judgments_its_manifest_names(trained, c
     assert check.identical_metrics and check.identical_head and check.metrics == trained.metrics, check
 
 
+def test_a_rebuild_is_refused_when_the_view_moved_or_the_judgments_changed(trained, cran_store, tmp_path):
+    from dataclasses import replace
+
+    from featurestore.store import Store
+
+    manifest = trained.training_manifest
+    table = Store(cran_store).resolve_table("cran")
+    version, models = table.version(), sorted(p.name for p in (cran_store / "models").glob("*")) if (cran_store / "models").exists() else []
+    moved = replace(manifest, tables=[replace(manifest.tables[0], version=manifest.tables[0].version + 1)])
+    with pytest.raises(StoreError, match=rf"cran/{manifest.tables[0].encoder_id} is at version {version}; the model was trained on version {version + 1}, "
+                                         "and ranking reads the newest state, so it cannot be trained again on that set"):
+        train("cran", rebuild=moved, queries=QUERIES, qrels=QRELS, store=cran_store)
+    lines = QRELS.read_text().splitlines()
+    query, doc, grade = lines[0].split()
+    changed = tmp_path / "cranqrel"
+    changed.write_text("\n".join([f"{query} {doc} {int(grade) % 4 + 1}", *lines[1:]]) + "\n")  # one judgment's grade differs
+    edited = replace(manifest, arguments={**manifest.arguments, "qrels": str(changed)})
+    with pytest.raises(StoreError, match=rf"the judgments in {changed} do not rebuild the training set identically \(content_sha256 differs\); they changed since"):
+        train("cran", rebuild=edited, queries=QUERIES, qrels=QRELS, store=cran_store)
+    assert table.version() == version  # refused before any write
+    assert (sorted(p.name for p in (cran_store / "models").glob("*")) if (cran_store / "models").exists() else []) == models
+
+
 def test_predict_returns_ranked_documents(trained, cran_store):
     model = loaded(trained, cran_store)
     queries = load_queries(QUERIES, "position")
