@@ -6,8 +6,9 @@ view of ``--text-rows`` messages encoded with minilm, for text queries. Measured
 alternate the variants (A B A B ...) so that load from other processes hits them alike; each
 figure is the best (min) of the rounds, medians beside it:
 
-- bare: one query at a time on the raw FAISS index read from the same index file (same
-  nprobe/efSearch), and for text a bare ``SentenceTransformer.encode`` of the query first;
+- bare: one query at a time on the raw FAISS index (the handle's own FAISS object, so that both
+  sides search the same memory; same nprobe/efSearch), and for text a bare
+  ``SentenceTransformer.encode`` of the query first;
 - bare, same work (``bare_vector_same_work``): what the handle returns, written with FAISS and
   numpy as a user would: the query normalised (``faiss.normalize_L2`` on a copy), the search,
   the entity ids of the hits from a numpy id array and their kept column from a numpy array,
@@ -18,10 +19,13 @@ figure is the best (min) of the rounds, medians beside it:
   ``--requests`` (2,000) in all per variant (p50 / p99 while queries queue, QPS), with the
   server's CPU seconds (its processes and their children) beside the wall time; vector, id and
   text queries, and the vector load again against a server with 2 worker processes. Where
-  ApacheBench (``ab``, Debian's apache2-utils) is installed, these loaded rows come from one
-  ``ab`` process with ``--clients`` keep-alive connections (one body repeated; its CPU seconds
-  beside), which leaves the cores to the servers; else from Python client processes, which take
-  about as much CPU as the server they load (``load_generator`` in the JSON says which).
+  ``wrk`` (Debian's wrk) is installed, these loaded rows come from one single-threaded ``wrk``
+  process over ``--clients`` HTTP/1.1 keep-alive connections, for ``--requests`` / 1,000
+  seconds (at least 2; one body repeated; its CPU seconds beside), which leaves the cores to the
+  servers. Else ApacheBench (``ab``, apache2-utils) does, whose HTTP/1.0 requests uvicorn
+  answers with ``connection: close``: a new TCP connection per request (``-k`` notwithstanding).
+  Else Python client processes, which take about as much CPU as the server they load
+  (``load_generator`` in the JSON says which).
 
 One-query ``featurestore search`` processes are timed by ``bench/search_cli.py``.
 
@@ -97,12 +101,58 @@ def http_load(pool: ProcessPoolExecutor, url: str, bodies: list[bytes], requests
     }
 
 
-AB = shutil.which("ab")  # ApacheBench (Debian's apache2-utils): a C load generator, a fraction of the CPU of Python clients
+WRK = shutil.which("wrk")  # Debian's wrk: HTTP/1.1 keep-alive connections from one C process
+AB = shutil.which("ab")  # ApacheBench (apache2-utils): HTTP/1.0, which uvicorn does not keep alive
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb")); wrk.body = f:read("*a"); f:close()
+"""
+
+
+def wrk_load(url: str, body: bytes, requests: int, clients: int, server_pids: list[int]) -> dict[str, float]:
+    """Like :func:`ab_load`, the load from one single-threaded ``wrk`` process: ``clients``
+    keep-alive connections for ``requests`` / 1,000 seconds (at least 2), the same body each
+    request; p50 / p99 ms from its latency distribution, QPS, the servers' CPU seconds and wrk's."""
+    import psutil
+
+    servers = [psutil.Process(pid) for pid in server_pids]
+    seconds = max(2, round(requests / 1000))
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "body.json").write_bytes(body)
+        (Path(folder) / "post.lua").write_text(WRK_SCRIPT)
+        cpu, client_cpu = sum(_cpu(p) for p in servers), own_cpu_seconds()
+        started = time.perf_counter()
+        done = subprocess.run([WRK, "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(Path(folder) / "post.lua"), f"{url}/v1/search"],
+                              capture_output=True, text=True, env={**os.environ, "BENCH_BODY": str(Path(folder) / "body.json")})
+        wall = time.perf_counter() - started
+    out = done.stdout
+    if done.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"bench: wrk failed (exit {done.returncode}): {(out + done.stderr).strip()[-400:]}")
+    unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+    def ms(text: str) -> float:
+        number = text.rstrip("smu")
+        return float(number) * unit[text[len(number):]]
+
+    percent = {line.split()[0]: ms(line.split()[1]) for line in out.splitlines() if line.strip().startswith(("50%", "99%"))}
+    count = int(next(line for line in out.splitlines() if " requests in " in line).split()[0])
+    return {
+        "p50_ms": percent["50%"],
+        "p99_ms": percent["99%"],
+        "qps": count / wall,
+        "server_cpu_seconds": sum(_cpu(p) for p in servers) - cpu,
+        "client_cpu_seconds": own_cpu_seconds() - client_cpu,
+        "wall_seconds": wall,
+        "requests": count,
+    }
+
+
 
 
 def ab_load(url: str, body: bytes, requests: int, clients: int, server_pids: list[int]) -> dict[str, float]:
-    """Like :func:`http_load`, the load from one ``ab`` process (``clients`` concurrent keep-alive
-    connections, the same body each request): p50 / p99 ms (ab gives whole milliseconds), QPS,
+    """Like :func:`http_load`, the load from one ``ab`` process (``clients`` concurrent
+    connections, a new one per request: see the module's docstring; the same body each
+    request): p50 / p99 ms (ab gives whole milliseconds), QPS,
     the servers' CPU seconds and ab's own beside the wall time."""
     import psutil
 
@@ -242,7 +292,7 @@ def main() -> None:
     parser.add_argument("--saturate-clients", type=int, default=16,
                         help="connections for the workers' throughput (1 vs 2 workers): enough that no worker waits for a request")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--python-clients", action="store_true", help="load from --clients Python processes even where ab is installed")
+    parser.add_argument("--python-clients", action="store_true", help="load from --clients Python processes even where wrk or ab is installed")
     parser.add_argument("--quick", action="store_true", help="5,000 rows, 300 texts, 400 requests")
     args = parser.parse_args()
     if args.quick:
@@ -252,7 +302,6 @@ def main() -> None:
 
     from featurestore import Store, searcher
     from featurestore.encoders.sentence import minilm_path
-    from featurestore.index import load_index
     from featurestore.index.vector_index import prepare
 
     import torch
@@ -268,9 +317,14 @@ def main() -> None:
     try:
         store = build_store(work, args.rows, args.text_rows)
         rng = np.random.default_rng(7)
-        synth = load_index("synth", store=store)
-        stored = load_index("sms", store=store)
-        bare_index = synth.index  # the raw FAISS index of the same file, its search parameters applied at load
+        handle, text_handle = searcher("synth", store=store), searcher("sms", store=store)
+        # The bare loops search the very FAISS objects the handles hold (the same memory, its search
+        # parameters applied at load): two copies of one index file read into one process differ
+        # by up to ~30 us a query at 20,000 rows from where their memory landed, which is not the
+        # handle's doing and made its ratio swing between runs (0.58-0.84) when the bare side read
+        # a copy of its own.
+        synth, stored = handle.index, text_handle.index
+        bare_index = synth.index
         sms_texts = [line.partition("\t")[2] for line in (work / "sms.txt").read_text(encoding="utf-8").splitlines()]
         queries = prepare(rng.standard_normal((256, 384)).astype(np.float32), "cosine")
         ids = [str(i) for i in rng.integers(0, args.rows, 256)]
@@ -281,7 +335,6 @@ def main() -> None:
             "text": [json.dumps({"view": "sms", "texts": [t], "k": K}).encode() for t in texts],
         }
         model = SentenceTransformer(str(minilm_path()), device="cpu")
-        handle, text_handle = searcher("synth", store=store), searcher("sms", store=store)
         kept = Store(store).resolve_table("synth").latest(["tag"])
         tags = kept.columns.column("tag").to_numpy(zero_copy_only=False)
         entity_ids = synth.entity_ids  # FAISS id -> entity id (a fresh build numbers the rows 0..n-1)
@@ -311,7 +364,9 @@ def main() -> None:
         runs: dict[str, list[dict[str, float]]] = {}
 
         def load(pool: ProcessPoolExecutor, url: str, body: list[bytes], requests: int, clients: int, pids: list[int]) -> dict[str, float]:
-            """The throughput rows: from ab when installed (one body, repeated), else the Python clients."""
+            """The throughput rows: from wrk or ab when installed (one body, repeated), else the Python clients."""
+            if WRK and not args.python_clients:
+                return wrk_load(url, body[0], requests, clients, pids)
             if AB and not args.python_clients:
                 return ab_load(url, body[0], requests, clients, pids)
             return http_load(pool, url, body, requests, clients, pids)
@@ -359,7 +414,8 @@ def main() -> None:
             "requests_per_variant": args.requests,
             "clients": args.clients,
             "saturate_clients": args.saturate_clients,
-            "load_generator": "ab (apache2-utils), one process, keep-alive" if AB and not args.python_clients else "Python client processes",
+            "load_generator": "Python client processes" if args.python_clients or not (WRK or AB) else
+                              "wrk, one thread, HTTP/1.1 keep-alive" if WRK else "ab (apache2-utils), one process, a new connection per request",
             "rounds": args.rounds,
             "faiss_threads": faiss.omp_get_max_threads(),
             "results": best,

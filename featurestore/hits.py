@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["HitTables"]
 
-ROUND_IN_PYTHON = 64  # hits up to which the scores are rounded by Python's round (see _rounded)
-
 
 @dataclass(frozen=True)
 class HitTables:
@@ -66,23 +64,14 @@ class HitTables:
             slots = np.minimum(np.searchsorted(self.positions, flat), max(n - 1, 0))
             slots[(self.positions[slots] != flat) if n else slice(None)] = -1
         names = self.names[slots].tolist()
-        records = _records(names, _rounded(scores), self.columns, [v[slots].tolist() for v in self.values])
+        # float32 scores: rounding their float64 values in numpy gives exactly Python's round(s, 6)
+        records = _records(names, scores.astype(np.float64).round(6).ravel().tolist(), self.columns, [v[slots].tolist() for v in self.values])
         if not self.complete:
             for i in np.flatnonzero(self.rows[slots] < 0).tolist():
                 records[i] = {"entity_id": records[i]["entity_id"], "score": records[i]["score"]}
         if None in names:
             return [[r for r in records[i : i + k] if r["entity_id"] is not None] for i in range(0, len(records), k)]
         return [records] if len(records) == k else [records[i : i + k] for i in range(0, len(records), k)]
-
-
-def _rounded(scores: np.ndarray) -> list[float]:
-    """The scores rounded to 6 decimals, flat. float32 scores: rounding their float64 values in
-    numpy gives exactly Python's ``round(s, 6)``; for one query's hits Python's ``round`` is the
-    cheaper of the two (numpy's cast and rounding passes cost ~1.5 us, a fifth of a warm query's
-    own time), for a batch numpy's."""
-    if scores.size <= ROUND_IN_PYTHON:
-        return [round(s, 6) for s in scores.ravel().tolist()]
-    return scores.astype(np.float64).round(6).ravel().tolist()
 
 
 def _records(names: list[Any], scores: list[float], columns: list[str], values: list[list[Any]]) -> list[dict[str, Any]]:

@@ -122,6 +122,12 @@ class Searcher:
     def generation(self) -> Generation:
         return self._current().generation
 
+    @property
+    def index(self) -> "VectorIndex":
+        """The vector index of the generation in force, after the freshness check (its FAISS
+        index is ``.index``); :class:`NotFoundError` when the view has no index yet."""
+        return self._index_of(self._current())
+
     def served_generation(self) -> Generation | None:
         """The generation in force now, without a freshness check (for metrics)."""
         state = self._state

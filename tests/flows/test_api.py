@@ -477,8 +477,12 @@ def test_an_index_update_in_another_process_is_served_without_a_restart_and_neve
 
 
 def test_two_worker_processes_serve_one_store_without_nagle_delays(store):
-    """Both workers answer (their pids differ) and a keep-alive request is not held ~40 ms by
-    Nagle + delayed ACK (uvicorn's own multi-worker socket leaves TCP_NODELAY off)."""
+    """Both workers answer (their pids differ), each on a CPU of its own where the machine has
+    two; keep-alive connections opened at once are spread over them (each worker listens on a
+    socket of its own); a keep-alive request is not held ~40 ms by Nagle + delayed ACK
+    (uvicorn's own multi-worker socket leaves TCP_NODELAY off)."""
+    import psutil
+
     url, process = start_server(store, "--workers", "2")
     try:
         pids = set()
@@ -487,6 +491,16 @@ def test_two_worker_processes_serve_one_store_without_nagle_delays(store):
             if len(pids) == 2:
                 break
         assert len(pids) == 2
+        if len(os.sched_getaffinity(0)) >= 2:
+            assert sorted(len(psutil.Process(pid).cpu_affinity()) for pid in pids) == [1, 1]
+            assert len({psutil.Process(pid).cpu_affinity()[0] for pid in pids}) == 2
+        clients = [httpx.Client(base_url=url, timeout=30) for _ in range(16)]  # a pool of 16 keep-alive connections
+        try:
+            held = [client.get("/healthz").json()["pid"] for client in clients]
+            assert set(held) == pids and [client.get("/healthz").json()["pid"] for client in clients] == held  # spread, and kept
+        finally:
+            for client in clients:
+                client.close()
         with httpx.Client(base_url=url, timeout=30) as client:
             body = {"view": "live", "ids": ["5"], "k": 3}
             for _ in range(5):
