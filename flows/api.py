@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -126,15 +126,32 @@ def create_app(*, store: str | None = None, token: str | None = None, max_body: 
 
         return searcher(view, encoder, store=the_store, max_views=max_views)
 
-    def warm(view: str, encoder: str | None) -> Any:
-        """The view's handle when it is loaded and this request has not claimed the freshness
-        check: a query on it reads memory only, so it is answered on the event loop (a thread
-        hand-off costs more than a vector or id search); else None, and the query goes to a
-        thread, where the check runs and a load may happen (one request per check interval)."""
+    def warm(view: str, encoder: str | None) -> tuple[Any, Any]:
+        """``(on, claimed)``: ``on`` the view's handle when it is loaded and this request did not
+        take the freshness check (a query on it reads memory only, so it is answered on the event
+        loop: a thread hand-off costs more than a vector or id search); else None, and the query
+        goes to a thread, where a load may happen. ``claimed`` the handle whose check this request
+        took (one request per check interval), which the thread runs first."""
         from featurestore.serving import loaded_searcher
 
         found = loaded_searcher(view, encoder, store=the_store)
-        return found if found is not None and not found.claim_check() else None
+        if found is None:
+            return None, None
+        return (None, found) if found.claim_check() else (found, None)
+
+    async def answer(run: Callable[..., dict[str, Any]], on: Any, claimed: Any) -> Response:
+        """``run(on)`` on the event loop, else ``run()`` in a thread, after the freshness check
+        the request took: it runs even when the request is refused (a stream of bad requests
+        cannot hold the check back)."""
+        if on is not None:
+            return _json(run(on))
+
+        def checked() -> dict[str, Any]:
+            if claimed is not None:
+                claimed.refresh()
+            return run()
+
+        return _json(await run_in_threadpool(checked))
 
     @app.post("/v1/search", summary="k nearest stored entities of text, image, id or vector queries")
     async def search(request: Request) -> Response:
@@ -152,8 +169,7 @@ def create_app(*, store: str | None = None, token: str | None = None, max_body: 
             return {"view": body.view, "generation": found.generation.to_dict(), "results": list(found)}
 
         quick = body.where is None and body.texts is None and body.images is None and len(body.vectors or body.ids or ()) <= QUICK_QUERIES
-        on = warm(body.view, body.encoder) if quick else None
-        return _json(run(on) if on is not None else await run_in_threadpool(run))
+        return await answer(run, *(warm(body.view, body.encoder) if quick else (None, None)))
 
     @app.post("/v1/features", summary="stored vectors and kept columns of entity ids (online lookup)")
     async def features(request: Request) -> Response:
@@ -167,8 +183,7 @@ def create_app(*, store: str | None = None, token: str | None = None, max_body: 
             del found["vectors"]
             return {"view": body.view, **found}
 
-        on = warm(body.view, body.encoder) if body.as_of is None and len(body.ids) <= QUICK_QUERIES else None
-        return _json(run(on) if on is not None else await run_in_threadpool(run))
+        return await answer(run, *(warm(body.view, body.encoder) if body.as_of is None and len(body.ids) <= QUICK_QUERIES else (None, None)))
 
     @app.post("/v1/embed", summary="encode new texts or images with a view's own encoder")
     async def embed(request: Request) -> Response:

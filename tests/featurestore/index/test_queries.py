@@ -88,8 +88,9 @@ def test_check_vectors_clears_a_batch_in_one_pass_and_names_the_first_bad_row():
 
 
 def test_squared_norms_are_the_same_through_faiss_and_numpy():
-    from featurestore.vectors import squared_norms
+    from featurestore.vectors import _faiss, squared_norms
 
+    assert _faiss() is not None  # the index extra: the first call below goes through FAISS
     x = np.random.default_rng(3).standard_normal((5, 384)).astype(np.float32)
     x[4] = np.inf
     fast = squared_norms(x)  # FAISS's kernel: float32, C-contiguous
