@@ -136,15 +136,7 @@ def wrk_load(url: str, body: bytes, requests: int, clients: int, server_pids: li
 
     percent = {line.split()[0]: ms(line.split()[1]) for line in out.splitlines() if line.strip().startswith(("50%", "99%"))}
     count = int(next(line for line in out.splitlines() if " requests in " in line).split()[0])
-    return {
-        "p50_ms": percent["50%"],
-        "p99_ms": percent["99%"],
-        "qps": count / wall,
-        "server_cpu_seconds": sum(_cpu(p) for p in servers) - cpu,
-        "client_cpu_seconds": own_cpu_seconds() - client_cpu,
-        "wall_seconds": wall,
-        "requests": count,
-    }
+    return {**_loaded(percent, count, wall, servers, cpu, client_cpu), "requests": count}
 
 
 
@@ -172,10 +164,16 @@ def ab_load(url: str, body: bytes, requests: int, clients: int, server_pids: lis
     if any(int(line.split(":")[1].split()[0]) for line in failed):
         raise SystemExit(f"bench: ab saw failed requests: {failed}")
     percent = {line.split()[0]: float(line.split()[1]) for line in out.splitlines() if line.strip().startswith(("50%", "99%"))}
+    return _loaded(percent, requests, wall, servers, cpu, client_cpu)
+
+
+def _loaded(percent: dict[str, float], count: int, wall: float, servers: list[Any], cpu: float, client_cpu: float) -> dict[str, float]:
+    """One loaded row from a load generator's run: p50 / p99 ms, QPS, the servers' CPU seconds
+    (since ``cpu``) and the generator's (since ``client_cpu``) beside the wall time."""
     return {
         "p50_ms": percent["50%"],
         "p99_ms": percent["99%"],
-        "qps": requests / wall,
+        "qps": count / wall,
         "server_cpu_seconds": sum(_cpu(p) for p in servers) - cpu,
         "client_cpu_seconds": own_cpu_seconds() - client_cpu,
         "wall_seconds": wall,
