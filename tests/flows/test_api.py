@@ -131,6 +131,17 @@ def test_healthz_is_open_and_every_other_route_needs_the_token(server):
             assert "needs a bearer token" in response.json()["error"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/maps")
+def test_the_server_parses_http_with_httptools_on_uvloop(server):
+    """uvicorn chooses its HTTP parser and event loop by what is installed: the flows extra brings
+    httptools and uvloop (h11 and asyncio cost ~30% more CPU a request); the server has both loaded."""
+    url, _ = server
+    pid = httpx.get(f"{url}/healthz").json()["pid"]
+    maps = Path(f"/proc/{pid}/maps").read_text()  # the shared objects mapped into the server
+    assert "/httptools/parser/parser." in maps, "uvicorn fell back to h11"
+    assert "/uvloop/loop." in maps, "uvicorn fell back to asyncio's loop"
+
+
 def test_views_lists_every_view_with_its_index_and_what_is_served(server):
     _, client = server
     views = {v["view"]: v for v in client.get("/v1/views").json()}
