@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,8 +21,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# the weights-digest cache of the encoders goes to a folder of this session, not the user's home
-os.environ.setdefault("FEATURESTORE_CACHE_DIR", tempfile.mkdtemp(prefix="featurestore-cache-"))
+# the weights-digest cache and the ONNX exports go to a folder of this session, not the user's
+# home, removed when the process that made it ends (the xdist workers inherit it; ~270 MB of exports)
+if "FEATURESTORE_CACHE_DIR" not in os.environ:
+    os.environ["FEATURESTORE_CACHE_DIR"] = tempfile.mkdtemp(prefix="featurestore-cache-")
+    atexit.register(shutil.rmtree, os.environ["FEATURESTORE_CACHE_DIR"], True)
 
 from featurestore import settings  # noqa: E402
 
