@@ -457,10 +457,10 @@ def main() -> None:
                 "two_workers_qps_over_one": round(best["http_vector_2_workers_saturated"]["qps"] / best["http_vector_saturated"]["qps"], 2),
                 # ... and under --clients connections, one request in flight each: with 4, a worker waits
                 # while its two connections' responses travel, so 2 workers do not saturate 2 cores
+                "two_workers_qps_over_one_at_clients": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
                 # ... beside what this machine gives two CPU-bound processes at once (a pure Python loop
                 # on two CPUs vs one, median over rounds): the workers' ceiling here
                 "machine_two_process_scaling": two_cpus,
-                "two_workers_qps_over_one_at_clients": round(best["http_vector_2_workers"]["qps"] / best["http_vector"]["qps"], 2),
                 # where the CPU went under load: the servers' CPU seconds per wall second of the same round, median over rounds (2 cores: at most 2.0)
                 "server_cores_busy_1_worker": best["http_vector"]["server_cores_busy_median"],
                 "server_cores_busy_2_workers": best["http_vector_2_workers"]["server_cores_busy_median"],
